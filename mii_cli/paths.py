@@ -1,0 +1,30 @@
+"""プロジェクトのパス（同梱モデル・マニフェスト・Dockerfile）を解決する。"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mii_cli.errors import ConfigError
+
+
+def project_root() -> Path:
+    """プロジェクトのルート。MII_PROJECT_DIR があればそれ、無ければこのパッケージの親。"""
+    override = os.environ.get("MII_PROJECT_DIR")
+    root = Path(override) if override else Path(__file__).resolve().parent.parent
+    if not (root / "models").is_dir():
+        raise ConfigError(
+            f"{root} is not a mii project (no models/ folder)",
+            hint="run mii from a clone of the project, or set MII_PROJECT_DIR",
+        )
+    return root
+
+
+def default_model() -> Path:
+    """同梱モデルのパス。"""
+    return project_root() / "models" / "iris_svc.onnx"
+
+
+def default_labels() -> Path:
+    """同梱ラベルのパス。"""
+    return project_root() / "models" / "label.json"

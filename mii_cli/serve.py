@@ -1,0 +1,59 @@
+"""`mii serve`: Docker を使わずに同梱モデルをローカルで配信する。"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mii_cli.console import info
+from mii_cli.errors import ModelError
+from mii_cli.paths import default_labels, default_model
+from service.server import StartupError, prepare, serve
+
+
+def resolve_overrides(
+    *,
+    host: str,
+    port: int,
+    model: Path | None,
+    labels: Path | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> dict[str, Any]:
+    """CLI のオプションをサービス設定の上書きにする。
+
+    モデルの優先順位は --model、環境変数 MODEL_FILEPATH、同梱の models/ の順（ラベルも同じ）。
+    """
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    if model is not None:
+        overrides["model_filepath"] = model
+    elif "MODEL_FILEPATH" not in os.environ:
+        overrides["model_filepath"] = default_model()
+    if labels is not None:
+        overrides["label_filepath"] = labels
+    elif "LABEL_FILEPATH" not in os.environ:
+        overrides["label_filepath"] = default_labels()
+    if log_level is not None:
+        overrides["log_level"] = log_level.upper()
+    if log_format is not None:
+        overrides["log_format"] = log_format.upper()
+    return overrides
+
+
+def run_server(**options: Any) -> None:
+    """設定とモデルを検証してから uvicorn を起動する（Ctrl-C で止まるまで戻らない）。"""
+    try:
+        settings, classifier = prepare(**resolve_overrides(**options))
+    except StartupError as error:
+        raise ModelError(str(error)) from None
+    info(
+        f"serving {settings.model_filepath} on http://{settings.host}:{settings.port}"
+        " (docs: /docs); Ctrl-C to stop"
+    )
+    try:
+        serve(settings, classifier)
+    except KeyboardInterrupt:
+        # Ctrl-C は正常な停止（uvicorn は処理中のリクエストを終えてから戻る）
+        pass
+    info("server stopped")

@@ -1,0 +1,5 @@
+"""`python -m service` でサーバーを起動する。"""
+
+from service.server import main
+
+main()

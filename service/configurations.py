@@ -1,0 +1,93 @@
+"""推論サービスの設定。
+
+環境変数から読み込む唯一の設定オブジェクト。不正な値は起動時に 1 行のエラーで止める。
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service import constants
+
+
+class ConfigurationError(Exception):
+    """設定値が不正なときの例外（メッセージは 1 行で、どの変数が何故だめかを示す）。"""
+
+
+class Settings(BaseSettings):
+    """推論サービスの設定（環境変数名はフィールド名の大文字）。"""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    model_filepath: Path = Field(default=Path(constants.DEFAULT_MODEL_FILEPATH))
+    """ONNX モデルファイルのパス（MODEL_FILEPATH）。"""
+
+    label_filepath: Path = Field(default=Path(constants.DEFAULT_LABEL_FILEPATH))
+    """クラスインデックスとラベル名の対応を持つ JSON のパス（LABEL_FILEPATH）。"""
+
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "DEBUG"
+    """ログレベル（LOG_LEVEL）。仕様書の既定値は DEBUG。"""
+
+    log_format: Literal["TEXT", "JSON"] = "TEXT"
+    """ログの形式（LOG_FORMAT）。TEXT は人向け、JSON は 1 行 1 レコード。"""
+
+    access_log: bool = False
+    """リクエストごとのアクセスログを出すか（ACCESS_LOG）。既定は性能のため無効。"""
+
+    host: str = constants.DEFAULT_HOST
+    """待ち受けるアドレス（HOST）。"""
+
+    port: int = Field(default=constants.DEFAULT_PORT, ge=1, le=65535)
+    """待ち受けるポート（PORT）。"""
+
+    max_batch_rows: int = Field(default=constants.DEFAULT_MAX_BATCH_ROWS, ge=1, le=100_000)
+    """1 リクエストで受け付ける最大行数（MAX_BATCH_ROWS）。超えると 400。"""
+
+    max_body_bytes: int = Field(default=constants.DEFAULT_MAX_BODY_BYTES, ge=64)
+    """受け付けるリクエストボディの最大バイト数（MAX_BODY_BYTES）。超えると 413。"""
+
+    ort_intra_op_threads: int = Field(default=1, ge=1, le=64)
+    """ONNX Runtime の演算内スレッド数（ORT_INTRA_OP_THREADS）。500m の Pod では 1 が最速。"""
+
+    ort_inter_op_threads: int = Field(default=1, ge=1, le=64)
+    """ONNX Runtime の演算間スレッド数（ORT_INTER_OP_THREADS）。"""
+
+    graceful_shutdown_seconds: float = Field(default=20.0, ge=0, le=600)
+    """SIGTERM 後に処理中のリクエストを待つ最大秒数（GRACEFUL_SHUTDOWN_SECONDS）。"""
+
+    pod_name: str = ""
+    """応答した Pod の名前（POD_NAME）。空ならホスト名を使う。"""
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        """info や json のような小文字も受け付ける。"""
+        return value.upper() if isinstance(value, str) else value
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """pydantic の検証エラーを「変数名: 理由」の 1 行にまとめる。"""
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]).upper() or "settings"
+        parts.append(f"{name}={item.get('input')!r}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """環境変数（と明示の上書き）から設定を読み込む。不正なら ConfigurationError。"""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """プロセス全体で共有する設定を返す。"""
+    return load_settings()

@@ -1,0 +1,42 @@
+"""推論サービスの定数。
+
+環境変数の既定値、サンプル入力、メタデータの固定値など、実行時に変わらない値をまとめる。
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# サービスのバージョン（イメージのタグ・OCI ラベル・/metadata で共通）
+SERVICE_VERSION: Final = "0.1.0"
+
+# イメージ内のアプリケーションルート（仕様書 2.2 節）
+IMAGE_ROOT: Final = "/model_in_image_pattern"
+
+# モデル・ラベルファイルの既定パス（仕様書 6 節）
+DEFAULT_MODEL_FILEPATH: Final = f"{IMAGE_ROOT}/models/iris_svc.onnx"
+DEFAULT_LABEL_FILEPATH: Final = f"{IMAGE_ROOT}/models/label.json"
+
+# 学習時の情報を書き出すファイル名（モデルと同じディレクトリに置く）
+TRAINING_FACTS_FILENAME: Final = "training.json"
+
+# 待ち受けの既定値
+DEFAULT_HOST: Final = "0.0.0.0"
+DEFAULT_PORT: Final = 8000
+
+# リクエスト制限の既定値
+DEFAULT_MAX_BATCH_ROWS: Final = 1000
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+
+# テスト推論に使うサンプル（元実装と同じ Iris の 1 行目）
+SAMPLE_DATA: Final[list[list[float]]] = [[5.1, 3.5, 1.4, 0.2]]
+
+# 元実装の /metadata が返していた固定値
+DATA_TYPE: Final = "float32"
+DATA_STRUCTURE: Final = "(1,4)"
+PREDICTION_TYPE: Final = "float32"
+PREDICTION_STRUCTURE: Final = "(1,3)"
+
+# どの Pod が応答したかを示すレスポンスヘッダ（ロードバランシングの確認に使う）
+SERVED_BY_HEADER: Final = "X-Served-By"
+REQUEST_ID_HEADER: Final = "X-Request-ID"

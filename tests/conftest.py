@@ -1,0 +1,93 @@
+"""テスト全体で共有するフィクスチャ。"""
+
+from __future__ import annotations
+
+import json
+import socket
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+MODEL = MODELS / "iris_svc.onnx"
+LABELS = MODELS / "label.json"
+REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """同梱モデルのパス。"""
+    return MODEL
+
+
+@pytest.fixture(scope="session")
+def label_path() -> Path:
+    """同梱ラベルのパス。"""
+    return LABELS
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """元実装のモデルと期待値のフォルダ（無ければテストをスキップ）。"""
+    if not (REFERENCE / "expected.json").is_file():
+        pytest.skip(f"reference folder {REFERENCE} is absent (it ships beside the project in CI)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def expected_cases(reference_dir: Path) -> list[dict[str, Any]]:
+    """元実装が返した 150 行分の確率とラベル。"""
+    cases: list[dict[str, Any]] = json.loads((reference_dir / "expected.json").read_text())["cases"]
+    return cases
+
+
+@pytest.fixture(scope="session")
+def tensor_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """zipmap=False で変換した（確率をテンソルで返す）モデル。"""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from mii_cli.train import INPUT_NAME, TARGET_OPSET, _fit
+
+    pipeline, *_ = _fit(42, 0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        onnx_model = convert_sklearn(
+            pipeline,
+            initial_types=[(INPUT_NAME, FloatTensorType([None, 4]))],
+            target_opset=TARGET_OPSET,
+            options={id(pipeline): {"zipmap": False}},
+        )
+    path = tmp_path_factory.mktemp("tensor") / "iris_tensor.onnx"
+    path.write_bytes(onnx_model.SerializeToString())
+    return path
+
+
+def free_port() -> int:
+    """ループバックの空きポートを返す。"""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """サービスの環境変数を消した状態にする。"""
+    for name in (
+        "MODEL_FILEPATH",
+        "LABEL_FILEPATH",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "PORT",
+        "HOST",
+        "MAX_BATCH_ROWS",
+        "MAX_BODY_BYTES",
+        "ACCESS_LOG",
+        "POD_NAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch

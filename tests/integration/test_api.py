@@ -1,0 +1,265 @@
+"""全エンドポイントと全エラーコードを ASGI アプリ経由で確かめる。"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.ml.prediction import Classifier
+
+SAMPLE = [5.1, 3.5, 1.4, 0.2]
+VIRGINICA = [6.7, 3.0, 5.2, 2.3]
+
+
+@pytest.fixture(scope="module")
+def direct(model_path: Path, label_path: Path) -> Classifier:
+    return Classifier(model_path, label_path)
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"health": "ok"}
+
+
+def test_liveness_and_readiness(client: TestClient) -> None:
+    assert client.get("/health/live").json() == {"status": "alive"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+def test_readiness_is_503_until_the_model_is_loaded(
+    clean_env: pytest.MonkeyPatch, model_path: Path, label_path: Path
+) -> None:
+    from service.app.app import create_app
+    from service.configurations import load_settings
+
+    app = create_app(load_settings(model_filepath=model_path, label_filepath=label_path))
+    client = TestClient(app)  # lifespan を回さない: モデルは未読み込み
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready"}
+    assert client.get("/health/live").status_code == 200
+    with TestClient(app) as started:
+        assert started.get("/health/ready").status_code == 200
+    # 終了後は再び ready ではない
+    assert app.state.service.ready is False
+
+
+def test_label(client: TestClient) -> None:
+    assert client.get("/label").json() == {"0": "setosa", "1": "versicolor", "2": "virginica"}
+
+
+def test_metadata_has_the_original_fields_and_model_facts(client: TestClient, direct: Classifier) -> None:
+    body = client.get("/metadata").json()
+    assert body["data_type"] == "float32"
+    assert body["data_structure"] == "(1,4)"
+    assert body["data_sample"] == [SAMPLE]
+    assert body["prediction_type"] == "float32"
+    assert body["prediction_structure"] == "(1,3)"
+    assert body["prediction_sample"] == direct.predict_proba([SAMPLE])[0]
+    model = body["model"]
+    assert model["file_name"] == "iris_svc.onnx"
+    assert model["sha256"] == direct.info.sha256
+    assert model["input_name"] == "float_input"
+    assert model["input_shape"] == [None, 4]
+    assert model["input_type"] == "tensor(float)"
+    assert {o["name"] for o in model["outputs"]} == {"output_label", "output_probability"}
+    assert "ai.onnx.ml" in model["opset"]
+    assert model["producer"] == "skl2onnx"
+    assert model["num_classes"] == 3
+    assert model["training"]["seed"] == 42
+    assert body["service_version"] == "0.1.0"
+
+
+def test_predict_test(client: TestClient, direct: Classifier) -> None:
+    assert client.get("/predict/test").json() == {"prediction": direct.predict_proba([SAMPLE])[0]}
+    assert client.get("/predict/test/label").json() == {"prediction": "setosa"}
+
+
+def test_predict_one_row(client: TestClient, direct: Classifier) -> None:
+    response = client.post("/predict", json={"data": [VIRGINICA]})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"prediction": direct.predict_proba([VIRGINICA])[0]}
+    assert client.post("/predict/label", json={"data": [VIRGINICA]}).json() == {"prediction": "virginica"}
+
+
+def test_predict_batch_answers_every_row_in_order(client: TestClient, direct: Classifier) -> None:
+    rows = [SAMPLE, VIRGINICA, [5.9, 3.0, 4.2, 1.5]]
+    probabilities = client.post("/predict", json={"data": rows}).json()["prediction"]
+    assert probabilities == direct.predict_proba(rows)
+    labels = client.post("/predict/label", json={"data": rows}).json()["prediction"]
+    assert labels == ["setosa", "virginica", "versicolor"]
+
+
+def test_integers_are_accepted_as_numbers(client: TestClient) -> None:
+    response = client.post("/predict/label", json={"data": [[5, 3, 1, 0]]})
+    assert response.status_code == 200
+    assert response.json() == {"prediction": "setosa"}
+
+
+def test_body_without_json_content_type_is_still_parsed(client: TestClient) -> None:
+    response = client.post("/predict/label", content=json.dumps({"data": [SAMPLE]}))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/label"])
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ("{}", ["body", "data"]),
+        ('{"data": "x"}', ["body", "data"]),
+        ('{"data": [1, 2, 3, 4]}', ["body", "data", 0]),
+        ('{"data": [["a", 1, 2, 3]]}', ["body", "data", 0, 0]),
+        ('{"data": [[true, 1, 2, 3]]}', ["body", "data", 0, 0]),
+        ('{"data": [[null, 1, 2, 3]]}', ["body", "data", 0, 0]),
+        ("not json", ["body"]),
+        ("", ["body"]),
+        ("[1, 2]", ["body"]),
+    ],
+)
+def test_schema_mismatch_is_422_in_fastapi_format(
+    client: TestClient, path: str, body: str, loc: list[object]
+) -> None:
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert isinstance(detail, list)
+    assert detail[0]["loc"] == loc
+    assert detail[0]["msg"]
+    assert detail[0]["type"]
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/label"])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"data": []}', "data must contain at least one row"),
+        ('{"data": [[5.1, 3.5, 1.4]]}', "row 0 has 3 values; the model expects 4 features"),
+        ('{"data": [[5.1, 3.5, 1.4, 0.2], [1, 2, 3, 4, 5]]}', "row 1 has 5 values"),
+        ('{"data": [[NaN, 3.5, 1.4, 0.2]]}', "row 0, column 0: value nan is not finite"),
+        ('{"data": [[5.1, Infinity, 1.4, 0.2]]}', "row 0, column 1: value inf is not finite"),
+        ('{"data": [[5.1, 3.5, -Infinity, 0.2]]}', "row 0, column 2"),
+        ('{"data": [[5.1, 3.5, 1.4, 1e300]]}', "out of float32 range"),
+    ],
+)
+def test_rows_the_model_cannot_take_are_400(client: TestClient, path: str, body: str, message: str) -> None:
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
+def test_too_many_rows_is_400(client: TestClient) -> None:
+    response = client.post("/predict", json={"data": [SAMPLE] * 51})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "data has 51 rows; at most 50 rows are accepted per request"}
+    assert client.post("/predict", json={"data": [SAMPLE] * 50}).status_code == 200
+
+
+def test_body_over_the_limit_is_413(client: TestClient) -> None:
+    big = json.dumps({"data": [SAMPLE] * 400})
+    assert len(big) > 4096
+    response = client.post("/predict", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json() == {"detail": "request body is larger than 4096 bytes"}
+
+
+def test_streamed_body_over_the_limit_is_413(client: TestClient) -> None:
+    def chunks():  # Content-Length の無いチャンク転送
+        for _ in range(20):
+            yield b" " * 1000
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    assert client.get("/nope").status_code == 404
+    assert client.get("/predict").status_code == 405
+
+
+def test_server_fault_is_a_generic_500_and_logged(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    classifier = client.app.state.service.classifier  # type: ignore[attr-defined]
+
+    def broken(_rows: object) -> object:
+        raise RuntimeError("onnxruntime exploded")
+
+    monkeypatch.setattr(classifier, "predict_proba", broken)
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/predict", json={"data": [SAMPLE]}, headers={"X-Request-ID": "trace-me"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "onnxruntime exploded" not in response.text
+    assert response.headers["x-request-id"] == "trace-me"
+    assert any("onnxruntime exploded" in (r.exc_text or "") for r in caplog.records)
+    assert any(getattr(r, "request_id", None) == "trace-me" for r in caplog.records)
+
+
+def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
+    echoed = client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    generated = client.get("/health").headers["x-request-id"]
+    assert len(generated) == 32
+    assert generated != client.get("/health").headers["x-request-id"]
+    # 制御文字や長すぎる ID は引き継がずに作り直す
+    assert client.get("/health", headers={"X-Request-ID": "x" * 200}).headers["x-request-id"] != "x" * 200
+
+
+def test_served_by_header_names_the_pod(client: TestClient) -> None:
+    assert client.get("/predict/test").headers["x-served-by"] == "pod-a"
+
+
+def test_metrics_count_requests_predictions_and_rows(client: TestClient) -> None:
+    client.post("/predict", json={"data": [SAMPLE, SAMPLE, VIRGINICA]})
+    client.post("/predict/label", json={"data": []})
+    client.get("/predict/test")
+    text = client.get("/metrics").text
+    assert 'mii_http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
+    assert 'mii_http_requests_total{method="POST",route="/predict/label",status="400"} 1.0' in text
+    assert 'mii_predictions_total{endpoint="/predict"} 1.0' in text
+    assert "mii_prediction_rows_total 4.0" in text
+    assert 'mii_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/predict"}' in text
+    client.get("/does-not-exist")
+    assert 'route="unmatched",status="404"' in client.get("/metrics").text
+
+
+def test_openapi_documents_the_endpoints(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path in [
+        "/health",
+        "/metadata",
+        "/label",
+        "/predict/test",
+        "/predict/test/label",
+        "/predict",
+        "/predict/label",
+        "/health/ready",
+        "/health/live",
+    ]:
+        assert path in spec["paths"], path
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["data"]["type"] == "array"
+    assert client.get("/docs").status_code == 200
+
+
+def test_access_log_when_enabled(
+    make_client: Callable[..., TestClient],
+    model_path: Path,
+    label_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client(model_filepath=model_path, label_filepath=label_path, access_log=True)
+    with caplog.at_level(logging.INFO, logger="service.access"):
+        client.get("/health", headers={"X-Request-ID": "log-me"})
+    record = next(r for r in caplog.records if r.name == "service.access")
+    assert '"GET /health" 200' in record.getMessage()
+    assert record.request_id == "log-me"  # type: ignore[attr-defined]

@@ -1,0 +1,104 @@
+"""CLI の配線とエラー処理（1 行のメッセージと終了コード、--debug のトレースバック）のテスト。"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mii_cli import cli
+from mii_cli.errors import DockerError
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(cli.app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("train", "serve"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "serve"])
+def test_every_command_has_help(command: str) -> None:
+    result = runner.invoke(cli.app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_train_json(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["train", "--output", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["accuracy"] > 0.9
+    assert Path(payload["model_path"]).is_file()
+
+
+def test_train_human_output(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["train", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "held-out accuracy" in result.output
+
+
+def test_train_error_is_one_message_and_exit_code(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["train", "-o", str(tmp_path), "--test-size", "0.99"])
+    assert result.exit_code == 3
+    assert "Error: test size must be between" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_refuses_a_broken_model(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"garbage")
+    result = runner.invoke(cli.app, ["serve", "--model", str(broken)])
+    assert result.exit_code == 3
+    assert "not a valid ONNX model" in result.output
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
+@pytest.fixture
+def failing_command() -> typer.Typer:
+    @cli.app.command("fail-for-test", hidden=True)
+    def fail(kind: str) -> None:
+        errors: dict[str, Exception] = {
+            "docker": DockerError("no engine", hint="start docker", details="log line"),
+            "bug": RuntimeError("kaboom"),
+            "interrupt": KeyboardInterrupt(),
+        }
+        _raise(errors[kind])
+
+    yield cli.app
+    cli.app.registered_commands[:] = [c for c in cli.app.registered_commands if c.name != "fail-for-test"]
+
+
+def test_mii_error_becomes_message_hint_and_code(failing_command: typer.Typer) -> None:
+    result = runner.invoke(failing_command, ["fail-for-test", "docker"])
+    assert result.exit_code == DockerError.exit_code == 4
+    assert "Error: no engine" in result.output
+    assert "Hint: start docker" in result.output
+    assert "log line" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unexpected_error_has_no_traceback_without_debug(failing_command: typer.Typer) -> None:
+    result = runner.invoke(failing_command, ["fail-for-test", "bug"])
+    assert result.exit_code == 1
+    assert "unexpected error: RuntimeError: kaboom" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_traceback(failing_command: typer.Typer) -> None:
+    result = runner.invoke(failing_command, ["--debug", "fail-for-test", "bug"])
+    assert result.exit_code == 1
+    assert "Traceback" in result.output
+
+
+def test_interrupt_exits_130(failing_command: typer.Typer) -> None:
+    result = runner.invoke(failing_command, ["fail-for-test", "interrupt"])
+    assert result.exit_code == 130
