@@ -157,6 +157,15 @@ def serve(
     )
 
 
+# --- image commands (build, run): issue 3 ---
+
+
+# --- smoke-test / load-test commands ---
+
+
+# --- kubernetes commands (deploy, status, teardown, up, down) ---
+
+
 def main() -> None:
     """コンソールスクリプト `mii` の入口。"""
     app()
