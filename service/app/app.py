@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from service import constants
 from service.app.metrics import Metrics
 from service.app.middleware import ServiceMiddleware
-from service.app.routers.routers import JSONBytes, router
+from service.app.routers.routers import HANDLERS, JSONBytes, router
 from service.app.state import ServiceState
 from service.configurations import Settings, get_settings
 from service.ml.prediction import Classifier, InvalidInputError
@@ -103,9 +103,9 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
 
     app.add_middleware(
         ServiceMiddleware,
-        metrics=state.metrics,
-        served_by=state.served_by,
+        state=state,
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
+        handlers=HANDLERS if settings.fast_path else None,
     )
     return app

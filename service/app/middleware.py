@@ -7,6 +7,7 @@
 - Prometheus のメトリクス（ルート・ステータス別の件数と遅延）
 - 想定外の例外を 500 {"detail": "Internal server error"} にし、スタックトレースはログにだけ出す
 - ACCESS_LOG=true のときだけアクセスログ
+- 高速経路（FAST_PATH=true）: ハンドラ表にある (メソッド, パス) は FastAPI を通さずに直接応答する
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from typing import Any
 
 import orjson
 from fastapi import HTTPException
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 
-from service.app.metrics import Metrics
+from service.app.routers.routers import Handler
+from service.app.state import ServiceState
 from service.logs import request_id_var
+from service.ml.prediction import InvalidInputError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,34 +41,39 @@ _CONTENT_LENGTH = b"content-length"
 _INTERNAL_ERROR = b'{"detail":"Internal server error"}'
 
 
+class BodyTooLarge(HTTPException):
+    """本文が上限を超えた（413）。FastAPI の経路では HTTPException として 413 になる。"""
+
+    def __init__(self, limit: int) -> None:
+        """上限のバイト数を含むメッセージを作る。"""
+        super().__init__(status_code=413, detail=f"request body is larger than {limit} bytes")
+
+
 def _valid_request_id(value: bytes) -> bool:
     """クライアントの X-Request-ID をそのまま使ってよいか（長さと文字種）。"""
     return 0 < len(value) <= 128 and all(0x21 <= b <= 0x7E for b in value)
 
 
-def _too_large(limit: int) -> HTTPException:
-    """413 の例外を作る。"""
-    return HTTPException(status_code=413, detail=f"request body is larger than {limit} bytes")
-
-
 class ServiceMiddleware:
-    """リクエスト ID・ボディ上限・メトリクス・例外処理をまとめた ASGI ミドルウェア。"""
+    """リクエスト ID・ボディ上限・メトリクス・例外処理・高速経路をまとめた ASGI ミドルウェア。"""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        metrics: Metrics,
-        served_by: str,
+        state: ServiceState,
         max_body_bytes: int,
         access_log: bool,
+        handlers: dict[tuple[str, str], Handler] | None,
     ) -> None:
         """設定を受け取り、毎リクエストで使うヘッダ値を事前に作っておく。"""
         self.app = app
-        self.metrics = metrics
-        self.served_by = served_by.encode("latin-1", "replace")
+        self.state = state
+        self.metrics = state.metrics
+        self.served_by = state.served_by.encode("latin-1", "replace")
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.handlers = handlers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """HTTP リクエストを 1 件処理する。"""
@@ -82,10 +92,7 @@ class ServiceMiddleware:
         if not _valid_request_id(request_id):
             request_id = os.urandom(16).hex().encode()
         token = request_id_var.set(request_id.decode())
-        extra_headers = [
-            (b"x-request-id", request_id),
-            (b"x-served-by", self.served_by),
-        ]
+        extra_headers = [(b"x-request-id", request_id), (b"x-served-by", self.served_by)]
         status = 500
         started = False
 
@@ -106,47 +113,71 @@ class ServiceMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _too_large(limit)
+                    raise BodyTooLarge(limit)
             return message
 
+        method, path = scope["method"], scope["path"]
+        handler = self.handlers.get((method, path))
+        route_path: str | None = path if handler is not None else None
         try:
             if content_length > limit:
-                await self._send_json(send_wrapper, 413, _too_large(limit).detail)
+                await self._send(send_wrapper, 413, orjson.dumps({"detail": BodyTooLarge(limit).detail}))
+            elif handler is not None:
+                await self._fast(handler, method, receive_wrapper, send_wrapper)
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except Exception:
             logger.exception(
-                "unhandled error in %s %s",
-                scope["method"],
-                scope["path"],
-                extra={"request_id": request_id.decode()},
+                "unhandled error in %s %s", method, path, extra={"request_id": request_id.decode()}
             )
             if started:
                 raise
-            await self._send_body(send_wrapper, 500, _INTERNAL_ERROR)
+            await self._send(send_wrapper, 500, _INTERNAL_ERROR)
         finally:
             elapsed = time.perf_counter() - start
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe_request(scope["method"], route_path, status, elapsed)
+            if route_path is None:
+                route = scope.get("route")
+                route_path = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(method, route_path, status, elapsed)
             if self.access_log:
                 logger.info(
                     '"%s %s" %d %.2fms',
-                    scope["method"],
-                    scope["path"],
+                    method,
+                    path,
                     status,
                     elapsed * 1000,
                     extra={"request_id": request_id.decode()},
                 )
             request_id_var.reset(token)
 
-    @staticmethod
-    async def _send_json(send: Send, status: int, detail: str) -> None:
-        """{"detail": ...} の JSON 応答を送る。"""
-        await ServiceMiddleware._send_body(send, status, orjson.dumps({"detail": detail}))
+    async def _fast(self, handler: Handler, method: str, receive: Receive, send: Send) -> None:
+        """ハンドラを直接呼んで応答する（FastAPI のルートと同じ応答・同じエラー形式）。"""
+        try:
+            body = await self._read_body(receive) if method == "POST" else b""
+            code, payload = handler(self.state, body)
+        except BodyTooLarge as error:
+            code, payload = 413, {"detail": error.detail}
+        except InvalidInputError as error:
+            code, payload = 400, {"detail": str(error)}
+        except RequestValidationError as error:
+            code, payload = 422, {"detail": jsonable_encoder(error.errors())}
+        await self._send(send, code, orjson.dumps(payload))
 
     @staticmethod
-    async def _send_body(send: Send, status: int, body: bytes) -> None:
+    async def _read_body(receive: Receive) -> bytes:
+        """本文を最後まで読む（上限は receive 側で確かめる）。"""
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    async def _send(send: Send, status: int, body: bytes) -> None:
         """JSON ボディの応答を送る。"""
         await send(
             {

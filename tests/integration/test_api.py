@@ -263,3 +263,32 @@ def test_access_log_when_enabled(
     record = next(r for r in caplog.records if r.name == "service.access")
     assert '"GET /health" 200' in record.getMessage()
     assert record.request_id == "log-me"  # type: ignore[attr-defined]
+
+
+def test_fast_path_and_fastapi_routes_answer_byte_for_byte_alike(
+    make_client: Callable[..., TestClient], model_path: Path, label_path: Path
+) -> None:
+    common = {"model_filepath": model_path, "label_filepath": label_path, "max_batch_rows": 5}
+    fast = make_client(**common, fast_path=True)
+    slow = make_client(**common, fast_path=False)
+    requests: list[tuple[str, str, str | None]] = [
+        ("GET", "/health", None),
+        ("GET", "/health/live", None),
+        ("GET", "/health/ready", None),
+        ("GET", "/metadata", None),
+        ("GET", "/label", None),
+        ("GET", "/predict/test", None),
+        ("GET", "/predict/test/label", None),
+        ("POST", "/predict", '{"data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'),
+        ("POST", "/predict/label", '{"data": [[5.1, 3.5, 1.4, 0.2]]}'),
+        ("POST", "/predict", '{"data": [[5.1, 3.5]]}'),
+        ("POST", "/predict", json.dumps({"data": [[1, 2, 3, 4]] * 6})),
+        ("POST", "/predict/label", '{"data": [["x", 1, 2, 3]]}'),
+        ("POST", "/predict", "{broken"),
+        ("POST", "/predict", '{"data": [[NaN, 1, 2, 3]]}'),
+    ]
+    for method, path, body in requests:
+        a = fast.request(method, path, content=body)
+        b = slow.request(method, path, content=body)
+        assert (a.status_code, a.content) == (b.status_code, b.content), (method, path, body)
+        assert a.headers["content-type"] == b.headers["content-type"] == "application/json"
