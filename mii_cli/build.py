@@ -1,0 +1,318 @@
+"""`mii build`: モデルとサーバーを 1 つのイメージに焼き込む（Docker SDK）。
+
+先に純粋な関数でビルドコンテキスト（ファイル一覧・tar）とビルド引数を作り、
+最後に小さなアダプタが Docker エンジンへ送る。ビルドの各ステップは Rich の進捗で表示する。
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mii_cli.errors import DockerError, ModelError
+from service.constants import SERVICE_VERSION, TRAINING_FACTS_FILENAME
+from service.ml.prediction import Classifier, ModelLoadError
+
+# コンテキストに入れるプロジェクトのファイル（.dockerignore と同じ範囲）
+_PROJECT_FILES = ("Dockerfile", "pyproject.toml", "uv.lock")
+_LOG_TAIL = 15
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """焼き込むモデルの検証結果（ラベルとタグに使う）。"""
+
+    model_path: Path
+    label_path: Path
+    model_sha256: str
+    label_sha256: str
+    input_signature: str
+    num_classes: int
+    training: dict[str, Any] | None
+
+
+@dataclass
+class BuildResult:
+    """ビルドの結果。"""
+
+    image_id: str
+    unique_tag: str
+    tags: list[str]
+    size_bytes: int
+    model_sha256: str
+    label_sha256: str
+    base_image: str
+    steps: int
+    cached_steps: int
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """--json 用の辞書。"""
+        return asdict(self)
+
+
+# --- 描画（純粋な関数） -----------------------------------------------------------------------
+
+
+def inspect_model(model: Path, labels: Path) -> ModelFacts:
+    """サービス自身のローダでモデルとラベルを読み、焼き込んでよいか確かめる。"""
+    try:
+        classifier = Classifier(model, labels)
+        classifier.warm_up()
+    except ModelLoadError as error:
+        raise ModelError(
+            f"refusing to build: {error}",
+            hint="pass a model and label file that `mii serve --model ... --labels ...` can load",
+        ) from None
+    info = classifier.info
+    shape = ",".join("None" if d is None or isinstance(d, str) else str(d) for d in info.input_shape)
+    return ModelFacts(
+        model_path=model,
+        label_path=labels,
+        model_sha256=info.sha256,
+        label_sha256=info.label_sha256,
+        input_signature=f"{info.input_name}:{info.input_type}[{shape}]",
+        num_classes=info.num_classes,
+        training=info.training,
+    )
+
+
+def context_files(root: Path, facts: ModelFacts) -> dict[str, Path]:
+    """ビルドコンテキストの中身（tar 内のパス -> 元のファイル）を返す。
+
+    モデルとラベルはイメージの既定パスの名前（iris_svc.onnx・label.json）で入れる。
+    """
+    files: dict[str, Path] = {}
+    for name in _PROJECT_FILES:
+        files[name] = root / name
+    for path in sorted((root / "service").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            files[path.relative_to(root).as_posix()] = path
+    files["models/iris_svc.onnx"] = facts.model_path
+    files["models/label.json"] = facts.label_path
+    training = facts.model_path.parent / TRAINING_FACTS_FILENAME
+    if facts.training is not None and training.is_file():
+        files[f"models/{TRAINING_FACTS_FILENAME}"] = training
+    return files
+
+
+def context_tar(files: dict[str, Path]) -> io.BytesIO:
+    """コンテキストの tar を作る。同じ中身なら同じバイト列にする。
+
+    クラシックビルダーのキャッシュはファイルのメタデータも見るため、時刻は中身のハッシュから決める
+    （固定の時刻だと、同じ大きさで中身だけ違うモデルがキャッシュに取り違えられる）。
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in sorted(files):
+            data = files[name].read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if files[name].stat().st_mode & 0o111 else 0o644
+            info.mtime = 946684800 + int(hashlib.sha256(data).hexdigest()[:7], 16)
+            info.uid = info.gid = 0
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """git の出力（使えなければ None）。"""
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def build_args(
+    root: Path, facts: ModelFacts, base_image: str, *, now: datetime | None = None
+) -> dict[str, str]:
+    """Dockerfile の ARG（OCI ラベルとモデルの情報）を作る。"""
+    training = facts.training or {}
+    training_summary = {
+        key: training[key] for key in ("accuracy", "seed", "algorithm", "dataset") if key in training
+    }
+    if "versions" in training:
+        training_summary["versions"] = training["versions"]
+    created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "BASE_IMAGE": base_image,
+        "VERSION": SERVICE_VERSION,
+        "REVISION": _git(root, "rev-parse", "HEAD") or "unknown",
+        "CREATED": created,
+        "SOURCE": _git(root, "config", "--get", "remote.origin.url") or "unknown",
+        "MODEL_SHA256": facts.model_sha256,
+        "LABEL_SHA256": facts.label_sha256,
+        "MODEL_INPUT": facts.input_signature,
+        "TRAINING": json.dumps(training_summary, sort_keys=True, separators=(",", ":")) if training else "none",
+    }
+
+
+def unique_tag(repository: str, facts: ModelFacts, image_id: str) -> str:
+    """モデルのダイジェストとイメージ ID から一意のタグを作る（同じタグで別の中身にならない）。"""
+    short_id = image_id.removeprefix("sha256:")[:12]
+    return f"{repository}:{SERVICE_VERSION}-{facts.model_sha256[:12]}-{short_id}"
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """`repo:tag` を (repo, tag) に分ける（タグが無ければ latest）。"""
+    last = reference.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, tag = reference.rsplit(":", 1)
+        return repository, tag
+    return reference, "latest"
+
+
+# --- Docker とのやりとり（アダプタ） -----------------------------------------------------------
+
+
+def docker_client() -> Any:
+    """Docker エンジンに接続する。届かなければ DockerError。"""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except DockerException as error:
+        raise DockerError(
+            f"cannot reach the Docker engine ({str(error).splitlines()[0][:200]})",
+            hint="start Docker (check with `docker info`), or set DOCKER_HOST",
+        ) from None
+    return client
+
+
+@dataclass
+class BuildProgress:
+    """ビルドのログからステップの進み具合を数える。"""
+
+    total: int = 0
+    current: int = 0
+    cached: int = 0
+    description: str = ""
+    image_id: str | None = None
+    log: list[str] = field(default_factory=list)
+
+    def feed(self, event: dict[str, Any]) -> None:
+        """Docker のビルドイベント 1 件を取り込む。エラーなら DockerError。"""
+        if "error" in event:
+            message = str(event.get("error", "")).strip()
+            raise DockerError(
+                f"docker build failed: {message.splitlines()[-1] if message else 'unknown error'}",
+                hint="read the build log above; `mii build --no-cache` rebuilds every step",
+                details="\n".join(self.log[-_LOG_TAIL:] + ([message] if message else [])),
+            )
+        aux = event.get("aux")
+        if isinstance(aux, dict) and "ID" in aux:
+            self.image_id = str(aux["ID"])
+        text = str(event.get("stream", ""))
+        for line in text.splitlines():
+            line = line.rstrip()
+            if not line:
+                continue
+            self.log.append(line)
+            if line.startswith("Step ") and "/" in line.split(" : ", 1)[0]:
+                counter = line.split(" : ", 1)[0].removeprefix("Step ")
+                current, total = counter.split("/", 1)
+                self.current, self.total = int(current), int(total)
+                self.description = line.split(" : ", 1)[1][:70] if " : " in line else ""
+            elif line.strip() == "---> Using cache":
+                self.cached += 1
+            elif line.startswith("Successfully built "):
+                self.image_id = self.image_id or line.removeprefix("Successfully built ").strip()
+
+
+def stream_build(
+    client: Any,
+    context: io.BytesIO,
+    *,
+    tag: str,
+    buildargs: dict[str, str],
+    network: str | None,
+    no_cache: bool,
+) -> Iterator[dict[str, Any]]:
+    """クラシックビルダーでビルドし、イベントを順に返す。"""
+    from docker.errors import APIError
+
+    try:
+        yield from client.api.build(
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            buildargs=buildargs,
+            network_mode=network,
+            nocache=no_cache,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
+    except APIError as error:
+        raise DockerError(f"docker build failed: {error.explanation or error}") from None
+
+
+def run_build(
+    events: Iterable[dict[str, Any]], on_progress: Callable[[BuildProgress], None] | None = None
+) -> BuildProgress:
+    """ビルドイベントを最後まで読み、進捗を返す。"""
+    progress = BuildProgress()
+    for event in events:
+        progress.feed(event)
+        if on_progress is not None:
+            on_progress(progress)
+    if progress.image_id is None:
+        raise DockerError("docker build finished without an image id", details="\n".join(progress.log[-_LOG_TAIL:]))
+    return progress
+
+
+def build_image(
+    *,
+    root: Path,
+    model: Path,
+    labels: Path,
+    tag: str,
+    base_image: str,
+    network: str | None = None,
+    no_cache: bool = False,
+    client: Any = None,
+    on_progress: Callable[[BuildProgress], None] | None = None,
+) -> BuildResult:
+    """モデルを検証し、イメージをビルドして、既定のタグと一意のタグを付ける。"""
+    facts = inspect_model(model, labels)
+    client = client or docker_client()
+    args = build_args(root, facts, base_image)
+    context = context_tar(context_files(root, facts))
+    progress = run_build(
+        stream_build(client, context, tag=tag, buildargs=args, network=network, no_cache=no_cache),
+        on_progress,
+    )
+    assert progress.image_id is not None
+    image = client.images.get(progress.image_id)
+    repository, _ = split_reference(tag)
+    unique = unique_tag(repository, facts, image.id)
+    unique_repo, unique_name = split_reference(unique)
+    image.tag(unique_repo, unique_name)
+    image.reload()
+    return BuildResult(
+        image_id=image.id,
+        unique_tag=unique,
+        tags=sorted(image.tags),
+        size_bytes=int(image.attrs.get("Size", 0)),
+        model_sha256=facts.model_sha256,
+        label_sha256=facts.label_sha256,
+        base_image=base_image,
+        steps=progress.total,
+        cached_steps=progress.cached,
+        labels=dict(image.labels or {}),
+    )
