@@ -15,8 +15,12 @@ RUN python -m pip install "uv==${UV_VERSION}"
 WORKDIR /build
 COPY pyproject.toml uv.lock ./
 # プロジェクトの依存（= サービスの実行時依存）のみ。CLI・学習・開発ツールは入れない
+# 推論時に使わないもの（各パッケージのテスト、ONNX Runtime のオフライン変換・量子化ツール）は消す
 RUN uv sync --frozen --no-dev --no-install-project --python "$(command -v python3)" \
-    && find /opt/venv -name '__pycache__' -path '*/tests/*' -prune -exec rm -rf {} + \
+    && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && find "$site" -type d -name tests -prune -exec rm -rf {} + \
+    && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/datasets" \
+    && /opt/venv/bin/python -c "import numpy, onnxruntime, fastapi, uvicorn, uvloop, httptools" \
     && rm -rf /root/.cache
 
 # --- runtime -----------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""ベンチマークの純粋な部分（wrk の出力の読み取り・目標の判定・スクリプト）のテスト。"""
+
+from __future__ import annotations
+
+import pytest
+
+from mii_cli import bench
+from mii_cli.errors import DockerError
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:18000/predict
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    14.99ms    8.11ms  96.41ms   71.77%
+    Req/Sec     2.16k   228.14     2.76k    71.00%
+  Latency Distribution
+     50%  812.00us
+     75%   20.19ms
+     90%   25.82ms
+     99%    1.20s
+  43133 requests in 10.01s, 10.64MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   4309.56
+Transfer/sec:      1.06MB
+"""
+
+
+def test_parse_wrk() -> None:
+    result = bench.parse_wrk(WRK_OUTPUT)
+    assert result.requests_per_second == pytest.approx(4309.56)
+    assert result.p50_ms == pytest.approx(0.812)
+    assert result.p99_ms == pytest.approx(1200.0)
+    assert result.errors == 7
+    assert result.requests == 43133
+
+
+def test_unreadable_wrk_output() -> None:
+    with pytest.raises(DockerError, match="cannot read the wrk output"):
+        bench.parse_wrk("wrk: connection refused")
+
+
+def test_judge_against_the_targets() -> None:
+    good = {"max_rps": 4000.0, "p99_ms_at_200": 4.0, "p99_ms_at_1000": 9.0, "ready_seconds": 0.9,
+            "memory_mib": 55.0, "image_added_mb": 170.0}
+    assert all(bench.judge(good).values())
+    assert len(bench.judge(good)) == 6
+    bad = {**good, "max_rps": 2499.0, "memory_mib": 100.0}
+    verdicts = bench.judge(bad)
+    assert verdicts["max_rps"] is False
+    assert verdicts["memory_mib"] is False
+    assert verdicts["ready_seconds"] is True
+    report = bench.BenchmarkReport(image="x", measurements=bad, verdicts=verdicts)
+    assert report.passed is False
+    assert report.as_dict()["targets"]["max_rps"] == (">=", 2500.0)
+
+
+def test_wrk_script_paces_connections() -> None:
+    script = bench.wrk_script(200.0, 10)
+    assert 'wrk.method = "POST"' in script
+    assert "function delay() return 50.000 end" in script
+    assert "delay" not in bench.wrk_script(None, 10)
+
+
+def test_wrk_command() -> None:
+    from pathlib import Path
+
+    command = bench.wrk_command("http://127.0.0.1:1", Path("/tmp/s.lua"), seconds=5, connections=8, threads=2)
+    assert command == ["wrk", "-t2", "-c8", "-d5s", "--latency", "-s", "/tmp/s.lua", "http://127.0.0.1:1/predict"]
+
+
+@pytest.mark.parametrize(("text", "ms"), [("12us", 0.012), ("3.5ms", 3.5), ("2s", 2000.0), ("1m", 60000.0)])
+def test_wrk_times(text: str, ms: float) -> None:
+    assert bench._milliseconds(text) == pytest.approx(ms)

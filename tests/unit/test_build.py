@@ -1,0 +1,178 @@
+"""`mii build` / `mii run` の純粋な部分（コンテキスト・ビルド引数・タグ・進捗・起動条件）のテスト。"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mii_cli import build as building
+from mii_cli.errors import ConfigError, DockerError, ModelError
+from mii_cli.run import RunSpec
+from mii_cli.settings import CliSettings, get_cli_settings
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def facts(model_path: Path, label_path: Path) -> building.ModelFacts:
+    return building.inspect_model(model_path, label_path)
+
+
+def test_inspect_model_reads_the_facts(facts: building.ModelFacts) -> None:
+    assert facts.input_signature == "float_input:tensor(float)[None,4]"
+    assert facts.num_classes == 3
+    assert len(facts.model_sha256) == 64
+    assert facts.training is not None
+
+
+def test_inspect_model_refuses_a_broken_model(tmp_path: Path, label_path: Path) -> None:
+    broken = tmp_path / "m.onnx"
+    broken.write_bytes(b"nope")
+    with pytest.raises(ModelError, match="refusing to build: .*not a valid ONNX model"):
+        building.inspect_model(broken, label_path)
+
+
+def test_context_holds_only_what_the_image_needs(facts: building.ModelFacts) -> None:
+    files = building.context_files(ROOT, facts)
+    assert {"Dockerfile", "pyproject.toml", "uv.lock", "service/run.sh", "service/app/app.py",
+            "models/iris_svc.onnx", "models/label.json", "models/training.json"} <= set(files)
+    assert not any(name.startswith(("tests/", "mii_cli/", ".git")) for name in files)
+    assert not any("__pycache__" in name for name in files)
+
+
+def test_custom_model_is_renamed_into_place(tmp_path: Path, model_path: Path, label_path: Path) -> None:
+    model = tmp_path / "other.onnx"
+    labels = tmp_path / "names.json"
+    model.write_bytes(model_path.read_bytes())
+    labels.write_bytes(label_path.read_bytes())
+    files = building.context_files(ROOT, building.inspect_model(model, labels))
+    assert files["models/iris_svc.onnx"] == model
+    assert files["models/label.json"] == labels
+    assert "models/training.json" not in files  # 学習情報の無いモデル
+
+
+def test_context_tar_is_reproducible(facts: building.ModelFacts) -> None:
+    files = building.context_files(ROOT, facts)
+    first = building.context_tar(files).getvalue()
+    assert first == building.context_tar(files).getvalue()
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        run_sh = tar.getmember("service/run.sh")
+        model = tar.getmember("models/iris_svc.onnx")
+        assert run_sh.mode == 0o755
+        assert model.mode == 0o644
+        assert tar.extractfile(model).read() == facts.model_path.read_bytes()  # type: ignore[union-attr]
+
+
+def test_same_size_models_get_different_tar_times(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"1234")
+    b.write_bytes(b"5678")
+    with tarfile.open(fileobj=building.context_tar({"x": a})) as first, tarfile.open(
+        fileobj=building.context_tar({"x": b})
+    ) as second:
+        assert first.getmember("x").mtime != second.getmember("x").mtime
+
+
+def test_build_args_carry_labels(facts: building.ModelFacts) -> None:
+    args = building.build_args(ROOT, facts, "localhost/python:3.11-slim", now=datetime(2026, 1, 2, tzinfo=UTC))
+    assert args["BASE_IMAGE"] == "localhost/python:3.11-slim"
+    assert args["CREATED"] == "2026-01-02T00:00:00Z"
+    assert args["MODEL_SHA256"] == facts.model_sha256
+    assert args["LABEL_SHA256"] == facts.label_sha256
+    assert args["VERSION"] == "0.1.0"
+    assert len(args["REVISION"]) in (40, 7) or args["REVISION"] == "unknown"
+    assert json.loads(args["TRAINING"])["seed"] == 42
+
+
+def test_unique_tag_names_model_and_image(facts: building.ModelFacts) -> None:
+    tag = building.unique_tag("model-in-image", facts, "sha256:" + "ab" * 32)
+    assert tag == f"model-in-image:0.1.0-{facts.model_sha256[:12]}-abababababab"
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("model-in-image:0.1.0", ("model-in-image", "0.1.0")),
+        ("model-in-image", ("model-in-image", "latest")),
+        ("localhost:5000/team/mii:1", ("localhost:5000/team/mii", "1")),
+        ("localhost:5000/mii", ("localhost:5000/mii", "latest")),
+    ],
+)
+def test_split_reference(reference: str, expected: tuple[str, str]) -> None:
+    assert building.split_reference(reference) == expected
+
+
+def test_progress_counts_steps_cache_and_image_id() -> None:
+    events = [
+        {"stream": "Step 1/3 : FROM base\n"},
+        {"stream": " ---> Using cache\n"},
+        {"stream": "Step 2/3 : COPY models/ ./models/\n"},
+        {"stream": "Step 3/3 : RUN python -m service.check\n"},
+        {"aux": {"ID": "sha256:feed"}},
+        {"stream": "Successfully built feed\n"},
+    ]
+    seen: list[int] = []
+    progress = building.run_build(iter(events), lambda p: seen.append(p.current))
+    assert (progress.total, progress.current, progress.cached) == (3, 3, 1)
+    assert progress.image_id == "sha256:feed"
+    assert progress.description == "RUN python -m service.check"
+    assert seen[-1] == 3
+
+
+def test_build_error_carries_the_log_tail() -> None:
+    events = [
+        {"stream": "Step 29/30 : RUN python -m service.check\n"},
+        {"stream": "model check failed: label.json: label file has 2 entries\n"},
+        {"error": "The command '/bin/sh -c python -m service.check' returned a non-zero code: 1"},
+    ]
+    with pytest.raises(DockerError) as error:
+        building.run_build(iter(events))
+    assert "returned a non-zero code: 1" in error.value.message
+    assert "model check failed" in (error.value.details or "")
+
+
+def test_build_without_image_id_is_an_error() -> None:
+    with pytest.raises(DockerError, match="without an image id"):
+        building.run_build(iter([{"stream": "Step 1/1 : FROM x\n"}]))
+
+
+def test_unreachable_engine_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    with pytest.raises(DockerError, match="cannot reach the Docker engine") as error:
+        building.docker_client()
+    assert error.value.hint is not None
+
+
+def test_run_spec_matches_the_pod_limits() -> None:
+    spec = RunSpec(image="img", name="n", port=18001, user="12345")
+    kwargs = spec.docker_kwargs()
+    assert kwargs["ports"] == {"8000/tcp": ("127.0.0.1", 18001)}
+    assert kwargs["nano_cpus"] == 500_000_000
+    assert kwargs["mem_limit"] == "300m"
+    assert kwargs["read_only"] is True
+    assert "/tmp" in kwargs["tmpfs"]
+    assert kwargs["user"] == "12345"
+    assert spec.url == "http://127.0.0.1:18001"
+    assert "user" not in RunSpec(image="img", name="n", port=1).docker_kwargs()
+
+
+def test_cli_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MII_BASE_IMAGE", "localhost/python:3.11-slim")
+    monkeypatch.setenv("MII_IMAGE_TAG", "9.9")
+    settings = CliSettings()
+    assert settings.base_image == "localhost/python:3.11-slim"
+    assert settings.default_image == "model-in-image:9.9"
+
+
+def test_bad_cli_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MII_CPUS", "-1")
+    get_cli_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="MII_CPUS"):
+            get_cli_settings()
+    finally:
+        get_cli_settings.cache_clear()
