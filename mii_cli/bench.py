@@ -87,8 +87,13 @@ def parse_wrk(output: str) -> WrkResult:
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
         errors += int(non_2xx.group(1))
-    return WrkResult(float(rps.group(1)), _milliseconds(p50.group(1)), _milliseconds(p99.group(1)), errors,
-                     int(total.group(1)))
+    return WrkResult(
+        float(rps.group(1)),
+        _milliseconds(p50.group(1)),
+        _milliseconds(p99.group(1)),
+        errors,
+        int(total.group(1)),
+    )
 
 
 def wrk_script(rate: float | None, connections: int) -> str:
@@ -106,7 +111,13 @@ def wrk_script(rate: float | None, connections: int) -> str:
 def wrk_command(url: str, script: Path, *, seconds: int, connections: int, threads: int) -> list[str]:
     """wrk のコマンド行。"""
     return [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
         f"{url}/predict",
     ]
 
@@ -138,7 +149,9 @@ def _memory_mib(container: Any) -> float:
     """コンテナのメモリ使用量（ページキャッシュを除く）を MiB で返す。"""
     stats = container.stats(stream=False)["memory_stats"]
     usage = float(stats.get("usage", 0))
-    cache = float(stats.get("stats", {}).get("inactive_file", stats.get("stats", {}).get("total_inactive_file", 0)))
+    cache = float(
+        stats.get("stats", {}).get("inactive_file", stats.get("stats", {}).get("total_inactive_file", 0))
+    )
     return (usage - cache) / (1024 * 1024)
 
 
@@ -165,8 +178,11 @@ def run_benchmark(
     container = client.containers.run(image, **spec.docker_kwargs())
     try:
         ready = wait_ready(
-            spec.url, timeout=30, interval=0.005,
-            is_alive=lambda: True, logs=lambda: container.logs(tail=20).decode(errors="replace"),
+            spec.url,
+            timeout=30,
+            interval=0.005,
+            is_alive=lambda: True,
+            logs=lambda: container.logs(tail=20).decode(errors="replace"),
         )
         ready_wall = time.monotonic() - started
         # ウォームアップ
@@ -182,7 +198,9 @@ def run_benchmark(
         peak = run_wrk(spec.url, seconds=seconds, connections=connections, threads=2, rate=None)
         sampler.join(timeout=5)
         fixed = {
-            rate: run_wrk(spec.url, seconds=seconds, connections=max(4, int(rate // 20)), threads=1, rate=rate)
+            rate: run_wrk(
+                spec.url, seconds=seconds, connections=max(4, int(rate // 20)), threads=1, rate=rate
+            )
             for rate in rates
         }
     finally:

@@ -140,7 +140,7 @@ def build_args(
 ) -> dict[str, str]:
     """Dockerfile の ARG（OCI ラベルとモデルの情報）を作る。"""
     training = facts.training or {}
-    training_summary = {
+    training_summary: dict[str, Any] = {
         key: training[key] for key in ("accuracy", "seed", "algorithm", "dataset") if key in training
     }
     if "versions" in training:
@@ -155,7 +155,9 @@ def build_args(
         "MODEL_SHA256": facts.model_sha256,
         "LABEL_SHA256": facts.label_sha256,
         "MODEL_INPUT": facts.input_signature,
-        "TRAINING": json.dumps(training_summary, sort_keys=True, separators=(",", ":")) if training else "none",
+        "TRAINING": json.dumps(training_summary, sort_keys=True, separators=(",", ":"))
+        if training
+        else "none",
     }
 
 
@@ -272,7 +274,9 @@ def run_build(
         if on_progress is not None:
             on_progress(progress)
     if progress.image_id is None:
-        raise DockerError("docker build finished without an image id", details="\n".join(progress.log[-_LOG_TAIL:]))
+        raise DockerError(
+            "docker build finished without an image id", details="\n".join(progress.log[-_LOG_TAIL:])
+        )
     return progress
 
 

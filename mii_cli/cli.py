@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from mii_cli import console as out
-from mii_cli.errors import MiiError
+from mii_cli.errors import CheckFailed, MiiError
 
 
 class LogLevel(str, Enum):
@@ -160,10 +160,455 @@ def serve(
 # --- image commands (build, run): issue 3 ---
 
 
+@app.command()
+def build(
+    tag: Annotated[
+        str | None, typer.Option(help="Image tag (default: model-in-image:0.1.0, MII_IMAGE_*).")
+    ] = None,
+    base_image: Annotated[
+        str | None, typer.Option(help="Base image (default: python:3.13-slim, MII_BASE_IMAGE).")
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option(help="Network for RUN steps, e.g. host (MII_BUILD_NETWORK).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="ONNX model to bake (default: models/iris_svc.onnx).")
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Label JSON to bake (default: models/label.json).")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild every step.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Bake the model and the server into an image (Docker SDK, classic builder)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mii_cli import build as building
+    from mii_cli.paths import default_labels, default_model, project_root
+    from mii_cli.settings import get_cli_settings
+
+    settings = get_cli_settings()
+    with Progress(
+        TextColumn("[bold]Building[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=out.console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("validating the model", total=None)
+
+        def update(state: building.BuildProgress) -> None:
+            progress.update(
+                task, total=state.total or None, completed=state.current, description=state.description
+            )
+
+        result = building.build_image(
+            root=project_root(),
+            model=model or default_model(),
+            labels=labels or default_labels(),
+            tag=tag or settings.default_image,
+            base_image=base_image or settings.base_image,
+            network=network or settings.build_network,
+            no_cache=no_cache,
+            on_progress=update,
+        )
+    if as_json:
+        out.print_json(result.as_dict())
+        return
+    out.success(
+        f"built {result.image_id[:19]} ({result.size_bytes / 1e6:.0f} MB, "
+        f"{result.cached_steps}/{result.steps} steps cached)"
+    )
+    for name in result.tags:
+        out.info(f"tag: {name}")
+    out.info(f"model sha256: {result.model_sha256}")
+    out.info(f"next: `mii run --image {result.unique_tag}` or `mii deploy --image {result.unique_tag}`")
+
+
+@app.command()
+def run(
+    image: Annotated[str | None, typer.Option(help="Image to run (default: model-in-image:0.1.0).")] = None,
+    port: Annotated[int, typer.Option(help="Port to publish on 127.0.0.1.", min=1, max=65535)] = 8000,
+    name: Annotated[str | None, typer.Option(help="Container name (default: mii-local).")] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPU limit (default: 0.5, like the pod).")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit (default: 300m, like the pod).")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Run as this UID[:GID] instead of the image's user.")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for readiness.")] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Leave it running in the background.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the image locally with the pod's limits (0.5 CPU, 300 MiB, read-only root) on 127.0.0.1."""
+    from mii_cli import run as running
+    from mii_cli.build import docker_client
+    from mii_cli.settings import get_cli_settings
+
+    settings = get_cli_settings()
+    spec = running.RunSpec(
+        image=image or settings.default_image,
+        name=name or settings.container_name,
+        port=port,
+        cpus=cpus or settings.cpus,
+        memory=memory or settings.memory,
+        user=user,
+    )
+    client = docker_client()
+    with out.console.status(f"Starting {spec.image} and waiting for /health/ready..."):
+        result = running.start_container(client, spec, timeout=timeout or settings.ready_timeout)
+    if as_json:
+        out.print_json(result.as_dict())
+    else:
+        out.success(f"{result.image} is ready at {result.url} after {result.ready_seconds:.2f} s")
+    if detach:
+        out.info(f"check it: `mii smoke-test --url {result.url}`; stop it: `mii stop`")
+        return
+    out.info("Ctrl-C stops and removes the container")
+    try:
+        for chunk in running.follow_logs(client, spec.name):
+            out.console.print(chunk.decode(errors="replace").rstrip(), markup=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.remove_container(client, spec.name)
+        out.success(f"stopped and removed {spec.name}")
+
+
+@app.command()
+def stop(
+    name: Annotated[str | None, typer.Option(help="Container name (default: mii-local).")] = None,
+) -> None:
+    """Stop and remove the container started by `mii run` (nothing to stop is not an error)."""
+    from mii_cli import run as running
+    from mii_cli.build import docker_client
+    from mii_cli.settings import get_cli_settings
+
+    target = name or get_cli_settings().container_name
+    with out.console.status(f"Stopping {target}..."):
+        removed = running.remove_container(docker_client(), target)
+    out.success(f"stopped and removed {target}" if removed else f"no container named {target}")
+
+
+@app.command()
+def benchmark(
+    image: Annotated[
+        str | None, typer.Option(help="Image to measure (default: model-in-image:0.1.0).")
+    ] = None,
+    base_image: Annotated[
+        str | None, typer.Option(help="Base image, to report the size added (default: MII_BASE_IMAGE).")
+    ] = None,
+    duration: Annotated[int, typer.Option(help="Seconds per load phase.", min=1, max=600)] = 10,
+    connections: Annotated[
+        int, typer.Option(help="Connections for the maximum-throughput phase.", min=1)
+    ] = 64,
+    port: Annotated[int, typer.Option(help="Port to publish on 127.0.0.1.", min=1, max=65535)] = 18000,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure the image at 0.5 CPU / 300 MiB with wrk: throughput, p50/p99, readiness, memory, size."""
+    from rich.table import Table
+
+    from mii_cli import bench
+    from mii_cli.build import docker_client
+    from mii_cli.settings import get_cli_settings
+
+    settings = get_cli_settings()
+    target = image or settings.default_image
+    with out.console.status(f"Benchmarking {target} (about {4 * duration + 5} s)..."):
+        report = bench.run_benchmark(
+            docker_client(),
+            image=target,
+            base_image=base_image or settings.base_image,
+            port=port,
+            seconds=duration,
+            connections=connections,
+        )
+    if as_json:
+        out.print_json(report.as_dict())
+    else:
+        table = Table(title=f"{target} at 0.5 CPU / 300 MiB, one-row POST /predict")
+        for column in ("metric", "measured", "target", "result"):
+            table.add_column(column)
+        for name, value in report.measurements.items():
+            op, goal = bench.TARGETS.get(name, ("", None))
+            verdict = report.verdicts.get(name)
+            mark = "" if verdict is None else ("[green]pass[/green]" if verdict else "[red]FAIL[/red]")
+            table.add_row(name, f"{value:g}", f"{op} {goal:g}" if goal is not None else "", mark)
+        out.console.print(table)
+        out.info(f"errors: {report.details['errors']} of {report.details['requests']} requests")
+    if not report.passed:
+        raise CheckFailed("the image misses a performance target", hint="see the table above")
+
+
 # --- smoke-test / load-test commands ---
 
 
+@app.command("smoke-test")
+def smoke_test(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Base URL of a running service, e.g. http://127.0.0.1:8000."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.1)] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Check every endpoint of a running service: shapes, probabilities, a batch and bad requests."""
+    from mii_cli import smoke
+    from mii_cli.errors import CheckFailed
+
+    if url is None:
+        # --url が無ければクラスタ上のサービスを確かめる（Kubernetes 側の実装ができるまでは ConfigError）
+        report = smoke.run_cluster_smoke_test(timeout=timeout)
+    else:
+        report = smoke.run_smoke_test(url, timeout=timeout)
+    if as_json:
+        out.print_json(report.as_dict())
+    if report.unreachable is not None:
+        raise CheckFailed(
+            report.unreachable,
+            hint="start the service with `mii serve` (or `mii run`) or check --url",
+        )
+    if not as_json:
+        out.console.print(smoke.render_table(report))
+    if not report.passed:
+        names = ", ".join(check.name for check in report.failed)
+        raise CheckFailed(
+            f"{len(report.failed)} of {len(report.checks)} smoke checks failed: {names}",
+            hint="see the detail column (or --json) for what each check expected",
+        )
+    out.success(f"all {len(report.checks)} smoke checks passed against {report.base_url}")
+
+
+class LoadEndpoint(str, Enum):
+    """負荷をかけるエンドポイントの選択肢。"""
+
+    predict = "predict"
+    predict_label = "predict-label"
+    mixed = "mixed"
+
+
+@app.command("load-test")
+def load_test(
+    url: Annotated[str, typer.Option(help="Base URL of a running service, e.g. http://127.0.0.1:8000.")],
+    duration: Annotated[str, typer.Option(help="How long to run: 30s, 2m, 1m30s.")] = "30s",
+    users: Annotated[int, typer.Option(help="Concurrent users.", min=1)] = 20,
+    spawn_rate: Annotated[float, typer.Option(help="Users started per second.", min=0.1)] = 20.0,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Cap on total requests/s (default: as fast as the users can go).", min=0.1),
+    ] = None,
+    endpoint: Annotated[
+        LoadEndpoint, typer.Option(case_sensitive=False, help="What to call: one row per request.")
+    ] = LoadEndpoint.predict,
+    as_json: JsonOption = False,
+) -> None:
+    """Load-test a running service with locust; PASS needs > 100 requests/s and p99 < 100 ms."""
+    # locust は import 時に gevent の monkeypatch を行うので、loadtest モジュールの関数の中でだけ読み込む
+    from mii_cli import loadtest
+    from mii_cli.errors import CheckFailed
+
+    options = loadtest.LoadTestOptions(
+        url=url,
+        duration_s=loadtest.parse_duration(duration),
+        users=users,
+        spawn_rate=spawn_rate,
+        rate=rate,
+        endpoint=endpoint.value,
+    )
+    options.validate()
+    out.info(loadtest.describe(options))
+    if rate is not None and rate <= loadtest.TARGET_MIN_RPS:
+        out.warn(f"--rate {rate:g} is not above the throughput target of {loadtest.TARGET_MIN_RPS:g}")
+
+    def progress(elapsed: float, requests: int, failures: int, rps: float, p99: float | None) -> None:
+        p99_text = "-" if p99 is None else f"{p99:.1f} ms"
+        out.info(f"{elapsed:5.1f} s  {requests:,} requests  {rps:,.1f}/s  p99 {p99_text}  {failures} failed")
+
+    result = loadtest.run_load_test(options, progress=progress)
+    if as_json:
+        out.print_json(result.as_dict())
+    else:
+        out.console.print(loadtest.summary_table(result))
+    if result.errors:
+        for message, count in result.errors.items():
+            out.warn(f"{count:,} × {message}")
+    if not result.passed:
+        raise CheckFailed(
+            "load test FAILED: " + "; ".join(result.verdict.reasons),
+            hint="compare with the targets of the specification (> 100 requests/s, p99 < 100 ms)",
+        )
+    out.success(
+        f"load test PASSED: {result.requests_per_s:,.1f} requests/s, p99 {result.latency_ms['p99']:.1f} ms"
+    )
+
+
 # --- kubernetes commands (deploy, status, teardown, up, down) ---
+
+NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Kubernetes namespace to use.")]
+ContextOption = Annotated[
+    str | None, typer.Option("--context", help="kube context to use (default: the current context).")
+]
+RegistryOption = Annotated[
+    str | None,
+    typer.Option(help="Push the image to this registry (e.g. localhost:5000) and deploy that reference."),
+]
+RolloutTimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the rollout.", min=1)
+]
+
+
+def _print_deploy(result: dict[str, Any], as_json: bool) -> None:
+    """deploy の結果を出す（--json なら JSON）。"""
+    if as_json:
+        out.print_json(result)
+        return
+    out.success(f"deployed {result['image']} to namespace {result['namespace']}")
+    out.info(
+        "next: `mii smoke-test`, `mii status`, or port-forward: "
+        f"kubectl -n {result['namespace']} port-forward svc/model-in-image 8000:8000"
+    )
+
+
+@app.command()
+def deploy(
+    namespace: NamespaceOption = "model-in-image",
+    image: Annotated[
+        str | None,
+        typer.Option(help="Image reference (default: the newest local model-in-image build)."),
+    ] = None,
+    registry: RegistryOption = None,
+    timeout: RolloutTimeoutOption = 300.0,
+    context: ContextOption = None,
+    load: Annotated[
+        bool, typer.Option("--load/--no-load", help="Load the local image into minikube/kind first.")
+    ] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the objects that would be applied; needs no cluster.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Deploy to Kubernetes: load the image, apply Namespace..HPA, wait for the rollout."""
+    if dry_run:
+        from mii_cli.kube import deploy as deploying
+        from mii_cli.kube.render import to_yaml
+
+        _, objects = deploying.dry_run_objects(namespace, image)
+        if as_json:
+            out.print_json(objects)
+        else:
+            typer.echo(to_yaml(objects), nl=False)
+        return
+    from mii_cli.kube.deploy import deploy as run_deploy
+
+    result = run_deploy(
+        namespace=namespace, image=image, registry=registry, timeout=timeout, context=context, load=load
+    )
+    _print_deploy(result, as_json)
+
+
+@app.command()
+def status(
+    namespace: NamespaceOption = "model-in-image",
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the Deployment, pods, Service and HPA in one view."""
+    from mii_cli.kube.cluster import connect
+    from mii_cli.kube.status import collect_status, render_status
+
+    client, _ = connect(context)
+    result = collect_status(client, namespace)
+    if as_json:
+        out.print_json(result)
+    else:
+        out.console.print(render_status(result))
+
+
+@app.command()
+def teardown(
+    namespace: NamespaceOption = "model-in-image",
+    context: ContextOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the namespace to go.", min=1)] = 180.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete the namespace (and everything in it) and wait until it is gone."""
+    from mii_cli.kube.cluster import connect
+    from mii_cli.kube.teardown import teardown as run_teardown
+
+    client, _ = connect(context)
+    result = run_teardown(client, namespace, timeout=timeout)
+    if as_json:
+        out.print_json(result)
+    elif result["deleted"]:
+        out.success(f"namespace {namespace} deleted ({result['seconds']}s)")
+    else:
+        out.info(f"namespace {namespace} does not exist: nothing to delete")
+
+
+@app.command()
+def up(
+    namespace: NamespaceOption = "model-in-image",
+    image: Annotated[str | None, typer.Option(help="Deploy this image instead of building one.")] = None,
+    registry: RegistryOption = None,
+    timeout: RolloutTimeoutOption = 300.0,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the image, deploy it and smoke-test it in the cluster, in one go."""
+    from mii_cli import smoke
+    from mii_cli.errors import CheckFailed
+    from mii_cli.kube import smoke as kube_smoke
+    from mii_cli.kube.cluster import connect
+    from mii_cli.kube.deploy import deploy as run_deploy
+
+    client, info = connect(context)
+    if image is None:
+        from mii_cli import build as building
+        from mii_cli.paths import default_labels, default_model, project_root
+        from mii_cli.settings import get_cli_settings
+
+        settings = get_cli_settings()
+        with out.console.status("Building the image..."):
+            built = building.build_image(
+                root=project_root(),
+                model=default_model(),
+                labels=default_labels(),
+                tag=settings.default_image,
+                base_image=settings.base_image,
+                network=settings.build_network,
+            )
+        image = built.unique_tag
+        out.success(f"built {image}")
+    result = run_deploy(
+        namespace=namespace, image=image, registry=registry, timeout=timeout, client=client, info=info
+    )
+    _print_deploy(result, False)
+    report = kube_smoke.cluster_smoke_test(namespace=namespace, client=client)
+    result["smoke_test"] = report.as_dict()
+    if as_json:
+        out.print_json(result)
+    else:
+        out.console.print(smoke.render_table(report))
+    if not report.passed:
+        raise CheckFailed(
+            report.unreachable or f"{len(report.failed)} of {len(report.checks)} cluster smoke checks failed",
+            hint="see the table (or --json); mii status shows the pods",
+        )
+    out.success(f"up: {len(report.checks)} checks passed, served by {len(report.served_by)} pods")
+
+
+@app.command()
+def down(
+    namespace: NamespaceOption = "model-in-image",
+    context: ContextOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the namespace to go.", min=1)] = 180.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Tear the deployment down (same as teardown)."""
+    teardown(namespace=namespace, context=context, timeout=timeout, as_json=as_json)
 
 
 def main() -> None:

@@ -30,13 +30,128 @@ def make_client(clean_env: pytest.MonkeyPatch) -> Iterator[Callable[..., TestCli
         client.__exit__(None, None, None)
 
 
-@pytest.fixture
-def client(make_client: Callable[..., TestClient], model_path: Path, label_path: Path) -> TestClient:
-    """同梱モデルのアプリ（1 リクエスト最大 50 行、ボディ最大 4 KiB）。"""
+@pytest.fixture(params=[True, False], ids=["fast-path", "fastapi-routes"])
+def client(
+    request: pytest.FixtureRequest, make_client: Callable[..., TestClient], model_path: Path, label_path: Path
+) -> TestClient:
+    """同梱モデルのアプリ（1 リクエスト最大 50 行、ボディ最大 4 KiB）。高速経路と FastAPI の経路の両方で。"""
     return make_client(
         model_filepath=model_path,
         label_filepath=label_path,
         max_batch_rows=50,
         max_body_bytes=4096,
         pod_name="pod-a",
+        fast_path=request.param,
     )
+
+
+# --- 本物のサーバー（`python -m mii_cli serve`）: スモークテストと負荷試験が使う ---
+
+# 起動するサーバーに引き継がない環境変数（テストを動かす環境の設定で結果が変わらないように）
+_SERVICE_ENV = (
+    "MODEL_FILEPATH",
+    "LABEL_FILEPATH",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "PORT",
+    "HOST",
+    "MAX_BATCH_ROWS",
+    "MAX_BODY_BYTES",
+    "ACCESS_LOG",
+    "POD_NAME",
+)
+
+
+@pytest.fixture(scope="session")
+def start_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
+    """`python -m mii_cli serve` を 127.0.0.1 の空きポートで起動し、ready になった URL を返すファクトリ。
+
+    引数は `mii serve` にそのまま渡す（`--model`・`--labels` など）。同じ引数のサーバーは
+    セッションの中で使い回し、セッションの終わりに Ctrl-C（SIGINT）で止める。
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import ROOT, free_port
+
+    servers: dict[tuple[str, ...], tuple[str, subprocess.Popen[bytes]]] = {}
+    env = {k: v for k, v in os.environ.items() if k not in _SERVICE_ENV}
+    env["POD_NAME"] = "live-server"
+
+    def start(*args: str) -> str:
+        if args in servers:
+            return servers[args][0]
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = tmp_path_factory.mktemp("live-server") / "server.log"
+        command = [sys.executable, "-m", "mii_cli", "serve", "--port", str(port), "--log-level", "error"]
+        with log.open("wb") as handle:
+            process = subprocess.Popen(
+                [*command, *args],
+                cwd=ROOT,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        servers[args] = (url, process)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"mii serve {' '.join(args)} exited early:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=0.5).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"mii serve {' '.join(args)} did not become ready:\n{log.read_text()}")
+
+    yield start
+    for _, process in servers.values():
+        process.send_signal(signal.SIGINT)
+    for _, process in servers.values():
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(start_live_server: Callable[..., str]) -> str:
+    """同梱モデルを配信する本物のサーバーの URL。"""
+    return start_live_server()
+
+
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """任意の ASGI アプリ（わざと誤るサービスなど）を 127.0.0.1 の空きポートの uvicorn に載せ、URL を渡す。
+
+    モジュールスコープのフィクスチャから `yield from serve_in_thread(app)` で使う。
+    """
+    import threading
+    import time
+
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("test server on 127.0.0.1 did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -40,8 +40,14 @@ def test_unreadable_wrk_output() -> None:
 
 
 def test_judge_against_the_targets() -> None:
-    good = {"max_rps": 4000.0, "p99_ms_at_200": 4.0, "p99_ms_at_1000": 9.0, "ready_seconds": 0.9,
-            "memory_mib": 55.0, "image_added_mb": 170.0}
+    good = {
+        "max_rps": 4000.0,
+        "p99_ms_at_200": 4.0,
+        "p99_ms_at_1000": 9.0,
+        "ready_seconds": 0.9,
+        "memory_mib": 55.0,
+        "image_added_mb": 170.0,
+    }
     assert all(bench.judge(good).values())
     assert len(bench.judge(good)) == 6
     bad = {**good, "max_rps": 2499.0, "memory_mib": 100.0}
@@ -65,7 +71,16 @@ def test_wrk_command() -> None:
     from pathlib import Path
 
     command = bench.wrk_command("http://127.0.0.1:1", Path("/tmp/s.lua"), seconds=5, connections=8, threads=2)
-    assert command == ["wrk", "-t2", "-c8", "-d5s", "--latency", "-s", "/tmp/s.lua", "http://127.0.0.1:1/predict"]
+    assert command == [
+        "wrk",
+        "-t2",
+        "-c8",
+        "-d5s",
+        "--latency",
+        "-s",
+        "/tmp/s.lua",
+        "http://127.0.0.1:1/predict",
+    ]
 
 
 @pytest.mark.parametrize(("text", "ms"), [("12us", 0.012), ("3.5ms", 3.5), ("2s", 2000.0), ("1m", 60000.0)])

@@ -32,14 +32,22 @@ def test_inspect_model_reads_the_facts(facts: building.ModelFacts) -> None:
 def test_inspect_model_refuses_a_broken_model(tmp_path: Path, label_path: Path) -> None:
     broken = tmp_path / "m.onnx"
     broken.write_bytes(b"nope")
-    with pytest.raises(ModelError, match="refusing to build: .*not a valid ONNX model"):
+    with pytest.raises(ModelError, match=r"refusing to build: .*not a valid ONNX model"):
         building.inspect_model(broken, label_path)
 
 
 def test_context_holds_only_what_the_image_needs(facts: building.ModelFacts) -> None:
     files = building.context_files(ROOT, facts)
-    assert {"Dockerfile", "pyproject.toml", "uv.lock", "service/run.sh", "service/app/app.py",
-            "models/iris_svc.onnx", "models/label.json", "models/training.json"} <= set(files)
+    assert {
+        "Dockerfile",
+        "pyproject.toml",
+        "uv.lock",
+        "service/run.sh",
+        "service/app/app.py",
+        "models/iris_svc.onnx",
+        "models/label.json",
+        "models/training.json",
+    } <= set(files)
     assert not any(name.startswith(("tests/", "mii_cli/", ".git")) for name in files)
     assert not any("__pycache__" in name for name in files)
 
@@ -71,14 +79,17 @@ def test_same_size_models_get_different_tar_times(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(b"1234")
     b.write_bytes(b"5678")
-    with tarfile.open(fileobj=building.context_tar({"x": a})) as first, tarfile.open(
-        fileobj=building.context_tar({"x": b})
-    ) as second:
+    with (
+        tarfile.open(fileobj=building.context_tar({"x": a})) as first,
+        tarfile.open(fileobj=building.context_tar({"x": b})) as second,
+    ):
         assert first.getmember("x").mtime != second.getmember("x").mtime
 
 
 def test_build_args_carry_labels(facts: building.ModelFacts) -> None:
-    args = building.build_args(ROOT, facts, "localhost/python:3.11-slim", now=datetime(2026, 1, 2, tzinfo=UTC))
+    args = building.build_args(
+        ROOT, facts, "localhost/python:3.11-slim", now=datetime(2026, 1, 2, tzinfo=UTC)
+    )
     assert args["BASE_IMAGE"] == "localhost/python:3.11-slim"
     assert args["CREATED"] == "2026-01-02T00:00:00Z"
     assert args["MODEL_SHA256"] == facts.model_sha256

@@ -1,0 +1,30 @@
+"""Kubernetes へのデプロイ（マニフェストの描画・イメージの読み込み・適用・待機・確認・削除）。
+
+ここの定数は manifests/ の名前と一致させる（単体テストで照合する）。
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from mii_cli.smoke import SmokeReport
+
+# 既定の Namespace とアプリ名（Deployment・Service・HPA・PDB・コンテナの名前）
+NAMESPACE: Final = "model-in-image"
+APP_NAME: Final = "model-in-image"
+# Pod を選ぶラベル
+APP_LABEL: Final = f"app={APP_NAME}"
+# サーバーサイドアプライのフィールドマネージャ
+FIELD_MANAGER: Final = "mii"
+# mii build が付けるイメージのリポジトリ名
+IMAGE_REPOSITORY: Final = "model-in-image"
+
+
+def cluster_smoke_test(
+    *, timeout: float = 5.0, namespace: str = NAMESPACE, requests: int = 60
+) -> SmokeReport:
+    """`mii smoke-test`（--url なし）の入口。実体は `mii_cli.kube.smoke.cluster_smoke_test`。"""
+    from mii_cli.kube import smoke
+
+    return smoke.cluster_smoke_test(timeout=timeout, namespace=namespace, requests=requests)

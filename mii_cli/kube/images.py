@@ -1,0 +1,165 @@
+"""デプロイするイメージを決め、クラスタから使えるようにする。
+
+- 既定のイメージ: ローカルの Docker にある `model-in-image` の最新の一意なタグ（mii build が付ける）
+- minikube: `minikube image load`、kind: `kind load docker-image`、それ以外: `--registry` へ push
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from mii_cli.errors import ClusterError, ConfigError, DockerError
+from mii_cli.kube import IMAGE_REPOSITORY
+from mii_cli.kube.cluster import DOCKER_DESKTOP, KIND, MINIKUBE, ClusterInfo
+
+BUILD_HINT = "build it first with mii build (or pass --image)"
+
+
+def docker_client() -> Any:
+    """Docker エンジンのクライアント（届かなければ DockerError）。"""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise DockerError(
+            f"cannot reach the Docker engine: {error}",
+            hint="start Docker (or set DOCKER_HOST), or pass --image",
+        ) from None
+    return client
+
+
+def _created(image: Any) -> str:
+    """イメージの作成時刻（ISO 8601 の文字列、比較可能）。"""
+    return str(image.attrs.get("Created", ""))
+
+
+def pick_tag(tags: list[str], repository: str = IMAGE_REPOSITORY) -> str | None:
+    """リポジトリのタグのうち一意なもの（`0.1.0-<sha>-<id>` のように `-` を含む長いもの）を選ぶ。"""
+    own = sorted(
+        (tag for tag in tags if tag.rsplit(":", 1)[0] == repository), key=lambda tag: (-len(tag), tag)
+    )
+    unique = [tag for tag in own if "-" in tag.rsplit(":", 1)[-1]]
+    candidates = unique or own
+    return candidates[0] if candidates else None
+
+
+def latest_local_image(client: Any = None, repository: str = IMAGE_REPOSITORY) -> str:
+    """ローカルの Docker で最も新しく作られた `model-in-image` の一意なタグを返す。"""
+    import docker
+
+    client = client or docker_client()
+    try:
+        images = client.images.list(name=repository)
+    except docker.errors.DockerException as error:
+        raise DockerError(f"cannot list Docker images: {error}", hint="check that Docker runs") from None
+    for image in sorted(images, key=_created, reverse=True):
+        tag = pick_tag(list(image.tags))
+        if tag:
+            return tag
+    raise ConfigError(f"no local image {repository}:* found", hint=BUILD_HINT)
+
+
+def has_registry(reference: str) -> bool:
+    """参照がレジストリのホストを含むか（`ghcr.io/x/y:1`・`localhost:5000/y` など）。"""
+    first, _, rest = reference.partition("/")
+    return bool(rest) and ("." in first or ":" in first or first == "localhost")
+
+
+def registry_reference(registry: str, image: str) -> str:
+    """レジストリに置くときの参照（`REGISTRY/<名前>:<タグ>`）。"""
+    registry = registry.strip().rstrip("/")
+    if not registry or re.search(r"\s", registry):
+        raise ConfigError(
+            f"invalid registry {registry!r}", hint="pass --registry like localhost:5000 or ghcr.io/me"
+        )
+    return f"{registry}/{image.rsplit('/', 1)[-1]}"
+
+
+def load_command(info: ClusterInfo, image: str) -> list[str] | None:
+    """イメージをクラスタのノードへ読み込むコマンド（不要・不可能なら None）。"""
+    if info.flavor == MINIKUBE:
+        return ["minikube", "-p", info.name, "image", "load", image]
+    if info.flavor == KIND:
+        return ["kind", "load", "docker-image", image, "--name", info.name]
+    return None
+
+
+def missing_image_hint(info: ClusterInfo, image: str) -> str:
+    """Pod がイメージを取れないときの対処（クラスタの種類ごと）。"""
+    command = load_command(info, image)
+    if command:
+        return f"load the image into the cluster: {' '.join(command)} (mii deploy does this)"
+    if info.flavor == DOCKER_DESKTOP:
+        return f"build the image into Docker Desktop's engine (mii build), then mii deploy --image {image}"
+    return "push the image to a registry the cluster can pull from: mii deploy --registry REGISTRY"
+
+
+def run_load(command: list[str], timeout: float = 600.0) -> None:
+    """読み込みのコマンドを実行する（失敗は ClusterError、出力の末尾を添える）。"""
+    if shutil.which(command[0]) is None:
+        raise ClusterError(
+            f"{command[0]} is not installed, so the image cannot be loaded into the cluster",
+            hint=f"install {command[0]}, or push to a registry with mii deploy --registry REGISTRY",
+        )
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"{' '.join(command)} did not finish in {timeout:.0f}s") from None
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise ClusterError(
+            f"{' '.join(command)} failed with exit code {result.returncode}",
+            hint="check that the cluster runs and the image exists locally (docker image ls model-in-image)",
+            details=tail or None,
+        )
+
+
+def push(image: str, reference: str, client: Any = None) -> None:
+    """ローカルのイメージに参照のタグを付け、Docker SDK でレジストリへ push する。"""
+    import docker
+
+    client = client or docker_client()
+    repository, _, tag = reference.rpartition(":")
+    if "/" in tag or not repository:
+        repository, tag = reference, "latest"
+    try:
+        client.images.get(image).tag(repository, tag)
+        for line in client.images.push(repository, tag=tag, stream=True, decode=True):
+            if isinstance(line, dict) and line.get("error"):
+                raise DockerError(
+                    f"push of {reference} failed: {line['error']}",
+                    hint="log in with docker login REGISTRY, or check the registry address",
+                )
+    except docker.errors.ImageNotFound:
+        raise DockerError(f"image {image} is not in the local Docker engine", hint=BUILD_HINT) from None
+    except docker.errors.DockerException as error:
+        raise DockerError(
+            f"push of {reference} failed: {error}", hint="check that the registry is reachable"
+        ) from None
+
+
+def ensure_in_cluster(
+    info: ClusterInfo, image: str, *, registry: str | None = None, load: bool = True
+) -> str:
+    """イメージをクラスタから使えるようにし、マニフェストに書く参照を返す。"""
+    if registry:
+        reference = registry_reference(registry, image)
+        push(image, reference)
+        return reference
+    if not load or has_registry(image):
+        return image
+    command = load_command(info, image)
+    if command:
+        run_load(command)
+        return image
+    if info.flavor == DOCKER_DESKTOP:
+        return image
+    raise ConfigError(
+        f"the cluster of context {info.context!r} cannot see local images like {image}",
+        hint="push it to a registry the cluster can pull from: mii deploy --registry REGISTRY",
+    )

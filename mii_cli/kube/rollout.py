@@ -1,0 +1,165 @@
+"""Deployment のロールアウトを Rich のライブ表示（Ready n/N）で待ち、失敗したら理由を説明する。"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
+from kubernetes.client.exceptions import ApiException
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from mii_cli import console as out
+from mii_cli.errors import ClusterError, MiiError, WaitTimeout
+from mii_cli.kube import APP_LABEL, APP_NAME
+from mii_cli.kube import api as kapi
+from mii_cli.kube.explain import Problem, explain, is_ready, needs_logs
+
+
+def rollout_done(deployment: Any) -> bool:
+    """ロールアウトが終わったか（新しい Pod が揃って Ready で、古い Pod が残っていない）。"""
+    spec, status = deployment.spec, deployment.status
+    if status is None or (status.observed_generation or 0) < (deployment.metadata.generation or 0):
+        return False
+    desired = spec.replicas if spec.replicas is not None else 1
+    updated = status.updated_replicas or 0
+    return (
+        updated >= desired
+        and (status.replicas or 0) == updated
+        and (status.available_replicas or 0) >= desired
+    )
+
+
+def deadline_exceeded(deployment: Any) -> str | None:
+    """Deployment の Progressing 条件が期限切れならそのメッセージ。"""
+    for condition in (deployment.status.conditions if deployment.status else None) or []:
+        if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+            return str(condition.message or "progress deadline exceeded")
+    return None
+
+
+def _pod_state(pod: Any) -> str:
+    """表に出す Pod の状態（待機中の理由か phase）。"""
+    if pod.metadata.deletion_timestamp is not None:
+        return "Terminating"
+    for container in (pod.status.container_statuses if pod.status else None) or []:
+        if container.state and container.state.waiting and container.state.waiting.reason:
+            return str(container.state.waiting.reason)
+    return str(pod.status.phase if pod.status else "Unknown")
+
+
+def progress_view(deployment: Any, pods: list[Any], elapsed: float, timeout: float) -> Group:
+    """ライブ表示の中身（見出しと Pod の表）。"""
+    desired = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+    status = deployment.status
+    ready = (status.ready_replicas or 0) if status else 0
+    updated = (status.updated_replicas or 0) if status else 0
+    title = Text.from_markup(
+        f"Rolling out [bold]{deployment.metadata.name}[/bold]: ready {ready}/{desired}, "
+        f"updated {updated}/{desired} [dim]({elapsed:.0f}s of {timeout:.0f}s)[/dim]"
+    )
+    table = Table(box=None, pad_edge=False)
+    for column in ("pod", "ready", "state", "restarts", "node"):
+        table.add_column(column)
+    for pod in sorted(pods, key=kapi.name_of):
+        restarts = (
+            sum(c.restart_count or 0 for c in (pod.status.container_statuses or [])) if pod.status else 0
+        )
+        table.add_row(
+            kapi.name_of(pod),
+            "[green]yes[/green]" if is_ready(pod) else "[yellow]no[/yellow]",
+            _pod_state(pod),
+            str(restarts),
+            str(pod.spec.node_name or "-") if pod.spec else "-",
+        )
+    return Group(title, table)
+
+
+def previous_logs(client: ApiClient, namespace: str, pods: list[Any], lines: int = 20) -> dict[str, str]:
+    """再起動した Pod の前回のコンテナのログの末尾。"""
+    core = CoreV1Api(client)
+    logs: dict[str, str] = {}
+    for pod in pods:
+        if not needs_logs(pod):
+            continue
+        try:
+            text = core.read_namespaced_pod_log(
+                kapi.name_of(pod),
+                namespace,
+                container=APP_NAME,
+                previous=True,
+                tail_lines=lines,
+                _request_timeout=10,
+            )
+        except (ApiException, OSError):
+            continue
+        if text:
+            logs[kapi.name_of(pod)] = str(text).rstrip()
+    return logs
+
+
+def diagnose(client: ApiClient, namespace: str, pods: list[Any], image_hint: str) -> list[Problem]:
+    """Pod・イベント・ログから問題を説明する。"""
+    core = CoreV1Api(client)
+    events = kapi.call(client, "listing events", core.list_namespaced_event, namespace).items or []
+    return explain(pods, events, image_hint=image_hint, logs=previous_logs(client, namespace, pods))
+
+
+def _failure(problems: list[Problem], fallback: str, *, timed_out: bool) -> MiiError:
+    """問題の一覧を 1 つのエラーにする（最初の問題を本文に、残りを補足に）。"""
+    error_type = WaitTimeout if timed_out else ClusterError
+    if not problems:
+        return error_type(fallback, hint="look at kubectl -n NAMESPACE describe pods")
+    first = problems[0]
+    lines = [f"{p.pod}: {p.reason}: {p.message}" for p in problems[1:]]
+    if first.details:
+        lines.insert(0, f"last log lines of {first.pod}:\n{first.details}")
+    message = f"{fallback}: {first.message}" if timed_out else first.message
+    return error_type(message, hint=first.hint, details="\n".join(lines) or None)
+
+
+def wait_for_rollout(
+    client: ApiClient,
+    namespace: str,
+    name: str = APP_NAME,
+    *,
+    timeout: float = 300.0,
+    image_hint: str = "",
+    poll: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """ロールアウトを待つ。終われば Ready 数を返し、失敗・時間切れは理由つきの例外にする。"""
+    apps, core = AppsV1Api(client), CoreV1Api(client)
+    start = clock()
+    with Live(console=out.console, transient=True, refresh_per_second=4) as live:
+        while True:
+            deployment = kapi.call(
+                client, "reading the deployment", apps.read_namespaced_deployment, name, namespace
+            )
+            pods = kapi.call(
+                client, "listing pods", core.list_namespaced_pod, namespace, label_selector=APP_LABEL
+            ).items
+            elapsed = clock() - start
+            live.update(progress_view(deployment, pods, elapsed, timeout))
+            if rollout_done(deployment):
+                ready = deployment.status.ready_replicas or 0
+                return {
+                    "deployment": name,
+                    "ready": ready,
+                    "desired": deployment.spec.replicas,
+                    "seconds": elapsed,
+                }
+            stalled = deadline_exceeded(deployment)
+            fatal = [p for p in explain(pods, [], image_hint=image_hint) if p.fatal]
+            if fatal or stalled or elapsed >= timeout:
+                problems = diagnose(client, namespace, pods, image_hint)
+                problems.sort(key=lambda p: not p.fatal)
+                if elapsed >= timeout and not fatal:
+                    raise _failure(problems, f"rollout not finished after {timeout:.0f}s", timed_out=True)
+                raise _failure(problems, stalled or "rollout failed", timed_out=False)
+            sleep(poll)

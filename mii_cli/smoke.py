@@ -1,0 +1,571 @@
+"""`mii smoke-test`: 動いている推論サービスの全エンドポイントを確かめる。
+
+「先に描き、後で動かす」: `smoke_plan()` は何を送り何を期待するかを並べるだけの純粋な関数で、
+`run_smoke_test()` がその計画を順に実行して `SmokeReport` を返す。応答の検証は確認ごとの
+検証関数（`_VERIFIERS`）が行い、前の確認で得た事実（/metadata のクラス数やサンプルの確率など）と
+照らし合わせる。サービスに届かないときも例外にせず、すべての確認を失敗として報告する。
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+from rich.table import Table
+
+from mii_cli.errors import ConfigError
+from service import constants
+
+# バッチの確認に使う 3 行（Iris の 3 品種から 1 行ずつ。先頭は仕様書のサンプル）
+BATCH_ROWS: list[list[float]] = [
+    list(constants.SAMPLE_DATA[0]),
+    [6.4, 3.2, 4.5, 1.5],
+    [6.7, 3.0, 5.2, 2.3],
+]
+
+# 確率の一致とみなす誤差（float32 の精度。同じモデルなら同じ値が返る）
+PROBABILITY_TOLERANCE = 1e-6
+# 確率の合計が 1 とみなす誤差
+SUM_TOLERANCE = 1e-3
+
+# /metadata が必ず持つ項目（元実装と同じ）
+METADATA_KEYS = (
+    "data_type",
+    "data_structure",
+    "data_sample",
+    "prediction_type",
+    "prediction_structure",
+    "prediction_sample",
+)
+
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Check:
+    """1 件の確認: 送るリクエストと期待する結果（人が読む説明）。"""
+
+    name: str
+    method: str
+    path: str
+    expected: str
+    body: bytes | None = field(default=None, repr=False)
+
+    @property
+    def request(self) -> str:
+        """表に出すリクエストの要約（例: `POST /predict`）。"""
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """1 件の確認の結果。"""
+
+    name: str
+    method: str
+    path: str
+    expected: str
+    ok: bool
+    detail: str
+    elapsed_ms: float | None
+    status: int | None = None
+    served_by: str | None = None
+
+
+@dataclass
+class SmokeReport:
+    """スモークテスト全体の結果。"""
+
+    base_url: str
+    checks: list[CheckResult]
+    served_by: list[str] = field(default_factory=list)
+    model_sha256: str | None = None
+    unreachable: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """すべての確認が通ったか（確認が 1 件も無ければ不合格）。"""
+        return bool(self.checks) and self.unreachable is None and all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        """通らなかった確認。"""
+        return [c for c in self.checks if not c.ok]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON にできる辞書を返す（--json 用）。"""
+        return {
+            "url": self.base_url,
+            "passed": self.passed,
+            "unreachable": self.unreachable,
+            "served_by": self.served_by,
+            "model_sha256": self.model_sha256,
+            "summary": {
+                "total": len(self.checks),
+                "passed": len(self.checks) - len(self.failed),
+                "failed": len(self.failed),
+            },
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _json_body(value: Any) -> bytes:
+    """JSON の本文を作る。"""
+    return json.dumps(value).encode()
+
+
+def _oversized_body(size: int) -> bytes:
+    """ちょうど `size` バイトの、JSON としては正しい本文を作る（空白で水増しする）。"""
+    head = b'{"data": ' + _json_body(constants.SAMPLE_DATA)
+    return head + b" " * (size - len(head) - 1) + b"}"
+
+
+def smoke_plan() -> list[Check]:
+    """スモークテストの計画（送るリクエストと期待）を返す。副作用は無い。
+
+    順序に意味がある: 後の確認は前の確認で得た事実（クラス数・ラベル・確率）と照らし合わせる。
+    """
+    sample = _json_body({"data": constants.SAMPLE_DATA})
+    batch = _json_body({"data": BATCH_ROWS})
+    too_large = constants.DEFAULT_MAX_BODY_BYTES + 1
+    return [
+        Check("health", "GET", "/health", '200 {"health": "ok"}'),
+        Check("ready", "GET", "/health/ready", "200 (model loaded, test prediction done)"),
+        Check(
+            "metadata",
+            "GET",
+            "/metadata",
+            "200 with data_type … prediction_sample, model.sha256 and model.num_classes",
+        ),
+        Check("label", "GET", "/label", 'one label per class: {"0": str, "1": str, ...}'),
+        Check("predict-test", "GET", "/predict/test", "num_classes probabilities summing to 1"),
+        Check("predict-test-label", "GET", "/predict/test/label", "label of the most probable class"),
+        Check(
+            "predict",
+            "POST",
+            "/predict",
+            "one row: equals /metadata prediction_sample and /predict/test",
+            sample,
+        ),
+        Check("predict-label", "POST", "/predict/label", "one row: equals /predict/test/label", sample),
+        Check("predict-batch", "POST", "/predict", "3 rows in order; row 0 equals the one-row answer", batch),
+        Check(
+            "predict-batch-order",
+            "POST",
+            "/predict",
+            "the same 3 rows reversed give the answers reversed",
+            _json_body({"data": BATCH_ROWS[::-1]}),
+        ),
+        Check(
+            "predict-label-batch",
+            "POST",
+            "/predict/label",
+            "3 labels, one per row, of the most probable classes",
+            batch,
+        ),
+        Check("reject-missing-data", "POST", "/predict", "422 (no data field)", _json_body({"rows": []})),
+        Check(
+            "reject-non-numeric",
+            "POST",
+            "/predict",
+            "422 (strings instead of numbers)",
+            _json_body({"data": [["a", "b", "c", "d"]]}),
+        ),
+        Check(
+            "reject-wrong-row-length",
+            "POST",
+            "/predict",
+            "400 naming row 1 (3 values instead of 4)",
+            _json_body({"data": [*constants.SAMPLE_DATA, [1.0, 2.0, 3.0]]}),
+        ),
+        Check("reject-nan", "POST", "/predict", "400 (NaN is not a number)", b'{"data": [[NaN, 1, 2, 3]]}'),
+        Check("reject-empty-data", "POST", "/predict", "400 (no rows)", _json_body({"data": []})),
+        Check(
+            "reject-too-large",
+            "POST",
+            "/predict",
+            f"413 (body of {too_large} bytes, 1 MiB + 1)",
+            _oversized_body(too_large),
+        ),
+    ]
+
+
+class _Fail(Exception):
+    """検証の不一致（メッセージが表の detail になる）。"""
+
+
+@dataclass
+class _Facts:
+    """前の確認で得た事実。後の確認がこれと照らし合わせる。"""
+
+    num_classes: int | None = None
+    prediction_sample: list[float] | None = None
+    labels: dict[str, str] | None = None
+    predict_test: list[float] | None = None
+    one_row: list[float] | None = None
+    batch: list[list[float]] | None = None
+    model_sha256: str | None = None
+
+
+def _snippet(response: httpx.Response, limit: int = 120) -> str:
+    """応答本文の先頭（detail に載せる長さ）。"""
+    text = response.text.strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _ok_json(response: httpx.Response) -> Any:
+    """200 で JSON の応答なら中身を返し、それ以外は _Fail にする。"""
+    if response.status_code != 200:
+        raise _Fail(f"HTTP {response.status_code}, expected 200: {_snippet(response)}")
+    try:
+        return response.json()
+    except ValueError:
+        raise _Fail(f"response is not JSON: {_snippet(response)}") from None
+
+
+def _prediction(response: httpx.Response) -> Any:
+    """`{"prediction": ...}` の中身を返す。"""
+    body = _ok_json(response)
+    if not isinstance(body, dict) or set(body) != {"prediction"}:
+        raise _Fail(f'expected {{"prediction": ...}}, got {_snippet(response)}')
+    return body["prediction"]
+
+
+def _need(value: Any, what: str) -> Any:
+    """前の確認で得ているはずの事実を返す（無ければ比べられないので失敗）。"""
+    if value is None:
+        raise _Fail(f"cannot compare: {what} is unknown because an earlier check failed")
+    return value
+
+
+def _probabilities(value: Any, num_classes: int, what: str) -> list[float]:
+    """クラス数ぶんの 0..1 の数で合計がほぼ 1 の確率であることを確かめる。"""
+    if not isinstance(value, list) or not all(
+        isinstance(p, int | float) and not isinstance(p, bool) for p in value
+    ):
+        raise _Fail(f"{what} is not a list of numbers: {str(value)[:120]}")
+    if len(value) != num_classes:
+        raise _Fail(f"{what} has {len(value)} probabilities; the model has {num_classes} classes")
+    if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in value):
+        raise _Fail(f"{what} has values outside 0..1: {value}")
+    total = math.fsum(value)
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        raise _Fail(f"{what} sums to {total:.6f}, not 1")
+    return [float(p) for p in value]
+
+
+def _same(actual: list[float], expected: list[float]) -> bool:
+    """確率の列が float32 の精度で一致するか。"""
+    return len(actual) == len(expected) and all(
+        abs(a - e) <= PROBABILITY_TOLERANCE for a, e in zip(actual, expected, strict=True)
+    )
+
+
+def _argmax_label(probabilities: list[float], labels: dict[str, str]) -> str:
+    """最も確率の高いクラスのラベル名。"""
+    index = max(range(len(probabilities)), key=probabilities.__getitem__)
+    return labels.get(str(index), f"<no label {index}>")
+
+
+def _short(probabilities: list[float]) -> str:
+    """確率を短く表示する。"""
+    return "[" + ", ".join(f"{p:.4f}" for p in probabilities) + "]"
+
+
+def _verify_health(response: httpx.Response, facts: _Facts) -> str:
+    body = _ok_json(response)
+    if body != {"health": "ok"}:
+        raise _Fail(f'expected {{"health": "ok"}}, got {_snippet(response)}')
+    return '{"health": "ok"}'
+
+
+def _verify_ready(response: httpx.Response, facts: _Facts) -> str:
+    if response.status_code != 200:
+        raise _Fail(f"HTTP {response.status_code}, expected 200 (not ready): {_snippet(response)}")
+    return "ready"
+
+
+def _verify_metadata(response: httpx.Response, facts: _Facts) -> str:
+    body = _ok_json(response)
+    if not isinstance(body, dict):
+        raise _Fail(f"expected a JSON object, got {_snippet(response)}")
+    missing = [key for key in (*METADATA_KEYS, "model") if key not in body]
+    if missing:
+        raise _Fail(f"missing {', '.join(missing)}")
+    model = body["model"]
+    sha256 = model.get("sha256") if isinstance(model, dict) else None
+    if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise _Fail(f"model.sha256 is not a sha256 hex digest: {sha256!r}")
+    num_classes = model.get("num_classes")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise _Fail(f"model.num_classes is not a positive integer: {num_classes!r}")
+    if body["data_sample"] != constants.SAMPLE_DATA:
+        raise _Fail(f"data_sample is {body['data_sample']!r}, expected {constants.SAMPLE_DATA!r}")
+    facts.model_sha256 = sha256
+    facts.num_classes = num_classes
+    facts.prediction_sample = _probabilities(body["prediction_sample"], num_classes, "prediction_sample")
+    name = model.get("file_name", "model")
+    return f"{name} sha256 {sha256[:12]}…, {num_classes} classes"
+
+
+def _verify_label(response: httpx.Response, facts: _Facts) -> str:
+    body = _ok_json(response)
+    num_classes = _need(facts.num_classes, "model.num_classes")
+    expected_keys = [str(i) for i in range(num_classes)]
+    if not isinstance(body, dict) or sorted(body, key=lambda k: (len(k), k)) != expected_keys:
+        raise _Fail(f"expected keys {', '.join(expected_keys)} (one per class), got {_snippet(response)}")
+    if not all(isinstance(v, str) and v for v in body.values()):
+        raise _Fail(f"every label must be a non-empty string: {_snippet(response)}")
+    facts.labels = {key: body[key] for key in expected_keys}
+    return ", ".join(facts.labels.values())
+
+
+def _verify_predict_test(response: httpx.Response, facts: _Facts) -> str:
+    prediction = _prediction(response)
+    num_classes = _need(facts.num_classes, "model.num_classes")
+    facts.predict_test = _probabilities(prediction, num_classes, "prediction")
+    return _short(facts.predict_test)
+
+
+def _verify_predict_test_label(response: httpx.Response, facts: _Facts) -> str:
+    prediction = _prediction(response)
+    expected = _argmax_label(_need(facts.predict_test, "/predict/test"), _need(facts.labels, "/label"))
+    if prediction != expected:
+        raise _Fail(f"got {prediction!r}, expected {expected!r} (most probable class of /predict/test)")
+    return str(prediction)
+
+
+def _verify_predict(response: httpx.Response, facts: _Facts) -> str:
+    prediction = _prediction(response)
+    num_classes = _need(facts.num_classes, "model.num_classes")
+    row = _probabilities(prediction, num_classes, "prediction")
+    # 形が正しければ後の確認のために記録する（不一致はこの確認だけの失敗にする）
+    facts.one_row = row
+    sample = _need(facts.prediction_sample, "/metadata prediction_sample")
+    if not _same(row, sample):
+        raise _Fail(f"{_short(row)} differs from /metadata prediction_sample {_short(sample)}")
+    test = _need(facts.predict_test, "/predict/test")
+    if not _same(row, test):
+        raise _Fail(f"{_short(row)} differs from /predict/test {_short(test)}")
+    return f"{_short(row)} = prediction_sample = /predict/test"
+
+
+def _verify_predict_label(response: httpx.Response, facts: _Facts) -> str:
+    prediction = _prediction(response)
+    expected = _argmax_label(_need(facts.one_row, "/predict"), _need(facts.labels, "/label"))
+    if prediction != expected:
+        raise _Fail(f"got {prediction!r}, expected {expected!r}")
+    return str(prediction)
+
+
+def _batch(response: httpx.Response, facts: _Facts) -> list[list[float]]:
+    """3 行ぶんの確率のリストであることを確かめて返す。"""
+    prediction = _prediction(response)
+    num_classes = _need(facts.num_classes, "model.num_classes")
+    if not isinstance(prediction, list) or len(prediction) != len(BATCH_ROWS):
+        raise _Fail(f"expected {len(BATCH_ROWS)} rows, got {str(prediction)[:120]}")
+    return [_probabilities(row, num_classes, f"row {i}") for i, row in enumerate(prediction)]
+
+
+def _verify_predict_batch(response: httpx.Response, facts: _Facts) -> str:
+    rows = _batch(response, facts)
+    facts.batch = rows
+    one_row = _need(facts.one_row, "/predict (one row)")
+    if not _same(rows[0], one_row):
+        raise _Fail(f"row 0 {_short(rows[0])} differs from the one-row answer {_short(one_row)}")
+    return f"{len(rows)} rows, row 0 = one-row answer"
+
+
+def _verify_predict_batch_order(response: httpx.Response, facts: _Facts) -> str:
+    rows = _batch(response, facts)
+    forward = _need(facts.batch, "/predict (3 rows)")
+    for index, (actual, expected) in enumerate(zip(rows, forward[::-1], strict=True)):
+        if not _same(actual, expected):
+            raise _Fail(f"row {index} {_short(actual)} should be {_short(expected)}: rows are out of order")
+    return "answers follow the order of the rows"
+
+
+def _verify_predict_label_batch(response: httpx.Response, facts: _Facts) -> str:
+    prediction = _prediction(response)
+    labels = _need(facts.labels, "/label")
+    expected = [_argmax_label(row, labels) for row in _need(facts.batch, "/predict (3 rows)")]
+    if prediction != expected:
+        raise _Fail(f"got {prediction!r}, expected {expected!r}")
+    return ", ".join(expected)
+
+
+def _rejects(status: int, mention: str | None = None) -> Callable[[httpx.Response, _Facts], str]:
+    """決まった 4xx で断ることを確かめる検証関数を作る（mention があれば detail に含むこと）。"""
+
+    def verify(response: httpx.Response, facts: _Facts) -> str:
+        if response.status_code != status:
+            raise _Fail(f"HTTP {response.status_code}, expected {status}: {_snippet(response)}")
+        try:
+            detail = response.json().get("detail")
+        except (ValueError, AttributeError):
+            raise _Fail(f"error body is not {{'detail': ...}}: {_snippet(response)}") from None
+        if detail is None:
+            raise _Fail(f"error body has no detail: {_snippet(response)}")
+        text = detail if isinstance(detail, str) else json.dumps(detail)
+        if mention is not None and mention not in text:
+            raise _Fail(f"detail does not mention {mention!r}: {text[:120]}")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            text = str(detail[0].get("msg", text))
+        return f"{status}: {text[:100]}"
+
+    return verify
+
+
+_VERIFIERS: dict[str, Callable[[httpx.Response, _Facts], str]] = {
+    "health": _verify_health,
+    "ready": _verify_ready,
+    "metadata": _verify_metadata,
+    "label": _verify_label,
+    "predict-test": _verify_predict_test,
+    "predict-test-label": _verify_predict_test_label,
+    "predict": _verify_predict,
+    "predict-label": _verify_predict_label,
+    "predict-batch": _verify_predict_batch,
+    "predict-batch-order": _verify_predict_batch_order,
+    "predict-label-batch": _verify_predict_label_batch,
+    "reject-missing-data": _rejects(422),
+    "reject-non-numeric": _rejects(422),
+    "reject-wrong-row-length": _rejects(400, "row 1"),
+    "reject-nan": _rejects(400),
+    "reject-empty-data": _rejects(400),
+    "reject-too-large": _rejects(413),
+}
+
+
+def normalize_url(url: str) -> str:
+    """URL を確かめ、末尾の / を除いて返す。scheme が無ければ ConfigError。"""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+        raise ConfigError(
+            f"--url must be an http:// or https:// URL, got {url!r}",
+            hint="for example --url http://127.0.0.1:8000",
+        )
+    return url
+
+
+def _result(check: Check, ok: bool, detail: str, elapsed_ms: float | None, **extra: Any) -> CheckResult:
+    """確認と結果から CheckResult を作る。"""
+    return CheckResult(
+        name=check.name,
+        method=check.method,
+        path=check.path,
+        expected=check.expected,
+        ok=ok,
+        detail=detail,
+        elapsed_ms=None if elapsed_ms is None else round(elapsed_ms, 2),
+        **extra,
+    )
+
+
+def run_smoke_test(base_url: str, *, timeout: float = 5.0) -> SmokeReport:
+    """`smoke_plan()` の確認を `base_url` に対して順に実行し、結果を返す。
+
+    サービスに接続できなければ、そこで送るのをやめ、残りの確認をすべて失敗として
+    `unreachable` に理由を入れて返す（例外にはしない）。
+    """
+    base_url = normalize_url(base_url)
+    facts = _Facts()
+    results: list[CheckResult] = []
+    served_by: list[str] = []
+    unreachable: str | None = None
+    with httpx.Client(base_url=base_url, timeout=timeout, follow_redirects=False) as client:
+        for check in smoke_plan():
+            if unreachable is not None:
+                results.append(_result(check, False, "not run: service unreachable", None))
+                continue
+            headers = {constants.REQUEST_ID_HEADER: f"mii-smoke-{check.name}"}
+            if check.body is not None:
+                headers["Content-Type"] = _JSON
+            start = time.perf_counter()
+            try:
+                response = client.request(check.method, check.path, content=check.body, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                unreachable = f"cannot connect to {base_url} ({error or type(error).__name__})"
+                results.append(_result(check, False, unreachable, None))
+                continue
+            except httpx.TimeoutException:
+                elapsed = (time.perf_counter() - start) * 1000
+                results.append(_result(check, False, f"no answer within {timeout:g} s", elapsed))
+                continue
+            except httpx.HTTPError as error:
+                elapsed = (time.perf_counter() - start) * 1000
+                results.append(_result(check, False, f"{type(error).__name__}: {error}", elapsed))
+                continue
+            elapsed = (time.perf_counter() - start) * 1000
+            pod = response.headers.get(constants.SERVED_BY_HEADER)
+            if pod and pod not in served_by:
+                served_by.append(pod)
+            try:
+                ok, detail = True, _VERIFIERS[check.name](response, facts)
+            except _Fail as failure:
+                ok, detail = False, str(failure)
+            results.append(_result(check, ok, detail, elapsed, status=response.status_code, served_by=pod))
+    return SmokeReport(
+        base_url=base_url,
+        checks=results,
+        served_by=served_by,
+        model_sha256=facts.model_sha256,
+        unreachable=unreachable,
+    )
+
+
+def run_cluster_smoke_test(*, timeout: float = 5.0) -> SmokeReport:
+    """--url が無いとき: クラスタ上のサービスを確かめる（Kubernetes 側の実装に任せる）。
+
+    `mii_cli.kube` が `cluster_smoke_test(*, timeout: float) -> SmokeReport` を公開していれば
+    それを呼ぶ。まだ無ければ --url が必要だと ConfigError で知らせる。
+    """
+    import importlib
+
+    try:
+        kube = importlib.import_module("mii_cli.kube")
+    except ModuleNotFoundError as error:
+        if error.name not in ("mii_cli.kube", "mii_cli"):
+            raise
+        kube = None
+    cluster_smoke_test = getattr(kube, "cluster_smoke_test", None)
+    if cluster_smoke_test is None:
+        raise ConfigError(
+            "--url is required until a cluster is configured",
+            hint="start the service with `mii serve` (or `mii run`) and pass --url http://127.0.0.1:8000",
+        )
+    report: SmokeReport = cluster_smoke_test(timeout=timeout)
+    return report
+
+
+def render_table(report: SmokeReport) -> Table:
+    """結果を Rich の表にする（check・status・detail・ms。リクエストは JSON の結果にある）。"""
+    passed = len(report.checks) - len(report.failed)
+    table = Table(
+        title=f"Smoke test of {report.base_url}: {passed}/{len(report.checks)} passed",
+        title_justify="left",
+        caption=_caption(report),
+        caption_justify="left",
+    )
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Detail", overflow="fold")
+    table.add_column("ms", justify="right", no_wrap=True)
+    for check in report.checks:
+        status = "[green]PASS[/green]" if check.ok else "[bold red]FAIL[/bold red]"
+        elapsed = "" if check.elapsed_ms is None else f"{check.elapsed_ms:.1f}"
+        table.add_row(check.name, status, check.detail, elapsed)
+    return table
+
+
+def _caption(report: SmokeReport) -> str:
+    """表の下に出す補足（応答した Pod とモデルの sha256）。"""
+    parts = [f"served by: {', '.join(report.served_by) or 'unknown'}"]
+    if report.model_sha256:
+        parts.append(f"model sha256: {report.model_sha256}")
+    return " · ".join(parts)

@@ -1,0 +1,277 @@
+"""`mii smoke-test --url`: 本物のサーバー・わざと誤るサーバー・届かない URL に対して確かめる。"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from typer.testing import CliRunner
+
+from mii_cli import cli
+from mii_cli.smoke import run_smoke_test, smoke_plan
+from tests.conftest import free_port
+from tests.integration.conftest import serve_in_thread
+
+runner = CliRunner()
+
+ALL_CHECKS = [check.name for check in smoke_plan()]
+
+# 同梱モデルのサンプルの確率（/metadata の prediction_sample）
+SAMPLE_P = [0.9720988869667053, 0.01597398892045021, 0.011927163228392601]
+LABELS = {"0": "setosa", "1": "versicolor", "2": "virginica"}
+METADATA = {
+    "data_type": "float32",
+    "data_structure": "(1,4)",
+    "data_sample": [[5.1, 3.5, 1.4, 0.2]],
+    "prediction_type": "float32",
+    "prediction_structure": "(1,3)",
+    "prediction_sample": SAMPLE_P,
+    "model": {"file_name": "fake.onnx", "sha256": "ab" * 32, "num_classes": 3},
+}
+
+
+def _fake_probabilities(row: list[Any]) -> list[float]:
+    """わざと誤るサーバーの「推論」: 1 列目で 3 通りの確率を返す。"""
+    if row[0] < 6:
+        return SAMPLE_P
+    if row[0] < 6.5:
+        return [0.1, 0.8, 0.1]
+    return [0.05, 0.05, 0.9]
+
+
+async def _subtly_wrong(request: Request) -> Response:
+    """形は概ね正しいが、いくつかの約束を破るサービス。"""
+    path = request.url.path
+    answers: dict[str, Any] = {
+        "/health": {"health": "OK!"},
+        "/metadata": METADATA,
+        "/label": LABELS,
+        "/predict/test": {"prediction": SAMPLE_P},
+        "/predict/test/label": {"prediction": "virginica"},
+    }
+    if path == "/health/ready":
+        return JSONResponse({"status": "not ready"}, status_code=503)
+    if request.method == "GET":
+        return JSONResponse(answers[path])
+    # 本文の上限も NaN の拒否も無い（Python の json は NaN を受け付ける）
+    body = json.loads(await request.body())
+    if "data" not in body:
+        return JSONResponse({"detail": [{"msg": "Field required"}]}, status_code=422)
+    rows = body["data"]
+    if not rows:
+        return JSONResponse({"detail": "empty"}, status_code=400)
+    if any(isinstance(v, str) for row in rows for v in row):
+        return PlainTextResponse("Internal Server Error", status_code=500)
+    if any(len(row) != 4 for row in rows):
+        return JSONResponse({"detail": "bad row"}, status_code=400)
+    # 行の順序を守らない（確率の高い順に並べ替えてしまう）
+    probabilities = sorted((_fake_probabilities(row) for row in rows), key=lambda p: -p[0])
+    if path == "/predict/label":
+        labels = [LABELS[str(p.index(max(p)))] for p in probabilities]
+        return JSONResponse({"prediction": labels[0] if len(labels) == 1 else labels})
+    return JSONResponse({"prediction": probabilities[0] if len(rows) == 1 else probabilities})
+
+
+async def _broken(request: Request) -> Response:
+    """形の崩れた応答ばかり返すサービス。"""
+    path = request.url.path
+    if path == "/metadata":
+        return JSONResponse({"data_type": "float32", "model": {"sha256": "nope"}})
+    if path == "/label":
+        return JSONResponse({"0": "setosa"})
+    if path == "/predict/test":
+        return JSONResponse({"prediction": [0.5, 0.6, 0.7]})
+    if path == "/health":
+        return PlainTextResponse("ok")
+    if path == "/health/ready":
+        await asyncio.sleep(0.5)
+    return PlainTextResponse("boom", status_code=500)
+
+
+def _app(handler: Callable[[Request], Any]) -> Starlette:
+    return Starlette(routes=[Route("/{path:path}", handler, methods=["GET", "POST"])])
+
+
+@pytest.fixture(scope="module")
+def subtly_wrong_server() -> Iterator[str]:
+    yield from serve_in_thread(_app(_subtly_wrong))
+
+
+@pytest.fixture(scope="module")
+def broken_server() -> Iterator[str]:
+    yield from serve_in_thread(_app(_broken))
+
+
+@pytest.fixture(scope="module")
+def lying_proxy(live_server: str) -> Iterator[str]:
+    """本物のサーバーの前に立ち、/metadata の prediction_sample だけを参照モデルの値にすり替える。"""
+
+    async def handler(request: Request) -> Response:
+        async with httpx.AsyncClient(base_url=live_server) as client:
+            upstream = await client.request(
+                request.method,
+                request.url.path,
+                content=await request.body(),
+                headers={"content-type": "application/json"},
+            )
+        if request.url.path == "/metadata":
+            body = upstream.json()
+            body["prediction_sample"] = [0.97093159, 0.01558308, 0.01348537]
+            return JSONResponse(body)
+        return Response(upstream.content, status_code=upstream.status_code, media_type="application/json")
+
+    yield from serve_in_thread(_app(handler))
+
+
+def _failed(url: str) -> dict[str, str]:
+    report = run_smoke_test(url, timeout=5)
+    assert [c.name for c in report.checks] == ALL_CHECKS
+    return {c.name: c.detail for c in report.checks if not c.ok}
+
+
+def test_passes_against_mii_serve_with_the_bundled_model(live_server: str) -> None:
+    report = run_smoke_test(live_server)
+    assert report.passed, [(c.name, c.detail) for c in report.failed]
+    assert [c.name for c in report.checks] == ALL_CHECKS
+    assert report.served_by == ["live-server"]
+    assert report.model_sha256 is not None
+    assert report.model_sha256 == httpx.get(f"{live_server}/metadata").json()["model"]["sha256"]
+    assert all(c.status is not None and c.elapsed_ms is not None for c in report.checks)
+
+
+def test_passes_against_mii_serve_with_the_reference_model(
+    start_live_server: Callable[..., str], reference_dir: Path
+) -> None:
+    url = start_live_server(
+        "--model", str(reference_dir / "iris_svc.onnx"), "--labels", str(reference_dir / "label.json")
+    )
+    report = run_smoke_test(url)
+    assert report.passed, [(c.name, c.detail) for c in report.failed]
+    assert report.model_sha256 == "53856dda7040348575b82319fef5506ad8479d800c87b5ba102b756d842f94e2"
+    predict = next(c for c in report.checks if c.name == "predict")
+    assert "[0.9709, 0.0156, 0.0135]" in predict.detail
+
+
+def test_names_exactly_the_broken_promises(subtly_wrong_server: str) -> None:
+    failed = _failed(subtly_wrong_server)
+    assert set(failed) == {
+        "health",
+        "ready",
+        "predict-test-label",
+        "predict-batch-order",
+        "reject-non-numeric",
+        "reject-wrong-row-length",
+        "reject-nan",
+        "reject-too-large",
+    }
+    assert failed["health"] == 'expected {"health": "ok"}, got {"health":"OK!"}'
+    assert failed["ready"].startswith("HTTP 503, expected 200")
+    assert "expected 'setosa'" in failed["predict-test-label"]
+    assert "rows are out of order" in failed["predict-batch-order"]
+    assert failed["reject-non-numeric"] == "HTTP 500, expected 422: Internal Server Error"
+    assert "does not mention 'row 1'" in failed["reject-wrong-row-length"]
+    assert failed["reject-nan"].startswith("HTTP 200, expected 400")
+    assert failed["reject-too-large"].startswith("HTTP 200, expected 413")
+
+
+def test_a_broken_service_fails_every_check_with_a_reason(broken_server: str) -> None:
+    failed = _failed(broken_server)
+    assert set(failed) == set(ALL_CHECKS)
+    assert failed["health"] == "response is not JSON: ok"
+    assert failed["metadata"].startswith("missing data_structure, data_sample")
+    assert failed["label"].startswith("cannot compare: model.num_classes is unknown")
+    assert failed["predict"] == "HTTP 500, expected 200: boom"
+    assert failed["reject-empty-data"] == "HTTP 500, expected 400: boom"
+
+
+def test_a_slow_answer_fails_only_its_own_check(broken_server: str) -> None:
+    report = run_smoke_test(broken_server, timeout=0.2)
+    ready = next(c for c in report.checks if c.name == "ready")
+    assert ready.detail == "no answer within 0.2 s"
+    assert ready.elapsed_ms is not None
+    assert ready.elapsed_ms >= 150
+    assert report.unreachable is None
+    assert report.checks[-1].status == 500
+
+
+def test_a_service_that_serves_another_model_than_it_reports(lying_proxy: str) -> None:
+    failed = _failed(lying_proxy)
+    assert set(failed) == {"predict"}
+    assert "differs from /metadata prediction_sample [0.9709, 0.0156, 0.0135]" in failed["predict"]
+
+
+def test_unreachable_service_fails_every_check_without_raising() -> None:
+    report = run_smoke_test(f"http://127.0.0.1:{free_port()}", timeout=1)
+    assert not report.passed
+    assert report.unreachable is not None
+    assert "cannot connect to http://127.0.0.1:" in report.unreachable
+    assert report.checks[0].detail == report.unreachable
+    assert all(c.detail == "not run: service unreachable" for c in report.checks[1:])
+    assert len(report.checks) == len(ALL_CHECKS)
+
+
+def test_cli_table_and_success_line(live_server: str) -> None:
+    result = runner.invoke(cli.app, ["smoke-test", "--url", live_server + "/"])
+    assert result.exit_code == 0, result.output
+    assert f"Smoke test of {live_server}: {len(ALL_CHECKS)}/{len(ALL_CHECKS)} passed" in result.output
+    for name in ALL_CHECKS:
+        assert name in result.output
+    assert "served by: live-server" in result.output
+    assert f"all {len(ALL_CHECKS)} smoke checks passed" in result.output
+
+
+def test_cli_json(live_server: str) -> None:
+    result = runner.invoke(cli.app, ["smoke-test", "--url", live_server, "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["passed"] is True
+    assert payload["summary"] == {"total": len(ALL_CHECKS), "passed": len(ALL_CHECKS), "failed": 0}
+    assert [c["name"] for c in payload["checks"]] == ALL_CHECKS
+    assert set(payload["checks"][0]) == {
+        "name",
+        "method",
+        "path",
+        "expected",
+        "ok",
+        "detail",
+        "elapsed_ms",
+        "status",
+        "served_by",
+    }
+    assert payload["served_by"] == ["live-server"]
+
+
+def test_cli_fails_with_the_names_of_the_failed_checks(subtly_wrong_server: str) -> None:
+    result = runner.invoke(cli.app, ["smoke-test", "--url", subtly_wrong_server])
+    assert result.exit_code == 6
+    assert "FAIL" in result.output
+    assert "Error: 8 of 17 smoke checks failed: health, ready, predict-test-label" in result.output
+    assert "Hint:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_json_still_prints_the_report_on_failure(subtly_wrong_server: str) -> None:
+    result = runner.invoke(cli.app, ["smoke-test", "--url", subtly_wrong_server, "--json"])
+    assert result.exit_code == 6
+    payload = json.loads(result.stdout)
+    assert payload["passed"] is False
+    assert payload["summary"]["failed"] == 8
+
+
+def test_cli_unreachable_is_one_message() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(cli.app, ["smoke-test", "--url", url, "--timeout", "1"])
+    assert result.exit_code == 6
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith(f"Error: cannot connect to {url}")
+    assert lines[1].startswith("Hint: start the service with `mii serve`")
+    assert len(lines) == 2

@@ -1,0 +1,300 @@
+"""マニフェストの描画・順序・--dry-run と、公式スキーマ（オフライン）と意味の検証。"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mii_cli import cli
+from mii_cli.errors import ConfigError
+from mii_cli.kube import APP_NAME, IMAGE_REPOSITORY, NAMESPACE
+from mii_cli.kube import render as r
+from mii_cli.kube.lbcheck import job_manifest
+from service import constants
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+# 今の minikube（v1.37: Kubernetes 1.34）と kind（v0.30: 1.34、v0.31: 1.35）が使う版と、その前後
+K8S_VERSIONS = ["1.33", "1.34", "1.35"]
+IMAGE = "model-in-image:0.1.0-0123456789ab-fedcba987654"
+
+runner = CliRunner()
+
+
+def manifest_files() -> list[Path]:
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    return [MANIFESTS / name for name in kustomization["resources"]]
+
+
+def rendered(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    return r.render(IMAGE, namespace, MANIFESTS)
+
+
+# --- 描画と順序 ---
+
+
+def test_every_yaml_file_is_listed_in_the_kustomization() -> None:
+    on_disk = {p.name for p in MANIFESTS.glob("*.yml")}
+    assert on_disk == {p.name for p in manifest_files()}
+    assert on_disk == {"namespace.yml", "deployment.yml", "service.yml", "hpa.yml", "pdb.yml"}
+
+
+def test_render_orders_objects_for_apply_and_reverses_for_delete() -> None:
+    objects = rendered()
+    kinds = [o["kind"] for o in objects]
+    assert kinds == ["Namespace", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"]
+    assert [o["kind"] for o in r.delete_order(objects)] == list(reversed(kinds))
+
+
+def test_unknown_kinds_go_last() -> None:
+    objects = [{"kind": "Widget"}, {"kind": "HorizontalPodAutoscaler"}, {"kind": "Namespace"}]
+    assert [o["kind"] for o in r.apply_order(objects)] == ["Namespace", "HorizontalPodAutoscaler", "Widget"]
+
+
+def test_render_sets_image_and_namespace_without_touching_the_files() -> None:
+    before = {p: p.read_text() for p in manifest_files()}
+    objects = rendered("staging")
+    deployment = r.find(objects, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert r.find(objects, "Namespace")["metadata"]["name"] == "staging"
+    assert all(o["metadata"]["namespace"] == "staging" for o in objects if o["kind"] != "Namespace")
+    assert before == {p: p.read_text() for p in manifest_files()}
+
+
+def test_render_is_deterministic() -> None:
+    assert r.to_yaml(rendered()) == r.to_yaml(rendered())
+
+
+def test_constants_match_the_manifests() -> None:
+    objects = r.load_manifests(MANIFESTS)
+    deployment = r.find(objects, "Deployment")
+    assert r.find(objects, "Namespace")["metadata"]["name"] == NAMESPACE
+    assert {o["metadata"]["name"] for o in objects if o["kind"] != "Namespace"} == {APP_NAME}
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"{IMAGE_REPOSITORY}:{constants.SERVICE_VERSION}"
+
+
+def test_missing_kustomization_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"kustomization\.yaml is missing"):
+        r.load_manifests(tmp_path)
+
+
+def test_documents_that_are_not_objects_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: [a.yml, b.yml]\n")
+    (tmp_path / "a.yml").write_text("---\n---\nkind: Namespace\napiVersion: v1\nmetadata: {name: x}\n")
+    (tmp_path / "b.yml").write_text("just: text\n")
+    with pytest.raises(ConfigError, match="not a Kubernetes object"):
+        r.load_manifests(tmp_path)
+    (tmp_path / "b.yml").write_text("a: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read manifest"):
+        r.load_manifests(tmp_path)
+
+
+def test_deployment_without_the_app_container_is_refused() -> None:
+    deployment = {
+        "metadata": {"name": "x"},
+        "spec": {"template": {"spec": {"containers": [{"name": "other"}]}}},
+    }
+    with pytest.raises(ConfigError, match="no container named model-in-image"):
+        r.set_image(deployment, IMAGE)
+    with pytest.raises(ConfigError, match="has no Deployment"):
+        r.find([], "Deployment")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_kustomize_builds_the_same_objects() -> None:
+    output = subprocess.run(
+        ["kubectl", "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    by_kustomize = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(output)}
+    ours = {(o["kind"], o["metadata"]["name"]): o for o in r.render(f"{IMAGE_REPOSITORY}:0.1.0", NAMESPACE)}
+    assert by_kustomize == ours
+
+
+# --- --dry-run ---
+
+
+def test_dry_run_prints_yaml_of_the_exact_objects_without_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "-n", "demo"])
+    assert result.exit_code == 0, result.output
+    assert list(yaml.safe_load_all(result.stdout)) == r.render(IMAGE, "demo")
+
+
+def test_dry_run_json_is_a_list_of_objects() -> None:
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--json", "--image", IMAGE])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == rendered()
+
+
+def test_dry_run_without_image_uses_the_newest_local_build_or_the_manifest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mii_cli.errors import DockerError
+    from mii_cli.kube import deploy as deploying
+
+    def no_docker() -> str:
+        raise DockerError("cannot reach the Docker engine")
+
+    monkeypatch.setattr(deploying, "latest_local_image", no_docker)
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    image = r.find(json.loads(result.stdout), "Deployment")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
+    assert image == "model-in-image:0.1.0"
+    monkeypatch.setattr(deploying, "latest_local_image", lambda: IMAGE)
+    assert deploying.dry_run_objects(NAMESPACE, None)[0] == IMAGE
+
+
+# --- 公式スキーマ（オフライン） ---
+
+
+def all_objects() -> list[tuple[str, dict[str, Any]]]:
+    files = [(p.name, doc) for p in manifest_files() for doc in yaml.safe_load_all(p.read_text())]
+    sent = [(f"rendered {o['kind']}", o) for o in rendered()]
+    job = [("lb-check Job", job_manifest(IMAGE, NAMESPACE))]
+    return files + sent + job
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize(("name", "obj"), all_objects(), ids=[name for name, _ in all_objects()])
+def test_objects_validate_against_the_official_schema(version: str, name: str, obj: dict[str, Any]) -> None:
+    assert kubernetes_validate.validate(obj, version, strict=True) == version
+
+
+def test_the_schema_check_catches_a_broken_object() -> None:
+    broken = r.find(rendered(), "Deployment")
+    broken["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = [1]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
+# --- 意味の検証 ---
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    container: dict[str, Any] = r.find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def test_selector_matches_the_template_labels_and_the_service_selector() -> None:
+    objects = rendered()
+    deployment = r.find(objects, "Deployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= template_labels.items()
+    assert r.find(objects, "Service")["spec"]["selector"].items() <= template_labels.items()
+    assert (
+        r.find(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items()
+        <= template_labels.items()
+    )
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
+    assert spread["labelSelector"]["matchLabels"].items() <= template_labels.items()
+
+
+def test_service_port_reaches_the_container_port_of_the_service() -> None:
+    objects = rendered()
+    ports = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
+    (service_port,) = r.find(objects, "Service")["spec"]["ports"]
+    target = service_port["targetPort"]
+    resolved = ports[target] if isinstance(target, str) else target
+    assert resolved == constants.DEFAULT_PORT
+    assert service_port["port"] == constants.DEFAULT_PORT
+    assert r.find(objects, "Service")["spec"]["type"] == "ClusterIP"
+
+
+def test_hpa_targets_the_deployment() -> None:
+    objects = rendered()
+    hpa, deployment = r.find(objects, "HorizontalPodAutoscaler"), r.find(objects, "Deployment")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", APP_NAME)
+    assert deployment["metadata"]["name"] == APP_NAME
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60
+    assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+
+
+def test_probe_paths_are_routes_of_the_service() -> None:
+    from service.app.app import create_app
+
+    paths = {getattr(route, "path", None) for route in create_app().routes}
+    container = _container(rendered())
+    probes = {
+        name: container[name]["httpGet"] for name in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
+    assert probes["readinessProbe"]["path"] == "/health/ready"
+    assert probes["livenessProbe"]["path"] == "/health/live"
+    for probe in probes.values():
+        assert probe["path"] in paths
+        assert probe["port"] in {p["name"] for p in container["ports"]}
+
+
+def test_production_settings_of_the_deployment() -> None:
+    deployment = r.find(rendered(), "Deployment")
+    spec, pod = deployment["spec"], deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert spec["replicas"] == 4
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert (
+        container["resources"]["requests"]
+        == container["resources"]["limits"]
+        == {"cpu": "500m", "memory": "300Mi"}
+    )
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert "command" not in container
+    assert "args" not in container
+    assert pod["enableServiceLinks"] is False
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert {"LOG_LEVEL", "LOG_FORMAT", "GRACEFUL_SHUTDOWN_SECONDS"} <= env.keys()
+    grace = int(env["GRACEFUL_SHUTDOWN_SECONDS"]["value"])
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + grace
+    assert pod["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "ScheduleAnyway"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/tmp"] in {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+
+
+@pytest.mark.parametrize(
+    "pod_spec",
+    [
+        r.find(r.render(IMAGE, NAMESPACE, MANIFESTS), "Deployment")["spec"]["template"]["spec"],
+        job_manifest(IMAGE, NAMESPACE)["spec"]["template"]["spec"],
+    ],
+    ids=["deployment", "lb-check-job"],
+)
+def test_pods_meet_the_restricted_pod_security_standard(pod_spec: dict[str, Any]) -> None:
+    pod_context = pod_spec["securityContext"]
+    assert pod_context["runAsNonRoot"] is True
+    assert pod_context["runAsUser"] != 0
+    assert pod_context["seccompProfile"]["type"] == "RuntimeDefault"
+    for container in pod_spec["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert "add" not in context["capabilities"]
+    assert pod_spec["automountServiceAccountToken"] is False
+
+
+def test_namespace_enforces_the_restricted_standard() -> None:
+    labels = r.find(rendered(), "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_pdb_keeps_most_pods_up() -> None:
+    pdb = r.find(rendered(), "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
