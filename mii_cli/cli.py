@@ -93,6 +93,10 @@ def main_callback(
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Kubernetes namespace to use.")]
+ContextOption = Annotated[
+    str | None, typer.Option("--context", help="kube context to use (default: the current context).")
+]
 
 
 @app.command()
@@ -353,15 +357,26 @@ def smoke_test(
         typer.Option(help="Base URL of a running service, e.g. http://127.0.0.1:8000."),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.1)] = 5.0,
+    namespace: NamespaceOption = "model-in-image",
+    context: ContextOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check every endpoint of a running service: shapes, probabilities, a batch and bad requests."""
+    """Check every endpoint of a running service: shapes, probabilities, a batch and bad requests.
+
+    Without --url, reach the Service in the cluster through a port-forward and prove load balancing
+    with a short in-cluster Job.
+    """
     from mii_cli import smoke
     from mii_cli.errors import CheckFailed
 
     if url is None:
-        # --url が無ければクラスタ上のサービスを確かめる（Kubernetes 側の実装ができるまでは ConfigError）
-        report = smoke.run_cluster_smoke_test(timeout=timeout)
+        # --url が無ければクラスタ上のサービスをポートフォワード越しに確かめる
+        from mii_cli.kube.cluster import connect
+        from mii_cli.kube.smoke import cluster_smoke_test
+
+        client, _ = connect(context)
+        with out.console.status(f"Smoke-testing the Service in namespace {namespace}..."):
+            report = cluster_smoke_test(timeout=timeout, namespace=namespace, client=client)
     else:
         report = smoke.run_smoke_test(url, timeout=timeout)
     if as_json:
@@ -447,10 +462,6 @@ def load_test(
 
 # --- kubernetes commands (deploy, status, teardown, up, down) ---
 
-NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Kubernetes namespace to use.")]
-ContextOption = Annotated[
-    str | None, typer.Option("--context", help="kube context to use (default: the current context).")
-]
 RegistryOption = Annotated[
     str | None,
     typer.Option(help="Push the image to this registry (e.g. localhost:5000) and deploy that reference."),
@@ -532,11 +543,18 @@ def teardown(
     namespace: NamespaceOption = "model-in-image",
     context: ContextOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the namespace to go.", min=1)] = 180.0,
+    local: Annotated[
+        bool, typer.Option("--local", help="Stop the `mii run` container instead (= mii stop).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Delete the namespace (and everything in it) and wait until it is gone."""
     from mii_cli.kube.cluster import connect
     from mii_cli.kube.teardown import teardown as run_teardown
+
+    if local:
+        stop()
+        return
 
     client, _ = connect(context)
     result = run_teardown(client, namespace, timeout=timeout)

@@ -519,30 +519,6 @@ def run_smoke_test(base_url: str, *, timeout: float = 5.0) -> SmokeReport:
     )
 
 
-def run_cluster_smoke_test(*, timeout: float = 5.0) -> SmokeReport:
-    """--url が無いとき: クラスタ上のサービスを確かめる（Kubernetes 側の実装に任せる）。
-
-    `mii_cli.kube` が `cluster_smoke_test(*, timeout: float) -> SmokeReport` を公開していれば
-    それを呼ぶ。まだ無ければ --url が必要だと ConfigError で知らせる。
-    """
-    import importlib
-
-    try:
-        kube = importlib.import_module("mii_cli.kube")
-    except ModuleNotFoundError as error:
-        if error.name not in ("mii_cli.kube", "mii_cli"):
-            raise
-        kube = None
-    cluster_smoke_test = getattr(kube, "cluster_smoke_test", None)
-    if cluster_smoke_test is None:
-        raise ConfigError(
-            "--url is required until a cluster is configured",
-            hint="start the service with `mii serve` (or `mii run`) and pass --url http://127.0.0.1:8000",
-        )
-    report: SmokeReport = cluster_smoke_test(timeout=timeout)
-    return report
-
-
 def render_table(report: SmokeReport) -> Table:
     """結果を Rich の表にする（check・status・detail・ms。リクエストは JSON の結果にある）。"""
     passed = len(report.checks) - len(report.failed)

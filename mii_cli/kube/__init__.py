@@ -5,10 +5,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from mii_cli.smoke import SmokeReport
+from typing import Final
 
 # 既定の Namespace とアプリ名（Deployment・Service・HPA・PDB・コンテナの名前）
 NAMESPACE: Final = "model-in-image"
@@ -19,12 +16,3 @@ APP_LABEL: Final = f"app={APP_NAME}"
 FIELD_MANAGER: Final = "mii"
 # mii build が付けるイメージのリポジトリ名
 IMAGE_REPOSITORY: Final = "model-in-image"
-
-
-def cluster_smoke_test(
-    *, timeout: float = 5.0, namespace: str = NAMESPACE, requests: int = 60
-) -> SmokeReport:
-    """`mii smoke-test`（--url なし）の入口。実体は `mii_cli.kube.smoke.cluster_smoke_test`。"""
-    from mii_cli.kube import smoke
-
-    return smoke.cluster_smoke_test(timeout=timeout, namespace=namespace, requests=requests)

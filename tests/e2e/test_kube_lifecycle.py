@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from typing import Any
@@ -59,10 +60,11 @@ def test_the_cluster_smoke_test_command_passes(deployed: dict[str, Any]) -> None
 
     result = CliRunner().invoke(cli.app, ["status", "-n", NAMESPACE])
     assert result.exit_code == 0, result.output
-    from mii_cli.kube import cluster_smoke_test
-
-    report = cluster_smoke_test(namespace=NAMESPACE, timeout=10)
-    assert report.passed, [c for c in report.checks if not c.ok]
+    result = CliRunner().invoke(cli.app, ["smoke-test", "-n", NAMESPACE, "--timeout", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"]
+    assert "load_balancing" in {check["name"] for check in report["checks"]}
 
 
 def test_hpa_is_present_and_reads_cpu_metrics(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:

@@ -102,3 +102,21 @@ def test_debug_shows_the_traceback(failing_command: typer.Typer) -> None:
 def test_interrupt_exits_130(failing_command: typer.Typer) -> None:
     result = runner.invoke(failing_command, ["fail-for-test", "interrupt"])
     assert result.exit_code == 130
+
+
+def test_smoke_test_without_url_and_without_a_cluster(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = runner.invoke(cli.app, ["smoke-test"])
+    assert result.exit_code == 5  # ClusterError
+    assert "Error:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_teardown_local_without_docker_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    result = runner.invoke(cli.app, ["teardown", "--local"])
+    assert result.exit_code == 4
+    assert "cannot reach the Docker engine" in result.output

@@ -543,20 +543,6 @@ def test_cluster_smoke_test_stops_when_the_service_is_unreachable(
     assert not fake_api.methods("PATCH", JOB)
 
 
-def test_cluster_smoke_test_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mii_cli.kube
-
-    seen: dict[str, Any] = {}
-
-    def fake(**kwargs: Any) -> str:
-        seen.update(kwargs)
-        return "report"
-
-    monkeypatch.setattr(kube_smoke, "cluster_smoke_test", fake)
-    assert mii_cli.kube.cluster_smoke_test(timeout=2.0) == "report"  # type: ignore[comparison-overlap]
-    assert seen == {"timeout": 2.0, "namespace": NS, "requests": 60}
-
-
 # --- CLI ---
 
 
@@ -660,3 +646,32 @@ def test_every_kubernetes_command_has_help(command: str) -> None:
     result = runner.invoke(cli.app, [command, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+def test_cli_smoke_test_without_url_goes_to_the_cluster(
+    kubeconfig: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--url なしの smoke-test は今のコンテキストのクラスタに、--namespace を渡して確かめに行く。"""
+    from mii_cli.smoke import CheckResult, SmokeReport
+
+    seen: dict[str, Any] = {}
+
+    def fake(**kwargs: Any) -> SmokeReport:
+        seen.update(kwargs)
+        check = CheckResult(
+            name="load_balancing",
+            method="GET",
+            path="/predict/test",
+            expected="2 pods",
+            ok=True,
+            detail="2 pods answered",
+            elapsed_ms=1.0,
+        )
+        return SmokeReport("http://127.0.0.1:1", [check])
+
+    monkeypatch.setattr(kube_smoke, "cluster_smoke_test", fake)
+    result = runner.invoke(cli.app, ["smoke-test", "-n", "other-ns", "--timeout", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen["namespace"] == "other-ns"
+    assert seen["timeout"] == 3.0
+    assert json.loads(result.stdout)["passed"] is True

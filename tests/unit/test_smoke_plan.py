@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
-import types
 from typing import Any
 
 import pytest
@@ -135,32 +133,3 @@ def test_render_table() -> None:
     assert "FAIL" in text
     assert "served by: pod-a, pod-b" in text
     assert "1.2" in text
-
-
-def test_without_a_cluster_module_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "mii_cli.kube", types.ModuleType("mii_cli.kube"))
-    with pytest.raises(ConfigError, match="--url is required until a cluster is configured") as raised:
-        smoke.run_cluster_smoke_test(timeout=1)
-    assert raised.value.hint is not None
-    assert "--url" in raised.value.hint
-
-
-def test_missing_cluster_package_means_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "mii_cli.kube", None)  # import すると ModuleNotFoundError
-    with pytest.raises(ConfigError, match="--url is required"):
-        smoke.run_cluster_smoke_test(timeout=1)
-
-
-def test_cluster_path_is_one_call_to_the_kubernetes_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = SmokeReport("http://cluster", [_result("a", True)])
-    calls: list[float] = []
-
-    def cluster_smoke_test(*, timeout: float) -> SmokeReport:
-        calls.append(timeout)
-        return expected
-
-    kube = types.ModuleType("mii_cli.kube")
-    kube.cluster_smoke_test = cluster_smoke_test  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mii_cli.kube", kube)
-    assert smoke.run_cluster_smoke_test(timeout=3.5) is expected
-    assert calls == [3.5]
