@@ -320,3 +320,32 @@ def build_image(
         cached_steps=progress.cached,
         labels=dict(image.labels or {}),
     )
+
+
+def build_with_defaults(
+    *,
+    tag: str | None = None,
+    base_image: str | None = None,
+    network: str | None = None,
+    model: Path | None = None,
+    labels: Path | None = None,
+    no_cache: bool = False,
+    client: Any = None,
+    on_progress: Callable[[BuildProgress], None] | None = None,
+) -> BuildResult:
+    """省略したものを CLI の設定（MII_*）と同梱モデルで補って `build_image` を呼ぶ（build・up の共通）。"""
+    from mii_cli.paths import default_labels, default_model, project_root
+    from mii_cli.settings import get_cli_settings
+
+    settings = get_cli_settings()
+    return build_image(
+        root=project_root(),
+        model=model or default_model(),
+        labels=labels or default_labels(),
+        tag=tag or settings.default_image,
+        base_image=base_image or settings.base_image,
+        network=network or settings.build_network,
+        no_cache=no_cache,
+        client=client,
+        on_progress=on_progress,
+    )

@@ -188,10 +188,7 @@ def build(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mii_cli import build as building
-    from mii_cli.paths import default_labels, default_model, project_root
-    from mii_cli.settings import get_cli_settings
 
-    settings = get_cli_settings()
     with Progress(
         TextColumn("[bold]Building[/bold]"),
         BarColumn(),
@@ -208,13 +205,12 @@ def build(
                 task, total=state.total or None, completed=state.current, description=state.description
             )
 
-        result = building.build_image(
-            root=project_root(),
-            model=model or default_model(),
-            labels=labels or default_labels(),
-            tag=tag or settings.default_image,
-            base_image=base_image or settings.base_image,
-            network=network or settings.build_network,
+        result = building.build_with_defaults(
+            tag=tag,
+            base_image=base_image,
+            network=network,
+            model=model,
+            labels=labels,
             no_cache=no_cache,
             on_progress=update,
         )
@@ -584,20 +580,10 @@ def up(
 
     client, info = connect(context)
     if image is None:
-        from mii_cli import build as building
-        from mii_cli.paths import default_labels, default_model, project_root
-        from mii_cli.settings import get_cli_settings
+        from mii_cli.build import build_with_defaults
 
-        settings = get_cli_settings()
         with out.console.status("Building the image..."):
-            built = building.build_image(
-                root=project_root(),
-                model=default_model(),
-                labels=default_labels(),
-                tag=settings.default_image,
-                base_image=settings.base_image,
-                network=settings.build_network,
-            )
+            built = build_with_defaults()
         image = built.unique_tag
         out.success(f"built {image}")
     result = run_deploy(

@@ -74,20 +74,25 @@ def free_port() -> int:
         return port
 
 
+# サービスが読む環境変数（テストを動かす環境の設定で結果が変わらないように消す）
+SERVICE_ENV = (
+    "MODEL_FILEPATH",
+    "LABEL_FILEPATH",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "PORT",
+    "HOST",
+    "MAX_BATCH_ROWS",
+    "MAX_BODY_BYTES",
+    "ACCESS_LOG",
+    "POD_NAME",
+    "FAST_PATH",
+)
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """サービスの環境変数を消した状態にする。"""
-    for name in (
-        "MODEL_FILEPATH",
-        "LABEL_FILEPATH",
-        "LOG_LEVEL",
-        "LOG_FORMAT",
-        "PORT",
-        "HOST",
-        "MAX_BATCH_ROWS",
-        "MAX_BODY_BYTES",
-        "ACCESS_LOG",
-        "POD_NAME",
-    ):
+    for name in SERVICE_ENV:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch

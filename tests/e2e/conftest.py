@@ -43,20 +43,9 @@ def docker_client(cluster: tuple[Any, Any]) -> Any:
 @pytest.fixture(scope="session")
 def image(docker_client: Any) -> str:
     """`mii build` と同じ処理でイメージを作り、一意のタグを返す。"""
-    from mii_cli import build as building
-    from mii_cli.paths import default_labels, default_model, project_root
-    from mii_cli.settings import get_cli_settings
+    from mii_cli.build import build_with_defaults
 
-    settings = get_cli_settings()
-    result = building.build_image(
-        root=project_root(),
-        model=default_model(),
-        labels=default_labels(),
-        tag=settings.default_image,
-        base_image=settings.base_image,
-        network=settings.build_network,
-        client=docker_client,
-    )
+    result = build_with_defaults(client=docker_client)
     return str(result.unique_tag)
 
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.app.app import create_app
 from service.configurations import load_settings
+from tests.conftest import SERVICE_ENV
 
 
 @pytest.fixture
@@ -47,19 +48,6 @@ def client(
 
 # --- 本物のサーバー（`python -m mii_cli serve`）: スモークテストと負荷試験が使う ---
 
-# 起動するサーバーに引き継がない環境変数（テストを動かす環境の設定で結果が変わらないように）
-_SERVICE_ENV = (
-    "MODEL_FILEPATH",
-    "LABEL_FILEPATH",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "PORT",
-    "HOST",
-    "MAX_BATCH_ROWS",
-    "MAX_BODY_BYTES",
-    "ACCESS_LOG",
-    "POD_NAME",
-)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +68,7 @@ def start_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
     from tests.conftest import ROOT, free_port
 
     servers: dict[tuple[str, ...], tuple[str, subprocess.Popen[bytes]]] = {}
-    env = {k: v for k, v in os.environ.items() if k not in _SERVICE_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV}
     env["POD_NAME"] = "live-server"
 
     def start(*args: str) -> str:
