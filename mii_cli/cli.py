@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import signal
 import traceback
 from enum import Enum
 from pathlib import Path
@@ -265,15 +266,19 @@ def run(
     else:
         out.success(f"{result.image} is ready at {result.url} after {result.ready_seconds:.2f} s")
     if detach:
-        out.info(f"check it: `mii smoke-test --url {result.url}`; stop it: `mii stop`")
+        stop_command = "mii stop" + (f" --name {spec.name}" if spec.name != settings.container_name else "")
+        out.info(f"check it: `mii smoke-test --url {result.url}`; stop it: `{stop_command}`")
         return
     out.info("Ctrl-C stops and removes the container")
+    # SIGTERM（プロセスマネージャからの停止）も Ctrl-C と同じく、コンテナを止めて消してから終わる
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         for chunk in running.follow_logs(client, spec.name):
             out.console.print(chunk.decode(errors="replace").rstrip(), markup=False)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         running.remove_container(client, spec.name)
         out.success(f"stopped and removed {spec.name}")
 

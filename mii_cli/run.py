@@ -71,13 +71,21 @@ class RunResult:
 
 
 def remove_container(client: Any, name: str, *, grace: int = 25) -> bool:
-    """同名のコンテナを止めて消す。無ければ False（エラーにしない）。"""
+    """mii が起動した同名のコンテナを止めて消す。無ければ False（エラーにしない）。
+
+    mii のラベルが無いコンテナ（他の人のもの）には触れず、DockerError にする。
+    """
     from docker.errors import NotFound
 
     try:
         container = client.containers.get(name)
     except NotFound:
         return False
+    if (container.labels or {}).get(_LABEL) != "mii":
+        raise DockerError(
+            f"container {name} was not started by mii; leaving it alone",
+            hint="pick another name with --name, or remove it yourself with `docker rm -f`",
+        )
     try:
         if container.status == "running":
             container.stop(timeout=grace)
@@ -146,7 +154,8 @@ def start_container(client: Any, spec: RunSpec, *, timeout: float, replace: bool
 
     try:
         seconds = wait_ready(spec.url, timeout=timeout, is_alive=alive, logs=tail)
-    except (DockerError, WaitTimeout):
+    except BaseException:
+        # 待っている間の失敗・タイムアウト・Ctrl-C のどれでもコンテナを残さない
         remove_container(client, spec.name, grace=1)
         raise
     return RunResult(container.id, spec.name, spec.image, spec.url, round(seconds, 3))

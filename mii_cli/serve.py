@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mii_cli.console import info
-from mii_cli.errors import ModelError
+from mii_cli.errors import ConfigError, ModelError
 from mii_cli.paths import default_labels, default_model
 from service.server import StartupError, prepare, serve
 
@@ -56,4 +56,11 @@ def run_server(**options: Any) -> None:
     except KeyboardInterrupt:
         # Ctrl-C は正常な停止（uvicorn は処理中のリクエストを終えてから戻る）
         pass
+    except SystemExit as error:
+        # uvicorn は待ち受けに失敗すると（ポートが使用中など）ログを 1 行出して SystemExit する
+        if error.code not in (0, None):
+            raise ConfigError(
+                f"cannot listen on {settings.host}:{settings.port}",
+                hint="is another server using that port? pick one with --port",
+            ) from None
     info("server stopped")

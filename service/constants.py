@@ -33,9 +33,7 @@ SAMPLE_DATA: Final[list[list[float]]] = [[5.1, 3.5, 1.4, 0.2]]
 
 # 元実装の /metadata が返していた固定値
 DATA_TYPE: Final = "float32"
-DATA_STRUCTURE: Final = "(1,4)"
 PREDICTION_TYPE: Final = "float32"
-PREDICTION_STRUCTURE: Final = "(1,3)"
 
 # どの Pod が応答したかを示すレスポンスヘッダ（ロードバランシングの確認に使う）
 SERVED_BY_HEADER: Final = "X-Served-By"

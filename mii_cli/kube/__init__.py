@@ -14,5 +14,3 @@ APP_NAME: Final = "model-in-image"
 APP_LABEL: Final = f"app={APP_NAME}"
 # サーバーサイドアプライのフィールドマネージャ
 FIELD_MANAGER: Final = "mii"
-# mii build が付けるイメージのリポジトリ名
-IMAGE_REPOSITORY: Final = "model-in-image"

@@ -15,7 +15,7 @@ from mii_cli.kube.cluster import KIND, MINIKUBE, ClusterInfo, connect
 from mii_cli.kube.images import ensure_in_cluster, latest_local_image, missing_image_hint
 from mii_cli.kube.render import Manifest, find, load_manifests, render
 from mii_cli.kube.rollout import wait_for_rollout
-from mii_cli.kube.teardown import namespace_phase, wait_gone
+from mii_cli.kube.teardown import ensure_managed, read_namespace, wait_gone
 
 METRICS_PATH = "/apis/metrics.k8s.io/v1beta1"
 METRICS_SERVER_MANIFEST = (
@@ -81,9 +81,12 @@ def deploy(
         client, info = connect(context)
     out.info(f"cluster: {info.context} ({info.flavor}, {info.version or 'unknown version'}) at {info.server}")
     image = image or latest_local_image()
-    if namespace_phase(client, namespace) == "Terminating":
-        out.info(f"namespace {namespace} is still being deleted; waiting")
-        wait_gone(client, namespace)
+    existing = read_namespace(client, namespace)
+    if existing is not None:
+        ensure_managed(existing, namespace, "deploy into")
+        if (existing.get("status") or {}).get("phase") == "Terminating":
+            out.info(f"namespace {namespace} is still being deleted; waiting")
+            wait_gone(client, namespace)
     with out.console.status(f"Making {image} available to the cluster..."):
         reference = ensure_in_cluster(info, image, registry=registry, load=load)
     out.success(f"image: {reference}")

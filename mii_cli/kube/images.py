@@ -11,26 +11,11 @@ import shutil
 import subprocess
 from typing import Any
 
+from mii_cli.build import docker_client
 from mii_cli.errors import ClusterError, ConfigError, DockerError
-from mii_cli.kube import IMAGE_REPOSITORY
 from mii_cli.kube.cluster import DOCKER_DESKTOP, KIND, MINIKUBE, ClusterInfo
 
 BUILD_HINT = "build it first with mii build (or pass --image)"
-
-
-def docker_client() -> Any:
-    """Docker エンジンのクライアント（届かなければ DockerError）。"""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except docker.errors.DockerException as error:
-        raise DockerError(
-            f"cannot reach the Docker engine: {error}",
-            hint="start Docker (or set DOCKER_HOST), or pass --image",
-        ) from None
-    return client
 
 
 def _created(image: Any) -> str:
@@ -38,7 +23,7 @@ def _created(image: Any) -> str:
     return str(image.attrs.get("Created", ""))
 
 
-def pick_tag(tags: list[str], repository: str = IMAGE_REPOSITORY) -> str | None:
+def pick_tag(tags: list[str], repository: str) -> str | None:
     """リポジトリのタグのうち一意なもの（`0.1.0-<sha>-<id>` のように `-` を含む長いもの）を選ぶ。"""
     own = sorted(
         (tag for tag in tags if tag.rsplit(":", 1)[0] == repository), key=lambda tag: (-len(tag), tag)
@@ -48,17 +33,23 @@ def pick_tag(tags: list[str], repository: str = IMAGE_REPOSITORY) -> str | None:
     return candidates[0] if candidates else None
 
 
-def latest_local_image(client: Any = None, repository: str = IMAGE_REPOSITORY) -> str:
-    """ローカルの Docker で最も新しく作られた `model-in-image` の一意なタグを返す。"""
+def latest_local_image(client: Any = None, repository: str | None = None) -> str:
+    """ローカルの Docker で最も新しく作られた、mii build の一意なタグを返す。
+
+    リポジトリは既定で CLI の設定（MII_IMAGE_REPOSITORY、既定 model-in-image）。
+    """
     import docker
 
+    from mii_cli.settings import get_cli_settings
+
+    repository = repository or get_cli_settings().image_repository
     client = client or docker_client()
     try:
         images = client.images.list(name=repository)
     except docker.errors.DockerException as error:
         raise DockerError(f"cannot list Docker images: {error}", hint="check that Docker runs") from None
     for image in sorted(images, key=_created, reverse=True):
-        tag = pick_tag(list(image.tags))
+        tag = pick_tag(list(image.tags), repository)
         if tag:
             return tag
     raise ConfigError(f"no local image {repository}:* found", hint=BUILD_HINT)

@@ -12,15 +12,35 @@ from mii_cli import console as out
 from mii_cli.errors import ClusterError, WaitTimeout
 from mii_cli.kube import api as kapi
 
+MANAGED_BY = ("app.kubernetes.io/managed-by", "mii")
 
-def namespace_phase(client: ApiClient, namespace: str) -> str | None:
-    """Namespace の phase（Active・Terminating）。無ければ None。"""
+
+def read_namespace(client: ApiClient, namespace: str) -> dict[str, Any] | None:
+    """Namespace のオブジェクト（無ければ None）。"""
     status, body = kapi.request(client, "GET", f"/api/v1/namespaces/{namespace}")
     if status == 404:
         return None
     if status >= 400:
         raise ClusterError(f"reading namespace {namespace} failed ({status}): {kapi.status_message(body)}")
-    return str((body.get("status") or {}).get("phase") or "Active")
+    return dict(body)
+
+
+def namespace_phase(client: ApiClient, namespace: str) -> str | None:
+    """Namespace の phase（Active・Terminating）。無ければ None。"""
+    body = read_namespace(client, namespace)
+    return None if body is None else str((body.get("status") or {}).get("phase") or "Active")
+
+
+def ensure_managed(body: dict[str, Any], namespace: str, action: str) -> None:
+    """mii が作った Namespace でなければ ClusterError（他人の Namespace を変えたり消したりしない）。"""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    key, value = MANAGED_BY
+    if labels.get(key) != value:
+        raise ClusterError(
+            f"namespace {namespace} exists but was not created by mii (no label {key}={value}); "
+            f"refusing to {action} it",
+            hint="pick another namespace with --namespace, or add the label if mii should own it",
+        )
 
 
 def wait_gone(
@@ -54,7 +74,11 @@ def teardown(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Namespace を（中身ごと）消して消えるまで待つ。無ければ deleted=False。"""
+    """mii の Namespace を（中身ごと）消して消えるまで待つ。無ければ deleted=False。"""
+    existing = read_namespace(client, namespace)
+    if existing is None:
+        return {"namespace": namespace, "deleted": False, "seconds": 0.0}
+    ensure_managed(existing, namespace, "delete")
     status, body = kapi.request(
         client, "DELETE", f"/api/v1/namespaces/{namespace}", query=[("propagationPolicy", "Foreground")]
     )

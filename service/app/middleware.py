@@ -137,7 +137,9 @@ class ServiceMiddleware:
             elapsed = time.perf_counter() - start
             if route_path is None:
                 route = scope.get("route")
-                route_path = getattr(route, "path", None) or "unmatched"
+                # FastAPI のルート以外（/docs・/openapi.json）はパスそのもの。見つからないパスはまとめる
+                matched = path if status not in (404, 405) else "unmatched"
+                route_path = getattr(route, "path", None) or matched
             self.metrics.observe_request(method, route_path, status, elapsed)
             if self.access_log:
                 logger.info(

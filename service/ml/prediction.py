@@ -97,7 +97,7 @@ def load_labels(path: Path) -> dict[str, str]:
     if not isinstance(labels, dict) or not labels:
         raise ModelLoadError(path, "label file must be a non-empty JSON object of index -> name")
     for key, value in labels.items():
-        if not key.isdigit() or str(int(key)) != key:
+        if not (key.isascii() and key.isdigit()) or str(int(key)) != key:
             raise ModelLoadError(path, f"label key {key!r} is not a class index (0, 1, 2, ...)")
         if not isinstance(value, str) or not value:
             raise ModelLoadError(path, f"label {key!r} must be a non-empty string")
@@ -159,6 +159,13 @@ class Classifier:
         shape = list(model_input.shape)
         last = shape[-1] if shape else None
         self.num_features: int | None = last if isinstance(last, int) and last > 0 else None
+        sample_width = len(constants.SAMPLE_DATA[0])
+        if self.num_features is not None and self.num_features != sample_width:
+            raise ModelLoadError(
+                self.model_path,
+                f"model expects {self.num_features} features; this service serves Iris models "
+                f"with {sample_width} (the /predict/test sample)",
+            )
 
         self._output_name, self._zipmap = self._find_probability_output()
         self.num_classes = self._probe_num_classes()

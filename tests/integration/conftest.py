@@ -49,7 +49,6 @@ def client(
 # --- 本物のサーバー（`python -m mii_cli serve`）: スモークテストと負荷試験が使う ---
 
 
-
 @pytest.fixture(scope="session")
 def start_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
     """`python -m mii_cli serve` を 127.0.0.1 の空きポートで起動し、ready になった URL を返すファクトリ。

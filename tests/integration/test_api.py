@@ -229,7 +229,10 @@ def test_metrics_count_requests_predictions_and_rows(client: TestClient) -> None
     assert "mii_prediction_rows_total 4.0" in text
     assert 'mii_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/predict"}' in text
     client.get("/does-not-exist")
-    assert 'route="unmatched",status="404"' in client.get("/metrics").text
+    client.get("/openapi.json")
+    text = client.get("/metrics").text
+    assert 'route="unmatched",status="404"' in text
+    assert 'mii_http_requests_total{method="GET",route="/openapi.json",status="200"} 1.0' in text
 
 
 def test_openapi_documents_the_endpoints(client: TestClient) -> None:

@@ -81,3 +81,17 @@ def test_python_m_service_reports_bad_configuration(tmp_path: Path) -> None:
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("error: invalid configuration: PORT=")
+
+
+def test_mii_serve_on_a_busy_port_is_one_clear_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = _start("serve", "--port", str(port), "--log-level", "warning")
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert f"Error: cannot listen on 127.0.0.1:{port}" in output
+    assert "Traceback" not in output

@@ -113,9 +113,9 @@ def test_in_cluster_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_pick_tag_prefers_the_unique_tag() -> None:
     tags = ["model-in-image:0.1.0", IMAGE, "registry.local/model-in-image:0.1.0-x-y", "other:1"]
-    assert im.pick_tag(tags) == IMAGE
-    assert im.pick_tag(["model-in-image:0.1.0"]) == "model-in-image:0.1.0"
-    assert im.pick_tag(["other:1"]) is None
+    assert im.pick_tag(tags, "model-in-image") == IMAGE
+    assert im.pick_tag(["model-in-image:0.1.0"], "model-in-image") == "model-in-image:0.1.0"
+    assert im.pick_tag(["other:1"], "model-in-image") is None
 
 
 @pytest.mark.parametrize(
@@ -316,7 +316,7 @@ def test_unreachable_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
     with pytest.raises(DockerError, match="cannot reach the Docker engine") as error:
         im.latest_local_image()
-    assert "--image" in (error.value.hint or "")
+    assert "DOCKER_HOST" in (error.value.hint or "")
 
 
 def test_push_to_a_registry(images: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -342,3 +342,26 @@ def test_push_errors(images: list[dict[str, Any]]) -> None:
             im.push("model-in-image:missing", "ghcr.io/me/model-in-image", fake.client())
     finally:
         fake.httpd.shutdown()
+
+
+def test_latest_local_image_follows_the_repository_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mii_cli.settings import get_cli_settings
+
+    class Image:
+        def __init__(self, tags: list[str], created: str) -> None:
+            self.tags, self.attrs = tags, {"Created": created}
+
+    class Images:
+        def list(self, name: str) -> list[Image]:
+            assert name == "team/iris"
+            return [Image(["team/iris:0.1.0", "team/iris:0.1.0-abc-def"], "2026-01-02")]
+
+    class Client:
+        images = Images()
+
+    monkeypatch.setenv("MII_IMAGE_REPOSITORY", "team/iris")
+    get_cli_settings.cache_clear()
+    try:
+        assert im.latest_local_image(Client()) == "team/iris:0.1.0-abc-def"
+    finally:
+        get_cli_settings.cache_clear()

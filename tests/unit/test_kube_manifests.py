@@ -15,10 +15,12 @@ from typer.testing import CliRunner
 
 from mii_cli import cli
 from mii_cli.errors import ConfigError
-from mii_cli.kube import APP_NAME, IMAGE_REPOSITORY, NAMESPACE
+from mii_cli.kube import APP_NAME, NAMESPACE
 from mii_cli.kube import render as r
 from mii_cli.kube.lbcheck import job_manifest
 from service import constants
+
+IMAGE_REPOSITORY = "model-in-image"
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"

@@ -45,6 +45,7 @@ from tests.unit.test_kube_fakeapi import FakeApiServer, fake_api, status_body, t
 __all__ = ["fake_api"]
 
 NS = "model-in-image"
+MANAGED = {"app.kubernetes.io/managed-by": "mii"}
 IMAGE = "model-in-image:0.1.0-0123456789ab-fedcba987654"
 DEPLOYMENT = f"/apis/apps/v1/namespaces/{NS}/deployments/model-in-image"
 JOB = f"/apis/batch/v1/namespaces/{NS}/jobs/{lbcheck.JOB_NAME}"
@@ -130,7 +131,10 @@ def test_deploy_with_metrics_and_without_waiting(fake_api: FakeApiServer) -> Non
 def test_deploy_waits_for_a_terminating_namespace(
     fake_api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS}, "status": {"phase": "Terminating"}})
+    fake_api.put(
+        f"/api/v1/namespaces/{NS}",
+        {"metadata": {"name": NS, "labels": MANAGED}, "status": {"phase": "Terminating"}},
+    )
     waited: list[str] = []
 
     def gone(client: Any, namespace: str) -> float:
@@ -203,7 +207,7 @@ def test_status_collects_everything(fake_api: FakeApiServer) -> None:
 
 
 def test_status_of_a_partial_deployment(fake_api: FakeApiServer) -> None:
-    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS}})
+    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS, "labels": MANAGED}})
     result = status.collect_status(fake_api.client(), NS)
     assert result["deployment"] is None
     assert result["hpa"] is None
@@ -226,8 +230,13 @@ def test_status_without_a_namespace(fake_api: FakeApiServer) -> None:
 
 
 def test_teardown_deletes_and_waits(fake_api: FakeApiServer) -> None:
-    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS}})
-    answers = iter([(200, {"metadata": {"name": NS}, "status": {"phase": "Terminating"}})])
+    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS, "labels": MANAGED}})
+    answers = iter(
+        [
+            (200, {"metadata": {"name": NS, "labels": MANAGED}, "status": {"phase": "Active"}}),
+            (200, {"metadata": {"name": NS, "labels": MANAGED}, "status": {"phase": "Terminating"}}),
+        ]
+    )
 
     def get(request: Any) -> tuple[int, Any]:
         return next(answers, (404, status_body(404, "gone")))
@@ -235,8 +244,8 @@ def test_teardown_deletes_and_waits(fake_api: FakeApiServer) -> None:
     result = teardown.teardown(fake_api.client(), NS, sleep=lambda _: None)
     assert result["deleted"] is True
     assert fake_api.methods("DELETE")[0].param("propagationPolicy") == "Foreground"
-    # 2 回目: 1 度は Terminating と答え、次に 404
-    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS}})
+    # 2 回目: 削除前の確認で Active、待つ間に 1 度 Terminating、次に 404
+    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS, "labels": MANAGED}})
     fake_api.routes[("DELETE", f"/api/v1/namespaces/{NS}")] = (200, {"kind": "Status"})
     fake_api.routes[("GET", f"/api/v1/namespaces/{NS}")] = get
     polls: list[float] = []
@@ -251,7 +260,10 @@ def test_teardown_is_idempotent(fake_api: FakeApiServer) -> None:
 
 def test_teardown_timeout_and_errors(fake_api: FakeApiServer) -> None:
     fake_api.routes[("DELETE", f"/api/v1/namespaces/{NS}")] = (200, {"kind": "Status"})
-    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS}, "status": {"phase": "Terminating"}})
+    fake_api.put(
+        f"/api/v1/namespaces/{NS}",
+        {"metadata": {"name": NS, "labels": MANAGED}, "status": {"phase": "Terminating"}},
+    )
     ticks = iter(range(0, 1000, 100))
     with pytest.raises(WaitTimeout, match="still exists") as error:
         teardown.teardown(fake_api.client(), NS, timeout=150, sleep=lambda _: None, clock=lambda: next(ticks))
@@ -582,7 +594,7 @@ def test_cli_deploy_status_teardown(kubeconfig: FakeApiServer) -> None:
 
 
 def test_cli_teardown_reports_deletion(kubeconfig: FakeApiServer) -> None:
-    kubeconfig.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS}})
+    kubeconfig.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS, "labels": MANAGED}})
     result = runner.invoke(cli.app, ["down"])
     assert result.exit_code == 0, result.output
     assert f"namespace {NS} deleted" in result.output
@@ -675,3 +687,18 @@ def test_cli_smoke_test_without_url_goes_to_the_cluster(
     assert seen["namespace"] == "other-ns"
     assert seen["timeout"] == 3.0
     assert json.loads(result.stdout)["passed"] is True
+
+
+def test_teardown_refuses_a_namespace_mii_did_not_create(fake_api: FakeApiServer) -> None:
+    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS, "labels": {"team": "x"}}})
+    with pytest.raises(ClusterError, match="was not created by mii") as error:
+        teardown.teardown(fake_api.client(), NS)
+    assert "--namespace" in (error.value.hint or "")
+    assert not fake_api.methods("DELETE")
+
+
+def test_deploy_refuses_a_namespace_mii_did_not_create(fake_api: FakeApiServer) -> None:
+    fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS}})
+    with pytest.raises(ClusterError, match="refusing to deploy into it"):
+        deploy(namespace=NS, image=IMAGE, client=fake_api.client(), info=INFO, wait=False)
+    assert not fake_api.methods("PATCH")

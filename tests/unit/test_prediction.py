@@ -136,6 +136,7 @@ def test_truncated_model_is_reported(tmp_path: Path, model_path: Path, label_pat
         ('{"0": ""}', "non-empty string"),
         ('{"0": "a", "2": "b"}', "without gaps"),
         ('{"00": "a"}', "not a class index"),
+        ('{"\u00b2": "a"}', "not a class index"),
     ],
 )
 def test_bad_label_file_is_reported(tmp_path: Path, content: str, message: str) -> None:
@@ -150,16 +151,20 @@ def test_label_count_must_match_the_model(tmp_path: Path, model_path: Path) -> N
     assert error.value.path == str(labels)
 
 
-def _tiny_model(tmp_path: Path, input_type: int, outputs: str = "prob") -> Path:
-    """onnx.helper で小さなモデル（Identity）を作る。"""
+def _tiny_model(tmp_path: Path, input_type: int, outputs: str = "prob", features: int = 4) -> Path:
+    """onnx.helper で小さなモデル（入力の先頭 3 列をそのまま返す Slice）を作る。"""
     import onnx
-    from onnx import helper
+    from onnx import TensorProto, helper
 
+    starts = helper.make_tensor("starts", TensorProto.INT64, [1], [0])
+    ends = helper.make_tensor("ends", TensorProto.INT64, [1], [3])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], [outputs])],
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes"], [outputs])],
         "tiny",
-        [helper.make_tensor_value_info("x", input_type, [None, 3])],
+        [helper.make_tensor_value_info("x", input_type, [None, features])],
         [helper.make_tensor_value_info(outputs, input_type, [None, 3])],
+        initializer=[starts, ends, axes],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -179,9 +184,16 @@ def test_plain_float_model_without_prob_name_is_used(tmp_path: Path, label_path:
     from onnx import TensorProto
 
     model = Classifier(_tiny_model(tmp_path, TensorProto.DOUBLE, "scores"), label_path)
-    assert model.num_features == 3
-    assert model.predict_proba([[0.1, 0.7, 0.2]])[0] == pytest.approx([0.1, 0.7, 0.2])
-    assert model.predict_label([[0.1, 0.7, 0.2]]) == ["versicolor"]
+    assert model.num_features == 4
+    assert model.predict_proba([[0.1, 0.7, 0.2, 9.0]])[0] == pytest.approx([0.1, 0.7, 0.2])
+    assert model.predict_label([[0.1, 0.7, 0.2, 9.0]]) == ["versicolor"]
+
+
+def test_model_with_another_feature_count_is_refused(tmp_path: Path, label_path: Path) -> None:
+    from onnx import TensorProto
+
+    with pytest.raises(ModelLoadError, match="model expects 5 features; this service serves Iris models"):
+        Classifier(_tiny_model(tmp_path, TensorProto.FLOAT, features=5), label_path)
 
 
 def test_model_without_probability_output_is_rejected(tmp_path: Path, label_path: Path) -> None:
