@@ -145,7 +145,12 @@ def build_args(
     }
     if "versions" in training:
         training_summary["versions"] = training["versions"]
-    created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # 作成時刻はソースのコミット時刻（SOURCE_DATE_EPOCH と同じ考え方）。同じソースとモデルなら
+    # 同じイメージ ID・同じ一意のタグになり、2 回目の mii deploy は何も変えない
+    if now is None:
+        committed = _git(root, "log", "-1", "--format=%ct")
+        now = datetime.fromtimestamp(int(committed), UTC) if committed else datetime.now(UTC)
+    created = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "BASE_IMAGE": base_image,
         "VERSION": SERVICE_VERSION,

@@ -360,6 +360,11 @@ def smoke_test(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.1)] = 5.0,
     namespace: NamespaceOption = "model-in-image",
     context: ContextOption = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Local copy of the served model, to compare answers with (default: models/)."),
+    ] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels for --model.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Check every endpoint of a running service: shapes, probabilities, a batch and bad requests.
@@ -379,7 +384,12 @@ def smoke_test(
         with out.console.status(f"Smoke-testing the Service in namespace {namespace}..."):
             report = cluster_smoke_test(timeout=timeout, namespace=namespace, client=client)
     else:
-        report = smoke.run_smoke_test(url, timeout=timeout)
+        from mii_cli.paths import default_labels, default_model
+
+        models = None if model is None else [(model, labels or default_labels())]
+        if models is not None:
+            models.append((default_model(), default_labels()))
+        report = smoke.run_smoke_test(url, timeout=timeout, models=models)
     if as_json:
         out.print_json(report.as_dict())
     if report.unreachable is not None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -210,6 +211,8 @@ class _Facts:
     one_row: list[float] | None = None
     batch: list[list[float]] | None = None
     model_sha256: str | None = None
+    # 手元にあるモデルの sha256 -> サンプルの確率（手元の ONNX Runtime で計算した期待値）
+    reference: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _snippet(response: httpx.Response, limit: int = 120) -> str:
@@ -352,7 +355,14 @@ def _verify_predict(response: httpx.Response, facts: _Facts) -> str:
     test = _need(facts.predict_test, "/predict/test")
     if not _same(row, test):
         raise _Fail(f"{_short(row)} differs from /predict/test {_short(test)}")
-    return f"{_short(row)} = prediction_sample = /predict/test"
+    sha256 = facts.model_sha256 or ""
+    local = facts.reference.get(sha256)
+    if local is None:
+        return f"{_short(row)} = prediction_sample = /predict/test (no local copy of model {sha256[:12]})"
+    # サービスが名乗るモデルを手元で動かした答えと一致すること（サービス同士の自己一致だけにしない）
+    if not _same(row, local):
+        raise _Fail(f"{_short(row)} differs from the local model {sha256[:12]}… {_short(local)}")
+    return f"{_short(row)} = prediction_sample = /predict/test = local model {sha256[:12]}"
 
 
 def _verify_predict_label(response: httpx.Response, facts: _Facts) -> str:
@@ -467,14 +477,42 @@ def _result(check: Check, ok: bool, detail: str, elapsed_ms: float | None, **ext
     )
 
 
-def run_smoke_test(base_url: str, *, timeout: float = 5.0) -> SmokeReport:
+def local_reference(models: Sequence[tuple[Path, Path]] | None = None) -> dict[str, list[float]]:
+    """手元のモデル（既定は同梱の models/）をサービス自身のローダで読み、sha256 -> サンプルの確率を返す。
+
+    読めないモデルは無視する（比べる相手が無いだけで、確認は続ける）。
+    """
+    from service.ml.prediction import Classifier, ModelLoadError
+
+    if models is None:
+        from mii_cli.paths import default_labels, default_model
+
+        try:
+            models = [(default_model(), default_labels())]
+        except ConfigError:
+            models = []
+    reference: dict[str, list[float]] = {}
+    for model, labels in models:
+        try:
+            classifier = Classifier(model, labels)
+        except ModelLoadError:
+            continue
+        reference[classifier.info.sha256] = classifier.warm_up()
+    return reference
+
+
+def run_smoke_test(
+    base_url: str, *, timeout: float = 5.0, models: Sequence[tuple[Path, Path]] | None = None
+) -> SmokeReport:
     """`smoke_plan()` の確認を `base_url` に対して順に実行し、結果を返す。
 
+    `models`（既定は同梱のモデル）のうちサービスが名乗る sha256 のものがあれば、1 行の推論を
+    手元で同じモデルを動かした答えとも比べる。
     サービスに接続できなければ、そこで送るのをやめ、残りの確認をすべて失敗として
     `unreachable` に理由を入れて返す（例外にはしない）。
     """
     base_url = normalize_url(base_url)
-    facts = _Facts()
+    facts = _Facts(reference=local_reference(models))
     results: list[CheckResult] = []
     served_by: list[str] = []
     unreachable: str | None = None

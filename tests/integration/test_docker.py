@@ -9,20 +9,24 @@ import hashlib
 import io
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from mii_cli import build as building
 from mii_cli import cli
 from mii_cli import run as running
-from mii_cli.errors import DockerError, MiiError
+from mii_cli.errors import DockerError
 from mii_cli.smoke import run_smoke_test
 from tests.conftest import MODELS, ROOT, free_port
 
@@ -300,8 +304,67 @@ def test_stop_without_a_container_is_not_an_error(docker: Any) -> None:
     assert "no container named" in result.output
 
 
-def test_errors_are_mii_errors() -> None:
-    assert issubclass(DockerError, MiiError)
+def test_rebuilding_unchanged_sources_gives_the_same_image_and_tag(image: dict[str, Any]) -> None:
+    again = _build()
+    assert again["image_id"] == image["image_id"]
+    assert again["unique_tag"] == image["unique_tag"]
+
+
+def test_stop_leaves_containers_mii_did_not_start_alone(docker: Any, image: dict[str, Any]) -> None:
+    name = f"not-mii-{free_port()}"
+    docker.containers.create(image["unique_tag"], name=name)
+    try:
+        result = runner.invoke(cli.app, ["stop", "--name", name])
+        assert result.exit_code == DockerError.exit_code
+        assert "was not started by mii" in result.output
+        assert docker.containers.get(name).name == name
+    finally:
+        docker.containers.get(name).remove(force=True)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_foreground_run_removes_its_container_when_stopped(
+    docker: Any, image: dict[str, Any], stop_signal: signal.Signals
+) -> None:
+    port = free_port()
+    name = f"mii-test-fg-{port}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mii_cli",
+            "run",
+            "--image",
+            image["unique_tag"],
+            "--port",
+            str(port),
+            "--name",
+            name,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        time.sleep(1)  # ログの追跡に入るまで
+        process.send_signal(stop_signal)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        running.remove_container(docker, name, grace=1)
+    assert process.returncode == 0, output
+    assert f"stopped and removed {name}" in output
+    assert "Traceback" not in output
+    assert not docker.containers.list(all=True, filters={"name": name})
 
 
 def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]) -> None:
@@ -312,21 +375,8 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
         if os.environ.get("MII_REQUIRE_DOCKER") == "1":
             pytest.fail("wrk is not installed (.ci/run installs it)")
         pytest.skip("wrk is not installed (apt-get install wrk)")
-    result = runner.invoke(
-        cli.app,
-        [
-            "benchmark",
-            "--image",
-            image["unique_tag"],
-            "--base-image",
-            BASE_IMAGE,
-            "--duration",
-            "1",
-            "--port",
-            str(free_port()),
-            "--json",
-        ],
-    )
+    common = ["benchmark", "--image", image["unique_tag"], "--base-image", BASE_IMAGE, "--duration", "1"]
+    result = runner.invoke(cli.app, [*common, "--port", str(free_port()), "--json"])
     assert result.exit_code in (0, 6), result.output  # 6: 目標未達（短い計測では起こりうる）
     report = json.loads(result.stdout)
     measured = report["measurements"]
@@ -340,3 +390,7 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
     ):
         assert measured[key] > 0, key
     assert report["details"]["errors"] == 0
+    table = runner.invoke(cli.app, [*common, "--port", str(free_port())])
+    assert table.exit_code in (0, 6), table.output
+    assert "max_rps" in table.output
+    assert "errors: 0 of" in table.output

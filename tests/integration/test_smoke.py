@@ -275,3 +275,33 @@ def test_cli_unreachable_is_one_message() -> None:
     assert lines[0].startswith(f"Error: cannot connect to {url}")
     assert lines[1].startswith("Hint: start the service with `mii serve`")
     assert len(lines) == 2
+
+
+@pytest.fixture(scope="module")
+def consistent_liar(live_server: str) -> Iterator[str]:
+    """同梱モデルの sha256 を名乗りながら、どこでも一貫して別の確率を返すサービス。"""
+    fake = [0.5, 0.3, 0.2]
+
+    async def handler(request: Request) -> Response:
+        async with httpx.AsyncClient(base_url=live_server) as client:
+            upstream = await client.request(
+                request.method,
+                request.url.path,
+                content=await request.body(),
+                headers={"content-type": "application/json"},
+            )
+        body = upstream.json()
+        if request.url.path == "/metadata":
+            body["prediction_sample"] = fake
+        elif request.url.path in ("/predict/test", "/predict") and upstream.status_code == 200:
+            rows = body["prediction"]
+            body["prediction"] = fake if not isinstance(rows[0], list) else [fake for _ in rows]
+        return JSONResponse(body, status_code=upstream.status_code)
+
+    yield from serve_in_thread(_app(handler))
+
+
+def test_a_service_that_agrees_with_itself_but_not_with_the_model_fails(consistent_liar: str) -> None:
+    failed = _failed(consistent_liar)
+    assert "predict" in failed
+    assert "differs from the local model" in failed["predict"]
