@@ -111,25 +111,33 @@ def broken_server() -> Iterator[str]:
     yield from serve_in_thread(_app(_broken))
 
 
-@pytest.fixture(scope="module")
-def lying_proxy(live_server: str) -> Iterator[str]:
-    """本物のサーバーの前に立ち、/metadata の prediction_sample だけを参照モデルの値にすり替える。"""
+def _proxy(upstream_url: str, rewrite: Callable[[str, int, Any], Any]) -> Iterator[str]:
+    """本物のサーバーの前に立ち、JSON の応答を rewrite(パス, ステータス, 本文) で書き換えるプロキシ。"""
 
     async def handler(request: Request) -> Response:
-        async with httpx.AsyncClient(base_url=live_server) as client:
+        async with httpx.AsyncClient(base_url=upstream_url) as client:
             upstream = await client.request(
                 request.method,
                 request.url.path,
                 content=await request.body(),
                 headers={"content-type": "application/json"},
             )
-        if request.url.path == "/metadata":
-            body = upstream.json()
-            body["prediction_sample"] = [0.97093159, 0.01558308, 0.01348537]
-            return JSONResponse(body)
-        return Response(upstream.content, status_code=upstream.status_code, media_type="application/json")
+        body = rewrite(request.url.path, upstream.status_code, upstream.json())
+        return JSONResponse(body, status_code=upstream.status_code)
 
     yield from serve_in_thread(_app(handler))
+
+
+@pytest.fixture(scope="module")
+def lying_proxy(live_server: str) -> Iterator[str]:
+    """/metadata の prediction_sample だけを参照モデルの値にすり替える。"""
+
+    def rewrite(path: str, status: int, body: Any) -> Any:
+        if path == "/metadata":
+            body["prediction_sample"] = [0.97093159, 0.01558308, 0.01348537]
+        return body
+
+    yield from _proxy(live_server, rewrite)
 
 
 def _failed(url: str) -> dict[str, str]:
@@ -282,23 +290,15 @@ def consistent_liar(live_server: str) -> Iterator[str]:
     """同梱モデルの sha256 を名乗りながら、どこでも一貫して別の確率を返すサービス。"""
     fake = [0.5, 0.3, 0.2]
 
-    async def handler(request: Request) -> Response:
-        async with httpx.AsyncClient(base_url=live_server) as client:
-            upstream = await client.request(
-                request.method,
-                request.url.path,
-                content=await request.body(),
-                headers={"content-type": "application/json"},
-            )
-        body = upstream.json()
-        if request.url.path == "/metadata":
+    def rewrite(path: str, status: int, body: Any) -> Any:
+        if path == "/metadata":
             body["prediction_sample"] = fake
-        elif request.url.path in ("/predict/test", "/predict") and upstream.status_code == 200:
+        elif path in ("/predict/test", "/predict") and status == 200:
             rows = body["prediction"]
             body["prediction"] = fake if not isinstance(rows[0], list) else [fake for _ in rows]
-        return JSONResponse(body, status_code=upstream.status_code)
+        return body
 
-    yield from serve_in_thread(_app(handler))
+    yield from _proxy(live_server, rewrite)
 
 
 def test_a_service_that_agrees_with_itself_but_not_with_the_model_fails(consistent_liar: str) -> None:
