@@ -101,7 +101,10 @@ def request(
         )
         data = response.read()
     except ApiException as error:
-        return int(error.status or 0), status_message(error.body)
+        if not error.status:
+            # ステータス 0 は HTTP の応答が無かった（TLS の失敗など）: 届かないのと同じに扱う
+            raise unreachable(api, error) from None
+        return int(error.status), status_message(error.body)
     except (urllib3.exceptions.HTTPError, OSError) as error:
         raise unreachable(api, error) from None
     try:

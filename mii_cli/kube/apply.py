@@ -72,16 +72,27 @@ def get_live(client: ApiClient, obj: Manifest) -> dict[str, Any] | None:
     return live
 
 
-def server_side_apply(client: ApiClient, obj: Manifest, *, manager: str = FIELD_MANAGER) -> dict[str, Any]:
-    """1 つのオブジェクトをサーバーサイドアプライする（競合は強制的に取る）。"""
+def server_side_apply(
+    client: ApiClient, obj: Manifest, *, manager: str = FIELD_MANAGER, force: bool = True
+) -> dict[str, Any]:
+    """1 つのオブジェクトをサーバーサイドアプライする（force なら競合は強制的に取る）。
+
+    force=False で競合（409）したときは空の辞書を返す（呼び出し側が「他が持っている」と解釈する）。
+    """
     status, body = kapi.request(
         client,
         "PATCH",
         object_path(obj),
-        query=[("fieldManager", manager), ("force", "true"), ("fieldValidation", "Strict")],
+        query=[
+            ("fieldManager", manager),
+            ("force", "true" if force else "false"),
+            ("fieldValidation", "Strict"),
+        ],
         body=obj,
         content_type=APPLY_CONTENT_TYPE,
     )
+    if status == 409 and not force:
+        return {}
     if status >= 400:
         hint = None
         if status == 403 and "being terminated" in kapi.status_message(body):
@@ -124,6 +135,12 @@ def handover_body(obj: Manifest, live: dict[str, Any]) -> Manifest:
     }
 
 
+def _desired_state(obj: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """mii が決める部分（spec・ラベル・注釈）。適用の前後でこれが同じなら変更なし。"""
+    metadata = obj.get("metadata") or {}
+    return obj.get("spec"), metadata.get("labels"), metadata.get("annotations")
+
+
 def apply_one(client: ApiClient, obj: Manifest) -> Applied:
     """1 つを適用し、作成・変更・無変更のどれだったかを返す。"""
     live = get_live(client, obj)
@@ -131,13 +148,15 @@ def apply_one(client: ApiClient, obj: Manifest) -> Applied:
     if obj["kind"] == "Deployment" and live is not None:
         if owns_replicas(live):
             # mii が replicas を所有したまま送らないと、値が消えて既定の 1 に戻ってしまう。
-            # 先に別のマネージャに今の値を持たせてから手放す
-            server_side_apply(client, handover_body(obj, live), manager=HANDOVER_MANAGER)
+            # 先に別のマネージャに今の値を持たせてから手放す（Kubernetes の文書の手順どおり force なし。
+            # 競合したら HPA がもう replicas を持っているので、そのまま手放してよい）
+            server_side_apply(client, handover_body(obj, live), manager=HANDOVER_MANAGER, force=False)
         body = deployment_body(obj, live)
     result = server_side_apply(client, body)
     if live is None:
         action = "created"
-    elif result.get("metadata", {}).get("resourceVersion") == live.get("metadata", {}).get("resourceVersion"):
+    elif _desired_state(result) == _desired_state(live):
+        # status だけの書き込み（HPA の status の更新など）は変更に数えない
         action = "unchanged"
     else:
         action = "configured"

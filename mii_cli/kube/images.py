@@ -134,6 +134,29 @@ def push(image: str, reference: str, client: Any = None) -> None:
         ) from None
 
 
+def archive_command(info: ClusterInfo, archive: str) -> list[str]:
+    """kind に tar のイメージを読み込むコマンド。"""
+    return ["kind", "load", "image-archive", archive, "--name", info.name]
+
+
+def load_archive(info: ClusterInfo, image: str, client: Any = None) -> None:
+    """Docker SDK でイメージを tar に保存し、kind load image-archive で読み込む。"""
+    import tempfile
+
+    import docker
+
+    client = client or docker_client()
+    with tempfile.TemporaryDirectory(prefix="mii-image-") as tmp:
+        archive = f"{tmp}/image.tar"
+        try:
+            with open(archive, "wb") as handle:
+                for chunk in client.images.get(image).save(named=True):
+                    handle.write(chunk)
+        except docker.errors.DockerException as error:
+            raise DockerError(f"cannot save {image} to a tar: {error}", hint=BUILD_HINT) from None
+        run_load(archive_command(info, archive))
+
+
 def ensure_in_cluster(
     info: ClusterInfo, image: str, *, registry: str | None = None, load: bool = True
 ) -> str:
@@ -146,7 +169,14 @@ def ensure_in_cluster(
         return image
     command = load_command(info, image)
     if command:
-        run_load(command)
+        try:
+            run_load(command)
+        except ClusterError:
+            if info.flavor != KIND or shutil.which("kind") is None:
+                raise
+            # Docker の containerd イメージストアでは kind load docker-image が失敗することがある。
+            # その場合は docker save した tar を kind load image-archive で読み込む
+            load_archive(info, image)
         return image
     if info.flavor == DOCKER_DESKTOP:
         return image

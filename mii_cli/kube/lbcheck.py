@@ -179,7 +179,10 @@ def run_lb_check(
                 f"old job {JOB_NAME} is still being deleted", hint=f"kubectl -n {namespace} get jobs"
             )
         sleep(poll)
-    server_side_apply(client, job_manifest(image, namespace, requests=requests, duration=duration))
+    created = server_side_apply(client, job_manifest(image, namespace, requests=requests, duration=duration))
+    # 消した前回の Job の Pod は後からガベージコレクトされるので、今回の Job の uid で Pod を選ぶ
+    job_uid = (created.get("metadata") or {}).get("uid")
+    selector = f"batch.kubernetes.io/controller-uid={job_uid}" if job_uid else f"job-name={JOB_NAME}"
     try:
         while True:
             job = kapi.call(client, "reading the job", batch.read_namespaced_job, JOB_NAME, namespace)
@@ -197,7 +200,7 @@ def run_lb_check(
             "listing job pods",
             core.list_namespaced_pod,
             namespace,
-            label_selector=f"job-name={JOB_NAME}",
+            label_selector=selector,
         ).items
         if not pods:
             raise ClusterError(

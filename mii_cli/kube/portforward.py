@@ -107,8 +107,10 @@ class PortForwarder:
             try:
                 relay(connection, remote)
             finally:
-                with contextlib.suppress(Exception):
+                try:
                     close()
+                except Exception as error:  # noqa: BLE001  Pod 側の理由（エラーチャネル）を残す
+                    self.errors.append(str(error))
 
 
 def pod_stream_opener(client: ApiClient, namespace: str, pod: str, port: int) -> StreamOpener:
@@ -125,7 +127,15 @@ def pod_stream_opener(client: ApiClient, namespace: str, pod: str, port: int) ->
             forward = portforward(
                 core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port)
             )
-        return forward.socket(port), forward.close
+
+        def close() -> None:
+            # kubelet はポートに届かない理由をエラーチャネルで返す。閉じるときにそれを例外で伝える
+            error = forward.error(port)
+            forward.close()
+            if error:
+                raise ClusterError(f"port-forward to {pod}:{port}: {error}")
+
+        return forward.socket(port), close
 
     return open_stream
 

@@ -97,10 +97,13 @@ def test_rolling_update_under_load_drops_no_request(
     cluster: tuple[Any, Any], deployed: dict[str, Any], docker_client: Any, image: str
 ) -> None:
     from mii_cli.kube.deploy import deploy
+    from mii_cli.kube.images import ensure_in_cluster
     from mii_cli.kube.lbcheck import run_lb_check
 
     client, info = cluster
     new_image = _new_image(docker_client, image)
+    # イメージの読み込み（minikube image load は時間がかかる）を先に済ませ、負荷の間に更新が収まるようにする
+    new_image = ensure_in_cluster(info, new_image)
     outcome: dict[str, Any] = {}
 
     def load() -> None:
@@ -112,7 +115,7 @@ def test_rolling_update_under_load_drops_no_request(
     worker = threading.Thread(target=load)
     worker.start()
     time.sleep(15)  # Job の Pod が動き出して負荷をかけ始めるまで
-    result = deploy(namespace=NAMESPACE, image=new_image, client=client, info=info, timeout=300)
+    result = deploy(namespace=NAMESPACE, image=new_image, client=client, info=info, timeout=300, load=False)
     worker.join(timeout=400)
     assert "error" not in outcome, outcome.get("error")
     load_result = outcome["result"]

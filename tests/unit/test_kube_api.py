@@ -57,3 +57,25 @@ def test_raw_requests_return_status_and_body(fake_api: FakeApiServer) -> None:
     fake_api.routes[("GET", "/empty")] = (200, "")
     assert kapi.request(client, "GET", "/empty") == (200, None)
     assert kapi.request(client, "GET", "/nothing")[0] == 404
+
+
+def test_a_tls_failure_is_unreachable_not_a_status() -> None:
+    """公式クライアントは TLS の失敗を status=0 の ApiException にする。届かないのと同じに扱う。"""
+    from kubernetes.client import ApiClient, Configuration
+    from kubernetes.client.exceptions import ApiException
+
+    from mii_cli.errors import ClusterError
+    from mii_cli.kube import api as kapi
+
+    configuration = Configuration()
+    configuration.host = "https://127.0.0.1:1"
+    client = ApiClient(configuration)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise ApiException(status=0, reason="SSLError: certificate verify failed")
+
+    client.call_api = fail  # type: ignore[method-assign]
+    with pytest.raises(
+        ClusterError, match=r"cannot reach the Kubernetes API server at https://127\.0\.0\.1:1"
+    ):
+        kapi.request(client, "GET", "/api/v1/namespaces/x")

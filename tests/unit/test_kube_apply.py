@@ -90,8 +90,41 @@ def test_replicas_are_handed_over_before_mii_stops_sending_them(fake_api: FakeAp
     assert not ap.owns_replicas(live)
     managers = [p.param("fieldManager") for p in fake_api.methods("PATCH", DEPLOYMENT)]
     assert managers == ["mii", ap.HANDOVER_MANAGER, "mii"]
-    handover = fake_api.methods("PATCH", DEPLOYMENT)[1].body
-    assert handover["spec"] == {"replicas": 4}
+    handover = fake_api.methods("PATCH", DEPLOYMENT)[1]
+    assert handover.body["spec"] == {"replicas": 4}
+    # 文書の手順どおり、引き渡しは force なし（HPA が先に持っていれば競合で終わる）
+    assert handover.param("force") == "false"
+    assert [p.param("force") for p in fake_api.methods("PATCH", DEPLOYMENT)] == ["true", "false", "true"]
+
+
+def test_a_handover_conflict_means_the_hpa_already_owns_replicas(fake_api: FakeApiServer) -> None:
+    client = fake_api.client()
+    ap.apply_all(client, render(IMAGE, NS))
+
+    def conflict(request: Any) -> tuple[int, Any]:
+        if request.param("fieldManager") == ap.HANDOVER_MANAGER:
+            return 409, status_body(
+                409, "Apply failed with 1 conflict: conflict with kube-controller-manager"
+            )
+        return fake_api._apply(request)
+
+    fake_api.routes[("PATCH", DEPLOYMENT)] = conflict
+    applied = ap.apply_all(client, render(NEW_IMAGE, NS))
+    assert {a.kind: a.action for a in applied}["Deployment"] == "configured"
+    live = fake_api.objects[DEPLOYMENT]
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == NEW_IMAGE
+
+
+def test_status_writes_by_others_are_not_changes(fake_api: FakeApiServer) -> None:
+    client = fake_api.client()
+    ap.apply_all(client, render(IMAGE, NS))
+    ap.apply_all(client, render(IMAGE, NS))
+    # HPA のコントローラが status を書き、resourceVersion が進んだ
+    hpa = next(path for path in fake_api.objects if "horizontalpodautoscalers" in path)
+    fake_api.objects[hpa]["status"] = {"currentReplicas": 4, "desiredReplicas": 4}
+    fake_api.objects[hpa]["metadata"]["resourceVersion"] = "999"
+    applied = ap.apply_all(client, render(IMAGE, NS))
+    assert {a.action for a in applied} == {"unchanged"}
 
 
 def test_deployment_body_rules() -> None:

@@ -193,8 +193,39 @@ def test_ensure_in_cluster_loads_into_minikube_and_kind(fake_bin: Path) -> None:
 def test_a_failed_load_shows_the_tool_output(fake_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MII_FAKE_FAIL", "1")
     with pytest.raises(ClusterError, match="failed with exit code 3") as error:
-        im.ensure_in_cluster(info("kind", "ci"), IMAGE)
+        im.ensure_in_cluster(info("minikube", "dev"), IMAGE)
     assert "boom: no such image" in (error.value.details or "")
+
+
+def test_kind_falls_back_to_an_image_archive(fake_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """containerd のイメージストアで docker-image の読み込みが失敗したら、tar で読み込み直す。"""
+    (fake_bin / "kind").write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> "{fake_bin}/kind.args"\n'
+        'if [ "$2" = docker-image ]; then echo "ctr: content digest not found" >&2; exit 1; fi\n'
+        f'cp "$3" "{fake_bin}/loaded.tar"\n'
+    )
+
+    class Image:
+        def save(self, named: bool) -> list[bytes]:
+            assert named is True
+            return [b"layer-1", b"layer-2"]
+
+    class Images:
+        def get(self, name: str) -> Image:
+            assert name == IMAGE
+            return Image()
+
+    class Client:
+        images = Images()
+
+    monkeypatch.setattr(im, "docker_client", Client)
+    assert im.ensure_in_cluster(info("kind", "ci"), IMAGE) == IMAGE
+    calls = (fake_bin / "kind.args").read_text().splitlines()
+    assert calls[0] == f"load docker-image {IMAGE} --name ci"
+    assert calls[1].startswith("load image-archive ")
+    assert calls[1].endswith("image.tar --name ci")
+    assert (fake_bin / "loaded.tar").read_bytes() == b"layer-1layer-2"
 
 
 def test_a_missing_tool_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

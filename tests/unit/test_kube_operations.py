@@ -346,9 +346,14 @@ def test_pod_stream_opener_uses_the_portforward_api(
 
     calls: list[tuple[Any, ...]] = []
 
+    errors: dict[int, str | None] = {8000: None}
+
     class Forward:
         def socket(self, port: int) -> str:
             return f"socket:{port}"
+
+        def error(self, port: int) -> str | None:
+            return errors[port]
 
         def close(self) -> None:
             calls.append(("close",))
@@ -362,6 +367,11 @@ def test_pod_stream_opener_uses_the_portforward_api(
     close()
     assert sock == "socket:8000"
     assert calls == [("connect_get_namespaced_pod_portforward", "pod-a", NS, {"ports": "8000"}), ("close",)]
+    # kubelet がエラーチャネルで理由を返したら、閉じるときに伝える
+    errors[8000] = "error forwarding port 8000: connection refused"
+    _, close = portforward.pod_stream_opener(fake_api.client(), NS, "pod-a", 8000)()
+    with pytest.raises(ClusterError, match="pod-a:8000: error forwarding port 8000: connection refused"):
+        close()
 
 
 # --- ロードバランシングの Job ---
@@ -426,7 +436,14 @@ def job_finishes(
         if obj["kind"] != "Job":
             return
         obj["status"] = {"succeeded": 1} if succeeded else {"failed": 1}
-        fake.put(f"/api/v1/namespaces/{NS}/pods/lb-1", ready_pod("lb-1", {"job-name": lbcheck.JOB_NAME}))
+        obj["metadata"]["uid"] = "job-uid-1"
+        labels = {"job-name": lbcheck.JOB_NAME, "batch.kubernetes.io/controller-uid": "job-uid-1"}
+        fake.put(f"/api/v1/namespaces/{NS}/pods/lb-1", ready_pod("lb-1", labels))
+        # 前回の Job の Pod（ガベージコレクトを待っている）: 同じ job-name だが uid が違う
+        old = {"job-name": lbcheck.JOB_NAME, "batch.kubernetes.io/controller-uid": "job-uid-0"}
+        fake.put(f"/api/v1/namespaces/{NS}/pods/lb-0", ready_pod("lb-0", old))
+        fake.logs["lb-0"] = '{"requests": 1, "errors": 1, "served_by": {}}'
+
         fake.logs["lb-1"] = log
 
     return hook
@@ -449,6 +466,10 @@ def test_run_lb_check_runs_the_job_and_cleans_up(fake_api: FakeApiServer) -> Non
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     assert len(fake_api.methods("DELETE", JOB)) == 2
     assert JOB not in fake_api.objects
+    # 前回の Job の Pod を拾わないよう、今回の Job の uid で Pod を選ぶ
+    pod_lists = fake_api.methods("GET", f"/api/v1/namespaces/{NS}/pods")
+    selectors = [p.param("labelSelector") for p in pod_lists]
+    assert "batch.kubernetes.io/controller-uid=job-uid-1" in selectors
 
 
 def test_run_lb_check_failures(fake_api: FakeApiServer) -> None:
