@@ -165,6 +165,31 @@ def serve(
 # --- image commands (build, run): issue 3 ---
 
 
+def _build_with_progress(**options: Any) -> Any:
+    """ビルドのステップを Rich の進捗バーで見せながら `build_with_defaults` を呼ぶ（build・up の共通）。"""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mii_cli import build as building
+
+    with Progress(
+        TextColumn("[bold]Building[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=out.console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("validating the model", total=None)
+
+        def update(state: building.BuildProgress) -> None:
+            progress.update(
+                task, total=state.total or None, completed=state.current, description=state.description
+            )
+
+        return building.build_with_defaults(on_progress=update, **options)
+
+
 @app.command()
 def build(
     tag: Annotated[
@@ -186,35 +211,9 @@ def build(
     as_json: JsonOption = False,
 ) -> None:
     """Bake the model and the server into an image (Docker SDK, classic builder)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mii_cli import build as building
-
-    with Progress(
-        TextColumn("[bold]Building[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=out.console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("validating the model", total=None)
-
-        def update(state: building.BuildProgress) -> None:
-            progress.update(
-                task, total=state.total or None, completed=state.current, description=state.description
-            )
-
-        result = building.build_with_defaults(
-            tag=tag,
-            base_image=base_image,
-            network=network,
-            model=model,
-            labels=labels,
-            no_cache=no_cache,
-            on_progress=update,
-        )
+    result = _build_with_progress(
+        tag=tag, base_image=base_image, network=network, model=model, labels=labels, no_cache=no_cache
+    )
     if as_json:
         out.print_json(result.as_dict())
         return
@@ -372,9 +371,16 @@ def smoke_test(
     Without --url, reach the Service in the cluster through a port-forward and prove load balancing
     with a short in-cluster Job.
     """
-    from mii_cli import smoke
-    from mii_cli.errors import CheckFailed
+    import functools
 
+    from mii_cli import smoke
+    from mii_cli.paths import default_labels, default_model
+
+    # 手元のモデルと答えを比べる（既定は同梱の models/。--model を足せばそれとも）
+    models = (
+        None if model is None else [(model, labels or default_labels()), (default_model(), default_labels())]
+    )
+    run = functools.partial(smoke.run_smoke_test, models=models)
     if url is None:
         # --url が無ければクラスタ上のサービスをポートフォワード越しに確かめる
         from mii_cli.kube.cluster import connect
@@ -382,30 +388,31 @@ def smoke_test(
 
         client, _ = connect(context)
         with out.console.status(f"Smoke-testing the Service in namespace {namespace}..."):
-            report = cluster_smoke_test(timeout=timeout, namespace=namespace, client=client)
+            report = cluster_smoke_test(timeout=timeout, namespace=namespace, client=client, smoke=run)
+        unreachable_hint = "check the pods with `mii status`, or deploy with `mii deploy`"
     else:
-        from mii_cli.paths import default_labels, default_model
-
-        models = None if model is None else [(model, labels or default_labels())]
-        if models is not None:
-            models.append((default_model(), default_labels()))
-        report = smoke.run_smoke_test(url, timeout=timeout, models=models)
+        report = run(url, timeout=timeout)
+        unreachable_hint = "start the service with `mii serve` (or `mii run`) or check --url"
     if as_json:
         out.print_json(report.as_dict())
+    _judge_smoke(report, show_table=not as_json, unreachable_hint=unreachable_hint)
+    out.success(f"all {len(report.checks)} smoke checks passed against {report.base_url}")
+
+
+def _judge_smoke(report: Any, *, show_table: bool, unreachable_hint: str, what: str = "smoke") -> None:
+    """スモークテストの表を出し、届かない・失敗があれば CheckFailed にする（smoke-test・up の共通）。"""
+    from mii_cli import smoke
+
     if report.unreachable is not None:
-        raise CheckFailed(
-            report.unreachable,
-            hint="start the service with `mii serve` (or `mii run`) or check --url",
-        )
-    if not as_json:
+        raise CheckFailed(report.unreachable, hint=unreachable_hint)
+    if show_table:
         out.console.print(smoke.render_table(report))
     if not report.passed:
         names = ", ".join(check.name for check in report.failed)
         raise CheckFailed(
-            f"{len(report.failed)} of {len(report.checks)} smoke checks failed: {names}",
+            f"{len(report.failed)} of {len(report.checks)} {what} checks failed: {names}",
             hint="see the detail column (or --json) for what each check expected",
         )
-    out.success(f"all {len(report.checks)} smoke checks passed against {report.base_url}")
 
 
 class LoadEndpoint(str, Enum):
@@ -434,7 +441,6 @@ def load_test(
     """Load-test a running service with locust; PASS needs > 100 requests/s and p99 < 100 ms."""
     # locust は import 時に gevent の monkeypatch を行うので、loadtest モジュールの関数の中でだけ読み込む
     from mii_cli import loadtest
-    from mii_cli.errors import CheckFailed
 
     options = loadtest.LoadTestOptions(
         url=url,
@@ -587,19 +593,13 @@ def up(
     as_json: JsonOption = False,
 ) -> None:
     """Build the image, deploy it and smoke-test it in the cluster, in one go."""
-    from mii_cli import smoke
-    from mii_cli.errors import CheckFailed
     from mii_cli.kube import smoke as kube_smoke
     from mii_cli.kube.cluster import connect
     from mii_cli.kube.deploy import deploy as run_deploy
 
     client, info = connect(context)
     if image is None:
-        from mii_cli.build import build_with_defaults
-
-        with out.console.status("Building the image..."):
-            built = build_with_defaults()
-        image = built.unique_tag
+        image = _build_with_progress().unique_tag
         out.success(f"built {image}")
     result = run_deploy(
         namespace=namespace, image=image, registry=registry, timeout=timeout, client=client, info=info
@@ -609,13 +609,12 @@ def up(
     result["smoke_test"] = report.as_dict()
     if as_json:
         out.print_json(result)
-    else:
-        out.console.print(smoke.render_table(report))
-    if not report.passed:
-        raise CheckFailed(
-            report.unreachable or f"{len(report.failed)} of {len(report.checks)} cluster smoke checks failed",
-            hint="see the table (or --json); mii status shows the pods",
-        )
+    _judge_smoke(
+        report,
+        show_table=not as_json,
+        unreachable_hint="check the pods with `mii status`",
+        what="cluster smoke",
+    )
     out.success(f"up: {len(report.checks)} checks passed, served by {len(report.served_by)} pods")
 
 
