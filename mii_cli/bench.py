@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mii_cli.errors import ConfigError, DockerError
-from mii_cli.run import RunSpec, remove_container, wait_ready
+from mii_cli.run import RunSpec, remove_container, start_container
 
 BODY = '{"data": [[5.1, 3.5, 1.4, 0.2]]}'
 
@@ -169,22 +169,12 @@ def run_benchmark(
     if shutil.which("wrk") is None:
         raise ConfigError("wrk is not installed", hint="install it: `sudo apt-get install wrk`")
     spec = RunSpec(image=image, name=f"mii-bench-{port}", port=port)
-    remove_container(client, spec.name, grace=1)
-    try:
-        client.images.get(image)
-    except Exception:  # noqa: BLE001
-        raise DockerError(f"image {image} not found", hint="build it first with `mii build`") from None
     started = time.monotonic()
-    container = client.containers.run(image, **spec.docker_kwargs())
+    # 起動から ready までを 5 ms 刻みで測る（start_container は失敗時にコンテナを消す）
+    ready = start_container(client, spec, timeout=30, interval=0.005).ready_seconds
+    ready_wall = time.monotonic() - started
+    container = client.containers.get(spec.name)
     try:
-        ready = wait_ready(
-            spec.url,
-            timeout=30,
-            interval=0.005,
-            is_alive=lambda: True,
-            logs=lambda: container.logs(tail=20).decode(errors="replace"),
-        )
-        ready_wall = time.monotonic() - started
         # ウォームアップ
         run_wrk(spec.url, seconds=2, connections=connections, threads=2, rate=None)
         memory: list[float] = []

@@ -23,7 +23,11 @@ from typing import Any
 from rich.table import Table
 
 from mii_cli.errors import CheckFailed, ConfigError
+from mii_cli.smoke import BATCH_ROWS, normalize_url
 from service import constants
+
+# 負荷に使う行はスモークテストのバッチと同じ（Iris の 3 品種から 1 行ずつ。ユーザーごとに順に回す）
+LOAD_ROWS = BATCH_ROWS
 
 # 仕様書 8.4 節の目標
 TARGET_MIN_RPS = 100.0
@@ -36,12 +40,6 @@ ENDPOINTS: dict[str, list[str]] = {
     "mixed": ["/predict", "/predict/label"],
 }
 
-# 負荷に使う行（Iris の 3 品種から 1 行ずつ。ユーザーごとに順に回す）
-LOAD_ROWS: list[list[float]] = [
-    list(constants.SAMPLE_DATA[0]),
-    [6.4, 3.2, 4.5, 1.5],
-    [6.7, 3.0, 5.2, 2.3],
-]
 
 _DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$")
 
@@ -84,8 +82,6 @@ class LoadTestOptions:
 
     def validate(self) -> None:
         """値の範囲を確かめる。不正なら ConfigError。"""
-        from mii_cli.smoke import normalize_url
-
         normalize_url(self.url)
         if self.endpoint not in ENDPOINTS:
             raise ConfigError(
@@ -273,7 +269,7 @@ def run_load_test(options: LoadTestOptions, *, progress: Progress | None = None)
     progress を渡すと、約 5 秒ごとに（経過秒・件数・失敗・requests/s・p99）で呼ぶ。
     """
     options.validate()
-    url = options.url.strip().rstrip("/")
+    url = normalize_url(options.url)
     # ここで初めて locust（と gevent の monkeypatch）を読み込む
     import gevent
     from locust import FastHttpUser, constant, constant_throughput

@@ -128,8 +128,10 @@ def wait_ready(
             time.sleep(interval)
 
 
-def start_container(client: Any, spec: RunSpec, *, timeout: float, replace: bool = True) -> RunResult:
-    """コンテナを起動し、ready になるまで待つ。"""
+def start_container(
+    client: Any, spec: RunSpec, *, timeout: float, replace: bool = True, interval: float = 0.05
+) -> RunResult:
+    """コンテナを起動し、ready になるまで待つ（interval 秒ごとに /health/ready を確かめる）。"""
     from docker.errors import APIError, ImageNotFound
 
     try:
@@ -153,7 +155,7 @@ def start_container(client: Any, spec: RunSpec, *, timeout: float, replace: bool
         return str(container.logs(tail=20).decode(errors="replace"))
 
     try:
-        seconds = wait_ready(spec.url, timeout=timeout, is_alive=alive, logs=tail)
+        seconds = wait_ready(spec.url, timeout=timeout, is_alive=alive, logs=tail, interval=interval)
     except BaseException:
         # 待っている間の失敗・タイムアウト・Ctrl-C のどれでもコンテナを残さない
         remove_container(client, spec.name, grace=1)

@@ -10,6 +10,7 @@ import contextvars
 import logging
 import sys
 import time
+from typing import Any
 
 import orjson
 
@@ -19,14 +20,18 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _TEXT_FORMAT = "%(asctime)s %(levelname)s [%(name)s] [request_id=%(request_id)s] %(message)s"
 
 
-class RequestIdFilter(logging.Filter):
-    """ログレコードに request_id を付けるフィルタ。"""
+_base_factory = logging.getLogRecordFactory()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        """常に通し、request_id 属性だけ補う。"""
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
-        return True
+
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """すべてのログレコードに、そのときのリクエストの ID（request_id）を付ける。"""
+    record = _base_factory(*args, **kwargs)
+    record.request_id = request_id_var.get()
+    return record
+
+
+# ハンドラやロガーごとのフィルタではなくレコードの生成時に付けるので、どのロガー・ハンドラでも同じ
+logging.setLogRecordFactory(_record_with_request_id)
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,7 +55,6 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str, fmt: str) -> None:
     """ルートロガーを標準エラー出力 1 本に設定する（uvicorn のロガーも含む）。"""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "JSON" else logging.Formatter(_TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from mii_cli.build import docker_client
+from mii_cli.build import docker_client, split_reference
 from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.kube.cluster import DOCKER_DESKTOP, KIND, MINIKUBE, ClusterInfo
 
@@ -115,9 +115,7 @@ def push(image: str, reference: str, client: Any = None) -> None:
     import docker
 
     client = client or docker_client()
-    repository, _, tag = reference.rpartition(":")
-    if "/" in tag or not repository:
-        repository, tag = reference, "latest"
+    repository, tag = split_reference(reference)
     try:
         client.images.get(image).tag(repository, tag)
         for line in client.images.push(repository, tag=tag, stream=True, decode=True):

@@ -74,11 +74,6 @@ def apply_order(objects: list[Manifest]) -> list[Manifest]:
     return sorted(objects, key=kind_rank)
 
 
-def delete_order(objects: list[Manifest]) -> list[Manifest]:
-    """削除の順（適用の逆）に並べる。"""
-    return list(reversed(apply_order(objects)))
-
-
 def set_image(obj: Manifest, image: str) -> None:
     """Deployment のアプリのコンテナのイメージを差し替える。"""
     containers = obj["spec"]["template"]["spec"]["containers"]

@@ -127,9 +127,7 @@ class ServiceMiddleware:
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except Exception:
-            logger.exception(
-                "unhandled error in %s %s", method, path, extra={"request_id": request_id.decode()}
-            )
+            logger.exception("unhandled error in %s %s", method, path)
             if started:
                 raise
             await self._send(send_wrapper, 500, _INTERNAL_ERROR)
@@ -148,7 +146,6 @@ class ServiceMiddleware:
                     path,
                     status,
                     elapsed * 1000,
-                    extra={"request_id": request_id.decode()},
                 )
             request_id_var.reset(token)
 

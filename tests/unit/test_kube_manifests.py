@@ -49,11 +49,10 @@ def test_every_yaml_file_is_listed_in_the_kustomization() -> None:
     assert on_disk == {"namespace.yml", "deployment.yml", "service.yml", "hpa.yml", "pdb.yml"}
 
 
-def test_render_orders_objects_for_apply_and_reverses_for_delete() -> None:
+def test_render_orders_objects_for_apply() -> None:
     objects = rendered()
     kinds = [o["kind"] for o in objects]
     assert kinds == ["Namespace", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"]
-    assert [o["kind"] for o in r.delete_order(objects)] == list(reversed(kinds))
 
 
 def test_unknown_kinds_go_last() -> None:
