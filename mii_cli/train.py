@@ -71,8 +71,8 @@ def _fit(seed: int, test_size: float) -> tuple[Any, float, list[str], dict[str, 
     return pipeline, accuracy, [str(n) for n in iris.target_names], sizes
 
 
-def _to_onnx(pipeline: Any) -> bytes:
-    """学習済み Pipeline を ONNX のバイト列に変換する（ZipMap 出力付き）。"""
+def _to_onnx(pipeline: Any, *, zipmap: bool = True) -> bytes:
+    """学習済み Pipeline を ONNX のバイト列に変換する（既定は ZipMap 出力付き、元実装と同じ形）。"""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -83,6 +83,7 @@ def _to_onnx(pipeline: Any) -> bytes:
             name="iris_svc",
             initial_types=[(INPUT_NAME, FloatTensorType([None, 4]))],
             target_opset=TARGET_OPSET,
+            options={id(pipeline): {"zipmap": zipmap}},
         )
     # skl2onnx は opset の並びが文字列ハッシュ順で変わるので、並びを固定してバイト列を再現可能にする
     opsets = sorted((o.domain, o.version) for o in onnx_model.opset_import)

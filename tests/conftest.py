@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,22 +46,12 @@ def expected_cases(reference_dir: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def tensor_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """zipmap=False で変換した（確率をテンソルで返す）モデル。"""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-
-    from mii_cli.train import INPUT_NAME, TARGET_OPSET, _fit
+    from mii_cli.train import _fit, _to_onnx
 
     pipeline, *_ = _fit(42, 0.2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        onnx_model = convert_sklearn(
-            pipeline,
-            initial_types=[(INPUT_NAME, FloatTensorType([None, 4]))],
-            target_opset=TARGET_OPSET,
-            options={id(pipeline): {"zipmap": False}},
-        )
+    model = _to_onnx(pipeline, zipmap=False)
     path = tmp_path_factory.mktemp("tensor") / "iris_tensor.onnx"
-    path.write_bytes(onnx_model.SerializeToString())
+    path.write_bytes(model)
     return path
 
 
