@@ -7,6 +7,7 @@ FROM ${BASE_IMAGE} AS builder
 ARG UV_VERSION=0.13.9
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
+    ORT_DISABLE_TELEMETRY=1 \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -25,9 +26,11 @@ RUN uv sync --frozen --no-dev --no-install-project --python "$(command -v python
 
 # --- runtime -----------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
+# ORT_DISABLE_TELEMETRY=1: ONNX Runtime のテレメトリを止める（Pod は外へ何も送らない。ビルド時も同じ）
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    ORT_DISABLE_TELEMETRY=1 \
     MODEL_FILEPATH=/model_in_image_pattern/models/iris_svc.onnx \
     LABEL_FILEPATH=/model_in_image_pattern/models/label.json \
     HOST=0.0.0.0 \

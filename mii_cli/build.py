@@ -25,6 +25,35 @@ from service.ml.prediction import Classifier, ModelLoadError
 _PROJECT_FILES = ("Dockerfile", "pyproject.toml", "uv.lock")
 _LOG_TAIL = 15
 
+# レジストリやパッケージの置き場に届かないときの Docker・pip・uv のメッセージ（小文字）
+_UNREACHABLE_MARKERS = (
+    "no such host",
+    "name resolution",
+    "name or service not known",
+    "could not resolve",
+    "dial tcp",
+    "i/o timeout",
+    "tls handshake timeout",
+    "network is unreachable",
+    "connection refused",
+    "pull access denied",
+    "manifest unknown",
+    "repository does not exist",
+    "failed to fetch",
+)
+_OFFLINE_HINT = (
+    "the build could not reach a registry or a package index: build from a local base image with "
+    "--base-image (or MII_BASE_IMAGE), e.g. localhost/python:3.13-slim, and give the RUN steps the "
+    "host network with --network host (or MII_BUILD_NETWORK=host)"
+)
+_GENERIC_HINT = "read the build log above; `mii build --no-cache` rebuilds every step"
+
+
+def failure_hint(message: str) -> str:
+    """ビルドの失敗のメッセージから、次にすべきことを選ぶ（ネットワークの問題なら MII_* の設定）。"""
+    lowered = message.lower()
+    return _OFFLINE_HINT if any(marker in lowered for marker in _UNREACHABLE_MARKERS) else _GENERIC_HINT
+
 
 @dataclass(frozen=True)
 class ModelFacts:
@@ -217,7 +246,7 @@ class BuildProgress:
             message = str(event.get("error", "")).strip()
             raise DockerError(
                 f"docker build failed: {message.splitlines()[-1] if message else 'unknown error'}",
-                hint="read the build log above; `mii build --no-cache` rebuilds every step",
+                hint=failure_hint("\n".join([*self.log[-_LOG_TAIL:], message])),
                 details="\n".join(self.log[-_LOG_TAIL:] + ([message] if message else [])),
             )
         aux = event.get("aux")
@@ -266,7 +295,8 @@ def stream_build(
             decode=True,
         )
     except APIError as error:
-        raise DockerError(f"docker build failed: {error.explanation or error}") from None
+        message = str(error.explanation or error)
+        raise DockerError(f"docker build failed: {message}", hint=failure_hint(message)) from None
 
 
 def run_build(

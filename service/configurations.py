@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=constants.DEFAULT_MAX_BODY_BYTES, ge=64)
     """受け付けるリクエストボディの最大バイト数（MAX_BODY_BYTES）。超えると 413。"""
 
+    body_timeout_seconds: float = Field(default=constants.DEFAULT_BODY_TIMEOUT_SECONDS, gt=0, le=3600)
+    """本文が届き終わるまでの期限（BODY_TIMEOUT_SECONDS）。止まったクライアントには 408 を返して閉じる。"""
+
     ort_intra_op_threads: int = Field(default=1, ge=1, le=64)
     """ONNX Runtime の演算内スレッド数（ORT_INTRA_OP_THREADS）。500m の Pod では 1 が最速。"""
 

@@ -28,6 +28,12 @@ DEFAULT_PORT: Final = 8000
 DEFAULT_MAX_BATCH_ROWS: Final = 1000
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 
+# 本文が最初の受け取りから届き終わるまでの既定の期限（秒）。過ぎれば 408
+DEFAULT_BODY_TIMEOUT_SECONDS: Final = 10.0
+
+# 上限を超えた本文を 413 の前に読み捨てる最大バイト数（これを超えたら読まずに接続を閉じる）
+DRAIN_MAX_BYTES: Final = 64 * 1024 * 1024
+
 # テスト推論に使うサンプル（元実装と同じ Iris の 1 行目）
 SAMPLE_DATA: Final[list[list[float]]] = [[5.1, 3.5, 1.4, 0.2]]
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+import service  # noqa: F401  テストのプロセス（と子プロセス）でも ONNX Runtime のテレメトリを止める
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 MODEL = MODELS / "iris_svc.onnx"
@@ -76,6 +78,7 @@ SERVICE_ENV = (
     "ACCESS_LOG",
     "POD_NAME",
     "FAST_PATH",
+    "BODY_TIMEOUT_SECONDS",
 )
 
 

@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         ServiceMiddleware,
         state=state,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.body_timeout_seconds,
         access_log=settings.access_log,
         handlers=HANDLERS if settings.fast_path else None,
     )

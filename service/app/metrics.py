@@ -56,6 +56,11 @@ class Metrics:
             "Rows predicted (a batch request counts each row).",
             registry=self.registry,
         )
+        self.body_timeouts = Counter(
+            "mii_request_body_timeouts_total",
+            "Requests whose body did not arrive within BODY_TIMEOUT_SECONDS (answered 408).",
+            registry=self.registry,
+        )
         # ラベル付きの子メトリクスは作成コストがあるのでキャッシュする
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}

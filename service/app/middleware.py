@@ -3,7 +3,7 @@
 1 つのミドルウェアで次をまとめて行う:
 - X-Request-ID の引き継ぎ（無ければ生成）とレスポンスヘッダへの付与、ログへの紐付け
 - 応答した Pod を示す X-Served-By ヘッダ
-- ボディサイズの上限（超えたら 413）
+- 本文の上限（超えたら残りを読み捨てて 413）と期限（届かなければ 408）: `service.app.body`
 - Prometheus のメトリクス（ルート・ステータス別の件数と遅延）
 - 想定外の例外を 500 {"detail": "Internal server error"} にし、スタックトレースはログにだけ出す
 - ACCESS_LOG=true のときだけアクセスログ
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -23,6 +23,7 @@ from fastapi import HTTPException
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 
+from service.app.body import BodyDeadlines, BodyTooLarge, LimitedReceive
 from service.app.routers.routers import Handler
 from service.app.state import ServiceState
 from service.logs import request_id_var
@@ -38,15 +39,8 @@ logger = logging.getLogger("service.access")
 
 _REQUEST_ID = b"x-request-id"
 _CONTENT_LENGTH = b"content-length"
+_EXPECT = b"expect"
 _INTERNAL_ERROR = b'{"detail":"Internal server error"}'
-
-
-class BodyTooLarge(HTTPException):
-    """本文が上限を超えた（413）。FastAPI の経路では HTTPException として 413 になる。"""
-
-    def __init__(self, limit: int) -> None:
-        """上限のバイト数を含むメッセージを作る。"""
-        super().__init__(status_code=413, detail=f"request body is larger than {limit} bytes")
 
 
 def _valid_request_id(value: bytes) -> bool:
@@ -63,6 +57,7 @@ class ServiceMiddleware:
         *,
         state: ServiceState,
         max_body_bytes: int,
+        body_timeout_seconds: float,
         access_log: bool,
         handlers: dict[tuple[str, str], Handler] | None,
     ) -> None:
@@ -72,6 +67,7 @@ class ServiceMiddleware:
         self.metrics = state.metrics
         self.served_by = state.served_by.encode("latin-1", "replace")
         self.max_body_bytes = max_body_bytes
+        self.deadlines = BodyDeadlines(body_timeout_seconds, on_timeout=self.metrics.body_timeouts.inc)
         self.access_log = access_log
         self.handlers = handlers or {}
 
@@ -84,11 +80,14 @@ class ServiceMiddleware:
         start = time.perf_counter()
         request_id = b""
         content_length = -1
+        expects_continue = False
         for name, value in scope["headers"]:
             if name == _REQUEST_ID:
                 request_id = value
             elif name == _CONTENT_LENGTH:
                 content_length = int(value) if value.isdigit() else -1
+            elif name == _EXPECT:
+                expects_continue = value.lower() == b"100-continue"
         if not _valid_request_id(request_id):
             request_id = os.urandom(16).hex().encode()
         token = request_id_var.set(request_id.decode())
@@ -105,27 +104,23 @@ class ServiceMiddleware:
             await send(message)
 
         limit = self.max_body_bytes
-        received = 0
-
-        async def receive_wrapper() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
-            return message
+        body = LimitedReceive(receive, limit, self.deadlines)
 
         method, path = scope["method"], scope["path"]
         handler = self.handlers.get((method, path))
         route_path: str | None = path if handler is not None else None
         try:
             if content_length > limit:
-                await self._send(send_wrapper, 413, orjson.dumps({"detail": BodyTooLarge(limit).detail}))
+                # Content-Length で分かる: 残りを読み捨ててから答える
+                # （読まずに閉じるとリセットで応答が消える）。Expect: 100-continue のクライアントは
+                # 本文をまだ送っていないので、読まずに断って閉じる
+                drained = not expects_continue and await body.drain()
+                error = BodyTooLarge(limit, drained=drained)
+                await self._send(send_wrapper, 413, orjson.dumps({"detail": error.detail}), error.headers)
             elif handler is not None:
-                await self._fast(handler, method, receive_wrapper, send_wrapper)
+                await self._fast(handler, method, body, send_wrapper)
             else:
-                await self.app(scope, receive_wrapper, send_wrapper)
+                await self.app(scope, body, send_wrapper)
         except Exception:
             logger.exception("unhandled error in %s %s", method, path)
             if started:
@@ -151,16 +146,17 @@ class ServiceMiddleware:
 
     async def _fast(self, handler: Handler, method: str, receive: Receive, send: Send) -> None:
         """ハンドラを直接呼んで応答する（FastAPI のルートと同じ応答・同じエラー形式）。"""
+        headers: Mapping[str, str] | None = None
         try:
             body = await self._read_body(receive) if method == "POST" else b""
             code, payload = handler(self.state, body)
-        except BodyTooLarge as error:
-            code, payload = 413, {"detail": error.detail}
+        except HTTPException as error:  # 413（上限）・408（期限）
+            code, payload, headers = error.status_code, {"detail": error.detail}, error.headers
         except InvalidInputError as error:
             code, payload = 400, {"detail": str(error)}
         except RequestValidationError as error:
             code, payload = 422, {"detail": jsonable_encoder(error.errors())}
-        await self._send(send, code, orjson.dumps(payload))
+        await self._send(send, code, orjson.dumps(payload), headers)
 
     @staticmethod
     async def _read_body(receive: Receive) -> bytes:
@@ -176,16 +172,10 @@ class ServiceMiddleware:
         return b"".join(chunks)
 
     @staticmethod
-    async def _send(send: Send, status: int, body: bytes) -> None:
-        """JSON ボディの応答を送る。"""
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+    async def _send(send: Send, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        """JSON ボディの応答を送る（headers は接続を閉じるときの Connection など）。"""
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if headers:
+            raw.extend((name.encode(), value.encode()) for name, value in headers.items())
+        await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})

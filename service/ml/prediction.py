@@ -23,6 +23,9 @@ from service.ml.onnx_header import OnnxHeaderError, read_onnx_header
 
 logger = logging.getLogger(__name__)
 
+# テレメトリは service/__init__.py が読み込み前に環境変数で止めている。実行時の API でも止める
+ort.disable_telemetry_events()
+
 # 対応する入力テンソルの型と numpy の型
 _INPUT_DTYPES: dict[str, type[np.floating[Any]]] = {
     "tensor(float)": np.float32,

@@ -24,7 +24,7 @@ def cluster() -> tuple[Any, Any]:
         pytest.skip(
             f"no Kubernetes cluster answers in the current kube context ({error.message}); "
             "start one, e.g. `minikube start --cpus 4 --memory 8g` and "
-            "`minikube addons enable metrics-server`, then run `uv run pytest -m e2e tests/e2e --no-cov`"
+            "`minikube addons enable metrics-server`, then run `uv run pytest -m e2e tests/e2e`"
         )
 
 

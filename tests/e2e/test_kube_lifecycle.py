@@ -2,7 +2,7 @@
 負荷をかけながらの新しいイメージへのローリングアップデート（失敗 0 件）→ 削除。
 
 今の kube context のクラスタと Docker が要る。無ければ理由を示してスキップする。
-1 コマンドで実行する: `uv run pytest -m e2e tests/e2e --no-cov`
+1 コマンドで実行する: `uv run pytest -m e2e tests/e2e`
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ def client(
 def start_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
     """`python -m mii_cli serve` を 127.0.0.1 の空きポートで起動し、ready になった URL を返すファクトリ。
 
-    引数は `mii serve` にそのまま渡す（`--model`・`--labels` など）。同じ引数のサーバーは
-    セッションの中で使い回し、セッションの終わりに Ctrl-C（SIGINT）で止める。
+    引数は `mii serve` にそのまま渡す（`--model`・`--labels` など）。`env` はサービスの環境変数
+    （`BODY_TIMEOUT_SECONDS` など）。同じ引数のサーバーはセッションの中で使い回し、
+    セッションの終わりに Ctrl-C（SIGINT）で止める。
     """
     import os
     import signal
@@ -66,13 +67,14 @@ def start_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 
     from tests.conftest import ROOT, free_port
 
-    servers: dict[tuple[str, ...], tuple[str, subprocess.Popen[bytes]]] = {}
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV}
-    env["POD_NAME"] = "live-server"
+    servers: dict[tuple[object, ...], tuple[str, subprocess.Popen[bytes]]] = {}
+    base_env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV}
+    base_env["POD_NAME"] = "live-server"
 
-    def start(*args: str) -> str:
-        if args in servers:
-            return servers[args][0]
+    def start(*args: str, env: dict[str, str] | None = None) -> str:
+        key = (*args, *sorted((env or {}).items()))
+        if key in servers:
+            return servers[key][0]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = tmp_path_factory.mktemp("live-server") / "server.log"
@@ -81,11 +83,11 @@ def start_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
             process = subprocess.Popen(
                 [*command, *args],
                 cwd=ROOT,
-                env=env,
+                env={**base_env, **(env or {})},
                 stdout=handle,
                 stderr=subprocess.STDOUT,
             )
-        servers[args] = (url, process)
+        servers[key] = (url, process)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if process.poll() is not None:

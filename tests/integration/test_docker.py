@@ -172,6 +172,15 @@ def test_smoke_test_command_against_the_container(container: dict[str, Any]) -> 
     assert json.loads(result.stdout)["passed"] is True
 
 
+def test_the_container_does_not_try_to_send_telemetry(docker: Any, container: dict[str, Any]) -> None:
+    attrs = docker.containers.get(container["name"]).attrs
+    assert "ORT_DISABLE_TELEMETRY=1" in attrs["Config"]["Env"]
+    logs = docker.containers.get(container["name"]).logs().decode(errors="replace")
+    assert "model ready" in logs
+    # 止めていなければ、読み取り専用のルートで "telemetry_1ds.cc ... Failed to persist telemetry device ID"
+    assert "telemetry" not in logs.lower()
+
+
 def test_docker_healthcheck_turns_healthy(docker: Any, container: dict[str, Any]) -> None:
     deadline = time.monotonic() + 40
     state = ""

@@ -146,6 +146,43 @@ def test_build_error_carries_the_log_tail() -> None:
     assert "model check failed" in (error.value.details or "")
 
 
+def test_unreachable_registry_hint_names_the_base_image_and_network_settings() -> None:
+    events = [
+        {"stream": "Step 2/30 : FROM ${BASE_IMAGE} AS builder\n"},
+        {
+            "error": 'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io '
+            "on 10.255.255.53:53: no such host"
+        },
+    ]
+    with pytest.raises(DockerError) as error:
+        building.run_build(iter(events))
+    hint = error.value.hint or ""
+    for name in ("--base-image", "MII_BASE_IMAGE", "MII_BUILD_NETWORK"):
+        assert name in hint
+
+
+def test_a_package_index_out_of_reach_in_a_run_step_gets_the_network_hint() -> None:
+    events = [
+        {"stream": "Step 6/30 : RUN python -m pip install uv\n"},
+        {
+            "stream": "WARNING: Retrying ... Failed to establish a new connection: [Errno -3] "
+            "Temporary failure in name resolution\n"
+        },
+        {"error": "The command '/bin/sh -c python -m pip install uv' returned a non-zero code: 1"},
+    ]
+    with pytest.raises(DockerError) as error:
+        building.run_build(iter(events))
+    assert "MII_BUILD_NETWORK" in (error.value.hint or "")
+
+
+def test_a_failing_model_check_keeps_the_generic_hint() -> None:
+    events = [{"error": "The command '/bin/sh -c python -m service.check' returned a non-zero code: 1"}]
+    with pytest.raises(DockerError) as error:
+        building.run_build(iter(events))
+    assert "MII_BUILD_NETWORK" not in (error.value.hint or "")
+    assert "--no-cache" in (error.value.hint or "")
+
+
 def test_build_without_image_id_is_an_error() -> None:
     with pytest.raises(DockerError, match="without an image id"):
         building.run_build(iter([{"stream": "Step 1/1 : FROM x\n"}]))

@@ -67,9 +67,24 @@ class StatusResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """エラー応答（400・413・500）。"""
+    """エラー応答（400・408・413・500）。"""
 
     detail: str
+
+
+class ValidationErrorItem(BaseModel):
+    """本文がスキーマに合わない箇所 1 つ（FastAPI の 422 と同じ項目）。"""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = Field(default=None, description="The offending value (absent for malformed JSON).")
+
+
+class ValidationErrorResponse(BaseModel):
+    """422 の応答: スキーマに合わない箇所のリスト。"""
+
+    detail: list[ValidationErrorItem]
 
 
 class JSONBytes(Response):
@@ -186,9 +201,17 @@ async def _respond(request: Request, handler: Handler) -> Response:
     return JSONBytes(payload, status_code=status)
 
 
+# どのルートでも起こりうる応答（本文の上限はミドルウェアがすべてのリクエストで確かめる）
+_ALWAYS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "Request body larger than MAX_BODY_BYTES"},
+    500: {"model": ErrorResponse, "description": "Internal error (details only in the server log)"},
+}
+# 本文を読むルートで起こりうる応答
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ALWAYS,
     400: {"model": ErrorResponse, "description": "Rows that the model cannot take"},
-    413: {"model": ErrorResponse, "description": "Request body too large"},
+    408: {"model": ErrorResponse, "description": "Body not received within BODY_TIMEOUT_SECONDS"},
+    422: {"model": ValidationErrorResponse, "description": "Body does not match the schema"},
 }
 # 本文のスキーマは OpenAPI に載せる（検証は rows_from_body が行う）
 _BODY: dict[str, Any] = {
@@ -199,13 +222,13 @@ _BODY: dict[str, Any] = {
 }
 
 
-@router.get("/health", response_model=HealthResponse, tags=["health"])
+@router.get("/health", response_model=HealthResponse, responses=_ALWAYS, tags=["health"])
 async def health_route(request: Request) -> Response:
     """サーバーの健全性（プロセスが応答できれば ok）。"""
     return await _respond(request, health)
 
 
-@router.get("/health/live", response_model=StatusResponse, tags=["health"])
+@router.get("/health/live", response_model=StatusResponse, responses=_ALWAYS, tags=["health"])
 async def live_route(request: Request) -> Response:
     """liveness プローブ。イベントループが応答できれば 200。"""
     return await _respond(request, live)
@@ -215,32 +238,32 @@ async def live_route(request: Request) -> Response:
     "/health/ready",
     response_model=StatusResponse,
     tags=["health"],
-    responses={503: {"model": StatusResponse, "description": "Model not loaded yet"}},
+    responses={**_ALWAYS, 503: {"model": StatusResponse, "description": "Model not loaded yet"}},
 )
 async def ready_route(request: Request) -> Response:
     """readiness プローブ。モデル読み込みと試し推論が済んでいれば 200、それ以外は 503。"""
     return await _respond(request, ready)
 
 
-@router.get("/metadata", tags=["model"])
+@router.get("/metadata", responses=_ALWAYS, tags=["model"])
 async def metadata_route(request: Request) -> Response:
     """入出力の型・形・サンプル（元実装と同じ項目）と、モデルの情報を返す。"""
     return await _respond(request, metadata)
 
 
-@router.get("/label", response_model=dict[str, str], tags=["model"])
+@router.get("/label", response_model=dict[str, str], responses=_ALWAYS, tags=["model"])
 async def label_route(request: Request) -> Response:
     """クラスインデックスとラベル名の対応を返す。"""
     return await _respond(request, label)
 
 
-@router.get("/predict/test", response_model=ProbabilityResponse, tags=["predict"])
+@router.get("/predict/test", response_model=ProbabilityResponse, responses=_ALWAYS, tags=["predict"])
 async def predict_test_route(request: Request) -> Response:
     """サンプル [[5.1, 3.5, 1.4, 0.2]] の確率を返す。"""
     return await _respond(request, predict_test)
 
 
-@router.get("/predict/test/label", response_model=LabelResponse, tags=["predict"])
+@router.get("/predict/test/label", response_model=LabelResponse, responses=_ALWAYS, tags=["predict"])
 async def predict_test_label_route(request: Request) -> Response:
     """サンプル [[5.1, 3.5, 1.4, 0.2]] のラベルを返す。"""
     return await _respond(request, predict_test_label)
