@@ -390,13 +390,15 @@ def smoke_test(
         with out.console.status(f"Smoke-testing the Service in namespace {namespace}..."):
             report = cluster_smoke_test(timeout=timeout, namespace=namespace, client=client, smoke=run)
         unreachable_hint = "check the pods with `mii status`, or deploy with `mii deploy`"
+        target = f"the Service in namespace {namespace} (port-forward and in-cluster)"
     else:
         report = run(url, timeout=timeout)
         unreachable_hint = "start the service with `mii serve` (or `mii run`) or check --url"
+        target = report.base_url
     if as_json:
         out.print_json(report.as_dict())
     _judge_smoke(report, show_table=not as_json, unreachable_hint=unreachable_hint)
-    out.success(f"all {len(report.checks)} smoke checks passed against {report.base_url}")
+    out.success(f"all {len(report.checks)} smoke checks passed against {target}")
 
 
 def _judge_smoke(report: Any, *, show_table: bool, unreachable_hint: str, what: str = "smoke") -> None:
@@ -481,8 +483,36 @@ def load_test(
 
 RegistryOption = Annotated[
     str | None,
-    typer.Option(help="Push the image to this registry (e.g. localhost:5000) and deploy that reference."),
+    typer.Option(
+        help="Push the image to this registry (e.g. 127.0.0.1:5000) and deploy that reference (MII_REGISTRY)."
+    ),
 ]
+ReplicasOption = Annotated[
+    int | None,
+    typer.Option(help="Pods to create (default 4); also the HPA's minimum, at most its default 3."),
+]
+CpuOption = Annotated[
+    str | None, typer.Option(help="CPU per pod, requests = limits (default 500m), e.g. 250m.")
+]
+MemoryOption = Annotated[
+    str | None, typer.Option(help="Memory per pod, requests = limits (default 300Mi), e.g. 256Mi.")
+]
+
+
+def _sizing(replicas: int | None, cpu: str | None, memory: str | None) -> Any:
+    """--replicas・--cpu・--memory を確かめて Deployment の大きさにする（不正なら ConfigError）。"""
+    from mii_cli.kube.render import Sizing
+
+    return Sizing(replicas=replicas, cpu=cpu, memory=memory)
+
+
+def _registry(registry: str | None) -> str | None:
+    """--registry、無ければ MII_REGISTRY。"""
+    from mii_cli.settings import get_cli_settings
+
+    return registry or get_cli_settings().registry
+
+
 RolloutTimeoutOption = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for the rollout.", min=1)
 ]
@@ -508,6 +538,9 @@ def deploy(
         typer.Option(help="Image reference (default: the newest local model-in-image build)."),
     ] = None,
     registry: RegistryOption = None,
+    replicas: ReplicasOption = None,
+    cpu: CpuOption = None,
+    memory: MemoryOption = None,
     timeout: RolloutTimeoutOption = 300.0,
     context: ContextOption = None,
     load: Annotated[
@@ -518,12 +551,13 @@ def deploy(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Deploy to Kubernetes: load the image, apply Namespace..HPA, wait for the rollout."""
+    """Deploy to Kubernetes: load or push the image, apply Namespace..HPA, wait for the rollout."""
+    sizing = _sizing(replicas, cpu, memory)
     if dry_run:
         from mii_cli.kube import deploy as deploying
         from mii_cli.kube.render import to_yaml
 
-        _, objects = deploying.dry_run_objects(namespace, image)
+        _, objects = deploying.dry_run_objects(namespace, image, sizing)
         if as_json:
             out.print_json(objects)
         else:
@@ -532,7 +566,13 @@ def deploy(
     from mii_cli.kube.deploy import deploy as run_deploy
 
     result = run_deploy(
-        namespace=namespace, image=image, registry=registry, timeout=timeout, context=context, load=load
+        namespace=namespace,
+        image=image,
+        registry=_registry(registry),
+        timeout=timeout,
+        context=context,
+        load=load,
+        sizing=sizing,
     )
     _print_deploy(result, as_json)
 
@@ -588,6 +628,9 @@ def up(
     namespace: NamespaceOption = "model-in-image",
     image: Annotated[str | None, typer.Option(help="Deploy this image instead of building one.")] = None,
     registry: RegistryOption = None,
+    replicas: ReplicasOption = None,
+    cpu: CpuOption = None,
+    memory: MemoryOption = None,
     timeout: RolloutTimeoutOption = 300.0,
     context: ContextOption = None,
     as_json: JsonOption = False,
@@ -597,12 +640,19 @@ def up(
     from mii_cli.kube.cluster import connect
     from mii_cli.kube.deploy import deploy as run_deploy
 
+    sizing = _sizing(replicas, cpu, memory)
     client, info = connect(context)
     if image is None:
         image = _build_with_progress().unique_tag
         out.success(f"built {image}")
     result = run_deploy(
-        namespace=namespace, image=image, registry=registry, timeout=timeout, client=client, info=info
+        namespace=namespace,
+        image=image,
+        registry=_registry(registry),
+        timeout=timeout,
+        sizing=sizing,
+        client=client,
+        info=info,
     )
     _print_deploy(result, False)
     report = kube_smoke.cluster_smoke_test(namespace=namespace, client=client)

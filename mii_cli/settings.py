@@ -31,6 +31,9 @@ class CliSettings(BaseSettings):
     build_network: str | None = None
     """ビルド時のネットワーク（MII_BUILD_NETWORK）。例: host。"""
 
+    registry: str | None = None
+    """`mii deploy`・`mii up` が push するレジストリ（MII_REGISTRY）。例: 127.0.0.1:5000。"""
+
     container_name: str = "mii-local"
     """`mii run` のコンテナ名（MII_CONTAINER_NAME）。"""
 

@@ -12,8 +12,8 @@ from mii_cli.kube import APP_NAME
 from mii_cli.kube import api as kapi
 from mii_cli.kube.apply import apply_all
 from mii_cli.kube.cluster import KIND, MINIKUBE, ClusterInfo, connect
-from mii_cli.kube.images import ensure_in_cluster, latest_local_image, missing_image_hint
-from mii_cli.kube.render import Manifest, find, load_manifests, render
+from mii_cli.kube.images import carry_out, latest_local_image, missing_image_hint, plan_image
+from mii_cli.kube.render import Manifest, Sizing, find, load_manifests, render
 from mii_cli.kube.rollout import wait_for_rollout
 from mii_cli.kube.teardown import ensure_managed, read_namespace, wait_gone
 
@@ -30,7 +30,9 @@ def manifest_image() -> str:
     return image
 
 
-def dry_run_objects(namespace: str, image: str | None) -> tuple[str, list[Manifest]]:
+def dry_run_objects(
+    namespace: str, image: str | None, sizing: Sizing | None = None
+) -> tuple[str, list[Manifest]]:
     """クラスタに触れずに、適用するオブジェクトを組み立てる。
 
     --image が無ければローカルの最新イメージ、Docker に届かなければマニフェストのイメージを使う。
@@ -41,7 +43,7 @@ def dry_run_objects(namespace: str, image: str | None) -> tuple[str, list[Manife
         except MiiError as error:
             image = manifest_image()
             out.info(f"{error.message}; showing the manifests' image {image}")
-    return image, render(image, namespace)
+    return image, render(image, namespace, sizing=sizing)
 
 
 def metrics_api_available(client: ApiClient) -> bool:
@@ -73,6 +75,7 @@ def deploy(
     context: str | None = None,
     load: bool = True,
     wait: bool = True,
+    sizing: Sizing | None = None,
     client: ApiClient | None = None,
     info: ClusterInfo | None = None,
 ) -> dict[str, Any]:
@@ -81,16 +84,20 @@ def deploy(
         client, info = connect(context)
     out.info(f"cluster: {info.context} ({info.flavor}, {info.version or 'unknown version'}) at {info.server}")
     image = image or latest_local_image()
+    plan = plan_image(info, image, registry=registry, load=load)
+    out.info(f"image: {plan.detail}")
     existing = read_namespace(client, namespace)
     if existing is not None:
         ensure_managed(existing, namespace, "deploy into")
         if (existing.get("status") or {}).get("phase") == "Terminating":
             out.info(f"namespace {namespace} is still being deleted; waiting")
             wait_gone(client, namespace)
-    with out.console.status(f"Making {image} available to the cluster..."):
-        reference = ensure_in_cluster(info, image, registry=registry, load=load)
+    if plan.action != "use":
+        with out.console.status(f"Making {image} available to the cluster ({plan.action})..."):
+            carry_out(info, image, plan)
+    reference = plan.reference
     out.success(f"image: {reference}")
-    applied = apply_all(client, render(reference, namespace))
+    applied = apply_all(client, render(reference, namespace, sizing=sizing))
     for item in applied:
         out.success(f"{item.kind}/{item.name} {item.action}")
     metrics = metrics_api_available(client)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from typing import Any
 
 from mii_cli.build import docker_client, split_reference
@@ -155,30 +156,68 @@ def load_archive(info: ClusterInfo, image: str, client: Any = None) -> None:
         run_load(archive_command(info, archive))
 
 
+@dataclass(frozen=True)
+class ImagePlan:
+    """イメージをクラスタから使えるようにする方法。`mii deploy` は実行の前にこれを知らせる。
+
+    action: push（レジストリへ push してその参照をデプロイ）、load（ノードへ読み込む）、
+    use（そのまま: 参照がレジストリを含む、--no-load、Docker Desktop）。
+    """
+
+    action: str
+    reference: str
+    detail: str
+
+
+def plan_image(info: ClusterInfo, image: str, *, registry: str | None = None, load: bool = True) -> ImagePlan:
+    """クラスタの種類とオプションから、イメージの渡し方を決める（何も実行しない）。"""
+    if registry and image.startswith(registry.strip().rstrip("/") + "/"):
+        return ImagePlan("use", image, f"{image} is already in {registry}; the cluster pulls it from there")
+    if registry:
+        reference = registry_reference(registry, image)
+        return ImagePlan(
+            "push", reference, f"push {image} to {registry} with Docker; the cluster pulls {reference}"
+        )
+    if has_registry(image):
+        return ImagePlan("use", image, f"{image} names its registry; the cluster pulls it from there")
+    if not load:
+        return ImagePlan("use", image, f"--no-load: the cluster's nodes must already hold {image}")
+    command = load_command(info, image)
+    if command:
+        return ImagePlan("load", image, f"load {image} into the {info.flavor} nodes: {' '.join(command)}")
+    if info.flavor == DOCKER_DESKTOP:
+        return ImagePlan("use", image, f"{info.context} runs on the local Docker engine, which has {image}")
+    raise ConfigError(
+        f"the cluster of context {info.context!r} is neither minikube nor kind, so it cannot see "
+        f"local images like {image}",
+        hint="push it to a registry the cluster pulls from: mii deploy --registry REGISTRY "
+        "(or set MII_REGISTRY; the project's test cluster serves one at 127.0.0.1:5000)",
+    )
+
+
+def carry_out(info: ClusterInfo, image: str, plan: ImagePlan) -> None:
+    """計画どおりにイメージを push するか、ノードへ読み込む。"""
+    if plan.action == "push":
+        push(image, plan.reference)
+        return
+    if plan.action != "load":
+        return
+    command = load_command(info, image)
+    assert command is not None
+    try:
+        run_load(command)
+    except ClusterError:
+        if info.flavor != KIND or shutil.which("kind") is None:
+            raise
+        # Docker の containerd イメージストアでは kind load docker-image が失敗することがある。
+        # その場合は docker save した tar を kind load image-archive で読み込む
+        load_archive(info, image)
+
+
 def ensure_in_cluster(
     info: ClusterInfo, image: str, *, registry: str | None = None, load: bool = True
 ) -> str:
     """イメージをクラスタから使えるようにし、マニフェストに書く参照を返す。"""
-    if registry:
-        reference = registry_reference(registry, image)
-        push(image, reference)
-        return reference
-    if not load or has_registry(image):
-        return image
-    command = load_command(info, image)
-    if command:
-        try:
-            run_load(command)
-        except ClusterError:
-            if info.flavor != KIND or shutil.which("kind") is None:
-                raise
-            # Docker の containerd イメージストアでは kind load docker-image が失敗することがある。
-            # その場合は docker save した tar を kind load image-archive で読み込む
-            load_archive(info, image)
-        return image
-    if info.flavor == DOCKER_DESKTOP:
-        return image
-    raise ConfigError(
-        f"the cluster of context {info.context!r} cannot see local images like {image}",
-        hint="push it to a registry the cluster can pull from: mii deploy --registry REGISTRY",
-    )
+    plan = plan_image(info, image, registry=registry, load=load)
+    carry_out(info, image, plan)
+    return plan.reference

@@ -1,5 +1,7 @@
-"""ロードバランシングの確認: クラスタ内の短い Job が Service の DNS 名へリクエストを送り、
+"""ロードバランシングの確認: クラスタ内の短い Job が Service の ClusterIP へリクエストを送り、
 応答した Pod（`X-Served-By` ヘッダ）ごとの件数を JSON でログに出す。2 つ以上の Pod が答えれば合格。
+
+DNS 名ではなく ClusterIP を使う: クラスタの DNS（CoreDNS）が無くても kube-proxy の振り分けを確かめられる。
 """
 
 from __future__ import annotations
@@ -21,16 +23,24 @@ from service.constants import DEFAULT_PORT, SERVED_BY_HEADER
 JOB_NAME = "mii-lb-check"
 MIN_PODS = 2
 
-# Job のコンテナで動かすスクリプト（標準ライブラリだけ。接続ごとに kube-proxy が振り分ける）
+LOAD_JOB_NAME = "mii-load"
+_POLL = 1.0
+Sleep = Callable[[float], None]
+
+# Job のコンテナで動かすスクリプト（標準ライブラリだけ。接続ごとに kube-proxy が振り分ける）。
+# 引数: URL・件数・秒数・（あれば）POST する JSON の本文
 SCRIPT = f"""
 import collections, json, sys, time, urllib.request
 url, total = sys.argv[1], int(sys.argv[2])
 deadline = time.monotonic() + (float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
+body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+headers = {{"Content-Type": "application/json"}} if body else {{}}
 counts, errors, sent = collections.Counter(), [], 0
 while sent < total or time.monotonic() < deadline:
     sent += 1
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        request = urllib.request.Request(url, data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
             counts[response.headers.get("{SERVED_BY_HEADER}") or "unknown"] += 1
     except Exception as error:
@@ -40,24 +50,50 @@ print(json.dumps({{"url": url, "requests": sent, "errors": len(errors),
 """.strip()
 
 
-def service_url(namespace: str, path: str = "/predict/test") -> str:
-    """Service のクラスタ内の URL。"""
-    return f"http://{APP_NAME}.{namespace}.svc:{DEFAULT_PORT}{path}"
+def service_url(cluster_ip: str, path: str = "/predict/test") -> str:
+    """Service のクラスタ内の URL（ClusterIP）。"""
+    return f"http://{cluster_ip}:{DEFAULT_PORT}{path}"
+
+
+def cluster_ip(client: ApiClient, namespace: str) -> str:
+    """アプリの Service の ClusterIP（Service が無い・IP が無ければ ClusterError）。"""
+    service = kapi.read(
+        client, "reading the service", CoreV1Api(client).read_namespaced_service, APP_NAME, namespace
+    )
+    if service is None:
+        raise ClusterError(f"no service {APP_NAME} in namespace {namespace}", hint="mii deploy")
+    address = service.spec.cluster_ip if service.spec else None
+    if not address or address == "None":
+        raise ClusterError(f"service {APP_NAME} in namespace {namespace} has no cluster IP")
+    return str(address)
 
 
 def job_manifest(
-    image: str, namespace: str, *, requests: int = 60, duration: float = 0.0, name: str = JOB_NAME
+    image: str,
+    namespace: str,
+    url: str,
+    *,
+    requests: int = 60,
+    duration: float = 0.0,
+    name: str = JOB_NAME,
+    parallelism: int = 1,
+    body: str | None = None,
+    cpu_limit: str = "200m",
 ) -> Manifest:
     """確認用の Job（アプリと同じイメージ、制限付きのセキュリティコンテキスト）。
 
-    `requests` 件を送り、`duration` 秒に満たなければ時間いっぱいまで送り続ける（更新中の負荷に使う）。
+    Pod ごとに `requests` 件を送り、`duration` 秒に満たなければ時間いっぱいまで送り続ける
+    （更新中・HPA の確認の負荷に使う）。`parallelism` 個の Pod が同時に送る。`body` があれば POST。
     """
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": APP_NAME}
+    arguments = [url, str(requests), f"{duration:g}", *([body] if body is not None else [])]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
+            "parallelism": parallelism,
+            "completions": parallelism,
             "backoffLimit": 0,
             "activeDeadlineSeconds": int(180 + duration),
             "ttlSecondsAfterFinished": 600,
@@ -79,17 +115,10 @@ def job_manifest(
                             "name": "lb-check",
                             "image": image,
                             "imagePullPolicy": "IfNotPresent",
-                            "command": [
-                                "python",
-                                "-c",
-                                SCRIPT,
-                                service_url(namespace),
-                                str(requests),
-                                f"{duration:g}",
-                            ],
+                            "command": ["python", "-c", SCRIPT, *arguments],
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": "64Mi"},
-                                "limits": {"cpu": "200m", "memory": "128Mi"},
+                                "limits": {"cpu": cpu_limit, "memory": "128Mi"},
                             },
                             "securityContext": {
                                 "allowPrivilegeEscalation": False,
@@ -156,6 +185,73 @@ def _delete_job(client: ApiClient, namespace: str, name: str) -> None:
     )
 
 
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Job の Pod ごとの結果を 1 つにまとめる（件数・失敗数・Pod ごとの応答数を足す）。"""
+    served: dict[str, int] = {}
+    for result in results:
+        for pod, count in (result.get("served_by") or {}).items():
+            served[pod] = served.get(pod, 0) + int(count)
+    return {
+        "url": results[0].get("url") if results else None,
+        "requests": sum(int(r.get("requests") or 0) for r in results),
+        "errors": sum(int(r.get("errors") or 0) for r in results),
+        "first_errors": [e for r in results for e in (r.get("first_errors") or [])][:3],
+        "served_by": served,
+    }
+
+
+def _wait_deleted(
+    client: ApiClient, namespace: str, name: str, deadline: float, clock: Callable[[], float], sleep: Sleep
+) -> None:
+    """前回の Job が消えるまで待つ（Job のテンプレートは変更できないので作り直す）。"""
+    batch = BatchV1Api(client)
+    _delete_job(client, namespace, name)
+    while kapi.read(client, "reading the job", batch.read_namespaced_job, name, namespace) is not None:
+        if clock() >= deadline:
+            raise WaitTimeout(
+                f"old job {name} is still being deleted", hint=f"kubectl -n {namespace} get jobs"
+            )
+        sleep(_POLL)
+
+
+def _wait_finished(
+    client: ApiClient,
+    namespace: str,
+    name: str,
+    completions: int,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Sleep,
+) -> bool:
+    """Job が終わるまで待ち、すべての Pod が成功したかを返す。"""
+    batch = BatchV1Api(client)
+    while True:
+        status = kapi.call(client, "reading the job", batch.read_namespaced_job, name, namespace).status
+        succeeded, failed = (status.succeeded or 0, status.failed or 0) if status else (0, 0)
+        if failed > 0 or succeeded >= completions:
+            return failed == 0
+        if clock() >= deadline:
+            raise WaitTimeout(
+                f"in-cluster job {name} did not finish in time",
+                hint=f"kubectl -n {namespace} describe job {name}",
+            )
+        sleep(_POLL)
+
+
+def _pod_logs(client: ApiClient, namespace: str, name: str, selector: str) -> list[str]:
+    """Job の Pod のログ（Pod が無ければ ClusterError）。"""
+    core = CoreV1Api(client)
+    pods = kapi.call(client, "listing job pods", core.list_namespaced_pod, namespace, label_selector=selector)
+    if not pods.items:
+        raise ClusterError(f"job {name} has no pod", hint=f"kubectl -n {namespace} describe job {name}")
+    return [
+        str(
+            kapi.call(client, "reading the job log", core.read_namespaced_pod_log, kapi.name_of(p), namespace)
+        )
+        for p in pods.items
+    ]
+
+
 def run_lb_check(
     client: ApiClient,
     namespace: str,
@@ -163,60 +259,51 @@ def run_lb_check(
     requests: int = 60,
     duration: float = 0.0,
     timeout: float = 180.0,
-    poll: float = 1.0,
+    name: str = JOB_NAME,
+    parallelism: int = 1,
+    body: str | None = None,
+    path: str = "/predict/test",
+    cpu_limit: str = "200m",
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Job を動かして結果を返す（`passed`・`detail` 付き）。終われば Job を消す。"""
+    """クラスタ内の Job で Service に送り、結果を返す（`passed`・`detail` 付き）。終われば Job を消す。
+
+    既定はロードバランシングの確認（GET /predict/test を 60 件）。`duration`・`parallelism`・`body`
+    で、更新中や HPA の確認のための負荷にもなる。
+    """
     image = deployed_image(client, namespace)
-    batch, core = BatchV1Api(client), CoreV1Api(client)
-    # 前回の Job が残っていれば消えるまで待つ（Job のテンプレートは変更できない）
-    _delete_job(client, namespace, JOB_NAME)
+    url = service_url(cluster_ip(client, namespace), path)
     start = clock()
-    while kapi.read(client, "reading the job", batch.read_namespaced_job, JOB_NAME, namespace) is not None:
-        if clock() - start >= timeout:
-            raise WaitTimeout(
-                f"old job {JOB_NAME} is still being deleted", hint=f"kubectl -n {namespace} get jobs"
-            )
-        sleep(poll)
-    created = server_side_apply(client, job_manifest(image, namespace, requests=requests, duration=duration))
+    _wait_deleted(client, namespace, name, start + timeout, clock, sleep)
+    manifest = job_manifest(
+        image,
+        namespace,
+        url,
+        requests=requests,
+        duration=duration,
+        name=name,
+        parallelism=parallelism,
+        body=body,
+        cpu_limit=cpu_limit,
+    )
+    created = server_side_apply(client, manifest)
     # 消した前回の Job の Pod は後からガベージコレクトされるので、今回の Job の uid で Pod を選ぶ
     job_uid = (created.get("metadata") or {}).get("uid")
-    selector = f"batch.kubernetes.io/controller-uid={job_uid}" if job_uid else f"job-name={JOB_NAME}"
+    selector = f"batch.kubernetes.io/controller-uid={job_uid}" if job_uid else f"job-name={name}"
     try:
-        while True:
-            job = kapi.call(client, "reading the job", batch.read_namespaced_job, JOB_NAME, namespace)
-            status = job.status
-            if status is not None and ((status.succeeded or 0) > 0 or (status.failed or 0) > 0):
-                break
-            if clock() - start >= timeout + duration:
-                raise WaitTimeout(
-                    f"load-balancing job {JOB_NAME} did not finish in {timeout:.0f}s",
-                    hint=f"kubectl -n {namespace} describe job {JOB_NAME}",
-                )
-            sleep(poll)
-        pods = kapi.call(
-            client,
-            "listing job pods",
-            core.list_namespaced_pod,
-            namespace,
-            label_selector=selector,
-        ).items
-        if not pods:
-            raise ClusterError(
-                f"job {JOB_NAME} has no pod", hint=f"kubectl -n {namespace} describe job {JOB_NAME}"
-            )
-        log = kapi.call(
-            client, "reading the job log", core.read_namespaced_pod_log, kapi.name_of(pods[0]), namespace
+        succeeded = _wait_finished(
+            client, namespace, name, parallelism, start + timeout + duration, clock, sleep
         )
-        if not (status.succeeded or 0):
+        logs = _pod_logs(client, namespace, name, selector)
+        if not succeeded:
             raise ClusterError(
-                f"load-balancing job {JOB_NAME} failed",
-                hint=f"kubectl -n {namespace} logs job/{JOB_NAME}",
-                details="\n".join(str(log).strip().splitlines()[-10:]) or None,
+                f"in-cluster job {name} failed",
+                hint=f"kubectl -n {namespace} logs job/{name}",
+                details="\n".join(logs[0].strip().splitlines()[-10:]) or None,
             )
-        result = parse_result(str(log))
+        result = merge_results([parse_result(log) for log in logs])
     finally:
-        _delete_job(client, namespace, JOB_NAME)
+        _delete_job(client, namespace, name)
     passed, detail = verdict(result)
     return {**result, "passed": passed, "detail": detail, "image": image}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +99,114 @@ def set_namespace(obj: Manifest, namespace: str) -> None:
         metadata["namespace"] = namespace
 
 
-def render(image: str, namespace: str, directory: Path | None = None) -> list[Manifest]:
-    """適用するオブジェクトを適用順に返す（イメージと Namespace を設定済み）。"""
+# Kubernetes の量の接尾辞（メモリ）とその倍率
+_MEMORY_SUFFIXES = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>[A-Za-z]*)$")
+# サーバー 1 つが動くのに要る最小限（これ未満では起動しないか、負荷で OOMKilled になる）
+MIN_CPU_MILLICORES = 50
+MIN_MEMORY_BYTES = 96 * 2**20
+
+
+def cpu_millicores(text: str) -> int:
+    """CPU の量（`250m`・`0.5`・`1`）をミリコアにする。読めなければ ConfigError。"""
+    match = _QUANTITY.match(text.strip())
+    if match is None or match["suffix"] not in ("", "m"):
+        raise ConfigError(
+            f"--cpu {text!r} is not a CPU quantity", hint="use millicores or cores: 250m, 0.5, 1"
+        )
+    number = Decimal(match["number"])
+    millicores = number if match["suffix"] == "m" else number * 1000
+    if millicores != int(millicores):
+        raise ConfigError(f"--cpu {text!r} is finer than a millicore", hint="e.g. 250m")
+    if millicores < MIN_CPU_MILLICORES:
+        raise ConfigError(
+            f"--cpu {text} is below the {MIN_CPU_MILLICORES}m one server needs", hint="e.g. 250m or 500m"
+        )
+    return int(millicores)
+
+
+def memory_bytes(text: str) -> int:
+    """メモリの量（`300Mi`・`512M`・`1Gi`）をバイトにする。読めなければ ConfigError。"""
+    match = _QUANTITY.match(text.strip())
+    if match is None or match["suffix"] not in _MEMORY_SUFFIXES:
+        raise ConfigError(
+            f"--memory {text!r} is not a memory quantity", hint="use a Kubernetes quantity: 300Mi, 512Mi, 1Gi"
+        )
+    size = Decimal(match["number"]) * _MEMORY_SUFFIXES[match["suffix"]]
+    if size < MIN_MEMORY_BYTES:
+        raise ConfigError(
+            f"--memory {text} is below the {MIN_MEMORY_BYTES // 2**20}Mi one server needs",
+            hint="e.g. 300Mi (the server uses about 60 MiB under load)",
+        )
+    return int(size)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Deployment の大きさ: レプリカ数と Pod 1 つの CPU・メモリ（requests = limits）。
+
+    None の項目は manifests/ の値（仕様の 4 レプリカ・500m・300Mi）のまま。
+    レプリカ数は作成時の spec.replicas と HPA の下限（manifests/ の下限を超えない）になる。
+    """
+
+    replicas: int | None = None
+    cpu: str | None = None
+    memory: str | None = None
+
+    def __post_init__(self) -> None:
+        """値を確かめる（不正なら ConfigError）。"""
+        if self.replicas is not None and not 1 <= self.replicas <= 100:
+            raise ConfigError(f"--replicas {self.replicas} is out of range", hint="use 1 to 100")
+        if self.cpu is not None:
+            cpu_millicores(self.cpu)
+        if self.memory is not None:
+            memory_bytes(self.memory)
+
+
+def set_sizing(objects: list[Manifest], sizing: Sizing) -> None:
+    """Deployment のレプリカ数・リソースと、HPA の下限・上限を大きさに合わせる。"""
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        if obj["kind"] == "Deployment":
+            if sizing.replicas is not None:
+                spec["replicas"] = sizing.replicas
+            for container in spec["template"]["spec"]["containers"]:
+                if container.get("name") != APP_NAME:
+                    continue
+                resources = container.setdefault("resources", {})
+                for bound in ("requests", "limits"):
+                    values = resources.setdefault(bound, {})
+                    if sizing.cpu is not None:
+                        values["cpu"] = sizing.cpu
+                    if sizing.memory is not None:
+                        values["memory"] = sizing.memory
+        elif obj["kind"] == "HorizontalPodAutoscaler" and sizing.replicas is not None:
+            # 下限はレプリカ数を超えない（超えると HPA がすぐに増やしてしまう）。上限は下回らない
+            spec["minReplicas"] = min(int(spec.get("minReplicas", 1)), sizing.replicas)
+            spec["maxReplicas"] = max(int(spec.get("maxReplicas", 1)), sizing.replicas)
+
+
+def render(
+    image: str, namespace: str, directory: Path | None = None, *, sizing: Sizing | None = None
+) -> list[Manifest]:
+    """適用するオブジェクトを適用順に返す（イメージ・Namespace・大きさを設定済み）。"""
     objects = [copy.deepcopy(obj) for obj in load_manifests(directory)]
     for obj in objects:
         set_namespace(obj, namespace)
         if obj["kind"] == "Deployment":
             set_image(obj, image)
+    if sizing is not None:
+        set_sizing(objects, sizing)
     return apply_order(objects)
 
 

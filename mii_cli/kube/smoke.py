@@ -11,7 +11,7 @@ from kubernetes.client import ApiClient
 
 from mii_cli.errors import ClusterError
 from mii_cli.kube import NAMESPACE
-from mii_cli.kube.lbcheck import run_lb_check, service_url
+from mii_cli.kube.lbcheck import run_lb_check
 from mii_cli.kube.portforward import forward_to_service
 from mii_cli.smoke import CheckResult, SmokeReport, run_smoke_test
 from service.constants import DEFAULT_PORT
@@ -66,5 +66,4 @@ def cluster_smoke_test(
     except ClusterError as error:
         check = lb_check_result(None, error)
     report.checks.append(check)
-    report.base_url = f"{report.base_url} (port-forward) and {service_url(namespace, '')}"
     return report

@@ -1,8 +1,9 @@
-"""実クラスタでのライフサイクル: ビルド → デプロイ（4 Pod）→ 全エンドポイント → 負荷分散 → HPA →
-負荷をかけながらの新しいイメージへのローリングアップデート（失敗 0 件）→ 削除。
+"""実クラスタでのライフサイクル: ビルド → `mii deploy`（要求した数の Ready な Pod）→ 全エンドポイント →
+負荷分散 → `mii status` → HPA が CPU を読み、負荷で増える → 負荷をかけながらの新しいイメージへの
+ローリングアップデート（失敗 0 件）→ 同じイメージの再デプロイで変化なし → `mii teardown` → `mii down`。
 
-今の kube context のクラスタと Docker が要る。無ければ理由を示してスキップする。
-1 コマンドで実行する: `uv run pytest -m e2e tests/e2e`
+今の kube context のクラスタと Docker が要る。無ければ理由を示してスキップする（`MII_REQUIRE_CLUSTER=1`
+では失敗）。1 コマンドで実行する: `uv run pytest -m e2e tests/e2e`
 """
 
 from __future__ import annotations
@@ -15,24 +16,33 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import NAMESPACE
+from tests.e2e.conftest import CPU, MEMORY, NAMESPACE, REGISTRY, REPLICAS, mii, mii_json, sizing_args
 
-pytestmark = pytest.mark.e2e
+# デプロイ（ロールアウトの待ち）や HPA の増加を含むので、1 つのテストの上限を長くする
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+# HPA を動かす負荷: 50 行のバッチ（サーバー側の CPU がクライアント側より重い）を 3 つの Pod から送る
+LOAD_BODY = json.dumps({"data": [[5.1, 3.5, 1.4, 0.2]] * 50})
 
 
-def test_rollout_has_four_ready_pods(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
-    from mii_cli.kube.status import collect_status
+def test_rollout_has_the_requested_ready_pods(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
+    from kubernetes.client import AppsV1Api
 
-    assert deployed["rollout"]["ready"] == 4
+    assert deployed["rollout"]["ready"] == REPLICAS
     assert {a["kind"] for a in deployed["applied"]} >= {
         "Namespace",
         "Deployment",
         "Service",
         "HorizontalPodAutoscaler",
     }
-    status = collect_status(cluster[0], NAMESPACE)
+    if REGISTRY:
+        assert deployed["image"].startswith(f"{REGISTRY}/")
+    deployment = AppsV1Api(cluster[0]).read_namespaced_deployment("model-in-image", NAMESPACE)
+    resources = deployment.spec.template.spec.containers[0].resources
+    assert resources.requests == resources.limits == {"cpu": CPU, "memory": MEMORY}
+    status = mii_json("status", "-n", NAMESPACE)
     assert status["deployment"]["image"] == deployed["image"]
-    assert sum(pod["ready"] for pod in status["pods"]) >= 3
+    assert sum(pod["ready"] for pod in status["pods"]) >= REPLICAS
     assert status["service"]["ports"] == ["8000/TCP"]
 
 
@@ -51,35 +61,78 @@ def test_requests_are_load_balanced_over_pods(cluster: tuple[Any, Any], deployed
     result = run_lb_check(cluster[0], NAMESPACE, requests=100)
     assert result["passed"], result["detail"]
     assert len(result["served_by"]) >= 2
+    # Service の ClusterIP へ送っている（クラスタの DNS に頼らない）
+    assert result["url"].startswith("http://")
+    assert ".svc" not in result["url"]
 
 
 def test_the_cluster_smoke_test_command_passes(deployed: dict[str, Any]) -> None:
-    from typer.testing import CliRunner
-
-    from mii_cli import cli
-
-    result = CliRunner().invoke(cli.app, ["status", "-n", NAMESPACE])
-    assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli.app, ["smoke-test", "-n", NAMESPACE, "--timeout", "10", "--json"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = mii_json("smoke-test", "-n", NAMESPACE, "--timeout", "10")
     assert report["passed"]
-    assert "load_balancing" in {check["name"] for check in report["checks"]}
+    assert report["url"].startswith("http://127.0.0.1:")
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["load_balancing"]["ok"], checks["load_balancing"]["detail"]
+    assert len(report["served_by"]) >= 2
 
 
-def test_hpa_is_present_and_reads_cpu_metrics(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
+def test_mii_status_shows_deployment_pods_service_and_hpa(deployed: dict[str, Any]) -> None:
+    result = mii("status", "-n", NAMESPACE)
+    assert result.exit_code == 0, result.output
+    for expected in ("model-in-image", "Pods", "8000/TCP", "HPA"):
+        assert expected in result.output, result.output
+
+
+def _hpa(client: Any) -> dict[str, Any]:
     from mii_cli.kube.status import collect_status
 
-    assert deployed["metrics_api"], "the metrics API is not served: minikube addons enable metrics-server"
-    deadline = time.monotonic() + 180
-    hpa: dict[str, Any] = {}
+    hpa: dict[str, Any] = collect_status(client, NAMESPACE)["hpa"]
+    return hpa
+
+
+def test_hpa_reads_cpu_from_metrics_server_and_scales_out_under_load(
+    cluster: tuple[Any, Any], deployed: dict[str, Any]
+) -> None:
+    from mii_cli.kube.lbcheck import LOAD_JOB_NAME, run_lb_check
+
+    client = cluster[0]
+    assert deployed["metrics_api"], "the metrics API is not served (metrics-server)"
+    hpa = _hpa(client)
+    assert (hpa["min"], hpa["max"], hpa["cpu_target"]) == (min(3, REPLICAS), max(10, REPLICAS), 50)
+    outcome: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            outcome["result"] = run_lb_check(
+                client,
+                NAMESPACE,
+                name=LOAD_JOB_NAME,
+                requests=1,
+                duration=150,
+                parallelism=3,
+                body=LOAD_BODY,
+                path="/predict",
+                cpu_limit="500m",
+                timeout=300,
+            )
+        except Exception as error:  # noqa: BLE001  スレッドの失敗を本体へ渡す
+            outcome["error"] = error
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    readings: list[tuple[Any, Any]] = []
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        hpa = collect_status(cluster[0], NAMESPACE)["hpa"]
-        if hpa["cpu_current"] is not None:
+        hpa = _hpa(client)
+        readings.append((hpa["cpu_current"], hpa["desired_replicas"]))
+        if hpa["cpu_current"] is not None and (hpa["desired_replicas"] or 0) > hpa["min"]:
             break
         time.sleep(5)
-    assert (hpa["min"], hpa["max"], hpa["cpu_target"]) == (3, 10, 50)
-    assert hpa["cpu_current"] is not None, "the HPA never read CPU usage from metrics-server"
+    worker.join(timeout=400)
+    assert "error" not in outcome, outcome.get("error")
+    assert hpa["cpu_current"] is not None, f"the HPA never read CPU usage: {readings}"
+    scaled = (hpa["desired_replicas"] or 0) > hpa["min"]
+    assert scaled, f"the HPA did not scale out: (cpu %, desired replicas) {readings}"
+    assert outcome["result"]["errors"] == 0, outcome["result"]["first_errors"]
 
 
 def _new_image(docker_client: Any, image: str) -> str:
@@ -96,14 +149,12 @@ def _new_image(docker_client: Any, image: str) -> str:
 def test_rolling_update_under_load_drops_no_request(
     cluster: tuple[Any, Any], deployed: dict[str, Any], docker_client: Any, image: str
 ) -> None:
-    from mii_cli.kube.deploy import deploy
     from mii_cli.kube.images import ensure_in_cluster
     from mii_cli.kube.lbcheck import run_lb_check
 
     client, info = cluster
-    new_image = _new_image(docker_client, image)
-    # イメージの読み込み（minikube image load は時間がかかる）を先に済ませ、負荷の間に更新が収まるようにする
-    new_image = ensure_in_cluster(info, new_image)
+    # イメージを先にクラスタへ渡し（push または読み込み）、負荷の間に更新が収まるようにする
+    new_image = ensure_in_cluster(info, _new_image(docker_client, image), registry=REGISTRY)
     outcome: dict[str, Any] = {}
 
     def load() -> None:
@@ -115,32 +166,31 @@ def test_rolling_update_under_load_drops_no_request(
     worker = threading.Thread(target=load)
     worker.start()
     time.sleep(15)  # Job の Pod が動き出して負荷をかけ始めるまで
-    result = deploy(namespace=NAMESPACE, image=new_image, client=client, info=info, timeout=300, load=False)
+    result = mii_json("deploy", "-n", NAMESPACE, "--image", new_image, "--no-load", "--timeout", "300")
     worker.join(timeout=400)
     assert "error" not in outcome, outcome.get("error")
     load_result = outcome["result"]
-    assert result["rollout"]["ready"] >= 3
+    assert result["rollout"]["ready"] >= REPLICAS
     assert {a["kind"]: a["action"] for a in result["applied"]}["Deployment"] == "configured"
     assert load_result["errors"] == 0, load_result.get("first_errors")
     assert load_result["requests"] > 100
 
 
-def test_a_second_deploy_of_the_same_image_changes_nothing(
-    cluster: tuple[Any, Any], deployed: dict[str, Any]
-) -> None:
-    from mii_cli.kube.deploy import deploy
-    from mii_cli.kube.status import collect_status
-
-    client, info = cluster
-    current = collect_status(client, NAMESPACE)["deployment"]["image"]
-    result = deploy(namespace=NAMESPACE, image=current, client=client, info=info, timeout=300)
+def test_a_second_deploy_of_the_same_image_changes_nothing(deployed: dict[str, Any]) -> None:
+    current = mii_json("status", "-n", NAMESPACE)["deployment"]["image"]
+    result = mii_json("deploy", "-n", NAMESPACE, "--image", current, *sizing_args())
     assert {a["action"] for a in result["applied"]} == {"unchanged"}
 
 
-def test_teardown_removes_everything(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
-    from mii_cli.kube.teardown import namespace_phase, teardown
+def test_teardown_removes_everything_and_waits(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
+    from mii_cli.kube.teardown import namespace_phase
 
-    client, _ = cluster
-    assert teardown(client, NAMESPACE, timeout=300)["deleted"] is True
-    assert namespace_phase(client, NAMESPACE) is None
-    assert teardown(client, NAMESPACE)["deleted"] is False
+    result = mii_json("teardown", "-n", NAMESPACE, "--timeout", "300")
+    assert result["deleted"] is True
+    assert namespace_phase(cluster[0], NAMESPACE) is None
+
+
+def test_down_on_nothing_is_a_no_op(deployed: dict[str, Any]) -> None:
+    result = mii("down", "-n", NAMESPACE)
+    assert result.exit_code == 0, result.output
+    assert "nothing to delete" in result.output

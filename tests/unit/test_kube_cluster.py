@@ -248,6 +248,26 @@ def test_ensure_in_cluster_without_loading() -> None:
     with pytest.raises(ConfigError, match="cannot see local images") as error:
         im.ensure_in_cluster(info("other"), IMAGE)
     assert "--registry" in (error.value.hint or "")
+    assert "MII_REGISTRY" in (error.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("flavor", "image", "registry", "action", "reference", "says"),
+    [
+        ("other", IMAGE, "127.0.0.1:5000", "push", f"127.0.0.1:5000/{IMAGE}", "push"),
+        ("other", f"127.0.0.1:5000/{IMAGE}", "127.0.0.1:5000", "use", f"127.0.0.1:5000/{IMAGE}", "already"),
+        ("other", f"127.0.0.1:5000/{IMAGE}", None, "use", f"127.0.0.1:5000/{IMAGE}", "names its registry"),
+        ("minikube", IMAGE, None, "load", IMAGE, "minikube -p x image load"),
+        ("kind", IMAGE, None, "load", IMAGE, "kind load docker-image"),
+        ("docker-desktop", IMAGE, None, "use", IMAGE, "local Docker engine"),
+    ],
+)
+def test_the_image_plan_says_what_deploy_will_do(
+    flavor: str, image: str, registry: str | None, action: str, reference: str, says: str
+) -> None:
+    plan = im.plan_image(info(flavor, "x"), image, registry=registry)
+    assert (plan.action, plan.reference) == (action, reference)
+    assert says in plan.detail
 
 
 # --- Docker の HTTP の境界を置き換えた Docker SDK ---

@@ -202,6 +202,16 @@ class FakeApiServer:
             new["metadata"].update(
                 resourceVersion=str(self._next()), generation=1, creationTimestamp="2025-01-01T00:00:00Z"
             )
+            if (
+                new.get("kind") == "Service"
+                and (new.get("spec") or {}).get("type", "ClusterIP") == "ClusterIP"
+            ):
+                # 本物の API サーバーと同じく、作成時にサービスの範囲から ClusterIP を割り当てる
+                address = (
+                    f"10.96.0.{10 + sum(1 for o in self.objects.values() if o.get('kind') == 'Service')}"
+                )
+                new["spec"].setdefault("clusterIP", address)
+                new["spec"].setdefault("clusterIPs", [new["spec"]["clusterIP"]])
         else:
             new = _merge(live, body)
             replicas_owners = {

@@ -162,7 +162,22 @@ def test_dry_run_without_image_uses_the_newest_local_build_or_the_manifest(
 def all_objects() -> list[tuple[str, dict[str, Any]]]:
     files = [(p.name, doc) for p in manifest_files() for doc in yaml.safe_load_all(p.read_text())]
     sent = [(f"rendered {o['kind']}", o) for o in rendered()]
-    job = [("lb-check Job", job_manifest(IMAGE, NAMESPACE))]
+    job = [
+        ("lb-check Job", job_manifest(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict/test")),
+        (
+            "load Job",
+            job_manifest(
+                IMAGE,
+                NAMESPACE,
+                "http://10.96.0.10:8000/predict",
+                name="mii-load",
+                duration=60,
+                parallelism=3,
+                body='{"data": [[5.1, 3.5, 1.4, 0.2]]}',
+                cpu_limit="500m",
+            ),
+        ),
+    ]
     return files + sent + job
 
 
@@ -273,7 +288,7 @@ def test_production_settings_of_the_deployment() -> None:
     "pod_spec",
     [
         r.find(r.render(IMAGE, NAMESPACE, MANIFESTS), "Deployment")["spec"]["template"]["spec"],
-        job_manifest(IMAGE, NAMESPACE)["spec"]["template"]["spec"],
+        job_manifest(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict/test")["spec"]["template"]["spec"],
     ],
     ids=["deployment", "lb-check-job"],
 )

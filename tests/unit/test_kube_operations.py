@@ -412,9 +412,9 @@ def test_job_script_counts_pods_with_the_standard_library(backend: Backend) -> N
         timeout=30,
     ).stdout
     assert lbcheck.parse_result(output)["served_by"] == {"model-in-image-0": 3}
-    job = lbcheck.job_manifest(IMAGE, "demo", requests=3)
+    job = lbcheck.job_manifest(IMAGE, "demo", "http://10.96.0.10:8000/predict/test", requests=3)
     assert job["spec"]["template"]["spec"]["containers"][0]["command"][3:] == [
-        "http://model-in-image.demo.svc:8000/predict/test",
+        "http://10.96.0.10:8000/predict/test",
         "3",
         "0",
     ]
@@ -452,6 +452,29 @@ def job_finishes(
 def deployed(fake: FakeApiServer) -> None:
     fake.on_apply.append(become_ready(fake))
     deploy(namespace=NS, image=IMAGE, client=fake.client(), info=INFO, wait=False)
+
+
+def test_results_of_parallel_job_pods_are_added_up() -> None:
+    merged = lbcheck.merge_results(
+        [
+            {"url": "u", "requests": 10, "errors": 1, "first_errors": ["e1"], "served_by": {"a": 4, "b": 5}},
+            {"url": "u", "requests": 7, "errors": 0, "first_errors": [], "served_by": {"b": 7}},
+        ]
+    )
+    assert merged == {
+        "url": "u",
+        "requests": 17,
+        "errors": 1,
+        "first_errors": ["e1"],
+        "served_by": {"a": 4, "b": 12},
+    }
+
+
+def test_a_load_job_runs_parallel_pods_that_post_a_body() -> None:
+    body = '{"data": [[5.1, 3.5, 1.4, 0.2]]}'
+    job = lbcheck.job_manifest(IMAGE, "demo", "http://10.96.0.10:8000/predict", parallelism=3, body=body)
+    assert (job["spec"]["parallelism"], job["spec"]["completions"]) == (3, 3)
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == body
 
 
 def test_run_lb_check_runs_the_job_and_cleans_up(fake_api: FakeApiServer) -> None:
@@ -536,7 +559,12 @@ def test_cluster_smoke_test_goes_through_the_port_forward_and_the_job(
     assert report.passed
     assert [c.name for c in report.checks] == ["health", "load_balancing"]
     assert report.served_by == ["model-in-image-0", "x"]
-    assert "model-in-image.model-in-image.svc" in report.base_url
+    assert report.base_url.startswith("http://127.0.0.1:")  # ポートフォワードの URL のまま
+    # Job は DNS 名ではなく Service の ClusterIP へ送る（CoreDNS の無いクラスタでも動く）
+    (job,) = [r.body for r in fake_api.methods("PATCH", f"/apis/batch/v1/namespaces/{NS}/jobs")]
+    service_ip = fake_api.objects[f"/api/v1/namespaces/{NS}/services/model-in-image"]["spec"]["clusterIP"]
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert f"http://{service_ip}:8000/predict/test" in command
 
 
 def test_cluster_smoke_test_reports_a_failed_job_as_a_failed_check(
