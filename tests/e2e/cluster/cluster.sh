@@ -10,12 +10,12 @@
 #   cluster.sh down        起動したものをすべて止め、マウント・iptables・ブリッジ・cgroup・sysctl を戻す。
 #
 # 材料はすべて公開のソースから: Kubernetes・etcd・metrics-server は Go モジュールプロキシから
-# ビルドし（build/ のラッパーモジュール。k8s.io/kubernetes の staging モジュールは replace で
+# ビルドし（modules/ のラッパーモジュール。k8s.io/kubernetes の staging モジュールは replace で
 # 同じ版の v0.x に向ける）、containerd・runc・CNI プラグイン・docker-registry は Debian の
 # パッケージを使う。pause イメージは k8s.io/kubernetes モジュール内の pause.c から作る。
 # コンテナレジストリからは何も pull しない。
 #
-# 必要なもの: root、Go（build/*/go.mod の go 行以上）、apt（足りないパッケージを入れる）。
+# 必要なもの: root、Go（modules/*/go.mod の go 行以上）、apt（足りないパッケージを入れる）。
 # 端末へのメッセージは英語、コメントは日本語（プロジェクトの決まり）。
 #
 # 待ち受け（ワイルドカードは使わない）:
@@ -65,8 +65,8 @@ METRICS_SERVER_PORT=4443
 FIREWALL_COMMENT=mii-e2e
 
 # --- 版: ラッパーモジュールの go.mod が唯一の出どころ -----------------------------------
-K8S_MODULE_DIR=$HERE/build/kubernetes
-ETCD_MODULE_DIR=$HERE/build/etcd
+K8S_MODULE_DIR=$HERE/modules/kubernetes
+ETCD_MODULE_DIR=$HERE/modules/etcd
 # go.mod の require から版を読む（ブロック内の行と 1 行の require の両方）
 required_version() {
   awk -v m="$2" '$1 == "require" && $2 == m {print $3; exit} $1 == m && $2 ~ /^v/ {print $2; exit}' "$1"
