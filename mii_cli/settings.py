@@ -34,6 +34,15 @@ class CliSettings(BaseSettings):
     registry: str | None = None
     """`mii deploy`・`mii up` が push するレジストリ（MII_REGISTRY）。例: 127.0.0.1:5000。"""
 
+    replicas: int | None = Field(default=None, ge=1, le=100)
+    """`mii deploy`・`mii up` のレプリカ数（MII_REPLICAS）。無ければ manifests/ の 4。"""
+
+    pod_cpu: str | None = None
+    """`mii deploy`・`mii up` の Pod 1 つの CPU（MII_POD_CPU）。無ければ manifests/ の 500m。"""
+
+    pod_memory: str | None = None
+    """`mii deploy`・`mii up` の Pod 1 つのメモリ（MII_POD_MEMORY）。無ければ manifests/ の 300Mi。"""
+
     container_name: str = "mii-local"
     """`mii run` のコンテナ名（MII_CONTAINER_NAME）。"""
 

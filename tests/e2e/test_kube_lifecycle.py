@@ -1,6 +1,8 @@
 """実クラスタでのライフサイクル: ビルド → `mii deploy`（要求した数の Ready な Pod）→ 全エンドポイント →
-負荷分散 → `mii status` → HPA が CPU を読み、負荷で増える → 負荷をかけながらの新しいイメージへの
-ローリングアップデート（失敗 0 件）→ 同じイメージの再デプロイで変化なし → `mii teardown` → `mii down`。
+負荷分散 → `mii status` → 負荷をかけながらの新しいイメージへのローリングアップデート（失敗 0 件）→
+同じイメージの再デプロイで変化なし → HPA が CPU を読み、負荷で増える → `mii teardown` → `mii down`。
+
+HPA の確認は最後に置く: 増えた Pod で小さなノードが埋まると、ローリングアップデートの追加の Pod が入らない。
 
 今の kube context のクラスタと Docker が要る。無ければ理由を示してスキップする（`MII_REQUIRE_CLUSTER=1`
 では失敗）。1 コマンドで実行する: `uv run pytest -m e2e tests/e2e`
@@ -82,6 +84,55 @@ def test_mii_status_shows_deployment_pods_service_and_hpa(deployed: dict[str, An
         assert expected in result.output, result.output
 
 
+def _new_image(docker_client: Any, image: str) -> str:
+    """同じ中身で ID だけ違うイメージ（ラベルを 1 つ足す）を作り、一意のタグを返す。"""
+    stamp = str(int(time.time()))
+    dockerfile = f"FROM {image}\nLABEL io.mii.e2e.rollout={stamp}\n".encode()
+    built, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), rm=True, pull=False)
+    repository, _, tag = image.rpartition(":")
+    new_tag = f"{tag.split('-')[0]}-e2e-{stamp}"
+    built.tag(repository, new_tag)
+    return f"{repository}:{new_tag}"
+
+
+def test_rolling_update_under_load_drops_no_request(
+    cluster: tuple[Any, Any], deployed: dict[str, Any], docker_client: Any, image: str
+) -> None:
+    from mii_cli.kube.images import ensure_in_cluster
+    from mii_cli.kube.lbcheck import run_lb_check
+
+    client, info = cluster
+    # イメージを先にクラスタへ渡し（push または読み込み）、負荷の間に更新が収まるようにする
+    new_image = ensure_in_cluster(info, _new_image(docker_client, image), registry=REGISTRY)
+    outcome: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            outcome["result"] = run_lb_check(client, NAMESPACE, requests=1, duration=90, timeout=300)
+        except Exception as error:  # noqa: BLE001  スレッドの失敗を本体へ渡す
+            outcome["error"] = error
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    time.sleep(15)  # Job の Pod が動き出して負荷をかけ始めるまで
+    result = mii_json(
+        "deploy", "-n", NAMESPACE, "--image", new_image, "--no-load", "--timeout", "300", *sizing_args()
+    )
+    worker.join(timeout=400)
+    assert "error" not in outcome, outcome.get("error")
+    load_result = outcome["result"]
+    assert result["rollout"]["ready"] >= REPLICAS
+    assert {a["kind"]: a["action"] for a in result["applied"]}["Deployment"] == "configured"
+    assert load_result["errors"] == 0, load_result.get("first_errors")
+    assert load_result["requests"] > 100
+
+
+def test_a_second_deploy_of_the_same_image_changes_nothing(deployed: dict[str, Any]) -> None:
+    current = mii_json("status", "-n", NAMESPACE)["deployment"]["image"]
+    result = mii_json("deploy", "-n", NAMESPACE, "--image", current, *sizing_args())
+    assert {a["action"] for a in result["applied"]} == {"unchanged"}
+
+
 def _hpa(client: Any) -> dict[str, Any]:
     from mii_cli.kube.status import collect_status
 
@@ -133,53 +184,6 @@ def test_hpa_reads_cpu_from_metrics_server_and_scales_out_under_load(
     scaled = (hpa["desired_replicas"] or 0) > hpa["min"]
     assert scaled, f"the HPA did not scale out: (cpu %, desired replicas) {readings}"
     assert outcome["result"]["errors"] == 0, outcome["result"]["first_errors"]
-
-
-def _new_image(docker_client: Any, image: str) -> str:
-    """同じ中身で ID だけ違うイメージ（ラベルを 1 つ足す）を作り、一意のタグを返す。"""
-    stamp = str(int(time.time()))
-    dockerfile = f"FROM {image}\nLABEL io.mii.e2e.rollout={stamp}\n".encode()
-    built, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), rm=True, pull=False)
-    repository, _, tag = image.rpartition(":")
-    new_tag = f"{tag.split('-')[0]}-e2e-{stamp}"
-    built.tag(repository, new_tag)
-    return f"{repository}:{new_tag}"
-
-
-def test_rolling_update_under_load_drops_no_request(
-    cluster: tuple[Any, Any], deployed: dict[str, Any], docker_client: Any, image: str
-) -> None:
-    from mii_cli.kube.images import ensure_in_cluster
-    from mii_cli.kube.lbcheck import run_lb_check
-
-    client, info = cluster
-    # イメージを先にクラスタへ渡し（push または読み込み）、負荷の間に更新が収まるようにする
-    new_image = ensure_in_cluster(info, _new_image(docker_client, image), registry=REGISTRY)
-    outcome: dict[str, Any] = {}
-
-    def load() -> None:
-        try:
-            outcome["result"] = run_lb_check(client, NAMESPACE, requests=1, duration=90, timeout=300)
-        except Exception as error:  # noqa: BLE001  スレッドの失敗を本体へ渡す
-            outcome["error"] = error
-
-    worker = threading.Thread(target=load)
-    worker.start()
-    time.sleep(15)  # Job の Pod が動き出して負荷をかけ始めるまで
-    result = mii_json("deploy", "-n", NAMESPACE, "--image", new_image, "--no-load", "--timeout", "300")
-    worker.join(timeout=400)
-    assert "error" not in outcome, outcome.get("error")
-    load_result = outcome["result"]
-    assert result["rollout"]["ready"] >= REPLICAS
-    assert {a["kind"]: a["action"] for a in result["applied"]}["Deployment"] == "configured"
-    assert load_result["errors"] == 0, load_result.get("first_errors")
-    assert load_result["requests"] > 100
-
-
-def test_a_second_deploy_of_the_same_image_changes_nothing(deployed: dict[str, Any]) -> None:
-    current = mii_json("status", "-n", NAMESPACE)["deployment"]["image"]
-    result = mii_json("deploy", "-n", NAMESPACE, "--image", current, *sizing_args())
-    assert {a["action"] for a in result["applied"]} == {"unchanged"}
 
 
 def test_teardown_removes_everything_and_waits(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:

@@ -117,3 +117,20 @@ def test_replicas_below_one_is_refused_by_the_option() -> None:
     assert not result.stdout.startswith("[")
     with pytest.raises(json.JSONDecodeError):
         json.loads(result.stdout or "x")
+
+
+def test_the_sizing_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mii_cli.settings import get_cli_settings
+
+    monkeypatch.setenv("MII_REPLICAS", "2")
+    monkeypatch.setenv("MII_POD_CPU", "250m")
+    monkeypatch.setenv("MII_POD_MEMORY", "256Mi")
+    get_cli_settings.cache_clear()
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--json"])
+    assert result.exit_code == 0, result.output
+    objects = json.loads(result.stdout)
+    assert r.find(objects, "Deployment")["spec"]["replicas"] == 2
+    assert _resources(objects)["limits"] == {"cpu": "250m", "memory": "256Mi"}
+    # オプションは設定より優先する
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--json", "--cpu", "300m"])
+    assert _resources(json.loads(result.stdout))["limits"]["cpu"] == "300m"
