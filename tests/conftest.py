@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import service  # noqa: F401  テストのプロセス（と子プロセス）でも ONNX Runtime のテレメトリを止める
+from tests.fakes.kube_api import FakeApiServer
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -88,3 +90,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in SERVICE_ENV:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeApiServer]:
+    """起動した Kubernetes API サーバーの代役（127.0.0.1）。"""
+    server = FakeApiServer().start()
+    yield server
+    server.stop()

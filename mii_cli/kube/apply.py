@@ -99,6 +99,9 @@ def server_side_apply(
             hint = "the namespace is still being deleted; wait for mii teardown to finish, then deploy again"
         elif status in (401, 403):
             hint = "your kube context lacks the rights; check it with kubectl auth can-i patch deployments"
+        elif "not declared in schema" in kapi.status_message(body):
+            # Kubernetes 1.34 は未知のフィールドを含むサーバーサイドアプライに 500 で答える
+            hint = "a field in manifests/ is unknown to this cluster's Kubernetes version; fix manifests/"
         raise ClusterError(
             f"applying {describe(obj)} failed ({status}): {kapi.status_message(body)}", hint=hint
         )

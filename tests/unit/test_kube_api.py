@@ -8,9 +8,7 @@ from kubernetes.client import ApiClient, Configuration, CoreV1Api
 from mii_cli.errors import ClusterError
 from mii_cli.kube import api as kapi
 from tests.conftest import free_port
-from tests.unit.test_kube_fakeapi import FakeApiServer, fake_api, status_body
-
-__all__ = ["fake_api"]
+from tests.fakes.kube_api import FakeApiServer, status_body
 
 
 def dead_client() -> ApiClient:

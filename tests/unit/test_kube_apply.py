@@ -9,9 +9,7 @@ import pytest
 from mii_cli.errors import ClusterError
 from mii_cli.kube import apply as ap
 from mii_cli.kube.render import render
-from tests.unit.test_kube_fakeapi import FakeApiServer, fake_api, status_body
-
-__all__ = ["fake_api"]
+from tests.fakes.kube_api import FakeApiServer, status_body
 
 IMAGE = "model-in-image:0.1.0-0123456789ab-fedcba987654"
 NEW_IMAGE = "model-in-image:0.1.0-0123456789ab-111111111111"
@@ -143,6 +141,12 @@ def test_deployment_body_rules() -> None:
         (403, "namespace model-in-image is being terminated", "still being deleted"),
         (403, "forbidden: user cannot patch", "kubectl auth can-i"),
         (422, "Deployment.apps is invalid: spec.template.metadata.labels: Invalid value", None),
+        (
+            500,
+            "failed to create typed patch object (ns/model-in-image; apps/v1, Kind=Deployment): "
+            ".spec.bogus: field not declared in schema",
+            "unknown to this cluster's Kubernetes version",
+        ),
     ],
 )
 def test_apply_errors_are_one_message(

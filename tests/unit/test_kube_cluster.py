@@ -17,9 +17,7 @@ import pytest
 from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.kube import cluster as c
 from mii_cli.kube import images as im
-from tests.unit.test_kube_fakeapi import FakeApiServer, fake_api, write_kubeconfig
-
-__all__ = ["fake_api"]
+from tests.fakes.kube_api import FakeApiServer, write_kubeconfig
 
 MINIKUBE_EXTENSION = [
     {"name": "cluster_info", "extension": {"provider": "minikube.sigs.k8s.io", "version": "v1.37.0"}}

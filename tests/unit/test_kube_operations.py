@@ -40,9 +40,7 @@ from mii_cli.kube.cluster import ClusterInfo
 from mii_cli.kube.deploy import deploy, metrics_hint
 from mii_cli.kube.render import find, render
 from mii_cli.smoke import CheckResult, SmokeReport
-from tests.unit.test_kube_fakeapi import FakeApiServer, fake_api, status_body, to_dict, write_kubeconfig
-
-__all__ = ["fake_api"]
+from tests.fakes.kube_api import FakeApiServer, status_body, to_dict, write_kubeconfig
 
 NS = "model-in-image"
 MANAGED = {"app.kubernetes.io/managed-by": "mii"}

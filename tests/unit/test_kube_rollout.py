@@ -28,9 +28,7 @@ from mii_cli.errors import ClusterError, WaitTimeout
 from mii_cli.kube import explain as ex
 from mii_cli.kube import rollout as ro
 from mii_cli.kube.render import find, render
-from tests.unit.test_kube_fakeapi import FakeApiServer, fake_api, to_dict
-
-__all__ = ["fake_api"]
+from tests.fakes.kube_api import FakeApiServer, to_dict
 
 NS = "model-in-image"
 IMAGE = "model-in-image:0.1.0-0123456789ab-fedcba987654"

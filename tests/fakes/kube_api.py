@@ -1,9 +1,16 @@
-"""Kubernetes API サーバーの代役（127.0.0.1 の本物の HTTP サーバー）と、その自己テスト。
+"""Kubernetes API サーバーの代役（127.0.0.1 の本物の HTTP サーバー）。
 
 クラスタはこの HTTP の境界でだけ置き換え、クライアントは公式の `kubernetes` パッケージをそのまま使う。
 オブジェクトは公式クライアントのモデル（V1Pod など）を `sanitize_for_serialization` した辞書で持つ。
 サーバーサイドアプライは、mii が頼る性質だけを真似る: 同じ内容なら resourceVersion を変えない、
 変われば上げる、マネージャが送らなくなった spec.replicas は他に所有者がいなければ消える。
+
+本物（tests/e2e/cluster の Kubernetes 1.34）と同じに振る舞うところ（tests/e2e の突き合わせで確かめる）:
+- エラーの本文は Status（`reason`・`code`・`details`）。見つからない → 404 NotFound。
+- Service の作成時に ClusterIP を割り当てる。
+- Namespace の DELETE は Namespace を `phase: Terminating` で返し、すぐには消えない（次の読み出しの後に
+  中身ごと消える）。消えかけの Namespace への適用は 403 Forbidden（NamespaceTerminating）。
+- 他のマネージャが持つフィールドを force なしで適用すると 409 Conflict。
 """
 
 from __future__ import annotations
@@ -12,12 +19,11 @@ import copy
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from kubernetes.client import ApiClient, Configuration
 
 Handler = Callable[["Request"], tuple[int, Any]]
@@ -65,9 +71,41 @@ VERSION = {
 }
 
 
-def status_body(code: int, message: str) -> dict[str, Any]:
-    """Kubernetes の Status 応答。"""
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "code": code}
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    422: "Invalid",
+    500: "InternalError",
+}
+
+
+def status_body(code: int, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Kubernetes の Status 応答（本物と同じく reason と details を持つ）。"""
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": _REASONS.get(code, ""),
+        "code": code,
+    }
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def _not_found(path: str) -> dict[str, Any]:
+    """`deployments.apps "x" not found` のような本物の 404。"""
+    parts = path.strip("/").split("/")
+    name, plural = parts[-1], parts[-2] if len(parts) > 1 else ""
+    group = parts[1] if parts[0] == "apis" else ""
+    qualified = f"{plural}.{group}" if group else plural
+    return status_body(404, f'{qualified} "{name}" not found', {"name": name, "group": group, "kind": plural})
 
 
 class FakeApiServer:
@@ -79,6 +117,8 @@ class FakeApiServer:
         self.routes: dict[tuple[str, str], Handler | tuple[int, Any]] = {}
         self.logs: dict[str, str] = {}
         self.on_apply: list[Callable[[str, dict[str, Any]], None]] = []
+        # 消えかけの Namespace のパス -> 消えるまでに Terminating のまま答える読み出しの回数
+        self.terminating: dict[str, int] = {}
         self.version = 1
         self.lock = threading.Lock()
         server = self
@@ -160,21 +200,46 @@ class FakeApiServer:
                 return 200, self.logs[pod]
             return 404, status_body(404, f"pods {pod} not found")
         if request.method == "GET":
+            self._finish_terminating(request.path)
             if request.path in self.objects:
                 return 200, self.objects[request.path]
             children = self._children(request.path, request.param("labelSelector"))
             if children is not None:
                 return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": children}
-            return 404, status_body(404, f"{request.path} not found")
+            return 404, _not_found(request.path)
         if request.method == "PATCH":
             return self._apply(request)
         if request.method == "DELETE":
             if request.path not in self.objects:
-                return 404, status_body(404, f"{request.path} not found")
-            for path in [p for p in self.objects if p == request.path or p.startswith(request.path + "/")]:
-                del self.objects[path]
+                return 404, _not_found(request.path)
+            if re.fullmatch(r"/api/v1/namespaces/[^/]+", request.path):
+                return self._delete_namespace(request.path)
+            self._remove(request.path)
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         return 405, status_body(405, "method not allowed")
+
+    def _remove(self, path: str) -> None:
+        """オブジェクトと、その下のオブジェクトを消す。"""
+        for key in [p for p in self.objects if p == path or p.startswith(path + "/")]:
+            del self.objects[key]
+
+    def _delete_namespace(self, path: str) -> tuple[int, Any]:
+        """本物と同じく、Namespace を Terminating にして返す（消えるのは後）。"""
+        namespace = self.objects[path]
+        namespace.setdefault("status", {})["phase"] = "Terminating"
+        namespace["metadata"]["deletionTimestamp"] = "2025-01-01T00:00:01Z"
+        self.terminating.setdefault(path, 1)
+        return 200, namespace
+
+    def _finish_terminating(self, path: str) -> None:
+        """消えかけの Namespace は、決まった回数の読み出しの後に中身ごと消える。"""
+        if path not in self.terminating:
+            return
+        if self.terminating[path] > 0:
+            self.terminating[path] -= 1
+            return
+        del self.terminating[path]
+        self._remove(path)
 
     def _children(self, path: str, selector: str | None) -> list[dict[str, Any]] | None:
         """コレクションの GET（ラベルセレクタ `k=v` で絞る）。知らないパスなら None。"""
@@ -195,6 +260,18 @@ class FakeApiServer:
         assert request.headers["Content-Type"] == "application/apply-patch+yaml"
         manager = request.param("fieldManager") or ""
         body = request.body
+        # 所属する Namespace が消えかけなら、新しいオブジェクトは作れない
+        match = re.search(r"/namespaces/([^/]+)/", request.path)
+        owner = f"/api/v1/namespaces/{match.group(1)}" if match else None
+        if owner in self.terminating and request.path not in self.objects:
+            name, plural = request.path.split("/")[-1], request.path.split("/")[-2]
+            ns = owner.rsplit("/", 1)[-1]
+            return 403, status_body(
+                403,
+                f'{plural} "{name}" is forbidden: unable to create new content in namespace {ns} '
+                "because it is being terminated",
+                {"name": name, "kind": plural, "causes": [{"reason": "NamespaceTerminating"}]},
+            )
         live = self.objects.get(request.path)
         replicas_owners: set[str] = set()
         if live is None:
@@ -220,6 +297,18 @@ class FakeApiServer:
                 if "f:replicas" in e.get("fieldsV1", {}).get("f:spec", {})
             }
         sends_replicas = "replicas" in (body.get("spec") or {})
+        others = sorted(replicas_owners - {manager})
+        changes_replicas = (
+            live is not None
+            and (body.get("spec") or {}).get("replicas") != (live.get("spec") or {}).get("replicas")
+        )
+        if sends_replicas and others and changes_replicas and request.param("force") != "true":
+            # 本物と同じく、他のマネージャが持つ値を force なしで変えようとすると衝突（同じ値なら共有になる）
+            return 409, status_body(
+                409,
+                f'Apply failed with 1 conflict: conflict with "{others[0]}": .spec.replicas',
+                {"causes": [{"reason": "FieldManagerConflict", "field": ".spec.replicas"}]},
+            )
         if sends_replicas:
             replicas_owners.add(manager)
         elif manager in replicas_owners:
@@ -248,15 +337,8 @@ class FakeApiServer:
         self.objects[request.path] = new
         for hook in self.on_apply:
             hook(request.path, new)
-        return 200, new
-
-
-@pytest.fixture
-def fake_api() -> Iterator[FakeApiServer]:
-    """起動した代役の API サーバー。"""
-    server = FakeApiServer().start()
-    yield server
-    server.stop()
+        # 本物と同じく、作成は 201・変更（と無変更）は 200
+        return (201 if live is None else 200), new
 
 
 def write_kubeconfig(path: Any, server: str, *, context: str = "kind-test", extensions: Any = None) -> Any:
@@ -274,28 +356,3 @@ def write_kubeconfig(path: Any, server: str, *, context: str = "kind-test", exte
     }
     path.write_text(json.dumps(config))
     return path
-
-
-def test_fake_server_answers_the_official_client(fake_api: FakeApiServer) -> None:
-    from kubernetes.client import CoreV1Api, V1Namespace, V1ObjectMeta, VersionApi
-
-    client = fake_api.client()
-    assert VersionApi(client).get_code().git_version == "v1.34.0"
-    fake_api.put("/api/v1/namespaces/demo", V1Namespace(metadata=V1ObjectMeta(name="demo")))
-    assert CoreV1Api(client).read_namespace("demo").metadata.name == "demo"
-    assert [n.metadata.name for n in CoreV1Api(client).list_namespace().items] == ["demo"]
-
-
-def test_fake_server_forgets_replicas_that_nobody_owns(fake_api: FakeApiServer) -> None:
-    from mii_cli.kube import api as kapi
-
-    client = fake_api.client()
-    path = "/apis/apps/v1/namespaces/n/deployments/d"
-    body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 4}}
-    query = [("fieldManager", "m")]
-    kapi.request(client, "PATCH", path, query=query, body=body, content_type="application/apply-patch+yaml")
-    without = {**body, "spec": {}}
-    kapi.request(
-        client, "PATCH", path, query=query, body=without, content_type="application/apply-patch+yaml"
-    )
-    assert "replicas" not in fake_api.objects[path]["spec"]

@@ -1,0 +1,98 @@
+"""単体テストが使う API サーバーの代役（tests/fakes/kube_api.py）を、本物のクラスタと突き合わせる。
+
+mii が頼るやりとりを同じ順に両方へ送り、ステータスコード・本文の種類・reason・mii が読む値が
+同じであることを確かめる。代役が本物からずれれば、ここで失敗する。
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mii_cli.kube import api as kapi
+from mii_cli.kube.apply import APPLY_CONTENT_TYPE, object_path
+from mii_cli.kube.render import render
+from tests.fakes.kube_api import FakeApiServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+NAMESPACE = "mii-fake-check"
+IMAGE = "127.0.0.1:5000/model-in-image:never-pulled"
+
+
+def _apply(client: Any, obj: dict[str, Any], manager: str = "mii", force: bool = True) -> tuple[int, Any]:
+    return kapi.request(
+        client,
+        "PATCH",
+        object_path(obj),
+        query=[("fieldManager", manager), ("force", "true" if force else "false")],
+        body=obj,
+        content_type=APPLY_CONTENT_TYPE,
+    )
+
+
+def _shape(status: int, body: Any) -> tuple[int, str, str]:
+    """比べる形: (コード, kind, reason)。"""
+    body = body if isinstance(body, dict) else {}
+    return status, str(body.get("kind", "")), str(body.get("reason", ""))
+
+
+def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
+    """mii が頼るやりとりを順に行い、比べる値を集める。"""
+    objects = {o["kind"]: o for o in render(IMAGE, NAMESPACE)}
+    seen: dict[str, Any] = {}
+    seen["read missing"] = _shape(*kapi.request(client, "GET", object_path(objects["Deployment"])))
+    _apply(client, objects["Namespace"])
+    status, service = _apply(client, objects["Service"])
+    seen["service gets a cluster IP"] = (status, bool((service.get("spec") or {}).get("clusterIP")))
+    _, first = _apply(client, objects["Deployment"])
+    _, again = _apply(client, objects["Deployment"])
+    seen["same apply keeps resourceVersion"] = (
+        first["metadata"]["resourceVersion"] == again["metadata"]["resourceVersion"]
+    )
+    other = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "model-in-image", "namespace": NAMESPACE},
+        "spec": {"replicas": 7},
+    }
+    seen["conflict without force"] = _shape(*_apply(client, other, manager="someone-else", force=False))
+    status, deleted = kapi.request(client, "DELETE", f"/api/v1/namespaces/{NAMESPACE}")
+    seen["delete namespace"] = (status, deleted.get("kind"), (deleted.get("status") or {}).get("phase"))
+    late = {**objects["Service"], "metadata": {**objects["Service"]["metadata"], "name": "late"}}
+    status, body = _apply(client, late)
+    refused = "being terminated" in body["message"]
+    seen["apply into a terminating namespace"] = (*_shape(status, body), refused)
+    wait()
+    seen["namespace gone"] = kapi.request(client, "GET", f"/api/v1/namespaces/{NAMESPACE}")[0]
+    return seen
+
+
+def test_the_fake_api_server_answers_like_the_real_one(
+    cluster: tuple[Any, Any], fake_api: FakeApiServer
+) -> None:
+    real_client = cluster[0]
+
+    def wait_real() -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if kapi.request(real_client, "GET", f"/api/v1/namespaces/{NAMESPACE}")[0] == 404:
+                return
+            time.sleep(2)
+
+    real = _conversation(real_client, wait_real)
+    # 代役の Namespace は、Terminating のまま 1 度読まれた後に消える
+    fake_client = fake_api.client()
+    fake = _conversation(
+        fake_client, lambda: kapi.request(fake_client, "GET", f"/api/v1/namespaces/{NAMESPACE}")
+    )
+    assert real == fake
+    # 本物の答えそのものも、mii が前提にする値であること
+    assert real["read missing"] == (404, "Status", "NotFound")
+    assert real["conflict without force"] == (409, "Status", "Conflict")
+    assert real["delete namespace"] == (200, "Namespace", "Terminating")
+    assert real["apply into a terminating namespace"] == (403, "Status", "Forbidden", True)
+    assert real["namespace gone"] == 404
