@@ -146,11 +146,15 @@ def render_status(status: dict[str, Any]) -> Group:
     )
     hpa = status["hpa"]
     if hpa:
-        cpu = f"{hpa['cpu_current']}%" if hpa["cpu_current"] is not None else "<unknown>"
+        if hpa["cpu_current"] is None:
+            # 最初の計測の前は desiredReplicas が 0 のまま: 「0 へ減らす」と読めないようにする
+            replicas, cpu = f"{hpa['current_replicas']}", "<unknown> (no metrics yet)"
+        else:
+            replicas = f"{hpa['current_replicas']} → {hpa['desired_replicas']}"
+            cpu = f"{hpa['cpu_current']}%"
         parts.append(
             Text.from_markup(
-                f"[bold]HPA[/bold] {hpa['name']}: replicas {hpa['current_replicas']} → "
-                f"{hpa['desired_replicas']} "
+                f"[bold]HPA[/bold] {hpa['name']}: replicas {replicas} "
                 f"(min {hpa['min']}, max {hpa['max']}), cpu {cpu} / {hpa['cpu_target']}%"
             )
         )

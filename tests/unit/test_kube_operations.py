@@ -204,6 +204,33 @@ def test_status_collects_everything(fake_api: FakeApiServer) -> None:
     assert "8000/TCP" in text
 
 
+def test_status_of_a_new_hpa_does_not_read_as_scaling_to_zero() -> None:
+    from rich.console import Console
+
+    # 本物の HPA は最初の計測まで desiredReplicas が 0、currentMetrics が無い
+    result = {
+        "namespace": NS,
+        "deployment": None,
+        "pods": [],
+        "service": None,
+        "hpa": {
+            "name": "model-in-image",
+            "min": 2,
+            "max": 10,
+            "current_replicas": 2,
+            "desired_replicas": 0,
+            "cpu_current": None,
+            "cpu_target": 50,
+        },
+    }
+    console = Console(width=160, record=True)
+    console.print(status.render_status(result))
+    text = console.export_text()
+    assert "replicas 2 (min 2, max 10)" in text
+    assert "→ 0" not in text
+    assert "no metrics yet" in text
+
+
 def test_status_of_a_partial_deployment(fake_api: FakeApiServer) -> None:
     fake_api.put(f"/api/v1/namespaces/{NS}", {"metadata": {"name": NS, "labels": MANAGED}})
     result = status.collect_status(fake_api.client(), NS)
