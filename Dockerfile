@@ -16,12 +16,21 @@ RUN python -m pip install "uv==${UV_VERSION}"
 WORKDIR /build
 COPY pyproject.toml uv.lock ./
 # プロジェクトの依存（= サービスの実行時依存）のみ。CLI・学習・開発ツールは入れない
-# 推論時に使わないもの（各パッケージのテスト、ONNX Runtime のオフライン変換・量子化ツール）は消す
+# 推論時に使わないものは消す: 各パッケージのテスト、ONNX Runtime のオフライン変換・量子化・ツール、
+# numpy の使わないサブパッケージ（random・fft・ma・polynomial・f2py・testing・typing）と C のヘッダ、
+# ONNX Runtime がモデルの変換にだけ使う protobuf・flatbuffers、型スタブ（.pyi）と Cython・C のソース
 RUN uv sync --frozen --no-dev --no-install-project --python "$(command -v python3)" \
     && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && find "$site" -type d -name tests -prune -exec rm -rf {} + \
     && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/datasets" \
-    && /opt/venv/bin/python -c "import numpy, onnxruntime, fastapi, uvicorn, uvloop, httptools" \
+              "$site/onnxruntime/tools" "$site/onnxruntime/ThirdPartyNotices.txt" \
+              "$site/numpy/random" "$site/numpy/fft" "$site/numpy/ma" "$site/numpy/polynomial" \
+              "$site/numpy/f2py" "$site/numpy/testing" "$site/numpy/typing" "$site/numpy/_pyinstaller" \
+              "$site/numpy/_core/include" "$site/numpy/_core/lib" \
+              "$site/google" "$site"/protobuf-* "$site/flatbuffers" "$site"/flatbuffers-* \
+    && find "$site" \( -name "*.pyi" -o -name "*.pyx" -o -name "*.pxd" -o -name "*.pxi" -o -name "*.c" \
+              -o -name "*.h" -o -name "*.cpp" \) -delete \
+    && /opt/venv/bin/python -c "import numpy, onnxruntime, fastapi, uvicorn, uvloop, httptools, orjson, prometheus_client, pydantic_settings" \
     && rm -rf /root/.cache
 
 # --- runtime -----------------------------------------------------------------------------------
@@ -31,8 +40,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ORT_DISABLE_TELEMETRY=1 \
-    MODEL_FILEPATH=/model_in_image_pattern/models/iris_svc.onnx \
-    LABEL_FILEPATH=/model_in_image_pattern/models/label.json \
     HOST=0.0.0.0 \
     PORT=8000
 COPY --from=builder /opt/venv /opt/venv
@@ -40,8 +47,16 @@ WORKDIR /model_in_image_pattern
 COPY service/ ./service/
 RUN cp service/run.sh ./run.sh && chmod 0755 ./run.sh \
     && python -m compileall -q service
-# モデルは最後に置く: モデルだけの変更は小さな層 1 つの作り直しで済む
-COPY models/iris_svc.onnx models/label.json models/training.json* ./models/
+# モデルの場所（mii build がモデルのファイル名から決める。LABEL_FILEPATH・SAMPLE_ROW が空なら無し）
+ARG MODEL_FILEPATH=/model_in_image_pattern/models/iris_svc.onnx
+ARG LABEL_FILEPATH=/model_in_image_pattern/models/label.json
+ARG SAMPLE_ROW=
+ENV MODEL_FILEPATH=${MODEL_FILEPATH} \
+    LABEL_FILEPATH=${LABEL_FILEPATH} \
+    SAMPLE_ROW=${SAMPLE_ROW}
+# モデルは最後に置く: モデルだけの変更は小さな層 1 つの作り直しで済む（コンテキストの models/ には
+# mii build が選んだモデル・ラベル・そのモデルの training.json だけがある）
+COPY models/ ./models/
 # サービス自身のローダでモデルとラベルを読み、試し推論する。壊れた・食い違うモデルはここでビルド失敗
 RUN python -m service.check
 
@@ -49,17 +64,18 @@ ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
 ARG SOURCE=unknown
+ARG MODEL_FILE=iris_svc.onnx
 ARG MODEL_SHA256=unknown
 ARG LABEL_SHA256=unknown
 ARG MODEL_INPUT=unknown
 ARG TRAINING=unknown
 LABEL org.opencontainers.image.title="model-in-image" \
-      org.opencontainers.image.description="Iris SVC (ONNX) baked into a FastAPI + ONNX Runtime server" \
+      org.opencontainers.image.description="An ONNX model baked into a FastAPI + ONNX Runtime server (simple API and Open Inference Protocol V2)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
-      io.mii.model.file="iris_svc.onnx" \
+      io.mii.model.file="${MODEL_FILE}" \
       io.mii.model.sha256="${MODEL_SHA256}" \
       io.mii.labels.sha256="${LABEL_SHA256}" \
       io.mii.model.input="${MODEL_INPUT}" \

@@ -1,14 +1,25 @@
 """`mii benchmark`: イメージを Pod と同じ制限で動かし、性能の目標に照らして測る。
 
 負荷は wrk（Debian の `wrk`）で掛ける。Python の負荷生成器ではサーバーより先に詰まるため。
-測るもの: 1 行の POST /predict の最大スループット、200・1,000 req/s に固定したときの p50/p99、
-コンテナ起動から ready までの時間、負荷中のメモリ、ベースに対して増えたイメージの大きさ。
+測るもの: 1 行の POST /predict と 1 行の V2 推論（JSON）の最大スループット、200・1,000 req/s に
+固定したときの p50/p99、コンテナ起動から ready までの時間、負荷中のメモリ、ベースに対して増えた
+イメージの大きさ。
+
+req/s はマシンの速さと混み具合で大きく変わるので、天井も同じ実行の中で測る: 同じイメージから
+同じ制限で何もしない ASGI アプリ（`python -m service.ceiling`、同じ uvicorn の設定）を起動し、
+サービスと交互に（ceiling → /predict → V2 を `rounds` 回）測る。
+
+share は「コンテナが使った CPU 1 秒あたりのリクエスト数」の比（サービス ÷ 天井、それぞれ中央値）。
+両方が 0.5 CPU を使い切れば req/s の比と同じだが、ほかのプロセスと CPU を取り合うマシンでは、その回に
+コンテナが実際に得た CPU が回ごとに変わり、req/s の比はそれに振り回される。CPU 時間（cgroup の
+cpuacct、Docker の stats）で割ると、その揺れが消える。req/s の比も `rps_share` として出す。
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -18,18 +29,25 @@ from pathlib import Path
 from typing import Any
 
 from mii_cli.errors import ConfigError, DockerError
-from mii_cli.run import RunSpec, remove_container, start_container
+from mii_cli.run import RunSpec, remove_container, start_container, wait_ready
 
 BODY = '{"data": [[5.1, 3.5, 1.4, 0.2]]}'
+V2_BODY = (
+    '{"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}'
+)
+PREDICT_PATH = "/predict"
+V2_PATH = "/v2/models/iris_svc/infer"
 
-# 目標（issue 3 の 6 節）: (指標, 比較, 値)
+# 目標（issue 3 の 6 節と issue 9 の 4 節）: (指標, 比較, 値)
 TARGETS: dict[str, tuple[str, float]] = {
     "max_rps": (">=", 2500.0),
+    "share": (">=", 0.50),
+    "v2_share": (">=", 0.45),
     "p99_ms_at_200": ("<=", 10.0),
     "p99_ms_at_1000": ("<=", 25.0),
     "ready_seconds": ("<=", 1.5),
-    "memory_mib": ("<", 100.0),
-    "image_added_mb": ("<=", 200.0),
+    "memory_mib": ("<=", 60.0),
+    "image_added_mb": ("<=", 150.0),
 }
 
 
@@ -96,11 +114,11 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def wrk_script(rate: float | None, connections: int) -> str:
-    """POST /predict の Lua スクリプト。rate を渡すと接続ごとの待ちで全体をその req/s に揃える。"""
+def wrk_script(rate: float | None, connections: int, body: str = BODY) -> str:
+    """POST の Lua スクリプト。rate を渡すと接続ごとの待ちで全体をその req/s に揃える。"""
     lines = [
         'wrk.method = "POST"',
-        f"wrk.body = '{BODY}'",
+        f"wrk.body = '{body}'",
         'wrk.headers["Content-Type"] = "application/json"',
     ]
     if rate:
@@ -108,7 +126,9 @@ def wrk_script(rate: float | None, connections: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wrk_command(url: str, script: Path, *, seconds: int, connections: int, threads: int) -> list[str]:
+def wrk_command(
+    url: str, script: Path, *, seconds: int, connections: int, threads: int, path: str = PREDICT_PATH
+) -> list[str]:
     """wrk のコマンド行。"""
     return [
         "wrk",
@@ -118,7 +138,7 @@ def wrk_command(url: str, script: Path, *, seconds: int, connections: int, threa
         "--latency",
         "-s",
         str(script),
-        f"{url}/predict",
+        f"{url}{path}",
     ]
 
 
@@ -133,12 +153,23 @@ def judge(measurements: dict[str, float]) -> dict[str, bool]:
     return verdicts
 
 
-def run_wrk(url: str, *, seconds: int, connections: int, threads: int, rate: float | None) -> WrkResult:
+def run_wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    threads: int,
+    rate: float | None,
+    path: str = PREDICT_PATH,
+    body: str = BODY,
+) -> WrkResult:
     """wrk を 1 回走らせて結果を読む。"""
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "predict.lua"
-        script.write_text(wrk_script(rate, connections))
-        command = wrk_command(url, script, seconds=seconds, connections=connections, threads=threads)
+        script = Path(tmp) / "post.lua"
+        script.write_text(wrk_script(rate, connections, body))
+        command = wrk_command(
+            url, script, seconds=seconds, connections=connections, threads=threads, path=path
+        )
         completed = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if completed.returncode != 0:
         raise DockerError("wrk failed", details=completed.stderr[-2000:] or completed.stdout[-2000:])
@@ -155,6 +186,35 @@ def _memory_mib(container: Any) -> float:
     return (usage - cache) / (1024 * 1024)
 
 
+def share(service: list[float], ceiling: list[float]) -> float:
+    """サービスの値の中央値 ÷ 天井の値の中央値（req/s、または CPU 1 秒あたりのリクエスト数）。"""
+    return statistics.median(service) / statistics.median(ceiling)
+
+
+def _cpu_seconds(container: Any) -> float:
+    """コンテナがこれまでに使った CPU 時間（秒）。"""
+    stats = container.stats(stream=False, one_shot=True)
+    return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+
+
+def _start_ceiling(client: Any, spec: RunSpec) -> None:
+    """同じイメージ・同じ制限で天井の ASGI アプリ（python -m service.ceiling）を起動し、答えるまで待つ。"""
+    remove_container(client, spec.name)
+    container = client.containers.run(
+        spec.image, entrypoint=["python", "-m", "service.ceiling"], **spec.docker_kwargs()
+    )
+
+    def alive() -> bool:
+        container.reload()
+        return bool(container.status in ("created", "running"))
+
+    try:
+        wait_ready(spec.url, timeout=30, is_alive=alive, logs=lambda: str(container.logs(tail=20).decode()))
+    except BaseException:
+        remove_container(client, spec.name, grace=1)
+        raise
+
+
 def run_benchmark(
     client: Any,
     *,
@@ -164,29 +224,55 @@ def run_benchmark(
     seconds: int = 10,
     connections: int = 64,
     rates: tuple[float, ...] = (200.0, 1000.0),
+    rounds: int = 3,
 ) -> BenchmarkReport:
-    """コンテナを起動して測り、止めて、結果を返す。"""
+    """サービスと天井のコンテナを起動し、交互に測り、止めて、結果を返す。"""
     if shutil.which("wrk") is None:
         raise ConfigError("wrk is not installed", hint="install it: `sudo apt-get install wrk`")
     spec = RunSpec(image=image, name=f"mii-bench-{port}", port=port)
+    ceiling_spec = RunSpec(image=image, name=f"mii-bench-ceiling-{port + 1}", port=port + 1)
     started = time.monotonic()
     # 起動から ready までを 5 ms 刻みで測る（start_container は失敗時にコンテナを消す）
     ready = start_container(client, spec, timeout=30, interval=0.005).ready_seconds
     ready_wall = time.monotonic() - started
     container = client.containers.get(spec.name)
     try:
+        _start_ceiling(client, ceiling_spec)
         # ウォームアップ
-        run_wrk(spec.url, seconds=2, connections=connections, threads=2, rate=None)
+        for url, path, body in ((spec.url, PREDICT_PATH, BODY), (spec.url, V2_PATH, V2_BODY)):
+            run_wrk(url, seconds=2, connections=connections, threads=2, rate=None, path=path, body=body)
+        run_wrk(ceiling_spec.url, seconds=2, connections=connections, threads=2, rate=None)
         memory: list[float] = []
+        peaks: dict[str, list[WrkResult]] = {"ceiling": [], "predict": [], "v2": []}
+        per_cpu: dict[str, list[float]] = {"ceiling": [], "predict": [], "v2": []}
+        ceiling = client.containers.get(ceiling_spec.name)
+        targets = {
+            "ceiling": (ceiling, ceiling_spec.url, PREDICT_PATH, BODY),
+            "predict": (container, spec.url, PREDICT_PATH, BODY),
+            "v2": (container, spec.url, V2_PATH, V2_BODY),
+        }
+        for round_index in range(rounds):
+            for name, (box, url, path, body) in targets.items():
+                sampler = None
+                if name == "predict" and round_index == 0:
 
-        def sample() -> None:
-            time.sleep(max(1.0, seconds / 2))
-            memory.append(_memory_mib(container))
+                    def sample() -> None:
+                        # 負荷の 3 か所で測り中央値を使う（ソケットのバッファなどの一時的な山を拾わない）
+                        for _ in range(3):
+                            time.sleep(max(0.3, seconds / 4))
+                            memory.append(_memory_mib(container))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        peak = run_wrk(spec.url, seconds=seconds, connections=connections, threads=2, rate=None)
-        sampler.join(timeout=5)
+                    sampler = threading.Thread(target=sample, daemon=True)
+                    sampler.start()
+                before = _cpu_seconds(box)
+                result = run_wrk(
+                    url, seconds=seconds, connections=connections, threads=2, rate=None, path=path, body=body
+                )
+                used = _cpu_seconds(box) - before
+                peaks[name].append(result)
+                per_cpu[name].append(result.requests / used if used > 0 else float("nan"))
+                if sampler is not None:
+                    sampler.join(timeout=5)
         fixed = {
             rate: run_wrk(
                 spec.url, seconds=seconds, connections=max(4, int(rate // 20)), threads=1, rate=rate
@@ -195,12 +281,20 @@ def run_benchmark(
         }
     finally:
         remove_container(client, spec.name, grace=5)
+        remove_container(client, ceiling_spec.name, grace=1)
     size = float(client.images.get(image).attrs["Size"])
     base = float(client.images.get(base_image).attrs["Size"]) if base_image else 0.0
+    rps = {name: [r.requests_per_second for r in results] for name, results in peaks.items()}
     measurements = {
-        "max_rps": round(peak.requests_per_second, 1),
+        "max_rps": round(statistics.median(rps["predict"]), 1),
+        "v2_rps": round(statistics.median(rps["v2"]), 1),
+        "ceiling_rps": round(statistics.median(rps["ceiling"]), 1),
+        "share": round(share(per_cpu["predict"], per_cpu["ceiling"]), 3),
+        "v2_share": round(share(per_cpu["v2"], per_cpu["ceiling"]), 3),
+        "rps_share": round(share(rps["predict"], rps["ceiling"]), 3),
+        "v2_rps_share": round(share(rps["v2"], rps["ceiling"]), 3),
         "ready_seconds": round(ready, 3),
-        "memory_mib": round(memory[0], 1) if memory else float("nan"),
+        "memory_mib": round(statistics.median(memory), 1) if memory else float("nan"),
         "image_added_mb": round((size - base) / 1e6, 1),
     }
     for rate, result in fixed.items():
@@ -209,12 +303,17 @@ def run_benchmark(
         measurements[f"achieved_rps_at_{int(rate)}"] = round(result.requests_per_second, 1)
     report = BenchmarkReport(image=image, measurements=measurements)
     report.verdicts = judge(measurements)
+    all_results = [r for results in peaks.values() for r in results] + list(fixed.values())
     report.details = {
         "seconds": seconds,
         "connections": connections,
+        "rounds": rounds,
+        "memory_samples_mib": [round(m, 1) for m in memory],
+        "rps": {name: [round(v, 1) for v in values] for name, values in rps.items()},
+        "requests_per_cpu_second": {name: [round(v, 1) for v in values] for name, values in per_cpu.items()},
         "ready_wall_seconds": round(ready_wall, 3),
-        "errors": peak.errors + sum(r.errors for r in fixed.values()),
-        "requests": peak.requests + sum(r.requests for r in fixed.values()),
+        "errors": sum(r.errors for r in all_results),
+        "requests": sum(r.requests for r in all_results),
         "limits": {"cpus": spec.cpus, "memory": spec.memory, "read_only": spec.read_only},
     }
     return report

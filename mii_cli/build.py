@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from mii_cli.errors import DockerError, ModelError
-from service.constants import SERVICE_VERSION, TRAINING_FACTS_FILENAME
-from service.ml.prediction import Classifier, ModelLoadError
+from service.constants import IMAGE_ROOT, SERVICE_VERSION, TRAINING_FACTS_FILENAME
+from service.ml.loading import load_model
+from service.ml.prediction import ModelLoadError
 
 # コンテキストに入れるプロジェクトのファイル（.dockerignore と同じ範囲）
 _PROJECT_FILES = ("Dockerfile", "pyproject.toml", "uv.lock")
@@ -60,12 +61,16 @@ class ModelFacts:
     """焼き込むモデルの検証結果（ラベルとタグに使う）。"""
 
     model_path: Path
-    label_path: Path
+    label_path: Path | None
     model_sha256: str
-    label_sha256: str
+    label_sha256: str | None
     input_signature: str
-    num_classes: int
+    task: str
+    num_features: int
+    num_classes: int | None
     training: dict[str, Any] | None
+    # --sample で渡したサンプルの 1 行（イメージの SAMPLE_ROW になる）
+    sample: list[float] | None = None
 
 
 @dataclass
@@ -77,7 +82,7 @@ class BuildResult:
     tags: list[str]
     size_bytes: int
     model_sha256: str
-    label_sha256: str
+    label_sha256: str | None
     base_image: str
     steps: int
     cached_steps: int
@@ -91,17 +96,16 @@ class BuildResult:
 # --- 描画（純粋な関数） -----------------------------------------------------------------------
 
 
-def inspect_model(model: Path, labels: Path) -> ModelFacts:
-    """サービス自身のローダでモデルとラベルを読み、焼き込んでよいか確かめる。"""
+def inspect_model(model: Path, labels: Path | None, sample: list[float] | None = None) -> ModelFacts:
+    """サービス自身のローダでモデル（とラベル・サンプル）を読み、焼き込んでよいか確かめる。"""
     try:
-        classifier = Classifier(model, labels)
-        classifier.warm_up()
+        loaded = load_model(model, labels, sample=sample)
     except ModelLoadError as error:
         raise ModelError(
             f"refusing to build: {error}",
-            hint="pass a model and label file that `mii serve --model ... --labels ...` can load",
+            hint="pass a model (and labels) that `mii serve --model ... [--labels ...]` can load",
         ) from None
-    info = classifier.info
+    info = loaded.info
     shape = ",".join("None" if d is None or isinstance(d, str) else str(d) for d in info.input_shape)
     return ModelFacts(
         model_path=model,
@@ -109,15 +113,19 @@ def inspect_model(model: Path, labels: Path) -> ModelFacts:
         model_sha256=info.sha256,
         label_sha256=info.label_sha256,
         input_signature=f"{info.input_name}:{info.input_type}[{shape}]",
+        task=info.task,
+        num_features=info.num_features,
         num_classes=info.num_classes,
         training=info.training,
+        sample=sample,
     )
 
 
 def context_files(root: Path, facts: ModelFacts) -> dict[str, Path]:
     """ビルドコンテキストの中身（tar 内のパス -> 元のファイル）を返す。
 
-    モデルとラベルはイメージの既定パスの名前（iris_svc.onnx・label.json）で入れる。
+    モデルは自分のファイル名のまま（V2 のモデル名になる）、ラベルは label.json として入れる。
+    学習の事実（training.json）はそのモデルのものだけを入れる。
     """
     files: dict[str, Path] = {}
     for name in _PROJECT_FILES:
@@ -125,12 +133,27 @@ def context_files(root: Path, facts: ModelFacts) -> dict[str, Path]:
     for path in sorted((root / "service").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             files[path.relative_to(root).as_posix()] = path
-    files["models/iris_svc.onnx"] = facts.model_path
-    files["models/label.json"] = facts.label_path
+    files[f"models/{facts.model_path.name}"] = facts.model_path
+    if facts.label_path is not None:
+        files[f"models/{LABEL_FILE}"] = facts.label_path
     training = facts.model_path.parent / TRAINING_FACTS_FILENAME
     if facts.training is not None and training.is_file():
         files[f"models/{TRAINING_FACTS_FILENAME}"] = training
     return files
+
+
+# イメージの中のラベルファイルの名前
+LABEL_FILE = "label.json"
+
+
+def model_env(facts: ModelFacts) -> dict[str, str]:
+    """イメージの中でサービスがモデルを見つける設定（MODEL_FILEPATH・LABEL_FILEPATH・SAMPLE_ROW）。"""
+    models = f"{IMAGE_ROOT}/models"
+    return {
+        "MODEL_FILEPATH": f"{models}/{facts.model_path.name}",
+        "LABEL_FILEPATH": f"{models}/{LABEL_FILE}" if facts.label_path is not None else "",
+        "SAMPLE_ROW": json.dumps(facts.sample) if facts.sample is not None else "",
+    }
 
 
 def context_tar(files: dict[str, Path]) -> io.BytesIO:
@@ -186,8 +209,10 @@ def build_args(
         "REVISION": _git(root, "rev-parse", "HEAD") or "unknown",
         "CREATED": created,
         "SOURCE": _git(root, "config", "--get", "remote.origin.url") or "unknown",
+        **model_env(facts),
+        "MODEL_FILE": facts.model_path.name,
         "MODEL_SHA256": facts.model_sha256,
-        "LABEL_SHA256": facts.label_sha256,
+        "LABEL_SHA256": facts.label_sha256 or "none",
         "MODEL_INPUT": facts.input_signature,
         "TRAINING": json.dumps(training_summary, sort_keys=True, separators=(",", ":"))
         if training
@@ -319,16 +344,17 @@ def build_image(
     *,
     root: Path,
     model: Path,
-    labels: Path,
+    labels: Path | None,
     tag: str,
     base_image: str,
     network: str | None = None,
     no_cache: bool = False,
+    sample: list[float] | None = None,
     client: Any = None,
     on_progress: Callable[[BuildProgress], None] | None = None,
 ) -> BuildResult:
     """モデルを検証し、イメージをビルドして、既定のタグと一意のタグを付ける。"""
-    facts = inspect_model(model, labels)
+    facts = inspect_model(model, labels, sample)
     client = client or docker_client()
     args = build_args(root, facts, base_image)
     context = context_tar(context_files(root, facts))
@@ -364,19 +390,26 @@ def build_with_defaults(
     network: str | None = None,
     model: Path | None = None,
     labels: Path | None = None,
+    sample: list[float] | None = None,
     no_cache: bool = False,
     client: Any = None,
     on_progress: Callable[[BuildProgress], None] | None = None,
 ) -> BuildResult:
-    """省略したものを CLI の設定（MII_*）と同梱モデルで補って `build_image` を呼ぶ（build・up の共通）。"""
-    from mii_cli.paths import default_labels, default_model, project_root
+    """省略したものを CLI の設定（MII_*）と同梱モデルで補って `build_image` を呼ぶ（build・up の共通）。
+
+    同梱のラベルは同梱のモデルのものなので、`model` を渡して `labels` を省いたときはラベル無し
+    （分類器ならモデル自身のクラスラベルを使う）。
+    """
+    from mii_cli.paths import model_and_labels, project_root
     from mii_cli.settings import get_cli_settings
 
     settings = get_cli_settings()
+    model, labels = model_and_labels(model, labels)
     return build_image(
         root=project_root(),
-        model=model or default_model(),
-        labels=labels or default_labels(),
+        model=model,
+        labels=labels,
+        sample=sample,
         tag=tag or settings.default_image,
         base_image=base_image or settings.base_image,
         network=network or settings.build_network,

@@ -94,6 +94,31 @@ def main_callback(
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+SampleOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Sample row for /predict/test and /metadata as JSON, e.g. '[5.1, 3.5, 1.4, 0.2]' "
+        "(default: the model's training.json, else zeros)."
+    ),
+]
+
+
+def _sample_row(text: str | None) -> list[float] | None:
+    """--sample の JSON を数のリストにする（不正なら ConfigError。検査はサービスの SAMPLE_ROW と同じ）。"""
+    from mii_cli.errors import ConfigError
+    from service.configurations import parse_sample
+
+    if text is None:
+        return None
+    try:
+        return parse_sample(text)
+    except ValueError:
+        raise ConfigError(
+            f"--sample must be a JSON list of finite numbers, got {text!r}",
+            hint="for example --sample '[5.1, 3.5, 1.4, 0.2]' (one value per feature of the model)",
+        ) from None
+
+
 NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Kubernetes namespace to use.")]
 ContextOption = Annotated[
     str | None, typer.Option("--context", help="kube context to use (default: the current context).")
@@ -138,8 +163,11 @@ def serve(
     ] = None,
     labels: Annotated[
         Path | None,
-        typer.Option(help="Label JSON file (default: LABEL_FILEPATH or models/label.json)."),
+        typer.Option(
+            help="Label JSON file (default: LABEL_FILEPATH; models/label.json only for the bundled model)."
+        ),
     ] = None,
+    sample: SampleOption = None,
     log_level: Annotated[
         LogLevel | None,
         typer.Option(case_sensitive=False, help="Log level (default: LOG_LEVEL or DEBUG)."),
@@ -157,6 +185,7 @@ def serve(
         port=port,
         model=model,
         labels=labels,
+        sample=_sample_row(sample),
         log_level=log_level.value if log_level else None,
         log_format=log_format.value if log_format else None,
     )
@@ -205,14 +234,24 @@ def build(
         Path | None, typer.Option(help="ONNX model to bake (default: models/iris_svc.onnx).")
     ] = None,
     labels: Annotated[
-        Path | None, typer.Option(help="Label JSON to bake (default: models/label.json).")
+        Path | None,
+        typer.Option(
+            help="Label JSON to bake (default: models/label.json for the bundled model, else none)."
+        ),
     ] = None,
+    sample: SampleOption = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild every step.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Bake the model and the server into an image (Docker SDK, classic builder)."""
     result = _build_with_progress(
-        tag=tag, base_image=base_image, network=network, model=model, labels=labels, no_cache=no_cache
+        tag=tag,
+        base_image=base_image,
+        network=network,
+        model=model,
+        labels=labels,
+        sample=_sample_row(sample),
+        no_cache=no_cache,
     )
     if as_json:
         out.print_json(result.as_dict())
@@ -309,10 +348,22 @@ def benchmark(
     connections: Annotated[
         int, typer.Option(help="Connections for the maximum-throughput phase.", min=1)
     ] = 64,
-    port: Annotated[int, typer.Option(help="Port to publish on 127.0.0.1.", min=1, max=65535)] = 18000,
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Port to publish on 127.0.0.1 (the ceiling app uses the next one).", min=1, max=65534
+        ),
+    ] = 18000,
+    rounds: Annotated[
+        int, typer.Option(help="Rounds of ceiling, /predict and V2, measured in turn.", min=1, max=20)
+    ] = 3,
     as_json: JsonOption = False,
 ) -> None:
-    """Measure the image at 0.5 CPU / 300 MiB with wrk: throughput, p50/p99, readiness, memory, size."""
+    """Measure the image at 0.5 CPU / 300 MiB with wrk: share of the ASGI ceiling, p50/p99, memory, size.
+
+    The ceiling is a bare ASGI app started from the same image under the same limits and measured in
+    turn with the service, so that the share (service req/s / ceiling req/s) compares across machines.
+    """
     from rich.table import Table
 
     from mii_cli import bench
@@ -321,7 +372,7 @@ def benchmark(
 
     settings = get_cli_settings()
     target = image or settings.default_image
-    with out.console.status(f"Benchmarking {target} (about {4 * duration + 5} s)..."):
+    with out.console.status(f"Benchmarking {target} (about {(3 * rounds + 2) * duration + 15} s)..."):
         report = bench.run_benchmark(
             docker_client(),
             image=target,
@@ -329,11 +380,12 @@ def benchmark(
             port=port,
             seconds=duration,
             connections=connections,
+            rounds=rounds,
         )
     if as_json:
         out.print_json(report.as_dict())
     else:
-        table = Table(title=f"{target} at 0.5 CPU / 300 MiB, one-row POST /predict")
+        table = Table(title=f"{target} at 0.5 CPU / 300 MiB, one-row POST /predict and V2 infer (JSON)")
         for column in ("metric", "measured", "target", "result"):
             table.add_column(column)
         for name, value in report.measurements.items():
@@ -363,10 +415,10 @@ def smoke_test(
         Path | None,
         typer.Option(help="Local copy of the served model, to compare answers with (default: models/)."),
     ] = None,
-    labels: Annotated[Path | None, typer.Option(help="Labels for --model.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels for --model (default: none).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check every endpoint of a running service: shapes, probabilities, a batch and bad requests.
+    """Check every endpoint of a running service (simple API and V2): answers, a batch and bad requests.
 
     Without --url, reach the Service in the cluster through a port-forward and prove load balancing
     with a short in-cluster Job.
@@ -374,12 +426,10 @@ def smoke_test(
     import functools
 
     from mii_cli import smoke
-    from mii_cli.paths import default_labels, default_model
+    from mii_cli.paths import model_and_labels
 
     # 手元のモデルと答えを比べる（既定は同梱の models/。--model を足せばそれとも）
-    models = (
-        None if model is None else [(model, labels or default_labels()), (default_model(), default_labels())]
-    )
+    models = None if model is None else [model_and_labels(model, labels), model_and_labels(None, None)]
     run = functools.partial(smoke.run_smoke_test, models=models)
     if url is None:
         # --url が無ければクラスタ上のサービスをポートフォワード越しに確かめる
@@ -489,21 +539,31 @@ RegistryOption = Annotated[
 ]
 ReplicasOption = Annotated[
     int | None,
-    typer.Option(help="Pods to create (default 4); also the HPA's minimum, at most its default 3."),
+    typer.Option(help="Pods to create (default 4, MII_REPLICAS); the HPA's minimum becomes min(3, N)."),
 ]
 CpuOption = Annotated[
-    str | None, typer.Option(help="CPU per pod, requests = limits (default 500m), e.g. 250m.")
+    str | None,
+    typer.Option(help="CPU per pod, requests = limits (default 500m, MII_POD_CPU), e.g. 250m."),
 ]
 MemoryOption = Annotated[
-    str | None, typer.Option(help="Memory per pod, requests = limits (default 300Mi), e.g. 256Mi.")
+    str | None,
+    typer.Option(help="Memory per pod, requests = limits (default 300Mi, MII_POD_MEMORY), e.g. 256Mi."),
 ]
 
 
 def _sizing(replicas: int | None, cpu: str | None, memory: str | None) -> Any:
-    """--replicas・--cpu・--memory を確かめて Deployment の大きさにする（不正なら ConfigError）。"""
+    """--replicas・--cpu・--memory（無ければ MII_REPLICAS・MII_POD_CPU・MII_POD_MEMORY）を確かめて
+    Deployment の大きさにする（不正なら ConfigError）。再デプロイでも同じ大きさを保つには設定で渡す。
+    """
     from mii_cli.kube.render import Sizing
+    from mii_cli.settings import get_cli_settings
 
-    return Sizing(replicas=replicas, cpu=cpu, memory=memory)
+    settings = get_cli_settings()
+    return Sizing(
+        replicas=replicas if replicas is not None else settings.replicas,
+        cpu=cpu or settings.pod_cpu,
+        memory=memory or settings.pod_memory,
+    )
 
 
 def _registry(registry: str | None) -> str | None:

@@ -28,3 +28,13 @@ def default_model() -> Path:
 def default_labels() -> Path:
     """同梱ラベルのパス。"""
     return project_root() / "models" / "label.json"
+
+
+def model_and_labels(model: Path | None, labels: Path | None) -> tuple[Path, Path | None]:
+    """--model・--labels の既定: どちらも無ければ同梱のモデルとラベル。
+
+    同梱の label.json は同梱のモデルのものなので、別のモデルを渡してラベルを省けばラベル無し。
+    """
+    if model is None:
+        return default_model(), labels or default_labels()
+    return model, labels

@@ -1,4 +1,4 @@
-"""`mii serve`: Docker を使わずに同梱モデルをローカルで配信する。"""
+"""`mii serve`: Docker を使わずにモデル（既定は同梱モデル）をローカルで配信する。"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from mii_cli.console import info
 from mii_cli.errors import ConfigError, ModelError
-from mii_cli.paths import default_labels, default_model
+from mii_cli.paths import model_and_labels
 from service.server import StartupError, prepare, serve
 
 
@@ -20,20 +20,27 @@ def resolve_overrides(
     labels: Path | None,
     log_level: str | None,
     log_format: str | None,
+    sample: list[float] | None = None,
 ) -> dict[str, Any]:
     """CLI のオプションをサービス設定の上書きにする。
 
-    モデルの優先順位は --model、環境変数 MODEL_FILEPATH、同梱の models/ の順（ラベルも同じ）。
+    モデルの優先順位は --model、環境変数 MODEL_FILEPATH、同梱の models/ の順。ラベルは --labels、
+    LABEL_FILEPATH の順で、どちらも無ければ同梱のモデルには同梱のラベル、別のモデルにはラベル無し
+    （同梱の label.json は同梱のモデルのもの。分類器はモデル自身のクラスラベルを使う）。
     """
     overrides: dict[str, Any] = {"host": host, "port": port}
-    if model is not None:
-        overrides["model_filepath"] = model
-    elif "MODEL_FILEPATH" not in os.environ:
-        overrides["model_filepath"] = default_model()
-    if labels is not None:
-        overrides["label_filepath"] = labels
-    elif "LABEL_FILEPATH" not in os.environ:
-        overrides["label_filepath"] = default_labels()
+    if model is None and "MODEL_FILEPATH" in os.environ:
+        # 環境変数のモデル: ラベルも環境変数（無ければラベル無し）に任せる
+        if labels is not None:
+            overrides["label_filepath"] = labels
+        elif "LABEL_FILEPATH" not in os.environ:
+            overrides["label_filepath"] = ""
+    else:
+        chosen, chosen_labels = model_and_labels(model, labels)
+        overrides["model_filepath"] = chosen
+        overrides["label_filepath"] = chosen_labels or ""
+    if sample is not None:
+        overrides["sample_row"] = sample
     if log_level is not None:
         overrides["log_level"] = log_level.upper()
     if log_format is not None:

@@ -4,6 +4,11 @@
 `run_smoke_test()` がその計画を順に実行して `SmokeReport` を返す。応答の検証は確認ごとの
 検証関数（`_VERIFIERS`）が行い、前の確認で得た事実（/metadata のクラス数やサンプルの確率など）と
 照らし合わせる。サービスに届かないときも例外にせず、すべての確認を失敗として報告する。
+
+計画は配信中のモデルに合わせる: `run_smoke_test()` は最初に /metadata からモデルの幅・サンプル・
+タスク（分類か回帰か）・V2 の名前を読み（`ServedModel`）、その行で計画を作る。読めなければ同梱の
+Iris モデルの計画を使う（確認はそれぞれ失敗として報告される）。回帰器ではラベルの確認が 404 を期待する。
+Open Inference Protocol（V2）の確認（ready・モデルのメタデータ・1 行とバッチの推論・誤りの 400/404）も含む。
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from rich.table import Table
 from mii_cli.errors import ConfigError
 from service import constants
 
-# バッチの確認に使う 3 行（Iris の 3 品種から 1 行ずつ。先頭は仕様書のサンプル）
+# バッチの確認に使う 3 行（Iris の 3 品種から 1 行ずつ。先頭は仕様書のサンプル。負荷試験も使う）
 BATCH_ROWS: list[list[float]] = [
     list(constants.SAMPLE_DATA[0]),
     [6.4, 3.2, 4.5, 1.5],
@@ -45,6 +50,66 @@ METADATA_KEYS = (
 )
 
 _JSON = "application/json"
+_UNKNOWN_MODEL = "mii-smoke-no-such-model"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """配信中のモデルについて計画に要ること（/metadata から読む）。"""
+
+    name: str
+    version: str
+    width: int
+    sample: list[float]
+    task: str
+    num_outputs: int
+    input_name: str
+    datatype: str
+    prediction_output: str
+
+    @property
+    def batch_rows(self) -> list[list[float]]:
+        """バッチの確認の 3 行（先頭はサンプル。Iris のサンプルなら 3 品種の行）。"""
+        if self.sample == BATCH_ROWS[0]:
+            return [list(row) for row in BATCH_ROWS]
+        return [list(self.sample), [v + 1.0 for v in self.sample], [v * 2.0 + 0.5 for v in self.sample]]
+
+
+# 同梱の Iris モデル（/metadata が読めないときの計画）
+IRIS = ServedModel(
+    name="iris_svc",
+    version="1",
+    width=4,
+    sample=list(constants.SAMPLE_DATA[0]),
+    task="classification",
+    num_outputs=3,
+    input_name="float_input",
+    datatype="FP32",
+    prediction_output="output_probability",
+)
+
+
+def served_model(metadata: Any) -> ServedModel | None:
+    """/metadata の応答から ServedModel を読む（形が違えば None）。"""
+    try:
+        model = metadata["model"]
+        sample = metadata["data_sample"][0]
+        width = int(model["num_features"])
+        if not isinstance(sample, list) or len(sample) != width:
+            return None
+        return ServedModel(
+            name=str(model["name"]),
+            version=str(model["version"]),
+            width=width,
+            sample=[float(v) for v in sample],
+            task=str(model["task"]),
+            num_outputs=int(model["num_outputs"]),
+            input_name=str(model["input_name"]),
+            datatype="FP32" if model["input_type"] == "tensor(float)" else "FP64",
+            prediction_output=str(model["prediction_output"]),
+        )
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -120,20 +185,39 @@ def _json_body(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-def _oversized_body(size: int) -> bytes:
+def _oversized_body(size: int, sample: list[float]) -> bytes:
     """ちょうど `size` バイトの、JSON としては正しい本文を作る（空白で水増しする）。"""
-    head = b'{"data": ' + _json_body(constants.SAMPLE_DATA)
+    head = b'{"data": ' + _json_body([sample])
     return head + b" " * (size - len(head) - 1) + b"}"
 
 
-def smoke_plan() -> list[Check]:
+def _v2_body(model: ServedModel, rows: list[list[float]]) -> bytes:
+    """V2 の推論リクエスト（JSON のテンソル）。"""
+    tensor = {
+        "name": model.input_name,
+        "shape": [len(rows), len(rows[0]) if rows else 0],
+        "datatype": model.datatype,
+        "data": [v for row in rows for v in row],
+    }
+    return _json_body({"id": "mii-smoke", "inputs": [tensor], "outputs": [{"name": model.prediction_output}]})
+
+
+def smoke_plan(model: ServedModel = IRIS) -> list[Check]:
     """スモークテストの計画（送るリクエストと期待）を返す。副作用は無い。
 
     順序に意味がある: 後の確認は前の確認で得た事実（クラス数・ラベル・確率）と照らし合わせる。
+    `model` は配信中のモデル（既定は同梱の Iris モデル）。
     """
-    sample = _json_body({"data": constants.SAMPLE_DATA})
-    batch = _json_body({"data": BATCH_ROWS})
+    sample = _json_body({"data": [model.sample]})
+    rows = model.batch_rows
+    batch = _json_body({"data": rows})
     too_large = constants.DEFAULT_MAX_BODY_BYTES + 1
+    width = model.width
+    short = [float(i + 1) for i in range(width - 1 if width > 1 else 2)]
+    nan_row = b"[NaN" + b"".join(b", " + str(i + 1).encode() for i in range(width - 1)) + b"]"
+    classifier = model.task == "classification"
+    answers = "num_classes probabilities summing to 1" if classifier else f"{model.num_outputs} output values"
+    infer = f"/v2/models/{model.name}/infer"
     return [
         Check("health", "GET", "/health", '200 {"health": "ok"}'),
         Check("ready", "GET", "/health/ready", "200 (model loaded, test prediction done)"),
@@ -141,11 +225,23 @@ def smoke_plan() -> list[Check]:
             "metadata",
             "GET",
             "/metadata",
-            "200 with data_type … prediction_sample, model.sha256 and model.num_classes",
+            "200 with data_type … prediction_sample, model.sha256, task and the model's width",
         ),
-        Check("label", "GET", "/label", 'one label per class: {"0": str, "1": str, ...}'),
-        Check("predict-test", "GET", "/predict/test", "num_classes probabilities summing to 1"),
-        Check("predict-test-label", "GET", "/predict/test/label", "label of the most probable class"),
+        Check(
+            "label",
+            "GET",
+            "/label",
+            'one label per class: {"0": str, "1": str, ...}'
+            if classifier
+            else "404 (a regressor has no labels)",
+        ),
+        Check("predict-test", "GET", "/predict/test", answers),
+        Check(
+            "predict-test-label",
+            "GET",
+            "/predict/test/label",
+            "label of the most probable class" if classifier else "404 (a regressor has no labels)",
+        ),
         Check(
             "predict",
             "POST",
@@ -153,20 +249,28 @@ def smoke_plan() -> list[Check]:
             "one row: equals /metadata prediction_sample and /predict/test",
             sample,
         ),
-        Check("predict-label", "POST", "/predict/label", "one row: equals /predict/test/label", sample),
+        Check(
+            "predict-label",
+            "POST",
+            "/predict/label",
+            "one row: equals /predict/test/label" if classifier else "404 (a regressor has no labels)",
+            sample,
+        ),
         Check("predict-batch", "POST", "/predict", "3 rows in order; row 0 equals the one-row answer", batch),
         Check(
             "predict-batch-order",
             "POST",
             "/predict",
             "the same 3 rows reversed give the answers reversed",
-            _json_body({"data": BATCH_ROWS[::-1]}),
+            _json_body({"data": rows[::-1]}),
         ),
         Check(
             "predict-label-batch",
             "POST",
             "/predict/label",
-            "3 labels, one per row, of the most probable classes",
+            "3 labels, one per row, of the most probable classes"
+            if classifier
+            else "404 (a regressor has no labels)",
             batch,
         ),
         Check("reject-missing-data", "POST", "/predict", "422 (no data field)", _json_body({"rows": []})),
@@ -175,23 +279,48 @@ def smoke_plan() -> list[Check]:
             "POST",
             "/predict",
             "422 (strings instead of numbers)",
-            _json_body({"data": [["a", "b", "c", "d"]]}),
+            _json_body({"data": [["a"] * width]}),
         ),
         Check(
             "reject-wrong-row-length",
             "POST",
             "/predict",
-            "400 naming row 1 (3 values instead of 4)",
-            _json_body({"data": [*constants.SAMPLE_DATA, [1.0, 2.0, 3.0]]}),
+            f"400 naming row 1 ({len(short)} values instead of {width})",
+            _json_body({"data": [model.sample, short]}),
         ),
-        Check("reject-nan", "POST", "/predict", "400 (NaN is not a number)", b'{"data": [[NaN, 1, 2, 3]]}'),
+        Check("reject-nan", "POST", "/predict", "400 (NaN is not a number)", b'{"data": [' + nan_row + b"]}"),
         Check("reject-empty-data", "POST", "/predict", "400 (no rows)", _json_body({"data": []})),
         Check(
             "reject-too-large",
             "POST",
             "/predict",
             f"413 (body of {too_large} bytes, 1 MiB + 1)",
-            _oversized_body(too_large),
+            _oversized_body(too_large, model.sample),
+        ),
+        Check("v2-ready", "GET", "/v2/health/ready", "200 (Open Inference Protocol: server ready)"),
+        Check(
+            "v2-model",
+            "GET",
+            f"/v2/models/{model.name}",
+            f"V2 model metadata: input {model.input_name} {model.datatype} [-1, {width}]",
+        ),
+        Check(
+            "v2-infer",
+            "POST",
+            infer,
+            "V2 one row (JSON): equals the /predict answer",
+            _v2_body(model, rows[:1]),
+        ),
+        Check("v2-infer-batch", "POST", infer, "V2 3 rows: equal the /predict batch", _v2_body(model, rows)),
+        Check(
+            "v2-reject-shape",
+            "POST",
+            infer,
+            f'400 {{"error": ...}} (rows of {len(short)} values instead of {width})',
+            _v2_body(model, [short]),
+        ),
+        Check(
+            "v2-unknown-model", "GET", f"/v2/models/{_UNKNOWN_MODEL}", '404 {"error": ...} (no such model)'
         ),
     ]
 
@@ -211,8 +340,15 @@ class _Facts:
     one_row: list[float] | None = None
     batch: list[list[float]] | None = None
     model_sha256: str | None = None
-    # 手元にあるモデルの sha256 -> サンプルの確率（手元の ONNX Runtime で計算した期待値）
-    reference: dict[str, list[float]] = field(default_factory=dict)
+    # 配信中のモデル（/metadata から。分類か回帰か、サンプル、V2 の名前）
+    served: ServedModel = IRIS
+    # 手元にあるモデルの sha256 -> 1 行の答えを手元の ONNX Runtime で計算する関数
+    reference: dict[str, Callable[[list[float]], list[float]]] = field(default_factory=dict)
+
+    @property
+    def classifier(self) -> bool:
+        """分類器か（回帰器ならラベルの確認は 404 を期待する）。"""
+        return self.served.task == "classification"
 
 
 def _snippet(response: httpx.Response, limit: int = 120) -> str:
@@ -246,6 +382,19 @@ def _need(value: Any, what: str) -> Any:
     return value
 
 
+def _numbers(value: Any, count: int, what: str) -> list[float]:
+    """`count` 個の有限の数のリストであることを確かめる。"""
+    if not isinstance(value, list) or not all(
+        isinstance(p, int | float) and not isinstance(p, bool) for p in value
+    ):
+        raise _Fail(f"{what} is not a list of numbers: {str(value)[:120]}")
+    if len(value) != count:
+        raise _Fail(f"{what} has {len(value)} values; the model has {count} outputs")
+    if not all(math.isfinite(p) for p in value):
+        raise _Fail(f"{what} has values that are not finite: {value}")
+    return [float(p) for p in value]
+
+
 def _probabilities(value: Any, num_classes: int, what: str) -> list[float]:
     """クラス数ぶんの 0..1 の数で合計がほぼ 1 の確率であることを確かめる。"""
     if not isinstance(value, list) or not all(
@@ -262,10 +411,18 @@ def _probabilities(value: Any, num_classes: int, what: str) -> list[float]:
     return [float(p) for p in value]
 
 
+def _answer(value: Any, facts: _Facts, what: str) -> list[float]:
+    """1 行の答え: 分類器なら確率、回帰器なら出力の値の数だけの数。"""
+    count = _need(facts.num_classes, "the number of outputs (/metadata)")
+    if facts.classifier:
+        return _probabilities(value, count, what)
+    return _numbers(value, count, what)
+
+
 def _same(actual: list[float], expected: list[float]) -> bool:
-    """確率の列が float32 の精度で一致するか。"""
+    """答えの列が float32 の精度で一致するか（回帰の大きな値は相対誤差で）。"""
     return len(actual) == len(expected) and all(
-        abs(a - e) <= PROBABILITY_TOLERANCE for a, e in zip(actual, expected, strict=True)
+        abs(a - e) <= PROBABILITY_TOLERANCE * max(1.0, abs(e)) for a, e in zip(actual, expected, strict=True)
     )
 
 
@@ -304,19 +461,29 @@ def _verify_metadata(response: httpx.Response, facts: _Facts) -> str:
     sha256 = model.get("sha256") if isinstance(model, dict) else None
     if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise _Fail(f"model.sha256 is not a sha256 hex digest: {sha256!r}")
-    num_classes = model.get("num_classes")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise _Fail(f"model.num_classes is not a positive integer: {num_classes!r}")
-    if body["data_sample"] != constants.SAMPLE_DATA:
-        raise _Fail(f"data_sample is {body['data_sample']!r}, expected {constants.SAMPLE_DATA!r}")
+    task = model.get("task", "classification")
+    key = "num_classes" if task == "classification" else "num_outputs"
+    count = model.get(key)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise _Fail(f"model.{key} is not a positive integer: {count!r}")
+    if body["data_sample"] != [facts.served.sample]:
+        raise _Fail(f"data_sample is {body['data_sample']!r}, expected {[facts.served.sample]!r}")
     facts.model_sha256 = sha256
-    facts.num_classes = num_classes
-    facts.prediction_sample = _probabilities(body["prediction_sample"], num_classes, "prediction_sample")
+    facts.num_classes = count
+    facts.prediction_sample = _answer(body["prediction_sample"], facts, "prediction_sample")
     name = model.get("file_name", "model")
-    return f"{name} sha256 {sha256[:12]}…, {num_classes} classes"
+    what = f"{count} classes" if task == "classification" else f"regressor, {count} outputs"
+    return f"{name} sha256 {sha256[:12]}…, {what}"
+
+
+def _no_labels(response: httpx.Response) -> str:
+    """回帰器のラベルの確認: 404 とその理由。"""
+    return _rejects(404)(response, _Facts())
 
 
 def _verify_label(response: httpx.Response, facts: _Facts) -> str:
+    if not facts.classifier:
+        return _no_labels(response)
     body = _ok_json(response)
     num_classes = _need(facts.num_classes, "model.num_classes")
     expected_keys = [str(i) for i in range(num_classes)]
@@ -330,12 +497,13 @@ def _verify_label(response: httpx.Response, facts: _Facts) -> str:
 
 def _verify_predict_test(response: httpx.Response, facts: _Facts) -> str:
     prediction = _prediction(response)
-    num_classes = _need(facts.num_classes, "model.num_classes")
-    facts.predict_test = _probabilities(prediction, num_classes, "prediction")
+    facts.predict_test = _answer(prediction, facts, "prediction")
     return _short(facts.predict_test)
 
 
 def _verify_predict_test_label(response: httpx.Response, facts: _Facts) -> str:
+    if not facts.classifier:
+        return _no_labels(response)
     prediction = _prediction(response)
     expected = _argmax_label(_need(facts.predict_test, "/predict/test"), _need(facts.labels, "/label"))
     if prediction != expected:
@@ -345,8 +513,7 @@ def _verify_predict_test_label(response: httpx.Response, facts: _Facts) -> str:
 
 def _verify_predict(response: httpx.Response, facts: _Facts) -> str:
     prediction = _prediction(response)
-    num_classes = _need(facts.num_classes, "model.num_classes")
-    row = _probabilities(prediction, num_classes, "prediction")
+    row = _answer(prediction, facts, "prediction")
     # 形が正しければ後の確認のために記録する（不一致はこの確認だけの失敗にする）
     facts.one_row = row
     sample = _need(facts.prediction_sample, "/metadata prediction_sample")
@@ -356,16 +523,19 @@ def _verify_predict(response: httpx.Response, facts: _Facts) -> str:
     if not _same(row, test):
         raise _Fail(f"{_short(row)} differs from /predict/test {_short(test)}")
     sha256 = facts.model_sha256 or ""
-    local = facts.reference.get(sha256)
-    if local is None:
+    local_model = facts.reference.get(sha256)
+    if local_model is None:
         return f"{_short(row)} = prediction_sample = /predict/test (no local copy of model {sha256[:12]})"
     # サービスが名乗るモデルを手元で動かした答えと一致すること（サービス同士の自己一致だけにしない）
+    local = local_model(facts.served.sample)
     if not _same(row, local):
         raise _Fail(f"{_short(row)} differs from the local model {sha256[:12]}… {_short(local)}")
     return f"{_short(row)} = prediction_sample = /predict/test = local model {sha256[:12]}"
 
 
 def _verify_predict_label(response: httpx.Response, facts: _Facts) -> str:
+    if not facts.classifier:
+        return _no_labels(response)
     prediction = _prediction(response)
     expected = _argmax_label(_need(facts.one_row, "/predict"), _need(facts.labels, "/label"))
     if prediction != expected:
@@ -374,12 +544,11 @@ def _verify_predict_label(response: httpx.Response, facts: _Facts) -> str:
 
 
 def _batch(response: httpx.Response, facts: _Facts) -> list[list[float]]:
-    """3 行ぶんの確率のリストであることを確かめて返す。"""
+    """3 行ぶんの答えのリストであることを確かめて返す。"""
     prediction = _prediction(response)
-    num_classes = _need(facts.num_classes, "model.num_classes")
-    if not isinstance(prediction, list) or len(prediction) != len(BATCH_ROWS):
-        raise _Fail(f"expected {len(BATCH_ROWS)} rows, got {str(prediction)[:120]}")
-    return [_probabilities(row, num_classes, f"row {i}") for i, row in enumerate(prediction)]
+    if not isinstance(prediction, list) or len(prediction) != 3:
+        raise _Fail(f"expected 3 rows, got {str(prediction)[:120]}")
+    return [_answer(row, facts, f"row {i}") for i, row in enumerate(prediction)]
 
 
 def _verify_predict_batch(response: httpx.Response, facts: _Facts) -> str:
@@ -401,6 +570,8 @@ def _verify_predict_batch_order(response: httpx.Response, facts: _Facts) -> str:
 
 
 def _verify_predict_label_batch(response: httpx.Response, facts: _Facts) -> str:
+    if not facts.classifier:
+        return _no_labels(response)
     prediction = _prediction(response)
     labels = _need(facts.labels, "/label")
     expected = [_argmax_label(row, labels) for row in _need(facts.batch, "/predict (3 rows)")]
@@ -409,26 +580,89 @@ def _verify_predict_label_batch(response: httpx.Response, facts: _Facts) -> str:
     return ", ".join(expected)
 
 
-def _rejects(status: int, mention: str | None = None) -> Callable[[httpx.Response, _Facts], str]:
-    """決まった 4xx で断ることを確かめる検証関数を作る（mention があれば detail に含むこと）。"""
+def _rejects(
+    status: int, mention: str | None = None, key: str = "detail"
+) -> Callable[[httpx.Response, _Facts], str]:
+    """決まった 4xx で断ることを確かめる検証関数を作る（mention があれば理由に含むこと）。
+
+    `key` は理由の項目（簡易 API は detail、V2 は error）。
+    """
 
     def verify(response: httpx.Response, facts: _Facts) -> str:
         if response.status_code != status:
             raise _Fail(f"HTTP {response.status_code}, expected {status}: {_snippet(response)}")
         try:
-            detail = response.json().get("detail")
+            detail = response.json().get(key)
         except (ValueError, AttributeError):
-            raise _Fail(f"error body is not {{'detail': ...}}: {_snippet(response)}") from None
+            raise _Fail(f"error body is not {{'{key}': ...}}: {_snippet(response)}") from None
         if detail is None:
-            raise _Fail(f"error body has no detail: {_snippet(response)}")
+            raise _Fail(f"error body has no {key}: {_snippet(response)}")
         text = detail if isinstance(detail, str) else json.dumps(detail)
         if mention is not None and mention not in text:
-            raise _Fail(f"detail does not mention {mention!r}: {text[:120]}")
+            raise _Fail(f"{key} does not mention {mention!r}: {text[:120]}")
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             text = str(detail[0].get("msg", text))
         return f"{status}: {text[:100]}"
 
     return verify
+
+
+def _verify_v2_ready(response: httpx.Response, facts: _Facts) -> str:
+    _ok_json(response)
+    return "ready"
+
+
+def _verify_v2_model(response: httpx.Response, facts: _Facts) -> str:
+    body = _ok_json(response)
+    served = facts.served
+    expected = [{"name": served.input_name, "datatype": served.datatype, "shape": [-1, served.width]}]
+    if not isinstance(body, dict) or body.get("name") != served.name or body.get("inputs") != expected:
+        raise _Fail(f"expected model {served.name!r} with inputs {expected}, got {_snippet(response)}")
+    outputs = [str(o.get("name")) for o in body.get("outputs", []) if isinstance(o, dict)]
+    if served.prediction_output not in outputs:
+        raise _Fail(f"output {served.prediction_output!r} is not in the model's outputs {outputs}")
+    return (
+        f"{served.name} version {', '.join(map(str, body.get('versions', [])))}: outputs {', '.join(outputs)}"
+    )
+
+
+def _v2_rows(response: httpx.Response, facts: _Facts, rows: int) -> list[list[float]]:
+    """V2 の応答から /predict と同じ出力を行に分けて返す。"""
+    body = _ok_json(response)
+    served = facts.served
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    match = [o for o in outputs or [] if isinstance(o, dict) and o.get("name") == served.prediction_output]
+    if not match or body.get("id") != "mii-smoke":
+        raise _Fail(
+            f"expected output {served.prediction_output!r} and id 'mii-smoke', got {_snippet(response)}"
+        )
+    data, shape = match[0].get("data"), match[0].get("shape")
+    count = _need(facts.num_classes, "the number of outputs (/metadata)")
+    if (
+        not isinstance(data, list)
+        or len(data) != rows * count
+        or not isinstance(shape, list)
+        or shape[0] != rows
+    ):
+        raise _Fail(f"expected {rows} rows of {count} values, got shape {shape} and {str(data)[:80]}")
+    return [[float(v) for v in data[i * count : (i + 1) * count]] for i in range(rows)]
+
+
+def _verify_v2_infer(response: httpx.Response, facts: _Facts) -> str:
+    (row,) = _v2_rows(response, facts, 1)
+    expected = _need(facts.one_row, "/predict (one row)")
+    if not _same(row, expected):
+        raise _Fail(f"{_short(row)} differs from the /predict answer {_short(expected)}")
+    return f"{_short(row)} = /predict"
+
+
+def _verify_v2_infer_batch(response: httpx.Response, facts: _Facts) -> str:
+    rows = _v2_rows(response, facts, 3)
+    expected = _need(facts.batch, "/predict (3 rows)")
+    for index, (actual, wanted) in enumerate(zip(rows, expected, strict=True)):
+        if not _same(actual, wanted):
+            raise _Fail(f"row {index} {_short(actual)} differs from /predict {_short(wanted)}")
+    return "3 rows = /predict batch"
 
 
 _VERIFIERS: dict[str, Callable[[httpx.Response, _Facts], str]] = {
@@ -449,6 +683,12 @@ _VERIFIERS: dict[str, Callable[[httpx.Response, _Facts], str]] = {
     "reject-nan": _rejects(400),
     "reject-empty-data": _rejects(400),
     "reject-too-large": _rejects(413),
+    "v2-ready": _verify_v2_ready,
+    "v2-model": _verify_v2_model,
+    "v2-infer": _verify_v2_infer,
+    "v2-infer-batch": _verify_v2_infer_batch,
+    "v2-reject-shape": _rejects(400, key="error"),
+    "v2-unknown-model": _rejects(404, _UNKNOWN_MODEL, key="error"),
 }
 
 
@@ -477,47 +717,60 @@ def _result(check: Check, ok: bool, detail: str, elapsed_ms: float | None, **ext
     )
 
 
-def local_reference(models: Sequence[tuple[Path, Path]] | None = None) -> dict[str, list[float]]:
-    """手元のモデル（既定は同梱の models/）をサービス自身のローダで読み、sha256 -> サンプルの確率を返す。
+def local_reference(
+    models: Sequence[tuple[Path, Path | None]] | None = None,
+) -> dict[str, Callable[[list[float]], list[float]]]:
+    """手元のモデル（既定は同梱の models/）をサービス自身のローダで読み、sha256 -> 1 行の答えの関数を返す。
 
     読めないモデルは無視する（比べる相手が無いだけで、確認は続ける）。
     """
-    from service.ml.prediction import Classifier, ModelLoadError
+    from service.ml.loading import load_model
+    from service.ml.prediction import ModelLoadError
 
     if models is None:
-        from mii_cli.paths import default_labels, default_model
+        from mii_cli.paths import model_and_labels
 
         try:
-            models = [(default_model(), default_labels())]
+            models = [model_and_labels(None, None)]
         except ConfigError:
             models = []
-    reference: dict[str, list[float]] = {}
-    for model, labels in models:
+    reference: dict[str, Callable[[list[float]], list[float]]] = {}
+    for model_path, labels in models:
         try:
-            classifier = Classifier(model, labels)
+            model = load_model(model_path, labels)
         except ModelLoadError:
             continue
-        reference[classifier.info.sha256] = classifier.warm_up()
+        reference[model.info.sha256] = lambda row, model=model: model.predict([row])[0]  # type: ignore[misc]
     return reference
 
 
+def _discover(client: httpx.Client) -> ServedModel:
+    """/metadata から配信中のモデルを読む（読めなければ同梱の Iris モデル）。"""
+    try:
+        response = client.get("/metadata", headers={constants.REQUEST_ID_HEADER: "mii-smoke-discover"})
+        return served_model(response.json()) or IRIS
+    except (httpx.HTTPError, ValueError):
+        return IRIS
+
+
 def run_smoke_test(
-    base_url: str, *, timeout: float = 5.0, models: Sequence[tuple[Path, Path]] | None = None
+    base_url: str, *, timeout: float = 5.0, models: Sequence[tuple[Path, Path | None]] | None = None
 ) -> SmokeReport:
     """`smoke_plan()` の確認を `base_url` に対して順に実行し、結果を返す。
 
+    計画は /metadata が名乗るモデル（幅・サンプル・分類か回帰か・V2 の名前）に合わせる。
     `models`（既定は同梱のモデル）のうちサービスが名乗る sha256 のものがあれば、1 行の推論を
     手元で同じモデルを動かした答えとも比べる。
     サービスに接続できなければ、そこで送るのをやめ、残りの確認をすべて失敗として
     `unreachable` に理由を入れて返す（例外にはしない）。
     """
     base_url = normalize_url(base_url)
-    facts = _Facts(reference=local_reference(models))
     results: list[CheckResult] = []
     served_by: list[str] = []
     unreachable: str | None = None
     with httpx.Client(base_url=base_url, timeout=timeout, follow_redirects=False) as client:
-        for check in smoke_plan():
+        facts = _Facts(served=_discover(client), reference=local_reference(models))
+        for check in smoke_plan(facts.served):
             if unreachable is not None:
                 results.append(_result(check, False, "not run: service unreachable", None))
                 continue

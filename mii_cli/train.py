@@ -3,6 +3,8 @@
 scikit-learn 同梱の Iris データ（ダウンロード不要）を固定シードで分割・学習し、
 skl2onnx で入力 `float_input`（float32 [None, 4]）の ONNX に変換する。
 同じ環境なら何度実行しても同じバイト列・同じ予測になる。
+学習の事実（training.json）にはサンプルの 1 行（Iris の 1 行目。/predict/test と /metadata が使う）と
+モデルの版（Open Inference Protocol の版）も書く。
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from typing import Any
 
 from mii_cli.errors import ModelError
 from service.constants import TRAINING_FACTS_FILENAME
-from service.ml.prediction import Classifier, ModelLoadError, sha256_of
+from service.ml.loading import load_model, sha256_of
+from service.ml.prediction import ModelLoadError
 
 INPUT_NAME = "float_input"
 MODEL_FILENAME = "iris_svc.onnx"
 LABEL_FILENAME = "label.json"
 # ONNX Runtime 1.18 以降で読める opset に固定する
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+# サンプルの 1 行（Iris の 1 行目、仕様書の /predict/test の入力）とモデルの版
+SAMPLE_ROW = [5.1, 3.5, 1.4, 0.2]
+MODEL_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ def train(output_dir: Path, *, seed: int = 42, test_size: float = 0.2) -> TrainR
         "train_rows": sizes["train"],
         "test_rows": sizes["test"],
         "accuracy": round(accuracy, 6),
+        "sample": SAMPLE_ROW,
+        "version": MODEL_VERSION,
         "model_sha256": sha256_of(model_bytes),
         "label_sha256": sha256_of(label_bytes),
         "target_opset": {k or "ai.onnx": v for k, v in TARGET_OPSET.items()},
@@ -128,7 +136,7 @@ def train(output_dir: Path, *, seed: int = 42, test_size: float = 0.2) -> TrainR
     facts_path.write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
 
     try:
-        Classifier(model_path, label_path)
+        load_model(model_path, label_path)
     except ModelLoadError as error:
         raise ModelError(f"the trained model does not load: {error}") from None
     return TrainResult(

@@ -1,4 +1,4 @@
-"""ビルド時の検証: サービス自身のローダでモデルとラベルを読み、試し推論する。
+"""ビルド時の検証: サービス自身のローダでモデル（とラベル・サンプル）を読み、試し推論する。
 
 `python -m service.check` として Dockerfile から呼ぶ。失敗したら理由を 1 行で出して終了コード 1。
 """
@@ -13,15 +13,16 @@ from service.server import StartupError, prepare
 def main() -> int:
     """モデルを検証し、結果を 1 行で表示する。"""
     try:
-        _settings, classifier = prepare()
-        sample = classifier.warm_up()
+        _settings, model = prepare()
     except StartupError as error:
         print(f"model check failed: {error}", file=sys.stderr)
         return 1
-    info = classifier.info
+    info = model.info
+    answer = model.run(model.to_batch(model.sample))[0]
+    what = f"classes={info.num_classes}" if info.task == "classification" else f"outputs={info.num_outputs}"
     print(
-        f"model check passed: {info.file_name} sha256={info.sha256} "
-        f"classes={info.num_classes} sample={[round(p, 6) for p in sample]}"
+        f"model check passed: {info.file_name} sha256={info.sha256} task={info.task} "
+        f"features={info.num_features} {what} sample={[round(p, 6) for p in answer]} ({info.sample_source})"
     )
     return 0
 

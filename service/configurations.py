@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,6 +21,27 @@ class ConfigurationError(Exception):
     """設定値が不正なときの例外（メッセージは 1 行で、どの変数が何故だめかを示す）。"""
 
 
+SAMPLE_PROBLEM = "must be a non-empty JSON list of finite numbers, e.g. [5.1, 3.5, 1.4, 0.2]"
+
+
+def parse_sample(value: object) -> list[float]:
+    """サンプルの 1 行（数のリスト、またはその JSON）を確かめて float のリストにする。不正なら ValueError。
+
+    SAMPLE_ROW・`--sample`・training.json の `sample` の共通の検査。
+    """
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(SAMPLE_PROBLEM) from None
+    if not isinstance(value, list) or not value:
+        raise ValueError(SAMPLE_PROBLEM)
+    for item in value:
+        if not isinstance(item, int | float) or isinstance(item, bool) or not math.isfinite(item):
+            raise ValueError(SAMPLE_PROBLEM)
+    return [float(item) for item in value]
+
+
 class Settings(BaseSettings):
     """推論サービスの設定（環境変数名はフィールド名の大文字）。"""
 
@@ -27,8 +50,22 @@ class Settings(BaseSettings):
     model_filepath: Path = Field(default=Path(constants.DEFAULT_MODEL_FILEPATH))
     """ONNX モデルファイルのパス（MODEL_FILEPATH）。"""
 
-    label_filepath: Path = Field(default=Path(constants.DEFAULT_LABEL_FILEPATH))
-    """クラスインデックスとラベル名の対応を持つ JSON のパス（LABEL_FILEPATH）。"""
+    label_filepath: str | None = None
+    """クラスインデックスとラベル名の対応を持つ JSON のパス（LABEL_FILEPATH）。
+
+    空文字はラベルファイル無し。指定が無ければ、既定のモデルには既定のラベル、別のモデルにはラベル
+    ファイル無し（同梱の label.json は同梱のモデルのもの）。ラベルファイルの無い分類器はモデル自身の
+    クラスラベルを使う。実際に使うパスは `labels_path`。
+    """
+
+    model_name: str = ""
+    """Open Inference Protocol（V2）でのモデル名（MODEL_NAME）。空ならモデルファイルの名前（拡張子なし）。"""
+
+    sample_row: str = ""
+    """/predict/test・/metadata のサンプル 1 行（SAMPLE_ROW、JSON の数のリスト。例 `[5.1, 3.5, 1.4, 0.2]`）。
+
+    空ならモデルの横の training.json の `sample`、それも無ければゼロの 1 行。実際の値は `sample`。
+    """
 
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = "DEBUG"
     """ログレベル（LOG_LEVEL）。仕様書の既定値は DEBUG。"""
@@ -71,6 +108,53 @@ class Settings(BaseSettings):
 
     pod_name: str = ""
     """応答した Pod の名前（POD_NAME）。空ならホスト名を使う。"""
+
+    @property
+    def labels_path(self) -> Path | None:
+        """実際に読むラベルファイル（無ければ None）。"""
+        if self.label_filepath is None:
+            if self.model_filepath == Path(constants.DEFAULT_MODEL_FILEPATH):
+                return Path(constants.DEFAULT_LABEL_FILEPATH)
+            return None
+        return Path(self.label_filepath) if self.label_filepath else None
+
+    @property
+    def sample(self) -> list[float] | None:
+        """SAMPLE_ROW の行（指定が無ければ None）。"""
+        return parse_sample(self.sample_row) if self.sample_row else None
+
+    @field_validator("sample_row", mode="before")
+    @classmethod
+    def _sample_text(cls, value: object) -> object:
+        """リストで渡されたサンプルも JSON の文字列として受け取る。"""
+        return json.dumps(value) if isinstance(value, list | tuple) else value
+
+    @field_validator("sample_row")
+    @classmethod
+    def _sample_is_a_row(cls, value: str) -> str:
+        """SAMPLE_ROW は有限の数の JSON リスト。"""
+        if value:
+            parse_sample(value)
+        return value
+        try:
+            row = json.loads(value)
+        except ValueError:
+            raise ValueError("must be a JSON list of numbers, e.g. [5.1, 3.5, 1.4, 0.2]") from None
+        if (
+            not isinstance(row, list)
+            or not row
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in row
+            )
+        ):
+            raise ValueError("must be a non-empty JSON list of finite numbers, e.g. [5.1, 3.5, 1.4, 0.2]")
+        return value
+
+    @field_validator("label_filepath", mode="before")
+    @classmethod
+    def _path_text(cls, value: object) -> object:
+        """Path で渡されたラベルのパスも文字列として受け取る。"""
+        return str(value) if isinstance(value, Path) else value
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -81,6 +81,8 @@ SERVICE_ENV = (
     "POD_NAME",
     "FAST_PATH",
     "BODY_TIMEOUT_SECONDS",
+    "MODEL_NAME",
+    "SAMPLE_ROW",
 )
 
 
@@ -90,6 +92,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in SERVICE_ENV:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """テストの中で学習した小さなモデル一式（幅・出力・ラベルの型・回帰・固定バッチ）。"""
+    from tests.zoo import build_zoo
+
+    return build_zoo(tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture

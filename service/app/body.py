@@ -16,38 +16,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import HTTPException
-
 from service import constants
+from service.app.errors import BodyTimeout, BodyTooLarge
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
-
-_CLOSE = {"connection": "close"}
-
-
-class BodyTooLarge(HTTPException):
-    """本文が上限を超えた（413）。読み切れなかったときは接続を閉じる。"""
-
-    def __init__(self, limit: int, *, drained: bool = True) -> None:
-        """上限のバイト数を含むメッセージを作る。"""
-        super().__init__(
-            status_code=413,
-            detail=f"request body is larger than {limit} bytes",
-            headers=None if drained else dict(_CLOSE),
-        )
-
-
-class BodyTimeout(HTTPException):
-    """本文が期限までに届かなかった（408）。残りが後から届いても読まないので接続を閉じる。"""
-
-    def __init__(self, seconds: float) -> None:
-        """期限の秒数を含むメッセージを作る。"""
-        super().__init__(
-            status_code=408,
-            detail=f"request body not received within {seconds:g} s",
-            headers=dict(_CLOSE),
-        )
 
 
 class BodyDeadlines:
@@ -114,13 +87,21 @@ class LimitedReceive:
 
     __slots__ = ("_deadline", "_deadlines", "_receive", "complete", "limit", "received")
 
-    def __init__(self, receive: Receive, limit: int, deadlines: BodyDeadlines) -> None:
-        """元の receive・上限のバイト数・見張りを受け取る。"""
+    def __init__(
+        self,
+        receive: Receive,
+        limit: int,
+        deadlines: BodyDeadlines,
+        *,
+        received: int = 0,
+        deadline: float | None = None,
+    ) -> None:
+        """元の receive・上限のバイト数・見張り（と、すでに受け取った量と期限）を受け取る。"""
         self._receive = receive
         self._deadlines = deadlines
-        self._deadline: float | None = None
+        self._deadline = deadline
         self.limit = limit
-        self.received = 0
+        self.received = received
         self.complete = False
 
     async def __call__(self) -> Message:
@@ -154,3 +135,27 @@ class LimitedReceive:
         except BodyTimeout:
             return False
         return self.complete
+
+
+async def read_body(receive: Receive, limit: int, deadlines: BodyDeadlines) -> bytes:
+    """本文を最後まで読む（高速経路用: 1 回で届く普通の本文にはオブジェクトを作らない）。
+
+    上限を超えたら残りを読み捨てて BodyTooLarge、期限を過ぎたら BodyTimeout。
+    """
+    deadline = asyncio.get_running_loop().time() + deadlines.seconds
+    message = await deadlines.wait(receive, deadline)
+    if message["type"] != "http.request":
+        return b""
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+        return body
+    rest = LimitedReceive(receive, limit, deadlines, received=len(body), deadline=deadline)
+    if rest.received > limit:
+        raise BodyTooLarge(limit, drained=await rest.drain())
+    chunks = [body]
+    while not rest.complete:
+        message = await rest()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)

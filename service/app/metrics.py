@@ -1,16 +1,22 @@
-"""Prometheus のメトリクス定義。
+"""Prometheus のメトリクス。
 
-アプリごとに独立したレジストリを持つ（テストで複数のアプリを作っても衝突しない）。
+リクエストごとの記録は Python の整数を足すだけにし（イベントループは 1 本なのでロックは要らない）、
+Prometheus の形にするのは `/metrics` が読まれたときだけ（自前の Collector）。prometheus_client の
+Counter・Histogram はラベルの子を引くたびにロックと辞書を通り、1 リクエストに数 µs かかっていた。
+名前・ラベル・バケットは以前と同じ。アプリごとに独立したレジストリを持つ（テストで複数作っても衝突しない）。
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 # 推論 API の遅延に合わせたバケット（秒）
-_LATENCY_BUCKETS = (
+LATENCY_BUCKETS = (
     0.0005,
     0.001,
     0.0025,
@@ -24,60 +30,98 @@ _LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
+_BUCKET_LABELS = [*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf"]
+
+
+class RouteStats:
+    """1 つの (メソッド, ルート) のステータス別の件数と遅延のヒストグラム。"""
+
+    __slots__ = ("buckets", "count", "statuses", "sum")
+
+    def __init__(self) -> None:
+        """空の記録を作る。"""
+        self.statuses: dict[int, int] = {}
+        # バケットごとの件数（累積ではない。最後は +Inf）
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, status: int, seconds: float) -> None:
+        """1 リクエストの結果を記録する。"""
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
 
 
 class Metrics:
-    """リクエスト数・遅延・推論数・推論行数のメトリクス。"""
+    """リクエスト数・遅延・推論数・推論行数・本文の期限切れのメトリクス。"""
 
     def __init__(self) -> None:
-        """専用レジストリにメトリクスを登録する。"""
+        """専用レジストリに Collector を登録する。"""
+        self.routes: dict[tuple[str, str], RouteStats] = {}
+        self.predictions: dict[str, int] = {}
+        self.rows = 0
+        self.body_timeouts = 0
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "mii_http_requests_total",
-            "HTTP requests by method, route and status code.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "mii_http_request_duration_seconds",
-            "HTTP request latency in seconds by method and route.",
-            ["method", "route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.predictions = Counter(
-            "mii_predictions_total",
-            "Successful prediction requests by endpoint.",
-            ["endpoint"],
-            registry=self.registry,
-        )
-        self.rows = Counter(
-            "mii_prediction_rows_total",
-            "Rows predicted (a batch request counts each row).",
-            registry=self.registry,
-        )
-        self.body_timeouts = Counter(
-            "mii_request_body_timeouts_total",
-            "Requests whose body did not arrive within BODY_TIMEOUT_SECONDS (answered 408).",
-            registry=self.registry,
-        )
-        # ラベル付きの子メトリクスは作成コストがあるのでキャッシュする
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._latency_children: dict[tuple[str, str], Any] = {}
+        self.registry.register(self)
+
+    def route(self, method: str, route: str) -> RouteStats:
+        """(メソッド, ルート) の記録（無ければ作る）。高速経路はルートごとに 1 度だけ引いて持っておく。"""
+        stats = self.routes.get((method, route))
+        if stats is None:
+            stats = self.routes[(method, route)] = RouteStats()
+        return stats
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """1 リクエストの結果を記録する。"""
-        key = (method, route, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(method, route, str(status))
-        counter.inc()
-        histogram = self._latency_children.get((method, route))
-        if histogram is None:
-            histogram = self._latency_children[(method, route)] = self.latency.labels(method, route)
-        histogram.observe(seconds)
+        self.route(method, route).observe(status, seconds)
 
     def observe_prediction(self, endpoint: str, rows: int) -> None:
         """成功した推論を記録する。"""
-        self.predictions.labels(endpoint).inc()
-        self.rows.inc(rows)
+        predictions = self.predictions
+        predictions[endpoint] = predictions.get(endpoint, 0) + 1
+        self.rows += rows
+
+    def body_timeout(self) -> None:
+        """本文の期限切れ（408）を 1 件記録する。"""
+        self.body_timeouts += 1
+
+    def collect(self) -> Iterator[Any]:
+        """Prometheus の形にして返す（/metrics が読まれたときだけ呼ばれる）。"""
+        requests = CounterMetricFamily(
+            "mii_http_requests_total",
+            "HTTP requests by method, route and status code.",
+            labels=["method", "route", "status"],
+        )
+        latency = HistogramMetricFamily(
+            "mii_http_request_duration_seconds",
+            "HTTP request latency in seconds by method and route.",
+            labels=["method", "route"],
+        )
+        for (method, route), stats in list(self.routes.items()):
+            for status, count in sorted(stats.statuses.items()):
+                requests.add_metric([method, route, str(status)], count)
+            cumulative = 0
+            buckets = []
+            for label, count in zip(_BUCKET_LABELS, stats.buckets, strict=True):
+                cumulative += count
+                buckets.append((label, float(cumulative)))
+            latency.add_metric([method, route], buckets, stats.sum)
+        predictions = CounterMetricFamily(
+            "mii_predictions_total", "Successful prediction requests by endpoint.", labels=["endpoint"]
+        )
+        for endpoint, count in sorted(self.predictions.items()):
+            predictions.add_metric([endpoint], count)
+        yield requests
+        yield latency
+        yield predictions
+        yield CounterMetricFamily(
+            "mii_prediction_rows_total", "Rows predicted (a batch request counts each row).", value=self.rows
+        )
+        yield CounterMetricFamily(
+            "mii_request_body_timeouts_total",
+            "Requests whose body did not arrive within BODY_TIMEOUT_SECONDS (answered 408).",
+            value=self.body_timeouts,
+        )

@@ -1,27 +1,45 @@
-"""アプリが持つ状態（読み込んだモデル・メトリクス・準備完了フラグ）。"""
+"""アプリが持つ状態（読み込んだモデル・メトリクス・準備完了フラグ・起動時に作った応答）。"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from service.app.metrics import Metrics
-from service.ml.prediction import Classifier
+from service.app.errors import Protocol, Reply
+from service.app.metrics import Metrics, RouteStats
+from service.ml.prediction import TabularModel
+
+# 高速経路の 1 エンドポイント: (本文, Inference-Header-Content-Length, リクエスト ID) -> 応答
+FastAnswer = Callable[[bytes, "str | None", bytes], Reply]
+
+
+@dataclass(frozen=True)
+class FastRoute:
+    """高速経路の 1 つの (メソッド, 具体的なパス): 答える関数・メトリクスのルート名・エラーの形。"""
+
+    answer: FastAnswer
+    route: str
+    stats: RouteStats
+    protocol: Protocol
+    reads_body: bool
 
 
 @dataclass
 class ServiceState:
-    """lifespan で用意し、ルータから参照する状態。"""
+    """lifespan で用意し、ルートと高速経路から参照する状態。"""
 
     metrics: Metrics
     served_by: str
-    classifier_: Classifier | None = None
+    model_: TabularModel | None = None
     ready: bool = False
-    metadata: dict[str, Any] = field(default_factory=dict)
+    # 決まった答え（/metadata・/label・/predict/test など）は起動時に 1 度だけ作る: 名前 -> 応答
+    cached: dict[str, Reply] = field(default_factory=dict)
+    # 高速経路の表 (メソッド, パス) -> FastRoute。モデルを読み込んだ後に作る（FAST_PATH=false なら空）
+    fast_routes: dict[tuple[str, str], FastRoute] = field(default_factory=dict)
 
     @property
-    def classifier(self) -> Classifier:
-        """読み込み済みの Classifier（未読み込みで呼ばれることは無い: readiness が先に 503 を返す）。"""
-        if self.classifier_ is None:
+    def model(self) -> TabularModel:
+        """読み込み済みのモデル（未読み込みで呼ばれることは無い: readiness が先に 503 を返す）。"""
+        if self.model_ is None:
             raise RuntimeError("model is not loaded yet")
-        return self.classifier_
+        return self.model_

@@ -1,7 +1,8 @@
-"""ONNX ファイルの先頭情報（ModelProto の最上位フィールド）を読む小さなパーサ。
+"""ONNX ファイルの先頭情報（ModelProto の最上位フィールド）とクラスラベルを読む小さなパーサ。
 
-onnx パッケージを実行時依存に入れずに、opset・producer・IR バージョンを /metadata に出すためのもの。
-グラフ本体（フィールド 7）は長さだけ読んで読み飛ばす。
+onnx パッケージを実行時依存に入れずに、opset・producer・IR バージョンを /metadata に出し、
+分類器のクラスラベル（ZipMap や *Classifier ノードの classlabels_* 属性）を読むためのもの。
+グラフ（フィールド 7）はノードの op_type・domain・属性だけを見て、初期値などは読み飛ばす。
 """
 
 from __future__ import annotations
@@ -13,6 +14,18 @@ _IR_VERSION = 1
 _PRODUCER_NAME = 2
 _PRODUCER_VERSION = 3
 _OPSET_IMPORT = 8
+_GRAPH = 7
+# GraphProto・NodeProto・AttributeProto のフィールド番号
+_GRAPH_NODE = 1
+_NODE_OP_TYPE = 4
+_NODE_ATTRIBUTE = 5
+_NODE_DOMAIN = 7
+_ATTR_NAME = 1
+_ATTR_INTS = 8
+_ATTR_STRINGS = 9
+# クラスラベルを持つ属性（ZipMap は *_int64s、ai.onnx.ml の分類器は *_ints）
+_INT_LABELS = ("classlabels_int64s", "classlabels_ints")
+_STRING_LABELS = ("classlabels_strings",)
 # OperatorSetIdProto のフィールド番号
 _OPSET_DOMAIN = 1
 _OPSET_VERSION = 2
@@ -35,6 +48,7 @@ class OnnxHeader:
     producer_name: str = ""
     producer_version: str = ""
     opsets: dict[str, int] = field(default_factory=dict)
+    class_labels: list[int] | list[str] | None = None
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -81,11 +95,77 @@ def _fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
     return out
 
 
+def _signed(value: int) -> int:
+    """varint の 64 ビット 2 の補数を符号付きの整数にする。"""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _packed_varints(data: bytes) -> list[int]:
+    """packed な repeated int64 を読む。"""
+    values = []
+    pos = 0
+    while pos < len(data):
+        value, pos = _read_varint(data, pos)
+        values.append(_signed(value))
+    return values
+
+
+def _node_class_labels(node: bytes) -> tuple[str, list[int] | list[str]] | None:
+    """ai.onnx.ml のノードなら (op_type, クラスラベル) を返す（ラベルの属性が無ければ None）。"""
+    op_type = domain = ""
+    attributes: list[bytes] = []
+    for number, _wire, value in _fields(node):
+        if number == _NODE_OP_TYPE and isinstance(value, bytes):
+            op_type = value.decode("utf-8", "replace")
+        elif number == _NODE_DOMAIN and isinstance(value, bytes):
+            domain = value.decode("utf-8", "replace")
+        elif number == _NODE_ATTRIBUTE and isinstance(value, bytes):
+            attributes.append(value)
+    if domain != "ai.onnx.ml":
+        return None
+    for attribute in attributes:
+        name = ""
+        ints: list[int] = []
+        strings: list[str] = []
+        for number, wire, value in _fields(attribute):
+            if number == _ATTR_NAME and isinstance(value, bytes):
+                name = value.decode("utf-8", "replace")
+            elif number == _ATTR_INTS and isinstance(value, int) and wire == _VARINT:
+                ints.append(_signed(value))
+            elif number == _ATTR_INTS and isinstance(value, bytes):
+                ints.extend(_packed_varints(value))
+            elif number == _ATTR_STRINGS and isinstance(value, bytes):
+                strings.append(value.decode("utf-8", "replace"))
+        if name in _INT_LABELS and ints:
+            return op_type, ints
+        if name in _STRING_LABELS and strings:
+            return op_type, strings
+    return None
+
+
+def _graph_class_labels(graph: bytes) -> list[int] | list[str] | None:
+    """グラフのクラスラベル。ZipMap の属性を優先し、無ければ最初の分類器ノードの属性。"""
+    found: list[int] | list[str] | None = None
+    for number, _wire, value in _fields(graph):
+        if number != _GRAPH_NODE or not isinstance(value, bytes):
+            continue
+        labels = _node_class_labels(value)
+        if labels is None:
+            continue
+        op_type, classes = labels
+        if op_type == "ZipMap":
+            return classes
+        if found is None:
+            found = classes
+    return found
+
+
 def read_onnx_header(model_bytes: bytes) -> OnnxHeader:
-    """ONNX モデルのバイト列から IR バージョン・producer・opset を読む。"""
+    """ONNX モデルのバイト列から IR バージョン・producer・opset・クラスラベルを読む。"""
     ir_version = 0
     producer_name = producer_version = ""
     opsets: dict[str, int] = {}
+    class_labels: list[int] | list[str] | None = None
     for number, _wire, value in _fields(model_bytes):
         if number == _IR_VERSION and isinstance(value, int):
             ir_version = value
@@ -101,4 +181,6 @@ def read_onnx_header(model_bytes: bytes) -> OnnxHeader:
                 elif sub_number == _OPSET_VERSION and isinstance(sub_value, int):
                     version = sub_value
             opsets[domain or "ai.onnx"] = version
-    return OnnxHeader(ir_version, producer_name, producer_version, opsets)
+        elif number == _GRAPH and isinstance(value, bytes):
+            class_labels = _graph_class_labels(value)
+    return OnnxHeader(ir_version, producer_name, producer_version, opsets, class_labels)

@@ -298,10 +298,9 @@ class FakeApiServer:
             }
         sends_replicas = "replicas" in (body.get("spec") or {})
         others = sorted(replicas_owners - {manager})
-        changes_replicas = (
-            live is not None
-            and (body.get("spec") or {}).get("replicas") != (live.get("spec") or {}).get("replicas")
-        )
+        changes_replicas = live is not None and (body.get("spec") or {}).get("replicas") != (
+            live.get("spec") or {}
+        ).get("replicas")
         if sends_replicas and others and changes_replicas and request.param("force") != "true":
             # 本物と同じく、他のマネージャが持つ値を force なしで変えようとすると衝突（同じ値なら共有になる）
             return 409, status_body(

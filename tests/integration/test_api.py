@@ -6,19 +6,22 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.ml.prediction import Classifier
+from service.ml.loading import load_model
+from service.ml.prediction import TabularModel
 
 SAMPLE = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
 
 
 @pytest.fixture(scope="module")
-def direct(model_path: Path, label_path: Path) -> Classifier:
-    return Classifier(model_path, label_path)
+def direct(model_path: Path, label_path: Path) -> TabularModel:
+    return load_model(model_path, label_path)
 
 
 def test_health(client: TestClient) -> None:
@@ -56,14 +59,14 @@ def test_label(client: TestClient) -> None:
     assert client.get("/label").json() == {"0": "setosa", "1": "versicolor", "2": "virginica"}
 
 
-def test_metadata_has_the_original_fields_and_model_facts(client: TestClient, direct: Classifier) -> None:
+def test_metadata_has_the_original_fields_and_model_facts(client: TestClient, direct: TabularModel) -> None:
     body = client.get("/metadata").json()
     assert body["data_type"] == "float32"
     assert body["data_structure"] == "(1,4)"
     assert body["data_sample"] == [SAMPLE]
     assert body["prediction_type"] == "float32"
     assert body["prediction_structure"] == "(1,3)"
-    assert body["prediction_sample"] == direct.predict_proba([SAMPLE])[0]
+    assert body["prediction_sample"] == direct.predict([SAMPLE])[0]
     model = body["model"]
     assert model["file_name"] == "iris_svc.onnx"
     assert model["sha256"] == direct.info.sha256
@@ -78,23 +81,23 @@ def test_metadata_has_the_original_fields_and_model_facts(client: TestClient, di
     assert body["service_version"] == "0.1.0"
 
 
-def test_predict_test(client: TestClient, direct: Classifier) -> None:
-    assert client.get("/predict/test").json() == {"prediction": direct.predict_proba([SAMPLE])[0]}
+def test_predict_test(client: TestClient, direct: TabularModel) -> None:
+    assert client.get("/predict/test").json() == {"prediction": direct.predict([SAMPLE])[0]}
     assert client.get("/predict/test/label").json() == {"prediction": "setosa"}
 
 
-def test_predict_one_row(client: TestClient, direct: Classifier) -> None:
+def test_predict_one_row(client: TestClient, direct: TabularModel) -> None:
     response = client.post("/predict", json={"data": [VIRGINICA]})
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"prediction": direct.predict_proba([VIRGINICA])[0]}
+    assert response.json() == {"prediction": direct.predict([VIRGINICA])[0]}
     assert client.post("/predict/label", json={"data": [VIRGINICA]}).json() == {"prediction": "virginica"}
 
 
-def test_predict_batch_answers_every_row_in_order(client: TestClient, direct: Classifier) -> None:
+def test_predict_batch_answers_every_row_in_order(client: TestClient, direct: TabularModel) -> None:
     rows = [SAMPLE, VIRGINICA, [5.9, 3.0, 4.2, 1.5]]
     probabilities = client.post("/predict", json={"data": rows}).json()["prediction"]
-    assert probabilities == direct.predict_proba(rows)
+    assert probabilities == direct.predict(rows)
     labels = client.post("/predict/label", json={"data": rows}).json()["prediction"]
     assert labels == ["setosa", "virginica", "versicolor"]
 
@@ -188,12 +191,12 @@ def test_unknown_route_and_method(client: TestClient) -> None:
 def test_server_fault_is_a_generic_500_and_logged(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    classifier = client.app.state.service.classifier  # type: ignore[attr-defined]
+    model = client.app.state.service.model  # type: ignore[attr-defined]
 
     def broken(_rows: object) -> object:
         raise RuntimeError("onnxruntime exploded")
 
-    monkeypatch.setattr(classifier, "predict_proba", broken)
+    monkeypatch.setattr(model, "predict", broken)
     with caplog.at_level(logging.ERROR):
         response = client.post("/predict", json={"data": [SAMPLE]}, headers={"X-Request-ID": "trace-me"})
     assert response.status_code == 500
@@ -289,9 +292,97 @@ def test_fast_path_and_fastapi_routes_answer_byte_for_byte_alike(
         ("POST", "/predict/label", '{"data": [["x", 1, 2, 3]]}'),
         ("POST", "/predict", "{broken"),
         ("POST", "/predict", '{"data": [[NaN, 1, 2, 3]]}'),
+        ("GET", "/v2", None),
+        ("GET", "/v2/health/live", None),
+        ("GET", "/v2/health/ready", None),
+        ("GET", "/v2/models/iris_svc", None),
+        ("GET", "/v2/models/iris_svc/versions/1/ready", None),
+        ("GET", "/v2/models/other", None),
+        ("POST", "/v2/models/iris_svc/infer", V2_ONE_ROW),
+        ("POST", "/v2/models/iris_svc/versions/1/infer", V2_ONE_ROW.replace('"FP32"', '"FP64"')),
+        ("POST", "/v2/models/iris_svc/versions/2/infer", V2_ONE_ROW),
+        ("POST", "/v2/models/iris_svc/infer", "{broken"),
     ]
     for method, path, body in requests:
         a = fast.request(method, path, content=body)
         b = slow.request(method, path, content=body)
         assert (a.status_code, a.content) == (b.status_code, b.content), (method, path, body)
         assert a.headers["content-type"] == b.headers["content-type"] == "application/json"
+    # バイナリテンソル拡張の応答も同じバイト列
+    tensor = {
+        "name": "float_input",
+        "shape": [1, 4],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": 16},
+    }
+    header = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}})
+    binary = header.encode() + bytes(16)
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    a = fast.post("/v2/models/iris_svc/infer", content=binary, headers=headers)
+    b = slow.post("/v2/models/iris_svc/infer", content=binary, headers=headers)
+    assert (a.status_code, a.content, a.headers["inference-header-content-length"]) == (
+        b.status_code,
+        b.content,
+        b.headers["inference-header-content-length"],
+    )
+
+
+V2_ONE_ROW = (
+    '{"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}'
+)
+
+
+def test_a_regressor_answers_values_and_404_for_labels_through_either_path(
+    make_client: Callable[..., TestClient], zoo: dict[str, Any]
+) -> None:
+    from tests.zoo import onnxruntime_answers
+
+    model = zoo["regressor_multi"]
+    fast = make_client(model_filepath=model.path, fast_path=True)
+    slow = make_client(model_filepath=model.path, fast_path=False)
+    expected, _ = onnxruntime_answers(model, model.rows)
+    for client in (fast, slow):
+        answers = client.post("/predict", json={"data": model.rows}).json()["prediction"]
+        assert [len(row) for row in answers] == [2] * len(model.rows)
+        np.testing.assert_allclose(answers, expected, rtol=1e-6)
+        one = client.post("/predict", json={"data": model.rows[:1]}).json()["prediction"]
+        # 1 行と N 行では ONNX Runtime の行列積のカーネルが違い、float32 の丸めだけ違いうる
+        np.testing.assert_allclose(one, answers[0], rtol=1e-6)
+        for path in ("/label", "/predict/test/label"):
+            response = client.get(path)
+            assert response.status_code == 404
+            assert response.json() == {"detail": "model regressor_multi is a regressor: it has no labels"}
+        assert client.post("/predict/label", json={"data": model.rows}).status_code == 404
+        metadata = client.get("/metadata").json()
+        assert metadata["task"] == "regression"
+        assert metadata["prediction_structure"] == "(1,2)"
+        assert metadata["data_sample"] == [[0.0] * 6]
+        assert metadata["sample_source"] == "zeros"
+
+
+@pytest.mark.parametrize(("path", "key"), [("/predict", "detail"), ("/v2/models/iris_svc/infer", "error")])
+def test_a_fault_outside_the_handlers_is_a_500_in_the_shape_of_the_api(
+    make_client: Callable[..., TestClient],
+    model_path: Path,
+    label_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    key: str,
+) -> None:
+    client = make_client(model_filepath=model_path, label_filepath=label_path)
+    routes = client.app.state.service.fast_routes  # type: ignore[attr-defined]
+
+    def broken(*_args: object) -> object:
+        raise RuntimeError("the fast path broke")
+
+    from dataclasses import replace
+
+    routes[("POST", path)] = replace(routes[("POST", path)], answer=broken)
+    with caplog.at_level(logging.ERROR):
+        response = client.post(path, content=b"{}", headers={"X-Request-ID": "fault-1"})
+    assert response.status_code == 500
+    assert response.json() == {key: "Internal server error"}
+    assert response.headers["x-request-id"] == "fault-1"
+    assert any(getattr(r, "request_id", None) == "fault-1" and r.exc_text for r in caplog.records)
+    text = client.get("/metrics").text
+    assert f'route="{path.replace("iris_svc", "{name}")}",status="500"' in text

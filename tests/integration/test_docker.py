@@ -250,6 +250,8 @@ def test_mismatched_labels_fail_the_docker_build_itself(
         model_sha256="x",
         label_sha256="y",
         input_signature="x",
+        task="classification",
+        num_features=4,
         num_classes=2,
         training=None,
     )
@@ -297,6 +299,40 @@ def test_model_change_gets_a_new_unique_tag_and_reuses_dependency_layers(
         print(f"model-only rebuild took {elapsed:.1f} s, {shared} of {len(new_layers)} layers shared")
     finally:
         for tag in rebuilt["tags"]:
+            if tag != TAG:
+                docker.images.remove(tag, noprune=True)
+
+
+def test_a_model_of_your_own_is_baked_served_and_smoke_tested(
+    docker: Any, image: dict[str, Any], zoo: Any
+) -> None:
+    """テストの中で学習した文字列ラベルの分類器（幅 5、ラベルファイル無し）を --sample 付きで焼き込む。"""
+    model = zoo["str_zipmap"]
+    sample = model.rows[0]
+    built = _build("--model", str(model.path), "--sample", json.dumps(sample))
+    port = free_port()
+    spec = running.RunSpec(image=built["unique_tag"], name=f"mii-test-byo-{port}", port=port)
+    try:
+        assert built["label_sha256"] is None
+        oci = docker.images.get(built["unique_tag"]).labels
+        assert oci["io.mii.model.file"] == "str_zipmap.onnx"
+        assert oci["io.mii.labels.sha256"] == "none"
+        running.start_container(docker, spec, timeout=60)
+        metadata = httpx.get(f"{spec.url}/metadata").json()
+        assert metadata["data_sample"] == [sample]
+        assert metadata["sample_source"] == "option"
+        assert metadata["classes"] == ["alpha", "beta", "gamma"]
+        report = run_smoke_test(spec.url, models=[(model.path, None)])
+        assert report.passed, [(c.name, c.detail) for c in report.failed]
+        assert report.model_sha256 == built["model_sha256"]
+        infer = httpx.post(
+            f"{spec.url}/v2/models/str_zipmap/infer",
+            json={"inputs": [{"name": "features", "shape": [1, 5], "datatype": "FP32", "data": sample}]},
+        ).json()
+        assert [o["name"] for o in infer["outputs"]] == ["output_label", "output_probability"]
+    finally:
+        running.remove_container(docker, spec.name, grace=1)
+        for tag in built["tags"]:
             if tag != TAG:
                 docker.images.remove(tag, noprune=True)
 
@@ -384,7 +420,17 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
         if os.environ.get("MII_REQUIRE_DOCKER") == "1":
             pytest.fail("wrk is not installed (.ci/run installs it)")
         pytest.skip("wrk is not installed (apt-get install wrk)")
-    common = ["benchmark", "--image", image["unique_tag"], "--base-image", BASE_IMAGE, "--duration", "1"]
+    common = [
+        "benchmark",
+        "--image",
+        image["unique_tag"],
+        "--base-image",
+        BASE_IMAGE,
+        "--duration",
+        "1",
+        "--rounds",
+        "1",
+    ]
     result = runner.invoke(cli.app, [*common, "--port", str(free_port()), "--json"])
     assert result.exit_code in (0, 6), result.output  # 6: 目標未達（短い計測では起こりうる）
     report = json.loads(result.stdout)
@@ -396,10 +442,20 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
         "image_added_mb",
         "p99_ms_at_200",
         "p99_ms_at_1000",
+        "ceiling_rps",
+        "v2_rps",
+        "share",
+        "v2_share",
+        "rps_share",
     ):
         assert measured[key] > 0, key
+    # 天井（何もしない ASGI アプリ）はサービスより速い
+    assert 0 < measured["share"] < 1
+    assert measured["ceiling_rps"] > measured["max_rps"]
     assert report["details"]["errors"] == 0
+    assert set(report["details"]["requests_per_cpu_second"]) == {"ceiling", "predict", "v2"}
     table = runner.invoke(cli.app, [*common, "--port", str(free_port())])
     assert table.exit_code in (0, 6), table.output
     assert "max_rps" in table.output
+    assert "v2_share" in table.output
     assert "errors: 0 of" in table.output

@@ -1,9 +1,9 @@
 """OpenAPI の仕様とアプリの実際の応答を突き合わせる（ずれが戻らないように）。
 
 仕様のすべての操作に、正しいリクエストと誤ったリクエスト（スキーマ違い・壊れた JSON・列数違い・
-NaN・空・行数超過・大きすぎる本文・途中で止まる本文）を送り、返ったステータスがその操作の
-`responses` に載っていること、本文がそこに書かれたスキーマに合うことを確かめる。
-高速経路と FastAPI の経路の両方で。
+NaN・空・行数超過・大きすぎる本文・途中で止まる本文、V2 ではデータ型・形・知らないモデル名も）を送り、
+返ったステータスがその操作の `responses` に載っていること、本文がそこに書かれたスキーマに合うことを
+確かめる。分類器（同梱の Iris）と回帰器（ラベルの操作が 404）の両方、高速経路と FastAPI の経路の両方で。
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
+
+from tests.zoo import ZooModel
 
 SAMPLE = [5.1, 3.5, 1.4, 0.2]
 # (名前, 本文) の組。POST の操作に送る
@@ -32,6 +34,108 @@ POST_PROBES: list[tuple[str, bytes]] = [
     ("too-many-rows", json.dumps({"data": [SAMPLE] * 51}).encode()),
     ("too-large", b'{"data": [' + b"[1, 2, 3, 4], " * 400 + b"[1, 2, 3, 4]]}"),
 ]
+
+
+def _v2_probes(input_name: str, width: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    """V2 の推論に送る (名前, 本文, ヘッダ)。"""
+    row = [0.5] * width
+
+    def request(**tensor: Any) -> bytes:
+        base = {"name": input_name, "shape": [1, width], "datatype": "FP32", "data": row}
+        return json.dumps({"inputs": [{**base, **tensor}]}).encode()
+
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": input_name,
+                    "shape": [1, width],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 4 * width},
+                }
+            ]
+        }
+    ).encode()
+    binary = header + b"\x00\x00\x80\x3f" * width
+    json_headers = {"Content-Type": "application/json"}
+    return [
+        ("one-row", request(), json_headers),
+        ("batch", request(shape=[2, width], data=row * 2), json_headers),
+        ("binary", binary, {"Inference-Header-Content-Length": str(len(header))}),
+        ("wrong-datatype", request(datatype="FP64"), json_headers),
+        ("wrong-shape", request(shape=[1, width + 1]), json_headers),
+        ("broken-json", b'{"inputs": [', json_headers),
+        ("too-many-rows", request(shape=[51, width], data=row * 51), json_headers),
+        ("too-large", b" " * 5000, json_headers),
+    ]
+
+
+def _models(
+    model_path: Path, label_path: Path, zoo: dict[str, ZooModel]
+) -> dict[str, tuple[dict[str, Any], str, str, int]]:
+    """確かめるモデル: 名前 -> (設定, V2 の名前, 入力名, 幅)。"""
+    return {
+        "classifier": (
+            {"model_filepath": model_path, "label_filepath": label_path},
+            "iris_svc",
+            "float_input",
+            4,
+        ),
+        "regressor": ({"model_filepath": zoo["regressor"].path}, "regressor", "features", 3),
+    }
+
+
+def _concrete(path: str, name: str) -> str:
+    return path.replace("{name}", name).replace("{version}", "1")
+
+
+def _body_of(response: Any) -> Any:
+    return response.json() if response.headers["content-type"] == "application/json" else None
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-routes"])
+def test_every_answer_of_every_operation_of_both_apis_is_documented(
+    make_client: Callable[..., TestClient],
+    model_path: Path,
+    label_path: Path,
+    zoo: dict[str, ZooModel],
+    fast_path: bool,
+) -> None:
+    seen: dict[tuple[str, str], set[int]] = {}
+    spec: dict[str, Any] = {}
+    for settings, name, input_name, width in _models(model_path, label_path, zoo).values():
+        client = make_client(
+            **settings, max_batch_rows=50, max_body_bytes=4096, body_timeout_seconds=0.2, fast_path=fast_path
+        )
+        spec = client.get("/openapi.json").json()
+        for method, path, _ in _operations(spec):
+            targets = [_concrete(path, name)] + (
+                [_concrete(path, "no-such-model")] if "{name}" in path else []
+            )
+            for target in targets:
+                if method == "GET":
+                    probes = [("plain", b"", {}), ("too-large", b"x" * 5000, {})]
+                elif path.startswith("/v2"):
+                    probes = _v2_probes(input_name, width)
+                else:
+                    row = [0.5] * width
+                    probes = [
+                        (n, b.replace(b"[5.1, 3.5, 1.4, 0.2]", json.dumps(row).encode()), {})
+                        for n, b in POST_PROBES
+                    ]
+                for _probe, body, headers in probes:
+                    response = client.request(method, target, content=body or None, headers=headers)
+                    _check_documented(spec, method, path, response.status_code, _body_of(response))
+                    seen.setdefault((method, path), set()).add(response.status_code)
+                if method == "POST":
+                    status, payload = _stalled_post(client, target)
+                    assert status == 408
+                    _check_documented(spec, method, path, status, payload)
+                    seen[(method, path)].add(status)
+    # どの操作でも、載っているコードのうち 500・503（モデルの読み込み前）以外はすべて実際に返った
+    for (method, path), statuses in seen.items():
+        documented = {int(code) for code in spec["paths"][path][method.lower()]["responses"]}
+        assert documented - {500, 503} == statuses, (method, path, sorted(statuses))
 
 
 @pytest.fixture(params=[True, False], ids=["fast-path", "fastapi-routes"])
@@ -105,29 +209,6 @@ def _stalled_post(client: TestClient, path: str) -> tuple[int, Any]:
     return start["status"], json.loads(body)
 
 
-def test_every_answer_of_every_operation_is_documented(app_client: TestClient) -> None:
-    spec = app_client.get("/openapi.json").json()
-    seen: dict[tuple[str, str], set[int]] = {}
-    for method, path, _ in _operations(spec):
-        probes = POST_PROBES if method == "POST" else [("plain", b""), ("too-large", b"x" * 5000)]
-        for _name, body in probes:
-            response = app_client.request(
-                method, path, content=body or None, headers={"Content-Type": "application/json"}
-            )
-            _check_documented(spec, method, path, response.status_code, response.json())
-            seen.setdefault((method, path), set()).add(response.status_code)
-        if method == "POST":
-            status, payload = _stalled_post(app_client, path)
-            assert status == 408
-            _check_documented(spec, method, path, status, payload)
-            seen[(method, path)].add(status)
-    # 本文を読む操作では、載っているコードのうち 500 以外はすべて実際に返った
-    for (method, path), statuses in seen.items():
-        if method == "POST":
-            documented = {int(code) for code in spec["paths"][path]["post"]["responses"]}
-            assert documented - {500} == statuses, (path, sorted(statuses))
-
-
 def test_internal_errors_and_not_ready_are_documented(app_client: TestClient) -> None:
     spec = app_client.get("/openapi.json").json()
     state = app_client.app.state.service  # type: ignore[attr-defined]
@@ -136,10 +217,10 @@ def test_internal_errors_and_not_ready_are_documented(app_client: TestClient) ->
         def __getattr__(self, name: str) -> Any:
             raise RuntimeError("the model went away")
 
-    state.classifier_, state.ready = Broken(), False
+    state.model_, state.ready = Broken(), False
     for method, path, _ in _operations(spec):
         body = POST_PROBES[0][1] if method == "POST" else None
-        response = app_client.request(method, path, content=body)
+        response = app_client.request(method, _concrete(path, "iris_svc"), content=body)
         _check_documented(spec, method, path, response.status_code, response.json())
     assert app_client.get("/health/ready").status_code == 503
     assert app_client.post("/predict", content=POST_PROBES[0][1]).status_code == 500
@@ -153,3 +234,15 @@ def test_the_spec_lists_the_validation_error_shape_for_bodies(app_client: TestCl
         assert responses["422"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ValidationErrorResponse"
         }
+
+
+def test_the_spec_lists_the_v2_error_shape_and_binary_bodies(app_client: TestClient) -> None:
+    spec = app_client.get("/openapi.json").json()
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        operation = spec["paths"][path]["post"]
+        assert {"200", "400", "404", "408", "413", "500"} == set(operation["responses"])
+        assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/V2Error"
+        }
+        assert set(operation["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+        assert {p["name"] for p in operation["parameters"]} >= {"name", "Inference-Header-Content-Length"}

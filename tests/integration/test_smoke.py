@@ -60,6 +60,9 @@ async def _subtly_wrong(request: Request) -> Response:
     }
     if path == "/health/ready":
         return JSONResponse({"status": "not ready"}, status_code=503)
+    if path.startswith("/v2"):
+        # Open Inference Protocol を話さない
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
     if request.method == "GET":
         return JSONResponse(answers[path])
     # 本文の上限も NaN の拒否も無い（Python の json は NaN を受け付ける）
@@ -160,7 +163,12 @@ def test_passes_against_mii_serve_with_the_reference_model(
     start_live_server: Callable[..., str], reference_dir: Path
 ) -> None:
     url = start_live_server(
-        "--model", str(reference_dir / "iris_svc.onnx"), "--labels", str(reference_dir / "label.json")
+        "--model",
+        str(reference_dir / "iris_svc.onnx"),
+        "--labels",
+        str(reference_dir / "label.json"),
+        "--sample",
+        "[5.1, 3.5, 1.4, 0.2]",
     )
     report = run_smoke_test(url)
     assert report.passed, [(c.name, c.detail) for c in report.failed]
@@ -180,6 +188,12 @@ def test_names_exactly_the_broken_promises(subtly_wrong_server: str) -> None:
         "reject-wrong-row-length",
         "reject-nan",
         "reject-too-large",
+        "v2-ready",
+        "v2-model",
+        "v2-infer",
+        "v2-infer-batch",
+        "v2-reject-shape",
+        "v2-unknown-model",
     }
     assert failed["health"] == 'expected {"health": "ok"}, got {"health":"OK!"}'
     assert failed["ready"].startswith("HTTP 503, expected 200")
@@ -189,6 +203,8 @@ def test_names_exactly_the_broken_promises(subtly_wrong_server: str) -> None:
     assert "does not mention 'row 1'" in failed["reject-wrong-row-length"]
     assert failed["reject-nan"].startswith("HTTP 200, expected 400")
     assert failed["reject-too-large"].startswith("HTTP 200, expected 413")
+    assert failed["v2-ready"].startswith("HTTP 404, expected 200")
+    assert failed["v2-unknown-model"] == 'error body has no error: {"detail":"Not Found"}'
 
 
 def test_a_broken_service_fails_every_check_with_a_reason(broken_server: str) -> None:
@@ -262,7 +278,10 @@ def test_cli_fails_with_the_names_of_the_failed_checks(subtly_wrong_server: str)
     result = runner.invoke(cli.app, ["smoke-test", "--url", subtly_wrong_server])
     assert result.exit_code == 6
     assert "FAIL" in result.output
-    assert "Error: 8 of 17 smoke checks failed: health, ready, predict-test-label" in result.output
+    assert (
+        f"Error: 14 of {len(ALL_CHECKS)} smoke checks failed: health, ready, predict-test-label"
+        in result.output
+    )
     assert "Hint:" in result.output
     assert "Traceback" not in result.output
 
@@ -272,7 +291,7 @@ def test_cli_json_still_prints_the_report_on_failure(subtly_wrong_server: str) -
     assert result.exit_code == 6
     payload = json.loads(result.stdout)
     assert payload["passed"] is False
-    assert payload["summary"]["failed"] == 8
+    assert payload["summary"]["failed"] == 14
 
 
 def test_cli_unreachable_is_one_message() -> None:
@@ -305,3 +324,33 @@ def test_a_service_that_agrees_with_itself_but_not_with_the_model_fails(consiste
     failed = _failed(consistent_liar)
     assert "predict" in failed
     assert "differs from the local model" in failed["predict"]
+
+
+@pytest.mark.parametrize("name", ["regressor", "str_zipmap", "narrow_str_tensor", "fixed_batch"])
+def test_passes_against_mii_serve_with_any_tabular_model(
+    start_live_server: Callable[..., str], zoo: dict[str, Any], name: str
+) -> None:
+    model = zoo[name]
+    url = start_live_server("--model", str(model.path))
+    report = run_smoke_test(url, models=[(model.path, None)])
+    assert report.passed, [(c.name, c.detail) for c in report.failed]
+    checks = {c.name: c for c in report.checks}
+    assert checks["predict"].detail.endswith(f"= local model {report.model_sha256[:12]}")  # type: ignore[index]
+    assert checks["v2-model"].detail.startswith(f"{name} version 1")
+    if model.task == "regression":
+        assert checks["label"].status == 404
+        assert checks["predict-label"].status == 404
+
+
+def test_a_regressor_gets_its_sample_from_the_option(
+    start_live_server: Callable[..., str], zoo: dict[str, Any]
+) -> None:
+    url = start_live_server("--model", str(zoo["regressor"].path), "--sample", "[1, 2, 3]")
+    metadata = httpx.get(f"{url}/metadata").json()
+    assert metadata["data_sample"] == [[1.0, 2.0, 3.0]]
+    assert metadata["sample_source"] == "option"
+    assert metadata["task"] == "regression"
+    assert metadata["classes"] is None
+    label = httpx.get(f"{url}/label")
+    assert label.status_code == 404
+    assert label.json() == {"detail": "model regressor is a regressor: it has no labels"}

@@ -42,22 +42,48 @@ def test_unreadable_wrk_output() -> None:
 def test_judge_against_the_targets() -> None:
     good = {
         "max_rps": 4000.0,
+        "share": 0.55,
+        "v2_share": 0.47,
         "p99_ms_at_200": 4.0,
         "p99_ms_at_1000": 9.0,
         "ready_seconds": 0.9,
         "memory_mib": 55.0,
-        "image_added_mb": 170.0,
+        "image_added_mb": 149.0,
+        "ceiling_rps": 8000.0,
     }
     assert all(bench.judge(good).values())
-    assert len(bench.judge(good)) == 6
-    bad = {**good, "max_rps": 2499.0, "memory_mib": 100.0}
+    assert len(bench.judge(good)) == 8  # ceiling_rps は目標の無い測定値
+    bad = {**good, "max_rps": 2499.0, "memory_mib": 60.5, "share": 0.49, "v2_share": 0.44}
     verdicts = bench.judge(bad)
     assert verdicts["max_rps"] is False
     assert verdicts["memory_mib"] is False
+    assert verdicts["share"] is False
+    assert verdicts["v2_share"] is False
     assert verdicts["ready_seconds"] is True
     report = bench.BenchmarkReport(image="x", measurements=bad, verdicts=verdicts)
     assert report.passed is False
     assert report.as_dict()["targets"]["max_rps"] == (">=", 2500.0)
+
+
+def test_share_is_the_ratio_of_the_medians() -> None:
+    assert bench.share([2000.0, 3000.0, 9000.0], [6000.0, 5000.0, 7000.0]) == pytest.approx(0.5)
+    assert bench.share([100.0], [400.0]) == pytest.approx(0.25)
+
+
+def test_v2_script_posts_the_open_inference_protocol_body() -> None:
+    import json
+
+    script = bench.wrk_script(None, 8, bench.V2_BODY)
+    body = json.loads(bench.V2_BODY)
+    assert body["inputs"][0]["name"] == "float_input"
+    assert body["inputs"][0]["shape"] == [1, 4]
+    assert f"wrk.body = '{bench.V2_BODY}'" in script
+    from pathlib import Path
+
+    command = bench.wrk_command(
+        "http://h:1", Path("/s.lua"), seconds=1, connections=1, threads=1, path=bench.V2_PATH
+    )
+    assert command[-1] == "http://h:1/v2/models/iris_svc/infer"
 
 
 def test_wrk_script_paces_connections() -> None:

@@ -7,6 +7,7 @@ import json
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,15 +53,41 @@ def test_context_holds_only_what_the_image_needs(facts: building.ModelFacts) -> 
     assert not any("__pycache__" in name for name in files)
 
 
-def test_custom_model_is_renamed_into_place(tmp_path: Path, model_path: Path, label_path: Path) -> None:
+def test_a_custom_model_keeps_its_name_and_labels_become_label_json(
+    tmp_path: Path, model_path: Path, label_path: Path
+) -> None:
     model = tmp_path / "other.onnx"
     labels = tmp_path / "names.json"
     model.write_bytes(model_path.read_bytes())
     labels.write_bytes(label_path.read_bytes())
-    files = building.context_files(ROOT, building.inspect_model(model, labels))
-    assert files["models/iris_svc.onnx"] == model
+    facts = building.inspect_model(model, labels)
+    files = building.context_files(ROOT, facts)
+    assert files["models/other.onnx"] == model
     assert files["models/label.json"] == labels
+    assert "models/iris_svc.onnx" not in files
     assert "models/training.json" not in files  # 学習情報の無いモデル
+    env = building.model_env(facts)
+    assert env["MODEL_FILEPATH"] == "/model_in_image_pattern/models/other.onnx"
+    assert env["LABEL_FILEPATH"] == "/model_in_image_pattern/models/label.json"
+
+
+def test_a_model_without_labels_and_with_a_sample_sets_the_image_env(zoo: dict[str, Any]) -> None:
+    facts = building.inspect_model(zoo["regressor"].path, None, [1.0, 2.0, 3.0])
+    assert facts.task == "regression"
+    assert facts.num_features == 3
+    assert facts.label_sha256 is None
+    files = building.context_files(ROOT, facts)
+    assert not any(name.endswith("label.json") for name in files)
+    args = building.build_args(ROOT, facts, "base", now=datetime(2026, 1, 2, tzinfo=UTC))
+    assert args["MODEL_FILEPATH"] == "/model_in_image_pattern/models/regressor.onnx"
+    assert args["LABEL_FILEPATH"] == ""
+    assert json.loads(args["SAMPLE_ROW"]) == [1.0, 2.0, 3.0]
+    assert args["MODEL_FILE"] == "regressor.onnx"
+
+
+def test_inspect_model_refuses_a_sample_of_the_wrong_width(zoo: dict[str, Any]) -> None:
+    with pytest.raises(ModelError, match="sample has 2 values; the model expects 3 features"):
+        building.inspect_model(zoo["regressor"].path, None, [1.0, 2.0])
 
 
 def test_context_tar_is_reproducible(facts: building.ModelFacts) -> None:

@@ -120,3 +120,34 @@ def test_teardown_local_without_docker_is_one_error(monkeypatch: pytest.MonkeyPa
     result = runner.invoke(cli.app, ["teardown", "--local"])
     assert result.exit_code == 4
     assert "cannot reach the Docker engine" in result.output
+
+
+@pytest.mark.parametrize("value", ["[1, 2", "[]", '["a", 1]', "[1, Infinity]"])
+def test_a_bad_sample_option_is_one_clear_error(value: str) -> None:
+    result = runner.invoke(cli.app, ["serve", "--sample", value])
+    assert result.exit_code == 2
+    assert "--sample must be a JSON list of finite numbers" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_with_another_model_uses_no_bundled_labels(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mii_cli.serve import resolve_overrides
+
+    for name in ("MODEL_FILEPATH", "LABEL_FILEPATH"):
+        monkeypatch.delenv(name, raising=False)
+    model = tmp_path / "house.onnx"
+    base = {"host": "127.0.0.1", "port": 1, "log_level": None, "log_format": None}
+    assert resolve_overrides(model=model, labels=None, **base)["label_filepath"] == ""
+    bundled = resolve_overrides(model=None, labels=None, sample=[1.0], **base)
+    assert str(bundled["label_filepath"]).endswith("models/label.json")
+    assert bundled["sample_row"] == [1.0]
+    monkeypatch.setenv("MODEL_FILEPATH", str(model))
+    assert resolve_overrides(model=None, labels=None, **base) == {
+        "host": "127.0.0.1",
+        "port": 1,
+        "label_filepath": "",
+    }
+    monkeypatch.setenv("LABEL_FILEPATH", "/x/labels.json")
+    assert "label_filepath" not in resolve_overrides(model=None, labels=None, **base)

@@ -13,7 +13,7 @@ from service.configurations import ConfigurationError, get_settings, load_settin
 def test_defaults_follow_the_specification(clean_env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.model_filepath == Path("/model_in_image_pattern/models/iris_svc.onnx")
-    assert settings.label_filepath == Path("/model_in_image_pattern/models/label.json")
+    assert settings.labels_path == Path("/model_in_image_pattern/models/label.json")
     assert settings.log_level == "DEBUG"
     assert settings.log_format == "TEXT"
     assert settings.port == 8000
@@ -62,3 +62,30 @@ def test_get_settings_is_cached(clean_env: pytest.MonkeyPatch) -> None:
         assert get_settings() is get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_another_model_gets_no_label_file_unless_one_is_given(clean_env: pytest.MonkeyPatch) -> None:
+    assert load_settings(model_filepath="/tmp/house.onnx").labels_path is None
+    assert load_settings(model_filepath="/tmp/house.onnx", label_filepath="/tmp/l.json").labels_path == Path(
+        "/tmp/l.json"
+    )
+    clean_env.setenv("LABEL_FILEPATH", "")
+    assert load_settings().labels_path is None  # 空文字は「ラベル無し」（イメージの LABEL_FILEPATH）
+
+
+def test_sample_row_and_model_name_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("SAMPLE_ROW", "[1, 2.5, 3]")
+    clean_env.setenv("MODEL_NAME", "flowers")
+    settings = load_settings()
+    assert settings.sample == [1.0, 2.5, 3.0]
+    assert settings.model_name == "flowers"
+    assert load_settings(sample_row=[4, 5]).sample == [4.0, 5.0]
+    clean_env.setenv("SAMPLE_ROW", "")
+    assert load_settings().sample is None
+
+
+@pytest.mark.parametrize("value", ["[1, NaN]", "not json", "[]", '["a"]', "[true]", "{}"])
+def test_a_bad_sample_row_fails_fast(clean_env: pytest.MonkeyPatch, value: str) -> None:
+    clean_env.setenv("SAMPLE_ROW", value)
+    with pytest.raises(ConfigurationError, match="SAMPLE_ROW"):
+        load_settings()

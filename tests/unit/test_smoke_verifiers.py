@@ -20,7 +20,7 @@ GOOD_METADATA: dict[str, Any] = {
     "prediction_type": "float32",
     "prediction_structure": "(1,3)",
     "prediction_sample": SAMPLE_P,
-    "model": {"sha256": "0" * 64, "num_classes": 3},
+    "model": {"sha256": "0" * 64, "num_classes": 3, "task": "classification"},
 }
 
 
@@ -129,11 +129,11 @@ def test_missing_label_index_is_shown() -> None:
 def test_predict_is_compared_with_the_local_copy_of_the_reported_model() -> None:
     facts = _facts()
     facts.model_sha256 = "a" * 64
-    facts.reference = {"a" * 64: [0.5, 0.3, 0.2]}
+    facts.reference = {"a" * 64: lambda row: [0.5, 0.3, 0.2]}
     # サービスの答えが自分自身とは一致していても、手元で同じモデルを動かした答えと違えば失敗
     with pytest.raises(_Fail, match=r"differs from the local model aaaaaaaaaaaa… \[0.5000, 0.3000, 0.2000\]"):
         _verify("predict", _json({"prediction": SAMPLE_P}), facts)
-    facts.reference = {"a" * 64: SAMPLE_P}
+    facts.reference = {"a" * 64: lambda row: SAMPLE_P}
     assert _verify("predict", _json({"prediction": SAMPLE_P}), facts).endswith("= local model aaaaaaaaaaaa")
 
 
@@ -144,11 +144,13 @@ def test_unknown_model_is_said_in_the_detail() -> None:
 
 
 def test_local_reference_reads_the_bundled_model(model_path: Path, label_path: Path, tmp_path: Path) -> None:
-    from service.ml.prediction import Classifier
+    from service.ml.loading import load_model
 
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"nope")
     reference = smoke.local_reference([(model_path, label_path), (broken, label_path)])
-    classifier = Classifier(model_path, label_path)
-    assert reference == {classifier.info.sha256: classifier.predict_proba([[5.1, 3.5, 1.4, 0.2]])[0]}
-    assert classifier.info.sha256 in smoke.local_reference()  # 既定は同梱の models/
+    model = load_model(model_path, label_path)
+    assert list(reference) == [model.info.sha256]
+    row = [6.7, 3.0, 5.2, 2.3]
+    assert reference[model.info.sha256](row) == model.predict([row])[0]
+    assert model.info.sha256 in smoke.local_reference()  # 既定は同梱の models/

@@ -10,7 +10,7 @@ import pytest
 
 from mii_cli.errors import ModelError
 from mii_cli.train import train
-from service.ml.prediction import Classifier
+from service.ml.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,14 @@ def test_training_is_deterministic(trained: Path, tmp_path: Path) -> None:
     assert again.model_sha256 == json.loads((trained / "training.json").read_text())["model_sha256"]
     assert (tmp_path / "iris_svc.onnx").read_bytes() == (trained / "iris_svc.onnx").read_bytes()
     rows = _iris_rows()
-    first = Classifier(trained / "iris_svc.onnx", trained / "label.json").predict_proba(rows)
-    second = Classifier(tmp_path / "iris_svc.onnx", tmp_path / "label.json").predict_proba(rows)
+    first = load_model(trained / "iris_svc.onnx", trained / "label.json").predict(rows)
+    second = load_model(tmp_path / "iris_svc.onnx", tmp_path / "label.json").predict(rows)
     assert first == second
 
 
 def test_trained_model_has_the_expected_signature(trained: Path) -> None:
-    model = Classifier(trained / "iris_svc.onnx", trained / "label.json")
-    assert model.input_name == "float_input"
+    model = load_model(trained / "iris_svc.onnx", trained / "label.json")
+    assert model.info.input_name == "float_input"
     assert model.info.input_shape == [None, 4]
     assert model.info.input_type == "tensor(float)"
     assert model.info.output_format == "zipmap"
@@ -57,8 +57,8 @@ def test_committed_model_is_what_mii_train_produces(
     trained: Path, model_path: Path, label_path: Path
 ) -> None:
     rows = _iris_rows()
-    committed = Classifier(model_path, label_path).predict_proba(rows)
-    fresh = Classifier(trained / "iris_svc.onnx", trained / "label.json").predict_proba(rows)
+    committed = load_model(model_path, label_path).predict(rows)
+    fresh = load_model(trained / "iris_svc.onnx", trained / "label.json").predict(rows)
     np.testing.assert_allclose(committed, fresh, rtol=0, atol=1e-6)
     assert label_path.read_bytes() == (trained / "label.json").read_bytes()
 

@@ -1,0 +1,252 @@
+"""Open Inference Protocol（V2、REST）の推論リクエストの読み取りと応答の組み立て。
+
+- 入力と出力はモデル自身のテンソル名と V2 のデータ型（FP32・FP64・INT64・BYTES など）を使う。
+  ZipMap の出力は、クラスの順の FP32 テンソル `[N, C]` として返す。
+- JSON のテンソル（`data` は平らでも入れ子でもよい、行優先）と、Triton のバイナリテンソル拡張
+  （`Inference-Header-Content-Length` ヘッダ、`binary_data_size`・`binary_data`・
+  `binary_data_output`）。`tritonclient.http` の既定（入力も出力もバイナリ）でそのまま使える。
+- 誤りは `InvalidInputError`（400）で、どのテンソルの何がいけないかを 1 行で示す。
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, NamedTuple
+
+import numpy as np
+import orjson
+
+from service.app.errors import OCTET_STREAM, Reply, json_reply, reply
+from service.ml.prediction import InvalidInputError, TabularModel, TensorSpec
+
+HEADER_LENGTH = "inference-header-content-length"
+# V2 のデータ型 -> 値の並び（リトルエンディアン）。BYTES は要素ごとに 4 バイトの長さ + 中身
+_NUMPY_TYPES: dict[str, str] = {
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "INT64": "<i8",
+    "INT32": "<i4",
+    "BOOL": "|b1",
+}
+
+
+class InferRequest(NamedTuple):
+    """読み取った推論リクエスト（1 リクエストに 1 つ作るので軽い NamedTuple）。"""
+
+    id: str | None
+    batch: np.ndarray
+    outputs: list[str]
+    binary: list[bool]
+
+
+def _describe(value: Any) -> str:
+    """誤りのメッセージに出す値（長ければ切る）。"""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """本文を JSON のヘッダとバイナリの部分に分ける。"""
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise InvalidInputError(
+            f"Inference-Header-Content-Length {header_length!r} is not a length within the body "
+            f"of {len(body)} bytes"
+        )
+    length = int(header_length)
+    return body[:length], body[length:]
+
+
+def _rows_from_json(model: TabularModel, name: str, data: Any, rows: int) -> np.ndarray:
+    """JSON の `data`（平ら、または行ごとの入れ子）を行に分けて検証する。"""
+    width = model.width
+    if not isinstance(data, list):
+        raise InvalidInputError(f'input {name!r} needs "data" (a list of numbers) or binary data')
+    if data and type(data[0]) is list:
+        flat = [value for row in data if type(row) is list for value in row]
+        if len(flat) != sum(len(row) if type(row) is list else 1 for row in data):
+            raise InvalidInputError(f'input {name!r} mixes rows (lists) and single values in "data"')
+    else:
+        flat = data
+    for value in flat:
+        kind = type(value)
+        if kind is not float and kind is not int:
+            raise InvalidInputError(f"input {name!r} has a value that is not a number: {_describe(value)}")
+    if len(flat) != rows * width:
+        raise InvalidInputError(
+            f"input {name!r} has {len(flat)} values; shape [{rows}, {width}] needs {rows * width}"
+        )
+    if rows == 1:
+        return model.to_batch([flat])
+    return model.to_batch([flat[i : i + width] for i in range(0, len(flat), width)])
+
+
+def _rows_from_binary(model: TabularModel, name: str, size: Any, binary: bytes, rows: int) -> np.ndarray:
+    """バイナリの入力（`binary_data_size` バイト）を配列にして検証する。"""
+    item = model.runtime.dtype(0).itemsize
+    expected = rows * model.width * item
+    if type(size) is not int or size != expected:
+        raise InvalidInputError(
+            f"input {name!r} has binary_data_size {_describe(size)}; shape [{rows}, {model.width}] of "
+            f"{model.inputs[0].datatype} needs {expected} bytes"
+        )
+    if len(binary) != size:
+        raise InvalidInputError(
+            f"input {name!r} declares {size} bytes of binary data; "
+            f"the body has {len(binary)} after the header"
+        )
+    dtype = np.dtype(model.runtime.dtype).newbyteorder("<")
+    batch = np.frombuffer(binary, dtype=dtype).reshape(rows, model.width).astype(model.runtime.dtype)
+    model.check_finite(batch)
+    return batch
+
+
+def parse_infer(model: TabularModel, body: bytes, header_length: str | None) -> InferRequest:
+    """V2 の推論リクエスト（JSON、またはバイナリ拡張）を読み、検証済みの入力と求める出力を返す。"""
+    header, binary = _split(body, header_length)
+    try:
+        request = orjson.loads(header)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInputError(f"the inference request is not valid JSON ({error})") from None
+    if not isinstance(request, dict):
+        raise InvalidInputError("the inference request must be a JSON object")
+    spec = model.inputs[0]
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise InvalidInputError(f'the inference request needs "inputs": a list of one tensor, {spec.name!r}')
+    tensor = inputs[0]
+    name = tensor.get("name")
+    if name != spec.name:
+        raise InvalidInputError(f"unknown input {_describe(name)}; the model's input is {spec.name!r}")
+    datatype = tensor.get("datatype")
+    if datatype != spec.datatype:
+        raise InvalidInputError(
+            f"input {name!r} has datatype {_describe(datatype)}; the model expects {spec.datatype}"
+        )
+    shape = tensor.get("shape")
+    if (
+        type(shape) is not list
+        or len(shape) != 2
+        or type(shape[0]) is not int
+        or type(shape[1]) is not int
+        or shape[1] != model.width
+        or shape[0] < 1
+    ):
+        raise InvalidInputError(
+            f"input {name!r} has shape {_describe(shape)}; the model expects [N, {model.width}] with N >= 1"
+        )
+    rows = shape[0]
+    model.check_rows(rows)
+    parameters = tensor.get("parameters")
+    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if size is not None:
+        batch = _rows_from_binary(model, name, size, binary, rows)
+    elif binary:
+        raise InvalidInputError(f"the body has {len(binary)} bytes of binary data that no input declares")
+    else:
+        batch = _rows_from_json(model, name, tensor.get("data"), rows)
+    outputs, binary_flags = _requested_outputs(model, request)
+    request_id = request.get("id")
+    return InferRequest(request_id if isinstance(request_id, str) else None, batch, outputs, binary_flags)
+
+
+def _flag(parameters: Any, name: str) -> bool | None:
+    """`parameters` の真偽値（無ければ None、真偽値でなければ 400）。"""
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise InvalidInputError(f"parameters must be a JSON object, got {_describe(parameters)}")
+    value = parameters.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInputError(f"parameter {name} must be true or false, got {_describe(value)}")
+    return value
+
+
+def _requested_outputs(model: TabularModel, request: dict[str, Any]) -> tuple[list[str], list[bool]]:
+    """求められた出力の名前と、それぞれをバイナリで返すか。指定が無ければすべての出力。"""
+    default_binary = bool(_flag(request.get("parameters"), "binary_data_output"))
+    requested = request.get("outputs")
+    known = model.output_names
+    if requested is None:
+        return known, [default_binary] * len(known)
+    if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
+        raise InvalidInputError('"outputs" must be a list of objects with a "name"')
+    names: list[str] = []
+    binary: list[bool] = []
+    for output in requested:
+        name = output.get("name")
+        if name not in known:
+            raise InvalidInputError(
+                f"unknown output {_describe(name)}; the model's outputs are {', '.join(known)}"
+            )
+        flag = _flag(output.get("parameters"), "binary_data")
+        names.append(name)
+        binary.append(default_binary if flag is None else flag)
+    return names, binary
+
+
+def _encode(array: np.ndarray, datatype: str) -> bytes:
+    """テンソルをバイナリテンソル拡張の並び（行優先、リトルエンディアン）にする。"""
+    if datatype == "BYTES":
+        parts = []
+        for value in array.ravel().tolist():
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            parts.append(struct.pack("<I", len(raw)))
+            parts.append(raw)
+        return b"".join(parts)
+    return np.ascontiguousarray(array, dtype=_NUMPY_TYPES[datatype]).tobytes()
+
+
+def render_infer(model: TabularModel, request: InferRequest, results: list[Any]) -> Reply:
+    """推論の結果を V2 の応答にする（バイナリを求める出力があればバイナリテンソル拡張で）。"""
+    datatypes = model.output_datatypes
+    outputs: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, result, binary in zip(request.outputs, results, request.binary, strict=True):
+        datatype = datatypes[name]
+        if binary:
+            array = model.as_array(name, result)
+            raw = _encode(array, datatype)
+            entry = {
+                "name": name,
+                "datatype": datatype,
+                "shape": list(array.shape),
+                "parameters": {"binary_data_size": len(raw)},
+            }
+            chunks.append(raw)
+        else:
+            shape, values = model.as_values(name, result)
+            if datatype == "BYTES":
+                values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+            entry = {"name": name, "datatype": datatype, "shape": shape, "data": values}
+        outputs.append(entry)
+    payload: dict[str, Any] = {"model_name": model.info.name, "model_version": model.info.version}
+    if request.id is not None:
+        payload["id"] = request.id
+    payload["outputs"] = outputs
+    if not chunks:
+        return json_reply(200, payload)
+    header = orjson.dumps(payload)
+    return reply(
+        200,
+        header + b"".join(chunks),
+        OCTET_STREAM,
+        [(HEADER_LENGTH.encode(), str(len(header)).encode())],
+    )
+
+
+def model_metadata(model: TabularModel) -> dict[str, Any]:
+    """V2 のモデルのメタデータ。"""
+    return {
+        "name": model.info.name,
+        "versions": [model.info.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [_tensor(spec) for spec in model.inputs],
+        "outputs": [_tensor(spec) for spec in model.outputs],
+    }
+
+
+def _tensor(spec: TensorSpec) -> dict[str, Any]:
+    """テンソルのメタデータ 1 つ。"""
+    return {"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}

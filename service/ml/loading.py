@@ -1,0 +1,338 @@
+"""モデルの読み込み: ファイル・ヘッダ・セッション・試し推論から `TabularModel` を作る。
+
+`load_model()` がすべての検証を行い、失敗は `ModelLoadError`（ファイル名と問題を 1 行で）にする。
+- 入力: float（または double）のテンソル 1 つ、形 `[N, F]`（F は固定、N は固定でも記号でもよい）。
+- 分類器: ZipMap 出力、ラベル出力（int64・文字列のテンソル）、グラフのクラスラベル、ラベルファイルの
+  どれかがあるもの。確率は ZipMap か float のテンソル `[N, C]`（名前に prob を含むものを優先）。
+- 回帰器: それ以外で、float の出力 `[N]`・`[N, 1]`・`[N, K]` を持つもの。ラベルは無い。
+- ラベル: ラベルファイル（あれば）、無ければモデル自身のクラスラベル（分類器のみ）。
+- サンプル（/predict/test 用の 1 行）: 明示の指定、モデルの横の training.json の `sample`、
+  ゼロの 1 行の順に選ぶ。
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from service import constants
+from service.configurations import parse_sample
+from service.ml.onnx_header import OnnxHeader, OnnxHeaderError, read_onnx_header
+from service.ml.prediction import (
+    ModelInfo,
+    ModelLoadError,
+    Runtime,
+    SampleSource,
+    TabularModel,
+    Task,
+    TensorSpec,
+)
+
+logger = logging.getLogger(__name__)
+
+# テレメトリは service/__init__.py が読み込み前に環境変数で止めている。実行時の API でも止める
+ort.disable_telemetry_events()
+
+# 対応する入力テンソルの型と numpy の型
+_INPUT_DTYPES: dict[str, type[np.floating[Any]]] = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+}
+# ONNX Runtime の型 -> Open Inference Protocol（V2）のデータ型
+V2_DATATYPES = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(int64)": "INT64",
+    "tensor(int32)": "INT32",
+    "tensor(string)": "BYTES",
+    "tensor(bool)": "BOOL",
+}
+_FLOAT_OUTPUTS = ("tensor(float)", "tensor(double)")
+_LABEL_OUTPUTS = ("tensor(int64)", "tensor(int32)", "tensor(string)")
+
+
+def sha256_of(data: bytes) -> str:
+    """バイト列の sha256（16 進）を返す。"""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    """ファイルを読み、無い・読めない場合は ModelLoadError にする。"""
+    if not path.exists():
+        raise ModelLoadError(path, f"{what} file not found")
+    if not path.is_file():
+        raise ModelLoadError(path, f"{what} path is not a regular file")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ModelLoadError(path, f"cannot read {what} file ({error.strerror})") from None
+
+
+def load_labels(path: Path) -> dict[str, str]:
+    """label.json を読み、{"0": "setosa", ...} の形であることを確かめる。"""
+    raw = _read_bytes(path, "label")
+    try:
+        labels = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelLoadError(path, f"label file is not valid JSON ({error})") from None
+    if not isinstance(labels, dict) or not labels:
+        raise ModelLoadError(path, "label file must be a non-empty JSON object of index -> name")
+    for key, value in labels.items():
+        if not (key.isascii() and key.isdigit()) or str(int(key)) != key:
+            raise ModelLoadError(path, f"label key {key!r} is not a class index (0, 1, 2, ...)")
+        if not isinstance(value, str) or not value:
+            raise ModelLoadError(path, f"label {key!r} must be a non-empty string")
+    expected = {str(i) for i in range(len(labels))}
+    if set(labels) != expected:
+        raise ModelLoadError(path, f"label keys must be 0..{len(labels) - 1} without gaps")
+    return {str(i): labels[str(i)] for i in range(len(labels))}
+
+
+def load_facts(model_path: Path, model_sha256: str) -> dict[str, Any] | None:
+    """モデルと同じディレクトリの training.json を読む（無い・別のモデルのものなら None）。"""
+    path = model_path.parent / constants.TRAINING_FACTS_FILENAME
+    try:
+        facts = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(facts, dict) or facts.get("model_sha256", model_sha256) != model_sha256:
+        return None
+    return facts
+
+
+def _create_session(path: Path, model_bytes: bytes, intra: int, inter: int) -> ort.InferenceSession:
+    """スレッド数を絞った ONNX Runtime のセッションを作る。"""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra
+    options.inter_op_num_threads = inter
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # 500m の Pod で CPU を空回りさせないようスピン待ちを止める
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001  ORT は多様な例外型を投げる
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(path, f"not a valid ONNX model ({first_line})") from None
+
+
+def _session_run(session: ort.InferenceSession) -> Any:
+    """セッションの run。公開 API の入力検査（1 リクエストに数 µs）を省ける内部の run があればそれ。"""
+    inner = getattr(session, "_sess", None)
+    return inner.run if inner is not None and hasattr(inner, "run") else session.run
+
+
+def _dims(shape: list[Any]) -> list[int]:
+    """ORT の形を V2 の形にする（記号や不明の次元は -1）。"""
+    return [d if isinstance(d, int) and d >= 0 else -1 for d in shape]
+
+
+def _check_input(path: Path, session: ort.InferenceSession) -> tuple[Any, int, int | None]:
+    """入力が 1 つの float の [N, F] であることを確かめ、(入力, F, 固定のバッチ行数) を返す。"""
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelLoadError(path, f"model must have one input, it has {len(inputs)}")
+    model_input = inputs[0]
+    if model_input.type not in _INPUT_DTYPES:
+        raise ModelLoadError(
+            path, f"unsupported input type {model_input.type} (expected tensor(float) or tensor(double))"
+        )
+    shape = list(model_input.shape)
+    width = shape[-1] if len(shape) == 2 else None
+    if not isinstance(width, int) or width <= 0:
+        raise ModelLoadError(
+            path,
+            f"input {model_input.name} has shape {shape}; expected [N, F] with a fixed number of features F",
+        )
+    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    return model_input, width, batch
+
+
+def _choose_outputs(
+    path: Path, session: ort.InferenceSession, header: OnnxHeader, has_label_file: bool
+) -> tuple[Task, Any]:
+    """タスク（分類・回帰）と、/predict が返す出力を選ぶ。"""
+    outputs = session.get_outputs()
+    zipmaps = [o for o in outputs if o.type.startswith("seq(map(")]
+    floats = [o for o in outputs if o.type in _FLOAT_OUTPUTS and len(o.shape) in (1, 2)]
+    label_outputs = [o for o in outputs if o.type in _LABEL_OUTPUTS]
+    classifier = bool(zipmaps or label_outputs) or header.class_labels is not None or has_label_file
+    if classifier:
+        candidates = [*zipmaps, *(o for o in floats if len(o.shape) == 2)]
+        if not candidates:
+            raise ModelLoadError(
+                path,
+                "model has no probability output (a sequence of maps or a float tensor [N, classes])",
+            )
+        # 名前に prob を含む出力を優先し、同じならモデルの出力の順
+        order = {o.name: i for i, o in enumerate(outputs)}
+        chosen = min(candidates, key=lambda o: (0 if "prob" in o.name.lower() else 1, order[o.name]))
+        return "classification", chosen
+    if not floats:
+        raise ModelLoadError(
+            path,
+            "model has no output to serve: a classifier needs a probability output, "
+            "a regressor a float tensor [N], [N, 1] or [N, K]",
+        )
+    return "regression", floats[0]
+
+
+def _probe(
+    path: Path, session: ort.InferenceSession, runtime: Runtime, output: Any
+) -> tuple[int, tuple[int | str, ...] | None]:
+    """ゼロの行で試し推論し、(列の数, ZipMap ならクラス順のキー) を返す。"""
+    rows = runtime.fixed_batch or 1
+    width = session.get_inputs()[0].shape[-1]
+    try:
+        (result,) = runtime.run(
+            [output.name], {runtime.input_name: np.zeros((rows, width), dtype=runtime.dtype)}, runtime.options
+        )
+    except Exception as error:  # noqa: BLE001  ORT は多様な例外型を投げる
+        raise ModelLoadError(path, f"test prediction failed ({error})") from None
+    if isinstance(result, list):
+        if len(result) != rows or not isinstance(result[0], dict) or not result[0]:
+            raise ModelLoadError(path, "test prediction returned no probabilities")
+        keys = tuple(result[0])
+        if list(keys) != sorted(keys):  # pragma: no cover  ONNX Runtime の map は常にキーの順
+            raise ModelLoadError(path, "test prediction returned the classes out of order")
+        return len(keys), keys
+    array = np.asarray(result)
+    if array.shape[:1] != (rows,) or array.size == 0:
+        raise ModelLoadError(path, f"test prediction returned shape {list(array.shape)} for {rows} row(s)")
+    return int(array.size // rows), None
+
+
+def _sample(
+    path: Path, width: int, option: list[float] | None, facts: dict[str, Any] | None
+) -> tuple[list[float], SampleSource]:
+    """/predict/test のサンプルを選ぶ: 明示の指定、学習の事実、ゼロの 1 行の順。"""
+    if option is not None:
+        chosen, source, where = list(option), "option", "sample"
+    elif facts is not None and facts.get("sample") is not None:
+        chosen, source, where = facts["sample"], "facts", str(path.parent / constants.TRAINING_FACTS_FILENAME)
+    else:
+        return [0.0] * width, "zeros"
+    try:
+        row = parse_sample(chosen)
+    except ValueError as error:
+        raise ModelLoadError(where, f"sample {error}, got {chosen!r}") from None
+    if len(row) != width:
+        raise ModelLoadError(where, f"sample has {len(row)} values; the model expects {width} features")
+    return row, source  # type: ignore[return-value]
+
+
+def load_model(
+    model_path: Path | str,
+    label_path: Path | str | None = None,
+    *,
+    sample: list[float] | None = None,
+    name: str | None = None,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    max_batch_rows: int = constants.DEFAULT_MAX_BATCH_ROWS,
+) -> TabularModel:
+    """モデル（とラベル）を読み込み、試し推論で整合性を確かめて返す。失敗時は ModelLoadError。"""
+    model_path = Path(model_path)
+    label_file = None if label_path is None else Path(label_path)
+    model_bytes = _read_bytes(model_path, "model")
+    label_bytes = None if label_file is None else _read_bytes(label_file, "label")
+    file_labels = None if label_file is None else load_labels(label_file)
+    try:
+        header = read_onnx_header(model_bytes)
+    except OnnxHeaderError as error:
+        raise ModelLoadError(model_path, f"not a valid ONNX model ({error})") from None
+    session = _create_session(model_path, model_bytes, intra_op_threads, inter_op_threads)
+    model_input, width, fixed_batch = _check_input(model_path, session)
+    task, output = _choose_outputs(model_path, session, header, label_file is not None)
+    dtype = _INPUT_DTYPES[model_input.type]
+    run = _session_run(session)
+    options = ort.RunOptions()
+    # 求めた出力に要るノードだけを動かす（/predict はラベルの出力を計算しない）
+    options.only_execute_path_to_fetches = True
+    probe_runtime = Runtime(run, model_input.name, dtype, output.name, {}, fixed_batch, options)
+    columns, keys = _probe(model_path, session, probe_runtime, output)
+
+    # クラスラベル: ZipMap のキー、無ければグラフの分類器ノードの属性（列の数と合うときだけ）
+    classes: list[int] | list[str] | None = None
+    labels: dict[str, str] | None = None
+    if task == "classification":
+        if keys is not None:
+            classes = list(keys)  # type: ignore[assignment]
+        elif header.class_labels is not None and len(header.class_labels) == columns:
+            classes = header.class_labels
+        if file_labels is not None:
+            if len(file_labels) != columns:
+                raise ModelLoadError(
+                    label_file,
+                    f"label file has {len(file_labels)} entries but the model has {columns} classes",
+                )
+            labels = file_labels
+        else:
+            names = classes if classes is not None else list(range(columns))
+            labels = {str(i): str(c) for i, c in enumerate(names)}
+
+    sha256 = sha256_of(model_bytes)
+    facts = load_facts(model_path, sha256)
+    sample_row, sample_source = _sample(model_path, width, sample, facts)
+
+    zipmaps: dict[str, tuple[int | str, ...]] = {}
+    outputs: list[TensorSpec] = []
+    for item in session.get_outputs():
+        if item.type.startswith("seq(map("):
+            if item.name == output.name and keys is not None:
+                zipmaps[item.name] = keys
+                outputs.append(TensorSpec(item.name, "FP32", [-1, len(keys)]))
+            continue
+        if item.type in V2_DATATYPES:
+            shape = _dims(list(item.shape))
+            outputs.append(TensorSpec(item.name, V2_DATATYPES[item.type], [-1, *shape[1:]]))
+    runtime = Runtime(run, model_input.name, dtype, output.name, zipmaps, fixed_batch, options)
+    version = facts.get("version") if facts is not None else None
+    info = ModelInfo(
+        file_name=model_path.name,
+        sha256=sha256,
+        label_file_name=None if label_file is None else label_file.name,
+        label_sha256=None if label_bytes is None else sha256_of(label_bytes),
+        input_name=model_input.name,
+        input_shape=list(model_input.shape),
+        input_type=model_input.type,
+        outputs=[{"name": o.name, "type": o.type, "shape": list(o.shape)} for o in session.get_outputs()],
+        probability_output=output.name if task == "classification" else None,
+        prediction_output=output.name,
+        output_format="zipmap" if keys is not None else "tensor",
+        opset=header.opsets,
+        ir_version=header.ir_version,
+        producer=header.producer_name,
+        producer_version=header.producer_version,
+        num_features=width,
+        num_classes=columns if task == "classification" else None,
+        task=task,
+        classes=classes,
+        num_outputs=columns,
+        name=name or model_path.stem,
+        version=str(version) if isinstance(version, str | int) and str(version) else "1",
+        sample=sample_row,
+        sample_source=sample_source,
+        training=facts,
+    )
+    model = TabularModel(
+        info=info,
+        runtime=runtime,
+        labels=labels,
+        inputs=[TensorSpec(model_input.name, V2_DATATYPES[model_input.type], [-1, width])],
+        outputs=outputs,
+        max_batch_rows=max_batch_rows,
+    )
+    try:
+        model.run(model.to_batch(model.sample))
+    except Exception as error:  # noqa: BLE001
+        raise ModelLoadError(model_path, f"test prediction of the sample failed ({error})") from None
+    return model

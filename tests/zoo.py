@@ -1,0 +1,160 @@
+"""テストの中で学習する小さなモデル（任意の表形式モデルを配信できることを確かめるため）。
+
+scikit-learn で学習し skl2onnx で ONNX にする（ダウンロード不要、固定シード）。幅・出力の形
+（ZipMap・確率テンソル）・クラスラベル（整数・文字列）・回帰器・固定のバッチ次元を取りそろえる。
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """テスト用のモデル 1 つ。"""
+
+    name: str
+    path: Path
+    width: int
+    task: str
+    # 期待するクラスラベル（回帰器は None）
+    classes: list[Any] | None
+    # 確かめに使う行
+    rows: list[list[float]]
+
+
+def _convert(
+    estimator: Any, width: int, name: str, *, zipmap: bool = True, batch: int | None = None
+) -> bytes:
+    """skl2onnx で ONNX に変換する。"""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    options = {id(estimator): {"zipmap": zipmap}} if hasattr(estimator, "predict_proba") else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = convert_sklearn(
+            estimator,
+            name=name,
+            initial_types=[("features", FloatTensorType([batch, width]))],
+            target_opset={"": 17, "ai.onnx.ml": 3},
+            options=options,
+        )
+    return bytes(model.SerializeToString())
+
+
+def _sum_regressor(width: int) -> bytes:
+    """行の和を返す回帰器（出力 [N]）を onnx.helper で作る。"""
+    from onnx import TensorProto, helper
+
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=0)],
+        "sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, [None])],
+        initializer=[axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+def build_zoo(folder: Path) -> dict[str, ZooModel]:
+    """モデルを学習して folder に書き、名前 -> ZooModel を返す。"""
+    from sklearn.datasets import make_classification, make_regression
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    zoo: dict[str, ZooModel] = {}
+
+    def add(name: str, data: bytes, width: int, task: str, classes: list[Any] | None) -> None:
+        path = folder / f"{name}.onnx"
+        path.write_bytes(data)
+        rows = np.round(rng.normal(size=(5, width)), 3).tolist()
+        zoo[name] = ZooModel(name, path, width, task, classes, rows)
+
+    x, y = make_classification(n_samples=200, n_features=7, n_informative=4, n_classes=3, random_state=0)
+    labels = np.array([3, 7, 9])[y]
+    add(
+        "wide_int_zipmap",
+        _convert(LogisticRegression(max_iter=500).fit(x, labels), 7, "wide"),
+        7,
+        "classification",
+        [3, 7, 9],
+    )
+
+    x, y = make_classification(n_samples=200, n_features=2, n_informative=2, n_redundant=0, random_state=1)
+    names = np.array(["cat", "dog"])[y]
+    add(
+        "narrow_str_tensor",
+        _convert(
+            DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, names), 2, "narrow", zipmap=False
+        ),
+        2,
+        "classification",
+        ["cat", "dog"],
+    )
+
+    x, y = make_classification(n_samples=200, n_features=5, n_informative=3, n_classes=3, random_state=2)
+    names = np.array(["alpha", "beta", "gamma"])[y]
+    add(
+        "str_zipmap",
+        _convert(LogisticRegression(max_iter=500).fit(x, names), 5, "strzip"),
+        5,
+        "classification",
+        ["alpha", "beta", "gamma"],
+    )
+
+    x, y = make_classification(n_samples=200, n_features=3, n_informative=3, n_redundant=0, random_state=3)
+    add(
+        "fixed_batch",
+        _convert(LogisticRegression(max_iter=500).fit(x, y), 3, "fixed", zipmap=False, batch=1),
+        3,
+        "classification",
+        [0, 1],
+    )
+
+    x, target = make_regression(n_samples=200, n_features=3, random_state=4)
+    add("regressor", _convert(LinearRegression().fit(x, target), 3, "reg"), 3, "regression", None)
+
+    x, target = make_regression(n_samples=200, n_features=6, n_targets=2, random_state=5)
+    add("regressor_multi", _convert(LinearRegression().fit(x, target), 6, "regmulti"), 6, "regression", None)
+
+    add("sum_regressor", _sum_regressor(4), 4, "regression", None)
+    return zoo
+
+
+def onnxruntime_answers(
+    model: ZooModel, rows: list[list[float]]
+) -> tuple[list[list[float]], list[Any] | None]:
+    """ONNX Runtime をそのまま動かした答え: (行ごとの確率または出力の値, 分類器ならラベル)。
+
+    固定のバッチ次元のモデルは 1 行ずつ動かす。
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    fixed = session.get_inputs()[0].shape[0]
+    batches = [[row] for row in rows] if isinstance(fixed, int) else [rows]
+    answers: list[list[float]] = []
+    labels: list[Any] = []
+    for batch in batches:
+        outputs = session.run(None, {name: np.asarray(batch, dtype=np.float32)})
+        if model.task == "regression":
+            answers.extend(np.asarray(outputs[0], dtype=np.float64).reshape(len(batch), -1).tolist())
+            continue
+        label, probabilities = outputs[0], outputs[1]
+        labels.extend(label.tolist())
+        if isinstance(probabilities, list):
+            answers.extend([[float(row[k]) for k in sorted(row)] for row in probabilities])
+        else:
+            answers.extend(np.asarray(probabilities, dtype=np.float64).tolist())
+    return answers, labels if model.task == "classification" else None
