@@ -24,12 +24,14 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mii_cli.docker_engine import DockerClient, remove_container
 from mii_cli.errors import ConfigError, DockerError
-from mii_cli.run import RunSpec, remove_container, start_container, wait_ready
+from mii_cli.results import Result
+from mii_cli.run import RunSpec, start_container
 
 BODY = '{"data": [[5.1, 3.5, 1.4, 0.2]]}'
 V2_BODY = (
@@ -38,7 +40,7 @@ V2_BODY = (
 PREDICT_PATH = "/predict"
 V2_PATH = "/v2/models/iris_svc/infer"
 
-# 目標（issue 3 の 6 節と issue 9 の 4 節）: (指標, 比較, 値)
+# 性能の目標: 指標 -> (比較, 値)
 TARGETS: dict[str, tuple[str, float]] = {
     "max_rps": (">=", 2500.0),
     "share": (">=", 0.50),
@@ -63,8 +65,10 @@ class WrkResult:
 
 
 @dataclass
-class BenchmarkReport:
-    """ベンチマークの結果と目標に対する判定。"""
+class BenchmarkReport(Result):
+    """ベンチマークの結果と目標に対する判定（JSON には目標と合否も出す）。"""
+
+    computed = ("targets", "passed")
 
     image: str
     measurements: dict[str, float]
@@ -72,16 +76,17 @@ class BenchmarkReport:
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def targets(self) -> dict[str, tuple[str, float]]:
+        """比べた目標。"""
+        return TARGETS
+
+    @property
     def passed(self) -> bool:
         """すべての目標を満たしたか。"""
         return all(self.verdicts.values())
 
-    def as_dict(self) -> dict[str, Any]:
-        """--json 用の辞書。"""
-        return {**asdict(self), "targets": TARGETS, "passed": self.passed}
 
-
-def _milliseconds(value: str) -> float:
+def wrk_milliseconds(value: str) -> float:
     """wrk の時間表記（12.3us・4.5ms・1.2s）をミリ秒にする。"""
     match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value.strip())
     if not match:
@@ -107,8 +112,8 @@ def parse_wrk(output: str) -> WrkResult:
         errors += int(non_2xx.group(1))
     return WrkResult(
         float(rps.group(1)),
-        _milliseconds(p50.group(1)),
-        _milliseconds(p99.group(1)),
+        wrk_milliseconds(p50.group(1)),
+        wrk_milliseconds(p99.group(1)),
         errors,
         int(total.group(1)),
     )
@@ -197,26 +202,8 @@ def _cpu_seconds(container: Any) -> float:
     return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
 
 
-def _start_ceiling(client: Any, spec: RunSpec) -> None:
-    """同じイメージ・同じ制限で天井の ASGI アプリ（python -m service.ceiling）を起動し、答えるまで待つ。"""
-    remove_container(client, spec.name)
-    container = client.containers.run(
-        spec.image, entrypoint=["python", "-m", "service.ceiling"], **spec.docker_kwargs()
-    )
-
-    def alive() -> bool:
-        container.reload()
-        return bool(container.status in ("created", "running"))
-
-    try:
-        wait_ready(spec.url, timeout=30, is_alive=alive, logs=lambda: str(container.logs(tail=20).decode()))
-    except BaseException:
-        remove_container(client, spec.name, grace=1)
-        raise
-
-
 def run_benchmark(
-    client: Any,
+    client: DockerClient,
     *,
     image: str,
     base_image: str,
@@ -237,7 +224,7 @@ def run_benchmark(
     ready_wall = time.monotonic() - started
     container = client.containers.get(spec.name)
     try:
-        _start_ceiling(client, ceiling_spec)
+        start_container(client, ceiling_spec, timeout=30, entrypoint=["python", "-m", "service.ceiling"])
         # ウォームアップ
         for url, path, body in ((spec.url, PREDICT_PATH, BODY), (spec.url, V2_PATH, V2_BODY)):
             run_wrk(url, seconds=2, connections=connections, threads=2, rate=None, path=path, body=body)

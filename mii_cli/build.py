@@ -1,7 +1,8 @@
 """`mii build`: モデルとサーバーを 1 つのイメージに焼き込む（Docker SDK）。
 
 先に純粋な関数でビルドコンテキスト（ファイル一覧・tar）とビルド引数を作り、
-最後に小さなアダプタが Docker エンジンへ送る。ビルドの各ステップは Rich の進捗で表示する。
+最後に Docker エンジンへ送る。ビルドの各ステップの進み具合は `BuildProgress` でコールバックに渡す
+（進捗バーを描くのは CLI の層）。
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import json
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mii_cli.docker_engine import DockerClient, docker_client, split_reference
 from mii_cli.errors import DockerError, ModelError
+from mii_cli.results import Result
 from service.constants import IMAGE_ROOT, SERVICE_VERSION, TRAINING_FACTS_FILENAME
 from service.ml.loading import load_model
 from service.ml.prediction import ModelLoadError
@@ -42,18 +45,19 @@ _UNREACHABLE_MARKERS = (
     "repository does not exist",
     "failed to fetch",
 )
-_OFFLINE_HINT = (
-    "the build could not reach a registry or a package index: build from a local base image with "
-    "--base-image (or MII_BASE_IMAGE), e.g. localhost/python:3.13-slim, and give the RUN steps the "
-    "host network with --network host (or MII_BUILD_NETWORK=host)"
+# レジストリに届かないマシンでのビルドのしかた（`mii doctor` も使う）
+LOCAL_BASE_HINT = (
+    "build from a local base image with --base-image (or MII_BASE_IMAGE), e.g. localhost/python:3.13-slim, "
+    "and give the RUN steps the host network with --network host (or MII_BUILD_NETWORK=host)"
 )
+OFFLINE_HINT = f"the build could not reach a registry or a package index: {LOCAL_BASE_HINT}"
 _GENERIC_HINT = "read the build log above; `mii build --no-cache` rebuilds every step"
 
 
 def failure_hint(message: str) -> str:
     """ビルドの失敗のメッセージから、次にすべきことを選ぶ（ネットワークの問題なら MII_* の設定）。"""
     lowered = message.lower()
-    return _OFFLINE_HINT if any(marker in lowered for marker in _UNREACHABLE_MARKERS) else _GENERIC_HINT
+    return OFFLINE_HINT if any(marker in lowered for marker in _UNREACHABLE_MARKERS) else _GENERIC_HINT
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,22 @@ class ModelFacts:
     sample: list[float] | None = None
 
 
-@dataclass
-class BuildResult:
+@dataclass(frozen=True)
+class BuildRequest:
+    """何をどう焼き込むか（既定値は `mii_cli.settings.build_request` が埋める）。"""
+
+    root: Path
+    model: Path
+    labels: Path | None
+    tag: str
+    base_image: str
+    network: str | None = None
+    sample: list[float] | None = None
+    no_cache: bool = False
+
+
+@dataclass(frozen=True)
+class BuildResult(Result):
     """ビルドの結果。"""
 
     image_id: str
@@ -87,10 +105,6 @@ class BuildResult:
     steps: int
     cached_steps: int
     labels: dict[str, str] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """--json 用の辞書。"""
-        return asdict(self)
 
 
 # --- 描画（純粋な関数） -----------------------------------------------------------------------
@@ -226,32 +240,7 @@ def unique_tag(repository: str, facts: ModelFacts, image_id: str) -> str:
     return f"{repository}:{SERVICE_VERSION}-{facts.model_sha256[:12]}-{short_id}"
 
 
-def split_reference(reference: str) -> tuple[str, str]:
-    """`repo:tag` を (repo, tag) に分ける（タグが無ければ latest）。"""
-    last = reference.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository, tag = reference.rsplit(":", 1)
-        return repository, tag
-    return reference, "latest"
-
-
 # --- Docker とのやりとり（アダプタ） -----------------------------------------------------------
-
-
-def docker_client() -> Any:
-    """Docker エンジンに接続する。届かなければ DockerError。"""
-    import docker
-    from docker.errors import DockerException
-
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except DockerException as error:
-        raise DockerError(
-            f"cannot reach the Docker engine ({str(error).splitlines()[0][:200]})",
-            hint="start Docker (check with `docker info`), or set DOCKER_HOST",
-        ) from None
-    return client
 
 
 @dataclass
@@ -295,7 +284,7 @@ class BuildProgress:
 
 
 def stream_build(
-    client: Any,
+    client: DockerClient,
     context: io.BytesIO,
     *,
     tag: str,
@@ -341,33 +330,30 @@ def run_build(
 
 
 def build_image(
+    request: BuildRequest,
     *,
-    root: Path,
-    model: Path,
-    labels: Path | None,
-    tag: str,
-    base_image: str,
-    network: str | None = None,
-    no_cache: bool = False,
-    sample: list[float] | None = None,
-    client: Any = None,
+    client: DockerClient | None = None,
     on_progress: Callable[[BuildProgress], None] | None = None,
 ) -> BuildResult:
     """モデルを検証し、イメージをビルドして、既定のタグと一意のタグを付ける。"""
-    facts = inspect_model(model, labels, sample)
+    facts = inspect_model(request.model, request.labels, request.sample)
     client = client or docker_client()
-    args = build_args(root, facts, base_image)
-    context = context_tar(context_files(root, facts))
-    progress = run_build(
-        stream_build(client, context, tag=tag, buildargs=args, network=network, no_cache=no_cache),
-        on_progress,
+    args = build_args(request.root, facts, request.base_image)
+    context = context_tar(context_files(request.root, facts))
+    events = stream_build(
+        client,
+        context,
+        tag=request.tag,
+        buildargs=args,
+        network=request.network,
+        no_cache=request.no_cache,
     )
+    progress = run_build(events, on_progress)
     assert progress.image_id is not None
     image = client.images.get(progress.image_id)
-    repository, _ = split_reference(tag)
+    repository, _ = split_reference(request.tag)
     unique = unique_tag(repository, facts, image.id)
-    unique_repo, unique_name = split_reference(unique)
-    image.tag(unique_repo, unique_name)
+    image.tag(*split_reference(unique))
     image.reload()
     return BuildResult(
         image_id=image.id,
@@ -376,44 +362,8 @@ def build_image(
         size_bytes=int(image.attrs.get("Size", 0)),
         model_sha256=facts.model_sha256,
         label_sha256=facts.label_sha256,
-        base_image=base_image,
+        base_image=request.base_image,
         steps=progress.total,
         cached_steps=progress.cached,
         labels=dict(image.labels or {}),
-    )
-
-
-def build_with_defaults(
-    *,
-    tag: str | None = None,
-    base_image: str | None = None,
-    network: str | None = None,
-    model: Path | None = None,
-    labels: Path | None = None,
-    sample: list[float] | None = None,
-    no_cache: bool = False,
-    client: Any = None,
-    on_progress: Callable[[BuildProgress], None] | None = None,
-) -> BuildResult:
-    """省略したものを CLI の設定（MII_*）と同梱モデルで補って `build_image` を呼ぶ（build・up の共通）。
-
-    同梱のラベルは同梱のモデルのものなので、`model` を渡して `labels` を省いたときはラベル無し
-    （分類器ならモデル自身のクラスラベルを使う）。
-    """
-    from mii_cli.paths import model_and_labels, project_root
-    from mii_cli.settings import get_cli_settings
-
-    settings = get_cli_settings()
-    model, labels = model_and_labels(model, labels)
-    return build_image(
-        root=project_root(),
-        model=model,
-        labels=labels,
-        sample=sample,
-        tag=tag or settings.default_image,
-        base_image=base_image or settings.base_image,
-        network=network or settings.build_network,
-        no_cache=no_cache,
-        client=client,
-        on_progress=on_progress,
     )

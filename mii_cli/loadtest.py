@@ -1,35 +1,32 @@
 """`mii load-test`: locust をライブラリとしてヘッドレスで動かす負荷試験。
 
-locust は import した時点で gevent による monkeypatch を行うため、このモジュールの先頭では
-import しない（`mii --help` や他のコマンドに影響させない）。locust と gevent は負荷試験を
-実行する `run_load_test()` の中でだけ読み込む。
+locust は import した時点で gevent による monkeypatch を行うため、このモジュールは locust を
+import しない（`mii --help` や他のコマンドに影響させない）。locust と gevent を使う部分は
+`mii_cli.locust_runner` にあり、負荷試験を実行する `run_load_test()` の中でだけ読み込む。
 
 判定（`judge()`）と時間の解釈（`parse_duration()`）、百分位（`percentile()`）は純粋な関数で、
-仕様書 8.4 節の目標（スループット 100 requests/s 超、p99 100 ms 未満）に失敗リクエスト 0 件を
-加えた基準で合否を決める。
+目標（スループット 100 requests/s 超、p99 100 ms 未満）に失敗リクエスト 0 件を加えた基準で
+合否を決める。
 """
 
 from __future__ import annotations
 
 import math
-import random
 import re
-import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from rich.table import Table
-
 from mii_cli.errors import CheckFailed, ConfigError
+from mii_cli.results import Result
 from mii_cli.smoke import BATCH_ROWS, normalize_url
 from service import constants
 
 # 負荷に使う行はスモークテストのバッチと同じ（Iris の 3 品種から 1 行ずつ。ユーザーごとに順に回す）
 LOAD_ROWS = BATCH_ROWS
 
-# 仕様書 8.4 節の目標
+# 負荷試験の目標: スループットと p99
 TARGET_MIN_RPS = 100.0
 TARGET_MAX_P99_MS = 100.0
 
@@ -111,8 +108,12 @@ class Criterion:
 class Verdict:
     """負荷試験の合否。"""
 
-    passed: bool
     criteria: list[Criterion]
+
+    @property
+    def passed(self) -> bool:
+        """すべての基準を満たしたか。"""
+        return all(c.ok for c in self.criteria)
 
     @property
     def reasons(self) -> list[str]:
@@ -154,55 +155,63 @@ def judge(
             requests > 0 and failures == 0,
         ),
     ]
-    return Verdict(passed=all(c.ok for c in criteria), criteria=criteria)
+    return Verdict(criteria)
 
 
-@dataclass
-class LoadTestResult:
-    """負荷試験の測定値と合否。"""
+@dataclass(frozen=True)
+class LoadTestResult(Result):
+    """負荷試験の条件・測定値・合否（JSON には目標・合否・満たさなかった基準も出す）。
 
-    options: LoadTestOptions
+    時間と割合は JSON と同じ桁に丸めて持つ（経過秒は 3 桁、requests/s は 2 桁、応答時間は 3 桁）。
+    """
+
+    computed = ("targets", "passed", "reasons")
+
+    url: str
+    endpoint: str
+    duration_s: float
+    users: int
+    spawn_rate: float
+    rate: float | None
     elapsed_s: float
     requests: int
     failures: int
     requests_per_s: float
     latency_ms: dict[str, float | None]
-    verdict: Verdict
+    criteria: list[Criterion]
     errors: dict[str, int] = field(default_factory=dict)
     served_by: dict[str, int] = field(default_factory=dict)
     by_endpoint: dict[str, int] = field(default_factory=dict)
 
     @property
+    def targets(self) -> dict[str, float]:
+        """比べた目標。"""
+        return {"min_requests_per_s": TARGET_MIN_RPS, "max_p99_ms": TARGET_MAX_P99_MS}
+
+    @property
     def passed(self) -> bool:
         """目標をすべて満たしたか。"""
-        return self.verdict.passed
+        return Verdict(self.criteria).passed
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON にできる辞書を返す（--json 用）。"""
-        return {
-            "url": self.options.url,
-            "endpoint": self.options.endpoint,
-            "duration_s": self.options.duration_s,
-            "users": self.options.users,
-            "spawn_rate": self.options.spawn_rate,
-            "rate": self.options.rate,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "requests": self.requests,
-            "failures": self.failures,
-            "requests_per_s": round(self.requests_per_s, 2),
-            "latency_ms": {k: None if v is None else round(v, 3) for k, v in self.latency_ms.items()},
-            "targets": {"min_requests_per_s": TARGET_MIN_RPS, "max_p99_ms": TARGET_MAX_P99_MS},
-            "passed": self.passed,
-            "criteria": [asdict(c) for c in self.verdict.criteria],
-            "reasons": self.verdict.reasons,
-            "errors": self.errors,
-            "served_by": self.served_by,
-            "by_endpoint": self.by_endpoint,
-        }
+    @property
+    def reasons(self) -> list[str]:
+        """満たさなかった基準の説明。"""
+        return Verdict(self.criteria).reasons
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """負荷試験の途中経過（約 5 秒ごと）。"""
+
+    elapsed_s: float
+    requests: int
+    failures: int
+    requests_per_s: float
+    p99_ms: float | None
 
 
 @dataclass
-class _Collector:
+class Collector:
     """locust の request イベントから、応答時間・失敗・応答した Pod を集める。"""
 
     times_ms: list[float] = field(default_factory=list)
@@ -232,14 +241,16 @@ class _Collector:
         if pod:
             self.served_by[str(pod)] += 1
 
-    def snapshot(self, elapsed_s: float) -> tuple[int, int, float, float | None]:
-        """途中経過（件数・失敗・requests/s・p99）。"""
+    def snapshot(self, elapsed_s: float) -> LoadProgress:
+        """途中経過（件数・失敗・requests/s・直近 5,000 件の p99）。"""
         count = len(self.times_ms)
-        p99 = percentile(sorted(self.times_ms[-5000:]), 0.99)
-        return count, self.failures, count / elapsed_s if elapsed_s > 0 else 0.0, p99
-
-
-Progress = Callable[[float, int, int, float, float | None], None]
+        return LoadProgress(
+            elapsed_s=elapsed_s,
+            requests=count,
+            failures=self.failures,
+            requests_per_s=count / elapsed_s if elapsed_s > 0 else 0.0,
+            p99_ms=percentile(sorted(self.times_ms[-5000:]), 0.99),
+        )
 
 
 def _preflight(url: str, timeout: float) -> None:
@@ -263,75 +274,41 @@ def _preflight(url: str, timeout: float) -> None:
         ) from None
 
 
-def run_load_test(options: LoadTestOptions, *, progress: Progress | None = None) -> LoadTestResult:
+def run_load_test(
+    options: LoadTestOptions, *, progress: Callable[[LoadProgress], None] | None = None
+) -> LoadTestResult:
     """locust をヘッドレスで options.duration_s 秒動かし、測定値と合否を返す。
 
-    progress を渡すと、約 5 秒ごとに（経過秒・件数・失敗・requests/s・p99）で呼ぶ。
+    手順: 条件を確かめる → /health に 1 回問い合わせる → locust で負荷をかける → 集計して判定する。
+    progress を渡すと、約 5 秒ごとに途中経過で呼ぶ。
     """
     options.validate()
     url = normalize_url(options.url)
-    # ここで初めて locust（と gevent の monkeypatch）を読み込む
-    import gevent
-    from locust import FastHttpUser, constant, constant_throughput
-    from locust.env import Environment
-
     _preflight(url, options.timeout_s)
+    # ここで初めて locust（と gevent の monkeypatch）を読み込む
+    from mii_cli import locust_runner
 
-    collector = _Collector()
-    headers = {"Content-Type": "application/json"}
-    bodies = [f'{{"data": [[{", ".join(str(v) for v in row)}]]}}' for row in LOAD_ROWS]
-    paths = ENDPOINTS[options.endpoint]
-
-    def make_task(path: str) -> Callable[[Any], None]:
-        def call(user: Any) -> None:
-            user.row_index = (getattr(user, "row_index", -1) + 1) % len(bodies)
-            user.client.post(path, data=bodies[user.row_index], headers=headers, name=path)
-
-        return call
-
-    # 1 ユーザーの上限 = 全体の上限 / ユーザー数（locust の constant_throughput はタスク単位）
-    wait = constant_throughput(options.rate / options.users) if options.rate else constant(0)
-    period = options.users / options.rate if options.rate else 0.0
-
-    def on_start(user: Any) -> None:
-        # 上限があるときは最初の 1 回を周期内のランダムな時点にずらし、全ユーザーが同時に送る
-        # 「波」を避ける（波はサーバーではなく負荷のかけ方による遅延を p99 に加えてしまう）
-        if period:
-            gevent.sleep(random.uniform(0.0, period))
-
-    user_class = type(
-        "MiiUser",
-        (FastHttpUser,),
-        {
-            "host": url,
-            "wait_time": wait,
-            "tasks": [make_task(path) for path in paths],
-            "on_start": on_start,
-            "network_timeout": options.timeout_s,
-            "connection_timeout": options.timeout_s,
-        },
+    collector = Collector()
+    plan = locust_runner.LoadPlan(
+        url=url,
+        paths=tuple(ENDPOINTS[options.endpoint]),
+        bodies=tuple(f'{{"data": [[{", ".join(str(v) for v in row)}]]}}' for row in LOAD_ROWS),
+        users=options.users,
+        rate=options.rate,
+        timeout_s=options.timeout_s,
     )
+    elapsed_s = locust_runner.run(
+        plan,
+        spawn_rate=options.spawn_rate,
+        duration_s=options.duration_s,
+        on_request=collector.on_request,
+        on_tick=None if progress is None else lambda elapsed: progress(collector.snapshot(elapsed)),
+    )
+    return summarize(options, collector, elapsed_s)
 
-    environment = Environment(user_classes=[user_class], host=url)
-    environment.events.request.add_listener(collector.on_request)  # type: ignore[no-untyped-call]
-    runner = environment.create_local_runner()
 
-    start = time.monotonic()
-
-    def report_progress() -> None:
-        while True:
-            gevent.sleep(5.0)
-            if progress is not None:
-                elapsed = time.monotonic() - start
-                progress(elapsed, *collector.snapshot(elapsed))
-
-    progress_greenlet = gevent.spawn(report_progress)
-    runner.start(options.users, spawn_rate=options.spawn_rate)
-    gevent.spawn_later(options.duration_s, runner.quit)
-    runner.greenlet.join()
-    elapsed_s = time.monotonic() - start
-    progress_greenlet.kill(block=False)
-
+def summarize(options: LoadTestOptions, collector: Collector, elapsed_s: float) -> LoadTestResult:
+    """集めた応答時間と失敗から測定値を求め、目標と比べた結果にする。"""
     times = sorted(collector.times_ms)
     requests = len(times)
     rps = requests / elapsed_s if elapsed_s > 0 else 0.0
@@ -342,20 +319,20 @@ def run_load_test(options: LoadTestOptions, *, progress: Progress | None = None)
         "max": times[-1] if times else None,
         "mean": math.fsum(times) / requests if requests else None,
     }
-    verdict = judge(
-        requests=requests,
-        failures=collector.failures,
-        requests_per_s=rps,
-        p99_ms=latency["p99"],
-    )
+    verdict = judge(requests=requests, failures=collector.failures, requests_per_s=rps, p99_ms=latency["p99"])
     return LoadTestResult(
-        options=options,
-        elapsed_s=elapsed_s,
+        url=options.url,
+        endpoint=options.endpoint,
+        duration_s=options.duration_s,
+        users=options.users,
+        spawn_rate=options.spawn_rate,
+        rate=options.rate,
+        elapsed_s=round(elapsed_s, 3),
         requests=requests,
         failures=collector.failures,
-        requests_per_s=rps,
-        latency_ms=latency,
-        verdict=verdict,
+        requests_per_s=round(rps, 2),
+        latency_ms={key: None if value is None else round(value, 3) for key, value in latency.items()},
+        criteria=verdict.criteria,
         errors=dict(collector.errors.most_common(10)),
         served_by=dict(collector.served_by.most_common()),
         by_endpoint=dict(collector.by_endpoint),
@@ -370,38 +347,3 @@ def describe(options: LoadTestOptions) -> str:
         f"load test: {paths} on {options.url} for {options.duration_s:g} s, "
         f"{options.users} users (spawn {options.spawn_rate:g}/s), {rate}"
     )
-
-
-def summary_table(result: LoadTestResult) -> Table:
-    """測定値と基準の Rich の表を返す。"""
-
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1f}"
-
-    lat = result.latency_ms
-    table = Table(title="Load test result", title_justify="left", show_header=True)
-    table.add_column("Measure", no_wrap=True)
-    table.add_column("Value", justify="right")
-    table.add_column("Target", justify="right")
-    table.add_column("Result", no_wrap=True)
-    by_name = {c.name: c for c in result.verdict.criteria}
-
-    def mark(name: str) -> str:
-        return "[green]PASS[/green]" if by_name[name].ok else "[bold red]FAIL[/bold red]"
-
-    table.add_row("requests", f"{result.requests:,} in {result.elapsed_s:.1f} s", "", "")
-    table.add_row(
-        "requests/s",
-        f"{result.requests_per_s:,.1f}",
-        by_name["throughput"].target,
-        mark("throughput"),
-    )
-    table.add_row("p50 ms", ms(lat["p50"]), "", "")
-    table.add_row("p95 ms", ms(lat["p95"]), "", "")
-    table.add_row("p99 ms", ms(lat["p99"]), by_name["p99 latency"].target, mark("p99 latency"))
-    table.add_row("max ms", ms(lat["max"]), "", "")
-    table.add_row("failures", f"{result.failures:,}", "0", mark("failed requests"))
-    if result.served_by:
-        pods = ", ".join(f"{pod} ({count:,})" for pod, count in result.served_by.items())
-        table.add_row("served by", pods, "", "")
-    return table

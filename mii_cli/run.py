@@ -1,21 +1,23 @@
 """`mii run`: イメージを Pod と同じ制限（0.5 CPU・300 MiB・読み取り専用のルート）でローカルに動かす。
 
-コンテナのポートは 127.0.0.1 にだけ公開する。ready になるまで上限付きで待ち、URL を表示する。
+コンテナのポートは 127.0.0.1 にだけ公開する。ready になるまで上限付きで待ち、URL を返す。
+`mii benchmark` も同じ起動のしかた（`start_container`）でサービスと天井を動かす。
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from mii_cli.docker_engine import MANAGED_LABEL, MANAGED_VALUE, DockerClient, local_image, remove_container
 from mii_cli.errors import DockerError, WaitTimeout
+from mii_cli.results import Result
 
 CONTAINER_PORT = "8000/tcp"
-_LABEL = "io.mii.managed-by"
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class RunSpec:
             "memswap_limit": self.memory,
             "read_only": self.read_only,
             "tmpfs": {"/tmp": "rw,size=16m"},
-            "labels": {_LABEL: "mii"},
+            "labels": {MANAGED_LABEL: MANAGED_VALUE},
             "environment": dict(self.environment or {}),
         }
         if self.user is not None:
@@ -55,8 +57,8 @@ class RunSpec:
         return f"http://127.0.0.1:{self.port}"
 
 
-@dataclass
-class RunResult:
+@dataclass(frozen=True)
+class RunResult(Result):
     """起動したコンテナの情報。"""
 
     container_id: str
@@ -64,35 +66,6 @@ class RunResult:
     image: str
     url: str
     ready_seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """--json 用の辞書。"""
-        return asdict(self)
-
-
-def remove_container(client: Any, name: str, *, grace: int = 25) -> bool:
-    """mii が起動した同名のコンテナを止めて消す。無ければ False（エラーにしない）。
-
-    mii のラベルが無いコンテナ（他の人のもの）には触れず、DockerError にする。
-    """
-    from docker.errors import NotFound
-
-    try:
-        container = client.containers.get(name)
-    except NotFound:
-        return False
-    if (container.labels or {}).get(_LABEL) != "mii":
-        raise DockerError(
-            f"container {name} was not started by mii; leaving it alone",
-            hint="pick another name with --name, or remove it yourself with `docker rm -f`",
-        )
-    try:
-        if container.status == "running":
-            container.stop(timeout=grace)
-        container.remove(force=True)
-    except NotFound:
-        return False
-    return True
 
 
 def wait_ready(
@@ -102,12 +75,14 @@ def wait_ready(
     is_alive: Callable[[], bool],
     logs: Callable[[], str],
     interval: float = 0.05,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> float:
     """/health/ready が 200 になるまで待ち、かかった秒数を返す。"""
-    start = time.monotonic()
+    start = clock()
     with httpx.Client(timeout=1.0) as http:
         while True:
-            elapsed = time.monotonic() - start
+            elapsed = clock() - start
             try:
                 if http.get(f"{url}/health/ready").status_code == 200:
                     return elapsed
@@ -125,25 +100,34 @@ def wait_ready(
                     hint="raise --timeout, or inspect it with `docker logs`",
                     details=logs(),
                 )
-            time.sleep(interval)
+            sleep(interval)
 
 
 def start_container(
-    client: Any, spec: RunSpec, *, timeout: float, replace: bool = True, interval: float = 0.05
+    client: DockerClient,
+    spec: RunSpec,
+    *,
+    timeout: float,
+    replace: bool = True,
+    interval: float = 0.05,
+    entrypoint: list[str] | None = None,
 ) -> RunResult:
-    """コンテナを起動し、ready になるまで待つ（interval 秒ごとに /health/ready を確かめる）。"""
-    from docker.errors import APIError, ImageNotFound
+    """コンテナを起動し、ready になるまで待つ（interval 秒ごとに /health/ready を確かめる）。
 
-    try:
-        client.images.get(spec.image)
-    except ImageNotFound:
+    待っている間の失敗・タイムアウト・Ctrl-C のどれでもコンテナを残さない。
+    `entrypoint` を渡すと、同じイメージの別のプログラム（ベンチマークの天井など）を動かす。
+    """
+    from docker.errors import APIError
+
+    if local_image(client, spec.image) is None:
         raise DockerError(
             f"image {spec.image} not found in the local Docker engine", hint="build it first with `mii build`"
-        ) from None
+        )
     if replace:
         remove_container(client, spec.name)
+    extra = {"entrypoint": entrypoint} if entrypoint is not None else {}
     try:
-        container = client.containers.run(spec.image, **spec.docker_kwargs())
+        container = client.containers.run(spec.image, **spec.docker_kwargs(), **extra)
     except APIError as error:
         raise DockerError(f"cannot start the container: {error.explanation or error}") from None
 
@@ -157,12 +141,18 @@ def start_container(
     try:
         seconds = wait_ready(spec.url, timeout=timeout, is_alive=alive, logs=tail, interval=interval)
     except BaseException:
-        # 待っている間の失敗・タイムアウト・Ctrl-C のどれでもコンテナを残さない
         remove_container(client, spec.name, grace=1)
         raise
-    return RunResult(container.id, spec.name, spec.image, spec.url, round(seconds, 3))
+    return RunResult(
+        container_id=container.id,
+        name=spec.name,
+        image=spec.image,
+        url=spec.url,
+        ready_seconds=round(seconds, 3),
+    )
 
 
-def follow_logs(client: Any, name: str) -> Any:
-    """コンテナのログを流し続けるイテレータ。"""
-    return client.containers.get(name).logs(stream=True, follow=True)
+def follow_logs(client: DockerClient, name: str) -> Iterator[str]:
+    """コンテナのログを 1 かたまりずつ文字列で流し続ける（コンテナが止まるまで）。"""
+    for chunk in client.containers.get(name).logs(stream=True, follow=True):
+        yield bytes(chunk).decode(errors="replace").rstrip()

@@ -1,17 +1,28 @@
-"""CLI の設定（環境変数 MII_*）。
+"""CLI の設定（環境変数 MII_*）と、オプションの既定値の埋め方。
 
-オプションの既定値をまとめる唯一の設定オブジェクト。コマンドのオプションが常に優先する。
+オプションの既定値をまとめる唯一の設定オブジェクトと、省かれたオプション（None）を設定で埋める
+唯一の方法 `fill`。コマンドのオプションが常に優先する。いくつかの値から組み立てる要求
+（ビルド・コンテナの起動条件・Deployment の大きさ）は、ここの関数が `fill` で組み立てる。
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mii_cli.errors import ConfigError
 from service.constants import SERVICE_VERSION
+
+if TYPE_CHECKING:
+    from mii_cli.build import BuildRequest
+    from mii_cli.kube.render import Sizing
+    from mii_cli.run import RunSpec
+
+T = TypeVar("T")
 
 
 class CliSettings(BaseSettings):
@@ -71,3 +82,79 @@ def get_cli_settings() -> CliSettings:
             f"MII_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
         )
         raise ConfigError(f"invalid mii setting: {problems}") from None
+
+
+def fill(value: T | None, default: T) -> T:
+    """オプションの値。省かれて（None）いれば既定値（0 や空文字も値として扱う）。"""
+    return default if value is None else value
+
+
+def build_request(
+    *,
+    tag: str | None = None,
+    base_image: str | None = None,
+    network: str | None = None,
+    model: Path | None = None,
+    labels: Path | None = None,
+    sample: list[float] | None = None,
+    no_cache: bool = False,
+) -> BuildRequest:
+    """`mii build`・`mii up` のビルドの要求（タグ・ベース・ネットワークは MII_*、モデルは同梱のもの）。
+
+    同梱のラベルは同梱のモデルのものなので、`model` を渡して `labels` を省いたときはラベル無し
+    （分類器ならモデル自身のクラスラベルを使う）。
+    """
+    from mii_cli.build import BuildRequest
+    from mii_cli.paths import model_and_labels, project_root
+
+    settings = get_cli_settings()
+    model_path, label_path = model_and_labels(model, labels)
+    return BuildRequest(
+        root=project_root(),
+        model=model_path,
+        labels=label_path,
+        tag=fill(tag, settings.default_image),
+        base_image=fill(base_image, settings.base_image),
+        network=fill(network, settings.build_network),
+        sample=sample,
+        no_cache=no_cache,
+    )
+
+
+def run_spec(
+    *,
+    port: int,
+    image: str | None = None,
+    name: str | None = None,
+    cpus: float | None = None,
+    memory: str | None = None,
+    user: str | None = None,
+) -> RunSpec:
+    """`mii run` のコンテナの起動条件（イメージ・名前・制限は MII_*、既定は Pod と同じ制限）。"""
+    from mii_cli.run import RunSpec
+
+    settings = get_cli_settings()
+    return RunSpec(
+        image=fill(image, settings.default_image),
+        name=fill(name, settings.container_name),
+        port=port,
+        cpus=fill(cpus, settings.cpus),
+        memory=fill(memory, settings.memory),
+        user=user,
+    )
+
+
+def sizing(*, replicas: int | None = None, cpu: str | None = None, memory: str | None = None) -> Sizing:
+    """`mii deploy`・`mii up` の Deployment の大きさ（MII_REPLICAS・MII_POD_CPU・MII_POD_MEMORY）。
+
+    どれも無ければ manifests/ の値のまま。値を確かめる（不正なら ConfigError）。
+    再デプロイでも同じ大きさを保つには、オプションより設定で渡す。
+    """
+    from mii_cli.kube.render import Sizing
+
+    settings = get_cli_settings()
+    return Sizing(
+        replicas=fill(replicas, settings.replicas),
+        cpu=fill(cpu, settings.pod_cpu),
+        memory=fill(memory, settings.pod_memory),
+    )

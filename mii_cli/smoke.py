@@ -2,7 +2,7 @@
 
 「先に描き、後で動かす」: `smoke_plan()` は何を送り何を期待するかを並べるだけの純粋な関数で、
 `run_smoke_test()` がその計画を順に実行して `SmokeReport` を返す。応答の検証は確認ごとの
-検証関数（`_VERIFIERS`）が行い、前の確認で得た事実（/metadata のクラス数やサンプルの確率など）と
+検証関数（`VERIFIERS`）が行い、前の確認で得た事実（`Facts`: /metadata のクラス数やサンプルの確率など）と
 照らし合わせる。サービスに届かないときも例外にせず、すべての確認を失敗として報告する。
 
 計画は配信中のモデルに合わせる: `run_smoke_test()` は最初に /metadata からモデルの幅・サンプル・
@@ -17,17 +17,17 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.table import Table
 
 from mii_cli.errors import ConfigError
+from mii_cli.results import Result, json_field
 from service import constants
 
-# バッチの確認に使う 3 行（Iris の 3 品種から 1 行ずつ。先頭は仕様書のサンプル。負荷試験も使う）
+# バッチの確認に使う 3 行（Iris の 3 品種から 1 行ずつ。先頭は /predict/test のサンプル。負荷試験も使う）
 BATCH_ROWS: list[list[float]] = [
     list(constants.SAMPLE_DATA[0]),
     [6.4, 3.2, 4.5, 1.5],
@@ -129,7 +129,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Result):
     """1 件の確認の結果。"""
 
     name: str
@@ -144,11 +144,13 @@ class CheckResult:
 
 
 @dataclass
-class SmokeReport:
-    """スモークテスト全体の結果。"""
+class SmokeReport(Result):
+    """スモークテスト全体の結果。`base_url` は確かめた URL（JSON では `url`）。"""
 
-    base_url: str
-    checks: list[CheckResult]
+    computed = ("passed", "summary")
+
+    base_url: str = json_field("url")
+    checks: list[CheckResult] = field(default_factory=list)
     served_by: list[str] = field(default_factory=list)
     model_sha256: str | None = None
     unreachable: str | None = None
@@ -163,21 +165,11 @@ class SmokeReport:
         """通らなかった確認。"""
         return [c for c in self.checks if not c.ok]
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON にできる辞書を返す（--json 用）。"""
-        return {
-            "url": self.base_url,
-            "passed": self.passed,
-            "unreachable": self.unreachable,
-            "served_by": self.served_by,
-            "model_sha256": self.model_sha256,
-            "summary": {
-                "total": len(self.checks),
-                "passed": len(self.checks) - len(self.failed),
-                "failed": len(self.failed),
-            },
-            "checks": [asdict(c) for c in self.checks],
-        }
+    @property
+    def summary(self) -> dict[str, int]:
+        """件数の要約（total・passed・failed）。"""
+        failed = len(self.failed)
+        return {"total": len(self.checks), "passed": len(self.checks) - failed, "failed": failed}
 
 
 def _json_body(value: Any) -> bytes:
@@ -325,12 +317,12 @@ def smoke_plan(model: ServedModel = IRIS) -> list[Check]:
     ]
 
 
-class _Fail(Exception):
+class Mismatch(Exception):
     """検証の不一致（メッセージが表の detail になる）。"""
 
 
 @dataclass
-class _Facts:
+class Facts:
     """前の確認で得た事実。後の確認がこれと照らし合わせる。"""
 
     num_classes: int | None = None
@@ -358,27 +350,27 @@ def _snippet(response: httpx.Response, limit: int = 120) -> str:
 
 
 def _ok_json(response: httpx.Response) -> Any:
-    """200 で JSON の応答なら中身を返し、それ以外は _Fail にする。"""
+    """200 で JSON の応答なら中身を返し、それ以外は Mismatch にする。"""
     if response.status_code != 200:
-        raise _Fail(f"HTTP {response.status_code}, expected 200: {_snippet(response)}")
+        raise Mismatch(f"HTTP {response.status_code}, expected 200: {_snippet(response)}")
     try:
         return response.json()
     except ValueError:
-        raise _Fail(f"response is not JSON: {_snippet(response)}") from None
+        raise Mismatch(f"response is not JSON: {_snippet(response)}") from None
 
 
 def _prediction(response: httpx.Response) -> Any:
     """`{"prediction": ...}` の中身を返す。"""
     body = _ok_json(response)
     if not isinstance(body, dict) or set(body) != {"prediction"}:
-        raise _Fail(f'expected {{"prediction": ...}}, got {_snippet(response)}')
+        raise Mismatch(f'expected {{"prediction": ...}}, got {_snippet(response)}')
     return body["prediction"]
 
 
 def _need(value: Any, what: str) -> Any:
     """前の確認で得ているはずの事実を返す（無ければ比べられないので失敗）。"""
     if value is None:
-        raise _Fail(f"cannot compare: {what} is unknown because an earlier check failed")
+        raise Mismatch(f"cannot compare: {what} is unknown because an earlier check failed")
     return value
 
 
@@ -387,11 +379,11 @@ def _numbers(value: Any, count: int, what: str) -> list[float]:
     if not isinstance(value, list) or not all(
         isinstance(p, int | float) and not isinstance(p, bool) for p in value
     ):
-        raise _Fail(f"{what} is not a list of numbers: {str(value)[:120]}")
+        raise Mismatch(f"{what} is not a list of numbers: {str(value)[:120]}")
     if len(value) != count:
-        raise _Fail(f"{what} has {len(value)} values; the model has {count} outputs")
+        raise Mismatch(f"{what} has {len(value)} values; the model has {count} outputs")
     if not all(math.isfinite(p) for p in value):
-        raise _Fail(f"{what} has values that are not finite: {value}")
+        raise Mismatch(f"{what} has values that are not finite: {value}")
     return [float(p) for p in value]
 
 
@@ -400,18 +392,18 @@ def _probabilities(value: Any, num_classes: int, what: str) -> list[float]:
     if not isinstance(value, list) or not all(
         isinstance(p, int | float) and not isinstance(p, bool) for p in value
     ):
-        raise _Fail(f"{what} is not a list of numbers: {str(value)[:120]}")
+        raise Mismatch(f"{what} is not a list of numbers: {str(value)[:120]}")
     if len(value) != num_classes:
-        raise _Fail(f"{what} has {len(value)} probabilities; the model has {num_classes} classes")
+        raise Mismatch(f"{what} has {len(value)} probabilities; the model has {num_classes} classes")
     if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in value):
-        raise _Fail(f"{what} has values outside 0..1: {value}")
+        raise Mismatch(f"{what} has values outside 0..1: {value}")
     total = math.fsum(value)
     if abs(total - 1.0) > SUM_TOLERANCE:
-        raise _Fail(f"{what} sums to {total:.6f}, not 1")
+        raise Mismatch(f"{what} sums to {total:.6f}, not 1")
     return [float(p) for p in value]
 
 
-def _answer(value: Any, facts: _Facts, what: str) -> list[float]:
+def _answer(value: Any, facts: Facts, what: str) -> list[float]:
     """1 行の答え: 分類器なら確率、回帰器なら出力の値の数だけの数。"""
     count = _need(facts.num_classes, "the number of outputs (/metadata)")
     if facts.classifier:
@@ -426,7 +418,7 @@ def _same(actual: list[float], expected: list[float]) -> bool:
     )
 
 
-def _argmax_label(probabilities: list[float], labels: dict[str, str]) -> str:
+def argmax_label(probabilities: list[float], labels: dict[str, str]) -> str:
     """最も確率の高いクラスのラベル名。"""
     index = max(range(len(probabilities)), key=probabilities.__getitem__)
     return labels.get(str(index), f"<no label {index}>")
@@ -437,37 +429,37 @@ def _short(probabilities: list[float]) -> str:
     return "[" + ", ".join(f"{p:.4f}" for p in probabilities) + "]"
 
 
-def _verify_health(response: httpx.Response, facts: _Facts) -> str:
+def _verify_health(response: httpx.Response, facts: Facts) -> str:
     body = _ok_json(response)
     if body != {"health": "ok"}:
-        raise _Fail(f'expected {{"health": "ok"}}, got {_snippet(response)}')
+        raise Mismatch(f'expected {{"health": "ok"}}, got {_snippet(response)}')
     return '{"health": "ok"}'
 
 
-def _verify_ready(response: httpx.Response, facts: _Facts) -> str:
+def _verify_ready(response: httpx.Response, facts: Facts) -> str:
     if response.status_code != 200:
-        raise _Fail(f"HTTP {response.status_code}, expected 200 (not ready): {_snippet(response)}")
+        raise Mismatch(f"HTTP {response.status_code}, expected 200 (not ready): {_snippet(response)}")
     return "ready"
 
 
-def _verify_metadata(response: httpx.Response, facts: _Facts) -> str:
+def _verify_metadata(response: httpx.Response, facts: Facts) -> str:
     body = _ok_json(response)
     if not isinstance(body, dict):
-        raise _Fail(f"expected a JSON object, got {_snippet(response)}")
+        raise Mismatch(f"expected a JSON object, got {_snippet(response)}")
     missing = [key for key in (*METADATA_KEYS, "model") if key not in body]
     if missing:
-        raise _Fail(f"missing {', '.join(missing)}")
+        raise Mismatch(f"missing {', '.join(missing)}")
     model = body["model"]
     sha256 = model.get("sha256") if isinstance(model, dict) else None
     if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise _Fail(f"model.sha256 is not a sha256 hex digest: {sha256!r}")
+        raise Mismatch(f"model.sha256 is not a sha256 hex digest: {sha256!r}")
     task = model.get("task", "classification")
     key = "num_classes" if task == "classification" else "num_outputs"
     count = model.get(key)
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise _Fail(f"model.{key} is not a positive integer: {count!r}")
+        raise Mismatch(f"model.{key} is not a positive integer: {count!r}")
     if body["data_sample"] != [facts.served.sample]:
-        raise _Fail(f"data_sample is {body['data_sample']!r}, expected {[facts.served.sample]!r}")
+        raise Mismatch(f"data_sample is {body['data_sample']!r}, expected {[facts.served.sample]!r}")
     facts.model_sha256 = sha256
     facts.num_classes = count
     facts.prediction_sample = _answer(body["prediction_sample"], facts, "prediction_sample")
@@ -478,50 +470,50 @@ def _verify_metadata(response: httpx.Response, facts: _Facts) -> str:
 
 def _no_labels(response: httpx.Response) -> str:
     """回帰器のラベルの確認: 404 とその理由。"""
-    return _rejects(404)(response, _Facts())
+    return _rejects(404)(response, Facts())
 
 
-def _verify_label(response: httpx.Response, facts: _Facts) -> str:
+def _verify_label(response: httpx.Response, facts: Facts) -> str:
     if not facts.classifier:
         return _no_labels(response)
     body = _ok_json(response)
     num_classes = _need(facts.num_classes, "model.num_classes")
     expected_keys = [str(i) for i in range(num_classes)]
     if not isinstance(body, dict) or sorted(body, key=lambda k: (len(k), k)) != expected_keys:
-        raise _Fail(f"expected keys {', '.join(expected_keys)} (one per class), got {_snippet(response)}")
+        raise Mismatch(f"expected keys {', '.join(expected_keys)} (one per class), got {_snippet(response)}")
     if not all(isinstance(v, str) and v for v in body.values()):
-        raise _Fail(f"every label must be a non-empty string: {_snippet(response)}")
+        raise Mismatch(f"every label must be a non-empty string: {_snippet(response)}")
     facts.labels = {key: body[key] for key in expected_keys}
     return ", ".join(facts.labels.values())
 
 
-def _verify_predict_test(response: httpx.Response, facts: _Facts) -> str:
+def _verify_predict_test(response: httpx.Response, facts: Facts) -> str:
     prediction = _prediction(response)
     facts.predict_test = _answer(prediction, facts, "prediction")
     return _short(facts.predict_test)
 
 
-def _verify_predict_test_label(response: httpx.Response, facts: _Facts) -> str:
+def _verify_predict_test_label(response: httpx.Response, facts: Facts) -> str:
     if not facts.classifier:
         return _no_labels(response)
     prediction = _prediction(response)
-    expected = _argmax_label(_need(facts.predict_test, "/predict/test"), _need(facts.labels, "/label"))
+    expected = argmax_label(_need(facts.predict_test, "/predict/test"), _need(facts.labels, "/label"))
     if prediction != expected:
-        raise _Fail(f"got {prediction!r}, expected {expected!r} (most probable class of /predict/test)")
+        raise Mismatch(f"got {prediction!r}, expected {expected!r} (most probable class of /predict/test)")
     return str(prediction)
 
 
-def _verify_predict(response: httpx.Response, facts: _Facts) -> str:
+def _verify_predict(response: httpx.Response, facts: Facts) -> str:
     prediction = _prediction(response)
     row = _answer(prediction, facts, "prediction")
     # 形が正しければ後の確認のために記録する（不一致はこの確認だけの失敗にする）
     facts.one_row = row
     sample = _need(facts.prediction_sample, "/metadata prediction_sample")
     if not _same(row, sample):
-        raise _Fail(f"{_short(row)} differs from /metadata prediction_sample {_short(sample)}")
+        raise Mismatch(f"{_short(row)} differs from /metadata prediction_sample {_short(sample)}")
     test = _need(facts.predict_test, "/predict/test")
     if not _same(row, test):
-        raise _Fail(f"{_short(row)} differs from /predict/test {_short(test)}")
+        raise Mismatch(f"{_short(row)} differs from /predict/test {_short(test)}")
     sha256 = facts.model_sha256 or ""
     local_model = facts.reference.get(sha256)
     if local_model is None:
@@ -529,77 +521,79 @@ def _verify_predict(response: httpx.Response, facts: _Facts) -> str:
     # サービスが名乗るモデルを手元で動かした答えと一致すること（サービス同士の自己一致だけにしない）
     local = local_model(facts.served.sample)
     if not _same(row, local):
-        raise _Fail(f"{_short(row)} differs from the local model {sha256[:12]}… {_short(local)}")
+        raise Mismatch(f"{_short(row)} differs from the local model {sha256[:12]}… {_short(local)}")
     return f"{_short(row)} = prediction_sample = /predict/test = local model {sha256[:12]}"
 
 
-def _verify_predict_label(response: httpx.Response, facts: _Facts) -> str:
+def _verify_predict_label(response: httpx.Response, facts: Facts) -> str:
     if not facts.classifier:
         return _no_labels(response)
     prediction = _prediction(response)
-    expected = _argmax_label(_need(facts.one_row, "/predict"), _need(facts.labels, "/label"))
+    expected = argmax_label(_need(facts.one_row, "/predict"), _need(facts.labels, "/label"))
     if prediction != expected:
-        raise _Fail(f"got {prediction!r}, expected {expected!r}")
+        raise Mismatch(f"got {prediction!r}, expected {expected!r}")
     return str(prediction)
 
 
-def _batch(response: httpx.Response, facts: _Facts) -> list[list[float]]:
+def _batch(response: httpx.Response, facts: Facts) -> list[list[float]]:
     """3 行ぶんの答えのリストであることを確かめて返す。"""
     prediction = _prediction(response)
     if not isinstance(prediction, list) or len(prediction) != 3:
-        raise _Fail(f"expected 3 rows, got {str(prediction)[:120]}")
+        raise Mismatch(f"expected 3 rows, got {str(prediction)[:120]}")
     return [_answer(row, facts, f"row {i}") for i, row in enumerate(prediction)]
 
 
-def _verify_predict_batch(response: httpx.Response, facts: _Facts) -> str:
+def _verify_predict_batch(response: httpx.Response, facts: Facts) -> str:
     rows = _batch(response, facts)
     facts.batch = rows
     one_row = _need(facts.one_row, "/predict (one row)")
     if not _same(rows[0], one_row):
-        raise _Fail(f"row 0 {_short(rows[0])} differs from the one-row answer {_short(one_row)}")
+        raise Mismatch(f"row 0 {_short(rows[0])} differs from the one-row answer {_short(one_row)}")
     return f"{len(rows)} rows, row 0 = one-row answer"
 
 
-def _verify_predict_batch_order(response: httpx.Response, facts: _Facts) -> str:
+def _verify_predict_batch_order(response: httpx.Response, facts: Facts) -> str:
     rows = _batch(response, facts)
     forward = _need(facts.batch, "/predict (3 rows)")
     for index, (actual, expected) in enumerate(zip(rows, forward[::-1], strict=True)):
         if not _same(actual, expected):
-            raise _Fail(f"row {index} {_short(actual)} should be {_short(expected)}: rows are out of order")
+            raise Mismatch(
+                f"row {index} {_short(actual)} should be {_short(expected)}: rows are out of order"
+            )
     return "answers follow the order of the rows"
 
 
-def _verify_predict_label_batch(response: httpx.Response, facts: _Facts) -> str:
+def _verify_predict_label_batch(response: httpx.Response, facts: Facts) -> str:
     if not facts.classifier:
         return _no_labels(response)
     prediction = _prediction(response)
     labels = _need(facts.labels, "/label")
-    expected = [_argmax_label(row, labels) for row in _need(facts.batch, "/predict (3 rows)")]
+    expected = [argmax_label(row, labels) for row in _need(facts.batch, "/predict (3 rows)")]
     if prediction != expected:
-        raise _Fail(f"got {prediction!r}, expected {expected!r}")
+        raise Mismatch(f"got {prediction!r}, expected {expected!r}")
     return ", ".join(expected)
 
 
 def _rejects(
     status: int, mention: str | None = None, key: str = "detail"
-) -> Callable[[httpx.Response, _Facts], str]:
+) -> Callable[[httpx.Response, Facts], str]:
     """決まった 4xx で断ることを確かめる検証関数を作る（mention があれば理由に含むこと）。
 
     `key` は理由の項目（簡易 API は detail、V2 は error）。
     """
 
-    def verify(response: httpx.Response, facts: _Facts) -> str:
+    def verify(response: httpx.Response, facts: Facts) -> str:
         if response.status_code != status:
-            raise _Fail(f"HTTP {response.status_code}, expected {status}: {_snippet(response)}")
+            raise Mismatch(f"HTTP {response.status_code}, expected {status}: {_snippet(response)}")
         try:
             detail = response.json().get(key)
         except (ValueError, AttributeError):
-            raise _Fail(f"error body is not {{'{key}': ...}}: {_snippet(response)}") from None
+            raise Mismatch(f"error body is not {{'{key}': ...}}: {_snippet(response)}") from None
         if detail is None:
-            raise _Fail(f"error body has no {key}: {_snippet(response)}")
+            raise Mismatch(f"error body has no {key}: {_snippet(response)}")
         text = detail if isinstance(detail, str) else json.dumps(detail)
         if mention is not None and mention not in text:
-            raise _Fail(f"{key} does not mention {mention!r}: {text[:120]}")
+            raise Mismatch(f"{key} does not mention {mention!r}: {text[:120]}")
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             text = str(detail[0].get("msg", text))
         return f"{status}: {text[:100]}"
@@ -607,33 +601,33 @@ def _rejects(
     return verify
 
 
-def _verify_v2_ready(response: httpx.Response, facts: _Facts) -> str:
+def _verify_v2_ready(response: httpx.Response, facts: Facts) -> str:
     _ok_json(response)
     return "ready"
 
 
-def _verify_v2_model(response: httpx.Response, facts: _Facts) -> str:
+def _verify_v2_model(response: httpx.Response, facts: Facts) -> str:
     body = _ok_json(response)
     served = facts.served
     expected = [{"name": served.input_name, "datatype": served.datatype, "shape": [-1, served.width]}]
     if not isinstance(body, dict) or body.get("name") != served.name or body.get("inputs") != expected:
-        raise _Fail(f"expected model {served.name!r} with inputs {expected}, got {_snippet(response)}")
+        raise Mismatch(f"expected model {served.name!r} with inputs {expected}, got {_snippet(response)}")
     outputs = [str(o.get("name")) for o in body.get("outputs", []) if isinstance(o, dict)]
     if served.prediction_output not in outputs:
-        raise _Fail(f"output {served.prediction_output!r} is not in the model's outputs {outputs}")
+        raise Mismatch(f"output {served.prediction_output!r} is not in the model's outputs {outputs}")
     return (
         f"{served.name} version {', '.join(map(str, body.get('versions', [])))}: outputs {', '.join(outputs)}"
     )
 
 
-def _v2_rows(response: httpx.Response, facts: _Facts, rows: int) -> list[list[float]]:
+def _v2_rows(response: httpx.Response, facts: Facts, rows: int) -> list[list[float]]:
     """V2 の応答から /predict と同じ出力を行に分けて返す。"""
     body = _ok_json(response)
     served = facts.served
     outputs = body.get("outputs") if isinstance(body, dict) else None
     match = [o for o in outputs or [] if isinstance(o, dict) and o.get("name") == served.prediction_output]
     if not match or body.get("id") != "mii-smoke":
-        raise _Fail(
+        raise Mismatch(
             f"expected output {served.prediction_output!r} and id 'mii-smoke', got {_snippet(response)}"
         )
     data, shape = match[0].get("data"), match[0].get("shape")
@@ -644,28 +638,28 @@ def _v2_rows(response: httpx.Response, facts: _Facts, rows: int) -> list[list[fl
         or not isinstance(shape, list)
         or shape[0] != rows
     ):
-        raise _Fail(f"expected {rows} rows of {count} values, got shape {shape} and {str(data)[:80]}")
+        raise Mismatch(f"expected {rows} rows of {count} values, got shape {shape} and {str(data)[:80]}")
     return [[float(v) for v in data[i * count : (i + 1) * count]] for i in range(rows)]
 
 
-def _verify_v2_infer(response: httpx.Response, facts: _Facts) -> str:
+def _verify_v2_infer(response: httpx.Response, facts: Facts) -> str:
     (row,) = _v2_rows(response, facts, 1)
     expected = _need(facts.one_row, "/predict (one row)")
     if not _same(row, expected):
-        raise _Fail(f"{_short(row)} differs from the /predict answer {_short(expected)}")
+        raise Mismatch(f"{_short(row)} differs from the /predict answer {_short(expected)}")
     return f"{_short(row)} = /predict"
 
 
-def _verify_v2_infer_batch(response: httpx.Response, facts: _Facts) -> str:
+def _verify_v2_infer_batch(response: httpx.Response, facts: Facts) -> str:
     rows = _v2_rows(response, facts, 3)
     expected = _need(facts.batch, "/predict (3 rows)")
     for index, (actual, wanted) in enumerate(zip(rows, expected, strict=True)):
         if not _same(actual, wanted):
-            raise _Fail(f"row {index} {_short(actual)} differs from /predict {_short(wanted)}")
+            raise Mismatch(f"row {index} {_short(actual)} differs from /predict {_short(wanted)}")
     return "3 rows = /predict batch"
 
 
-_VERIFIERS: dict[str, Callable[[httpx.Response, _Facts], str]] = {
+VERIFIERS: dict[str, Callable[[httpx.Response, Facts], str]] = {
     "health": _verify_health,
     "ready": _verify_ready,
     "metadata": _verify_metadata,
@@ -703,7 +697,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _result(check: Check, ok: bool, detail: str, elapsed_ms: float | None, **extra: Any) -> CheckResult:
+def _result(
+    check: Check,
+    ok: bool,
+    detail: str,
+    elapsed_ms: float | None,
+    *,
+    status: int | None = None,
+    served_by: str | None = None,
+) -> CheckResult:
     """確認と結果から CheckResult を作る。"""
     return CheckResult(
         name=check.name,
@@ -713,7 +715,8 @@ def _result(check: Check, ok: bool, detail: str, elapsed_ms: float | None, **ext
         ok=ok,
         detail=detail,
         elapsed_ms=None if elapsed_ms is None else round(elapsed_ms, 2),
-        **extra,
+        status=status,
+        served_by=served_by,
     )
 
 
@@ -769,7 +772,7 @@ def run_smoke_test(
     served_by: list[str] = []
     unreachable: str | None = None
     with httpx.Client(base_url=base_url, timeout=timeout, follow_redirects=False) as client:
-        facts = _Facts(served=_discover(client), reference=local_reference(models))
+        facts = Facts(served=_discover(client), reference=local_reference(models))
         for check in smoke_plan(facts.served):
             if unreachable is not None:
                 results.append(_result(check, False, "not run: service unreachable", None))
@@ -797,8 +800,8 @@ def run_smoke_test(
             if pod and pod not in served_by:
                 served_by.append(pod)
             try:
-                ok, detail = True, _VERIFIERS[check.name](response, facts)
-            except _Fail as failure:
+                ok, detail = True, VERIFIERS[check.name](response, facts)
+            except Mismatch as failure:
                 ok, detail = False, str(failure)
             results.append(_result(check, ok, detail, elapsed, status=response.status_code, served_by=pod))
     return SmokeReport(
@@ -808,31 +811,3 @@ def run_smoke_test(
         model_sha256=facts.model_sha256,
         unreachable=unreachable,
     )
-
-
-def render_table(report: SmokeReport) -> Table:
-    """結果を Rich の表にする（check・status・detail・ms。リクエストは JSON の結果にある）。"""
-    passed = len(report.checks) - len(report.failed)
-    table = Table(
-        title=f"Smoke test of {report.base_url}: {passed}/{len(report.checks)} passed",
-        title_justify="left",
-        caption=_caption(report),
-        caption_justify="left",
-    )
-    table.add_column("Check", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Detail", overflow="fold")
-    table.add_column("ms", justify="right", no_wrap=True)
-    for check in report.checks:
-        status = "[green]PASS[/green]" if check.ok else "[bold red]FAIL[/bold red]"
-        elapsed = "" if check.elapsed_ms is None else f"{check.elapsed_ms:.1f}"
-        table.add_row(check.name, status, check.detail, elapsed)
-    return table
-
-
-def _caption(report: SmokeReport) -> str:
-    """表の下に出す補足（応答した Pod とモデルの sha256）。"""
-    parts = [f"served by: {', '.join(report.served_by) or 'unknown'}"]
-    if report.model_sha256:
-        parts.append(f"model sha256: {report.model_sha256}")
-    return " · ".join(parts)

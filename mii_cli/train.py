@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import platform
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from mii_cli.errors import ModelError
+from mii_cli.results import Result
 from service.constants import TRAINING_FACTS_FILENAME
 from service.ml.loading import load_model, sha256_of
 from service.ml.prediction import ModelLoadError
@@ -27,13 +28,13 @@ MODEL_FILENAME = "iris_svc.onnx"
 LABEL_FILENAME = "label.json"
 # ONNX Runtime 1.18 以降で読める opset に固定する
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
-# サンプルの 1 行（Iris の 1 行目、仕様書の /predict/test の入力）とモデルの版
+# サンプルの 1 行（Iris の 1 行目、/predict/test の入力）とモデルの版
 SAMPLE_ROW = [5.1, 3.5, 1.4, 0.2]
 MODEL_VERSION = "1"
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(Result):
     """学習の結果（書き出したファイルと指標）。"""
 
     model_path: str
@@ -69,7 +70,7 @@ def _fit(seed: int, test_size: float) -> tuple[Any, float, list[str], dict[str, 
         ]
     )
     with warnings.catch_warnings():
-        # scikit-learn 1.9 は SVC(probability=True) を非推奨にしたが、仕様どおりこの構成で学習する
+        # scikit-learn 1.9 は SVC(probability=True) を非推奨にしたが、元実装と同じこの構成で学習する
         warnings.simplefilter("ignore", FutureWarning)
         pipeline.fit(x_train, y_train)
         accuracy = float(accuracy_score(y_test, pipeline.predict(x_test)))
@@ -148,8 +149,3 @@ def train(output_dir: Path, *, seed: int = 42, test_size: float = 0.2) -> TrainR
         label_sha256=facts["label_sha256"],
         facts=facts,
     )
-
-
-def result_dict(result: TrainResult) -> dict[str, Any]:
-    """--json 用の辞書。"""
-    return asdict(result)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,7 @@ import pytest
 
 import service  # noqa: F401  テストのプロセス（と子プロセス）でも ONNX Runtime のテレメトリを止める
 from tests.fakes.kube_api import FakeApiServer
-
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
-MODEL = MODELS / "iris_svc.onnx"
-LABELS = MODELS / "label.json"
-REFERENCE = ROOT.parent / "shared" / "reference"
+from tests.support import LABELS, MODEL, REFERENCE, SERVICE_ENV
 
 
 @pytest.fixture(scope="session")
@@ -57,33 +51,6 @@ def tensor_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tensor") / "iris_tensor.onnx"
     path.write_bytes(model)
     return path
-
-
-def free_port() -> int:
-    """ループバックの空きポートを返す。"""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# サービスが読む環境変数（テストを動かす環境の設定で結果が変わらないように消す）
-SERVICE_ENV = (
-    "MODEL_FILEPATH",
-    "LABEL_FILEPATH",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "PORT",
-    "HOST",
-    "MAX_BATCH_ROWS",
-    "MAX_BODY_BYTES",
-    "ACCESS_LOG",
-    "POD_NAME",
-    "FAST_PATH",
-    "BODY_TIMEOUT_SECONDS",
-    "MODEL_NAME",
-    "SAMPLE_ROW",
-)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from mii_cli.errors import ClusterError
 from mii_cli.kube import FIELD_MANAGER
 from mii_cli.kube import api as kapi
 from mii_cli.kube.render import Manifest, describe
+from mii_cli.results import Result
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 # spec.replicas の所有を HPA へ渡すときに使う一時的なマネージャ（Kubernetes の文書の手順）
@@ -35,16 +36,12 @@ RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
 
 
 @dataclass(frozen=True)
-class Applied:
+class ApplyResult(Result):
     """1 つのオブジェクトの適用結果（created・configured・unchanged）。"""
 
     kind: str
     name: str
     action: str
-
-    def as_dict(self) -> dict[str, str]:
-        """--json 用の辞書。"""
-        return {"kind": self.kind, "name": self.name, "action": self.action}
 
 
 def object_path(obj: Manifest) -> str:
@@ -144,7 +141,7 @@ def _desired_state(obj: dict[str, Any]) -> tuple[Any, Any, Any]:
     return obj.get("spec"), metadata.get("labels"), metadata.get("annotations")
 
 
-def apply_one(client: ApiClient, obj: Manifest) -> Applied:
+def apply_one(client: ApiClient, obj: Manifest) -> ApplyResult:
     """1 つを適用し、作成・変更・無変更のどれだったかを返す。"""
     live = get_live(client, obj)
     body = obj
@@ -163,9 +160,9 @@ def apply_one(client: ApiClient, obj: Manifest) -> Applied:
         action = "unchanged"
     else:
         action = "configured"
-    return Applied(obj["kind"], obj["metadata"]["name"], action)
+    return ApplyResult(kind=obj["kind"], name=obj["metadata"]["name"], action=action)
 
 
-def apply_all(client: ApiClient, objects: list[Manifest]) -> list[Applied]:
+def apply_all(client: ApiClient, objects: list[Manifest]) -> list[ApplyResult]:
     """オブジェクトを与えられた順（適用順）に適用する。"""
     return [apply_one(client, obj) for obj in objects]

@@ -14,6 +14,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from mii_cli.errors import ClusterError
 from mii_cli.kube import api as kapi
+from mii_cli.results import Result
 
 # kube config の関数は型注釈が無いので Any として使う
 config: Any = _config
@@ -29,7 +30,7 @@ START_HINT = (
 
 
 @dataclass(frozen=True)
-class ClusterInfo:
+class ClusterInfo(Result):
     """接続先のクラスタ。
 
     `flavor` はイメージの渡し方を決め、`name` は minikube のプロファイルか kind のクラスタ名。
@@ -40,16 +41,6 @@ class ClusterInfo:
     flavor: str
     name: str
     version: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        """--json 用の辞書。"""
-        return {
-            "context": self.context,
-            "server": self.server,
-            "flavor": self.flavor,
-            "name": self.name,
-            "version": self.version,
-        }
 
 
 def detect_flavor(

@@ -1,26 +1,143 @@
-"""`mii deploy`: イメージをクラスタへ渡し、オブジェクトを順に適用し、ロールアウトを待つ。"""
+"""`mii deploy`: イメージをクラスタへ渡し、オブジェクトを順に適用し、ロールアウトを待つ。
+
+進み具合はイベント（`DeployEvent`）としてコールバックに渡す。端末に描くのは CLI の層。
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
 
-from mii_cli import console as out
 from mii_cli.errors import MiiError
 from mii_cli.kube import APP_NAME
 from mii_cli.kube import api as kapi
-from mii_cli.kube.apply import apply_all
+from mii_cli.kube.apply import ApplyResult, apply_one
 from mii_cli.kube.cluster import KIND, MINIKUBE, ClusterInfo, connect
-from mii_cli.kube.images import carry_out, latest_local_image, missing_image_hint, plan_image
+from mii_cli.kube.images import ImagePlan, carry_out, latest_local_image, missing_image_hint, plan_image
+from mii_cli.kube.namespace import ensure_managed, phase, read_namespace, wait_gone
 from mii_cli.kube.render import Manifest, Sizing, find, load_manifests, render
-from mii_cli.kube.rollout import wait_for_rollout
-from mii_cli.kube.teardown import ensure_managed, read_namespace, wait_gone
+from mii_cli.kube.rollout import RolloutProgress, RolloutResult, wait_for_rollout
+from mii_cli.results import Result
+from mii_cli.smoke import SmokeReport
 
 METRICS_PATH = "/apis/metrics.k8s.io/v1beta1"
 METRICS_SERVER_MANIFEST = (
     "https://github.com/kubernetes-sigs/metrics-server/releases/latest/download/components.yaml"
 )
+
+
+# --- 結果 ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployResult(Result):
+    """デプロイの結果: クラスタ・デプロイした参照・適用の結果・metrics API・ロールアウト。"""
+
+    cluster: ClusterInfo
+    namespace: str
+    image: str
+    applied: list[ApplyResult]
+    metrics_api: bool
+    rollout: RolloutResult | None = None
+
+
+@dataclass(frozen=True)
+class UpResult(DeployResult):
+    """`mii up` の結果: デプロイの結果とクラスタのスモークテスト。"""
+
+    smoke_test: SmokeReport | None = None
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """`mii deploy --dry-run` で適用するオブジェクト（`note` はイメージの選び方の補足）。"""
+
+    image: str
+    objects: list[Manifest]
+    note: str | None = None
+
+
+# --- 進み具合のイベント ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterConnected:
+    """クラスタに接続した。"""
+
+    info: ClusterInfo
+
+
+@dataclass(frozen=True)
+class ImagePlanned:
+    """イメージをどうクラスタへ渡すかを決めた（まだ何もしていない）。"""
+
+    plan: ImagePlan
+
+
+@dataclass(frozen=True)
+class NamespaceStillDeleting:
+    """前の `mii teardown` の Namespace がまだ消えかけている: 消えるまで待ち始めた。"""
+
+    namespace: str
+
+
+@dataclass(frozen=True)
+class TransferringImage:
+    """イメージを push するか、ノードへ読み込み始めた。"""
+
+    image: str
+    action: str
+
+
+@dataclass(frozen=True)
+class ImageAvailable:
+    """クラスタがこの参照のイメージを使える。"""
+
+    reference: str
+
+
+@dataclass(frozen=True)
+class ObjectApplied:
+    """オブジェクトを 1 つ適用した。"""
+
+    result: ApplyResult
+
+
+@dataclass(frozen=True)
+class MetricsApiMissing:
+    """metrics API が無い（HPA が CPU 使用率を読めない）。`hint` は入れ方。"""
+
+    path: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class RolloutFinished:
+    """ロールアウトが終わった。"""
+
+    result: RolloutResult
+
+
+DeployEvent = (
+    ClusterConnected
+    | ImagePlanned
+    | NamespaceStillDeleting
+    | TransferringImage
+    | ImageAvailable
+    | ObjectApplied
+    | MetricsApiMissing
+    | RolloutProgress
+    | RolloutFinished
+)
+
+
+def _ignore(event: DeployEvent) -> None:
+    """イベントを捨てる（コールバックが無いとき）。"""
+
+
+# --- 手順 ------------------------------------------------------------------------------------
 
 
 def manifest_image() -> str:
@@ -30,20 +147,19 @@ def manifest_image() -> str:
     return image
 
 
-def dry_run_objects(
-    namespace: str, image: str | None, sizing: Sizing | None = None
-) -> tuple[str, list[Manifest]]:
+def dry_run_objects(namespace: str, image: str | None, sizing: Sizing | None = None) -> DryRun:
     """クラスタに触れずに、適用するオブジェクトを組み立てる。
 
     --image が無ければローカルの最新イメージ、Docker に届かなければマニフェストのイメージを使う。
     """
+    note = None
     if image is None:
         try:
             image = latest_local_image()
         except MiiError as error:
             image = manifest_image()
-            out.info(f"{error.message}; showing the manifests' image {image}")
-    return image, render(image, namespace, sizing=sizing)
+            note = f"{error.message}; showing the manifests' image {image}"
+    return DryRun(image=image, objects=render(image, namespace, sizing=sizing), note=note)
 
 
 def metrics_api_available(client: ApiClient) -> bool:
@@ -66,6 +182,29 @@ def metrics_hint(info: ClusterInfo) -> str:
     return command
 
 
+def _prepare_namespace(client: ApiClient, namespace: str, emit: Callable[[DeployEvent], None]) -> None:
+    """他人の Namespace には入らず、前の teardown で消えかけていれば消えるまで待つ。"""
+    existing = read_namespace(client, namespace)
+    if existing is None:
+        return
+    ensure_managed(existing, namespace, "deploy into")
+    if phase(existing) == "Terminating":
+        emit(NamespaceStillDeleting(namespace))
+        wait_gone(client, namespace)
+
+
+def _apply(
+    client: ApiClient, objects: list[Manifest], emit: Callable[[DeployEvent], None]
+) -> list[ApplyResult]:
+    """オブジェクトを適用順に 1 つずつ適用し、そのたびに知らせる。"""
+    applied = []
+    for obj in objects:
+        result = apply_one(client, obj)
+        emit(ObjectApplied(result))
+        applied.append(result)
+    return applied
+
+
 def deploy(
     *,
     namespace: str,
@@ -78,46 +217,44 @@ def deploy(
     sizing: Sizing | None = None,
     client: ApiClient | None = None,
     info: ClusterInfo | None = None,
-) -> dict[str, Any]:
-    """デプロイの全体。結果（クラスタ・イメージ・適用結果・metrics API・ロールアウト）を辞書で返す。"""
+    on_event: Callable[[DeployEvent], None] | None = None,
+) -> DeployResult:
+    """デプロイの全体: 接続 → イメージの計画 → Namespace の確認 → イメージを渡す → 適用 → 待つ。
+
+    `on_event` を渡すと、それぞれの手順の進み具合をイベントで知らせる。
+    """
+    emit = on_event or _ignore
     if client is None or info is None:
         client, info = connect(context)
-    out.info(f"cluster: {info.context} ({info.flavor}, {info.version or 'unknown version'}) at {info.server}")
+    emit(ClusterConnected(info))
     image = image or latest_local_image()
     plan = plan_image(info, image, registry=registry, load=load)
-    out.info(f"image: {plan.detail}")
-    existing = read_namespace(client, namespace)
-    if existing is not None:
-        ensure_managed(existing, namespace, "deploy into")
-        if (existing.get("status") or {}).get("phase") == "Terminating":
-            out.info(f"namespace {namespace} is still being deleted; waiting")
-            wait_gone(client, namespace)
+    emit(ImagePlanned(plan))
+    _prepare_namespace(client, namespace, emit)
     if plan.action != "use":
-        with out.console.status(f"Making {image} available to the cluster ({plan.action})..."):
-            carry_out(info, image, plan)
-    reference = plan.reference
-    out.success(f"image: {reference}")
-    applied = apply_all(client, render(reference, namespace, sizing=sizing))
-    for item in applied:
-        out.success(f"{item.kind}/{item.name} {item.action}")
+        emit(TransferringImage(image, plan.action))
+        carry_out(info, image, plan)
+    emit(ImageAvailable(plan.reference))
+    applied = _apply(client, render(plan.reference, namespace, sizing=sizing), emit)
     metrics = metrics_api_available(client)
     if not metrics:
-        out.warn(
-            f"the metrics API ({METRICS_PATH}) is not served, so the HPA cannot read CPU usage; "
-            f"enable it with: {metrics_hint(info)}"
-        )
-    result: dict[str, Any] = {
-        "cluster": info.as_dict(),
-        "namespace": namespace,
-        "image": reference,
-        "applied": [item.as_dict() for item in applied],
-        "metrics_api": metrics,
-        "rollout": None,
-    }
+        emit(MetricsApiMissing(METRICS_PATH, metrics_hint(info)))
+    rollout = None
     if wait:
         rollout = wait_for_rollout(
-            client, namespace, APP_NAME, timeout=timeout, image_hint=missing_image_hint(info, reference)
+            client,
+            namespace,
+            APP_NAME,
+            timeout=timeout,
+            image_hint=missing_image_hint(info, plan.reference),
+            on_progress=emit,
         )
-        out.success(f"deployment/{APP_NAME}: {rollout['ready']}/{rollout['desired']} pods ready")
-        result["rollout"] = rollout
-    return result
+        emit(RolloutFinished(rollout))
+    return DeployResult(
+        cluster=info,
+        namespace=namespace,
+        image=plan.reference,
+        applied=applied,
+        metrics_api=metrics,
+        rollout=rollout,
+    )

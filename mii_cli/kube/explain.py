@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mii_cli.kube.pods import ready_condition
+from mii_cli.results import Result
+
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 RESOURCE_HINT = (
@@ -14,7 +17,7 @@ RESOURCE_HINT = (
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(Result):
     """Pod の問題。`fatal` なら待っても直らない（すぐに失敗として報告する）。"""
 
     pod: str
@@ -23,16 +26,6 @@ class Problem:
     hint: str
     fatal: bool = False
     details: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """--json 用の辞書。"""
-        return {
-            "pod": self.pod,
-            "reason": self.reason,
-            "message": self.message,
-            "hint": self.hint,
-            "fatal": self.fatal,
-        }
 
 
 def _events_for(pod_name: str, events: list[Any]) -> list[Any]:
@@ -54,56 +47,84 @@ def explain_pod(
 ) -> Problem | None:
     """1 つの Pod の問題を説明する（問題が無ければ None）。
 
+    コンテナの状態（イメージ・メモリ・クラッシュ・設定）、スケジュール、readiness、Pending の理由の順に見る。
     `image_hint` はイメージが取れないときの対処（クラスタの種類で変わる）、
     `logs` は前回のコンテナのログの末尾。
     """
-    name = str(pod.metadata.name)
-    status = pod.status
-    if status is None:
+    if pod.status is None:
         return None
-    for container in status.container_statuses or []:
-        waiting = container.state.waiting if container.state else None
+    for container in pod.status.container_statuses or []:
+        problem = _container_problem(pod, container, image_hint, logs)
+        if problem is not None:
+            return problem
+    return (
+        _scheduling_problem(pod, events)
+        or _readiness_problem(pod, events, logs)
+        or _pending_problem(pod, events)
+    )
+
+
+def _container_problem(pod: Any, container: Any, image_hint: str, logs: str | None) -> Problem | None:
+    """コンテナの状態から読める問題（イメージが取れない・メモリ超過・クラッシュ・設定の誤り）。"""
+    name = str(pod.metadata.name)
+    waiting = container.state.waiting if container.state else None
+    reason = waiting.reason if waiting else None
+    message = (waiting.message if waiting else None) or reason
+    if reason in IMAGE_PULL_REASONS:
+        return Problem(
+            name,
+            reason,
+            f"pod {name} cannot pull image {container.image}: {message}",
+            image_hint or "make the image available to the cluster (mii deploy loads it)",
+            fatal=reason != "ErrImagePull",
+        )
+    oom = _oom_problem(name, container, crashing=reason == "CrashLoopBackOff", logs=logs)
+    if oom is not None:
+        return oom
+    if reason == "CrashLoopBackOff":
         last = container.last_state.terminated if container.last_state else None
-        terminated = container.state.terminated if container.state else None
-        if waiting and waiting.reason in IMAGE_PULL_REASONS:
-            return Problem(
-                name,
-                waiting.reason,
-                f"pod {name} cannot pull image {container.image}: {waiting.message or waiting.reason}",
-                image_hint or "make the image available to the cluster (mii deploy loads it)",
-                fatal=waiting.reason != "ErrImagePull",
-            )
-        for state in (terminated, last):
-            if state is not None and state.reason == "OOMKilled":
-                return Problem(
-                    name,
-                    "OOMKilled",
-                    f"pod {name} was killed for using more memory than its limit "
-                    f"(restarts: {container.restart_count})",
-                    "raise resources.limits.memory in manifests/deployment.yml (300Mi), "
-                    "or lower MAX_BATCH_ROWS",
-                    fatal=bool(waiting and waiting.reason == "CrashLoopBackOff"),
-                    details=logs,
-                )
-        if waiting and waiting.reason == "CrashLoopBackOff":
-            exit_code = last.exit_code if last else None
-            return Problem(
-                name,
-                "CrashLoopBackOff",
-                f"pod {name} keeps crashing (exit code {exit_code}, restarts: {container.restart_count})",
-                f"read the log: kubectl -n {pod.metadata.namespace} logs {name} --previous",
-                fatal=True,
-                details=logs,
-            )
-        if waiting and waiting.reason in CONFIG_REASONS:
-            return Problem(
-                name,
-                waiting.reason,
-                f"pod {name} cannot start its container: {waiting.message or waiting.reason}",
-                "check the security context and environment in manifests/deployment.yml",
-                fatal=True,
-            )
-    for condition in status.conditions or []:
+        return Problem(
+            name,
+            "CrashLoopBackOff",
+            f"pod {name} keeps crashing (exit code {last.exit_code if last else None}, "
+            f"restarts: {container.restart_count})",
+            f"read the log: kubectl -n {pod.metadata.namespace} logs {name} --previous",
+            fatal=True,
+            details=logs,
+        )
+    if reason in CONFIG_REASONS:
+        return Problem(
+            name,
+            reason,
+            f"pod {name} cannot start its container: {message}",
+            "check the security context and environment in manifests/deployment.yml",
+            fatal=True,
+        )
+    return None
+
+
+def _oom_problem(name: str, container: Any, *, crashing: bool, logs: str | None) -> Problem | None:
+    """今か前回のコンテナがメモリの上限で殺されたか（クラッシュを繰り返していれば待っても直らない）。"""
+    states = (
+        container.state.terminated if container.state else None,
+        container.last_state.terminated if container.last_state else None,
+    )
+    if not any(state is not None and state.reason == "OOMKilled" for state in states):
+        return None
+    return Problem(
+        name,
+        "OOMKilled",
+        f"pod {name} was killed for using more memory than its limit (restarts: {container.restart_count})",
+        "raise resources.limits.memory in manifests/deployment.yml (300Mi), or lower MAX_BATCH_ROWS",
+        fatal=crashing,
+        details=logs,
+    )
+
+
+def _scheduling_problem(pod: Any, events: list[Any]) -> Problem | None:
+    """どのノードにも置けない Pod（CPU・メモリが足りなければ、小さくするか大きなクラスタを勧める）。"""
+    name = str(pod.metadata.name)
+    for condition in pod.status.conditions or []:
         if (
             condition.type == "PodScheduled"
             and condition.status == "False"
@@ -117,37 +138,38 @@ def explain_pod(
                 f"pod {name} is Pending: {message}",
                 RESOURCE_HINT if lacking else "check the nodes with kubectl describe nodes",
             )
-    if status.phase == "Running" and not _is_ready(pod):
-        probe = _latest_event(name, events, "Unhealthy")
-        message = f"pod {name} is running but never became ready"
-        if probe:
-            message += f": {probe}"
-        return Problem(
-            name,
-            "NotReady",
-            message,
-            f"check that the model loads: kubectl -n {pod.metadata.namespace} logs {name}",
-            details=logs,
-        )
-    if status.phase == "Pending":
-        failed = _latest_event(name, events, "FailedMount") or _latest_event(
-            name, events, "FailedCreatePodSandBox"
-        )
-        if failed:
-            return Problem(
-                name, "Pending", f"pod {name} is Pending: {failed}", "see kubectl describe pod " + name
-            )
     return None
 
 
-def _is_ready(pod: Any) -> bool:
-    """Pod の Ready 条件が True か。"""
-    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+def _readiness_problem(pod: Any, events: list[Any], logs: str | None) -> Problem | None:
+    """動いているのに Ready にならない Pod（readiness probe の失敗のイベントを添える）。"""
+    if pod.status.phase != "Running" or ready_condition(pod):
+        return None
+    name = str(pod.metadata.name)
+    probe = _latest_event(name, events, "Unhealthy")
+    message = f"pod {name} is running but never became ready"
+    if probe:
+        message += f": {probe}"
+    return Problem(
+        name,
+        "NotReady",
+        message,
+        f"check that the model loads: kubectl -n {pod.metadata.namespace} logs {name}",
+        details=logs,
+    )
 
 
-def is_ready(pod: Any) -> bool:
-    """Pod が Ready で、削除中でもないか。"""
-    return pod.status is not None and pod.metadata.deletion_timestamp is None and _is_ready(pod)
+def _pending_problem(pod: Any, events: list[Any]) -> Problem | None:
+    """置かれたのに始まらない Pod（ボリュームやサンドボックスの失敗のイベント）。"""
+    if pod.status.phase != "Pending":
+        return None
+    name = str(pod.metadata.name)
+    failed = _latest_event(name, events, "FailedMount") or _latest_event(
+        name, events, "FailedCreatePodSandBox"
+    )
+    if not failed:
+        return None
+    return Problem(name, "Pending", f"pod {name} is Pending: {failed}", "see kubectl describe pod " + name)
 
 
 def explain(

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from mii_cli.build import docker_client, split_reference
+from mii_cli.docker_engine import DockerClient, docker_client, registry_of, split_reference
 from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.kube.cluster import DOCKER_DESKTOP, KIND, MINIKUBE, ClusterInfo
 
@@ -34,7 +34,7 @@ def pick_tag(tags: list[str], repository: str) -> str | None:
     return candidates[0] if candidates else None
 
 
-def latest_local_image(client: Any = None, repository: str | None = None) -> str:
+def latest_local_image(client: DockerClient | None = None, repository: str | None = None) -> str:
     """ローカルの Docker で最も新しく作られた、mii build の一意なタグを返す。
 
     リポジトリは既定で CLI の設定（MII_IMAGE_REPOSITORY、既定 model-in-image）。
@@ -58,8 +58,7 @@ def latest_local_image(client: Any = None, repository: str | None = None) -> str
 
 def has_registry(reference: str) -> bool:
     """参照がレジストリのホストを含むか（`ghcr.io/x/y:1`・`localhost:5000/y` など）。"""
-    first, _, rest = reference.partition("/")
-    return bool(rest) and ("." in first or ":" in first or first == "localhost")
+    return registry_of(reference) is not None
 
 
 def registry_reference(registry: str, image: str) -> str:
@@ -111,7 +110,7 @@ def run_load(command: list[str], timeout: float = 600.0) -> None:
         )
 
 
-def push(image: str, reference: str, client: Any = None) -> None:
+def push(image: str, reference: str, client: DockerClient | None = None) -> None:
     """ローカルのイメージに参照のタグを付け、Docker SDK でレジストリへ push する。"""
     import docker
 
@@ -138,7 +137,7 @@ def archive_command(info: ClusterInfo, archive: str) -> list[str]:
     return ["kind", "load", "image-archive", archive, "--name", info.name]
 
 
-def load_archive(info: ClusterInfo, image: str, client: Any = None) -> None:
+def load_archive(info: ClusterInfo, image: str, client: DockerClient | None = None) -> None:
     """Docker SDK でイメージを tar に保存し、kind load image-archive で読み込む。"""
     import tempfile
 
@@ -195,10 +194,10 @@ def plan_image(info: ClusterInfo, image: str, *, registry: str | None = None, lo
     )
 
 
-def carry_out(info: ClusterInfo, image: str, plan: ImagePlan) -> None:
+def carry_out(info: ClusterInfo, image: str, plan: ImagePlan, client: DockerClient | None = None) -> None:
     """計画どおりにイメージを push するか、ノードへ読み込む。"""
     if plan.action == "push":
-        push(image, plan.reference)
+        push(image, plan.reference, client)
         return
     if plan.action != "load":
         return
@@ -211,13 +210,18 @@ def carry_out(info: ClusterInfo, image: str, plan: ImagePlan) -> None:
             raise
         # Docker の containerd イメージストアでは kind load docker-image が失敗することがある。
         # その場合は docker save した tar を kind load image-archive で読み込む
-        load_archive(info, image)
+        load_archive(info, image, client)
 
 
 def ensure_in_cluster(
-    info: ClusterInfo, image: str, *, registry: str | None = None, load: bool = True
+    info: ClusterInfo,
+    image: str,
+    *,
+    registry: str | None = None,
+    load: bool = True,
+    client: DockerClient | None = None,
 ) -> str:
     """イメージをクラスタから使えるようにし、マニフェストに書く参照を返す。"""
     plan = plan_image(info, image, registry=registry, load=load)
-    carry_out(info, image, plan)
+    carry_out(info, image, plan, client)
     return plan.reference

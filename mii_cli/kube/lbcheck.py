@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api
@@ -18,6 +19,7 @@ from mii_cli.kube import APP_NAME
 from mii_cli.kube import api as kapi
 from mii_cli.kube.apply import server_side_apply
 from mii_cli.kube.render import Manifest
+from mii_cli.results import Result
 from service.constants import DEFAULT_PORT, SERVED_BY_HEADER
 
 JOB_NAME = "mii-lb-check"
@@ -48,6 +50,38 @@ while sent < total or time.monotonic() < deadline:
 print(json.dumps({{"url": url, "requests": sent, "errors": len(errors),
                   "first_errors": errors[:3], "served_by": dict(counts)}}))
 """.strip()
+
+
+@dataclass(frozen=True)
+class LbCheckResult(Result):
+    """Job が送ったリクエストの集計（Pod ごとの応答数）と合否。2 つ以上の Pod が答え、失敗が無ければ合格。"""
+
+    computed = ("passed", "detail")
+
+    url: str | None
+    requests: int
+    errors: int
+    first_errors: list[str] = field(default_factory=list)
+    served_by: dict[str, int] = field(default_factory=dict)
+    image: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """2 つ以上の Pod が答え、失敗が 0 件か。"""
+        return len(self.served_by) >= MIN_PODS and self.errors == 0
+
+    @property
+    def detail(self) -> str:
+        """1 行の説明（何件が何個の Pod に答えられたか、失敗の内容）。"""
+        counts = ", ".join(f"{pod}={count}" for pod, count in sorted(self.served_by.items()))
+        text = (
+            f"{self.requests} in-cluster requests answered by {len(self.served_by)} pods ({counts or 'none'})"
+        )
+        if self.errors:
+            return text + f"; {self.errors} failed: {'; '.join(self.first_errors)}"
+        if len(self.served_by) < MIN_PODS:
+            return text + f"; need at least {MIN_PODS}"
+        return text
 
 
 def service_url(cluster_ip: str, path: str = "/predict/test") -> str:
@@ -134,35 +168,26 @@ def job_manifest(
     }
 
 
-def parse_result(log: str) -> dict[str, Any]:
+def parse_result(log: str) -> LbCheckResult:
     """Job のログの最後の JSON 行を読む（無ければ ClusterError）。"""
     for line in reversed(log.strip().splitlines()):
         line = line.strip()
-        if line.startswith("{"):
-            try:
-                result: dict[str, Any] = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(result.get("served_by"), dict):
-                return result
+        if not line.startswith("{"):
+            continue
+        try:
+            result: dict[str, Any] = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(result.get("served_by"), dict):
+            return LbCheckResult(
+                url=result.get("url"),
+                requests=int(result.get("requests") or 0),
+                errors=int(result.get("errors") or 0),
+                first_errors=[str(e) for e in result.get("first_errors") or []],
+                served_by={str(pod): int(count) for pod, count in result["served_by"].items()},
+            )
     tail = "\n".join(log.strip().splitlines()[-10:])
     raise ClusterError("the load-balancing job printed no result", details=tail or "(empty log)")
-
-
-def verdict(result: dict[str, Any]) -> tuple[bool, str]:
-    """合否と 1 行の説明。2 つ以上の Pod が答え、失敗が無ければ合格。"""
-    served = result.get("served_by") or {}
-    counts = ", ".join(f"{pod}={count}" for pod, count in sorted(served.items()))
-    errors = int(result.get("errors") or 0)
-    passed = len(served) >= MIN_PODS and errors == 0
-    detail = (
-        f"{result.get('requests')} in-cluster requests answered by {len(served)} pods ({counts or 'none'})"
-    )
-    if errors:
-        detail += f"; {errors} failed: {'; '.join(result.get('first_errors') or [])}"
-    elif len(served) < MIN_PODS:
-        detail += f"; need at least {MIN_PODS}"
-    return passed, detail
 
 
 def deployed_image(client: ApiClient, namespace: str) -> str:
@@ -185,19 +210,19 @@ def _delete_job(client: ApiClient, namespace: str, name: str) -> None:
     )
 
 
-def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_results(results: list[LbCheckResult]) -> LbCheckResult:
     """Job の Pod ごとの結果を 1 つにまとめる（件数・失敗数・Pod ごとの応答数を足す）。"""
     served: dict[str, int] = {}
     for result in results:
-        for pod, count in (result.get("served_by") or {}).items():
-            served[pod] = served.get(pod, 0) + int(count)
-    return {
-        "url": results[0].get("url") if results else None,
-        "requests": sum(int(r.get("requests") or 0) for r in results),
-        "errors": sum(int(r.get("errors") or 0) for r in results),
-        "first_errors": [e for r in results for e in (r.get("first_errors") or [])][:3],
-        "served_by": served,
-    }
+        for pod, count in result.served_by.items():
+            served[pod] = served.get(pod, 0) + count
+    return LbCheckResult(
+        url=results[0].url if results else None,
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        first_errors=[e for r in results for e in r.first_errors][:3],
+        served_by=served,
+    )
 
 
 def _wait_deleted(
@@ -266,7 +291,7 @@ def run_lb_check(
     cpu_limit: str = "200m",
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
+) -> LbCheckResult:
     """クラスタ内の Job で Service に送り、結果を返す（`passed`・`detail` 付き）。終われば Job を消す。
 
     既定はロードバランシングの確認（GET /predict/test を 60 件）。`duration`・`parallelism`・`body`
@@ -305,5 +330,4 @@ def run_lb_check(
         result = merge_results([parse_result(log) for log in logs])
     finally:
         _delete_job(client, namespace, name)
-    passed, detail = verdict(result)
-    return {**result, "passed": passed, "detail": detail, "image": image}
+    return replace(result, image=image)

@@ -17,7 +17,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from mii_cli.errors import ClusterError
 from mii_cli.kube import APP_LABEL
 from mii_cli.kube import api as kapi
-from mii_cli.kube.explain import is_ready
+from mii_cli.kube.pods import is_ready
 
 # ストリームを開く関数: (ソケットのように読み書きできるもの, 閉じる関数) を返す
 StreamOpener = Callable[[], tuple[Any, Callable[[], None]]]

@@ -155,7 +155,7 @@ def memory_bytes(text: str) -> int:
 class Sizing:
     """Deployment の大きさ: レプリカ数と Pod 1 つの CPU・メモリ（requests = limits）。
 
-    None の項目は manifests/ の値（仕様の 4 レプリカ・500m・300Mi）のまま。
+    None の項目は manifests/ の値（4 レプリカ・500m・300Mi）のまま。
     レプリカ数は作成時の spec.replicas と HPA の下限（manifests/ の下限を超えない）になる。
     """
 

@@ -1,23 +1,45 @@
-"""Deployment のロールアウトを Rich のライブ表示（Ready n/N）で待ち、失敗したら理由を説明する。"""
+"""Deployment のロールアウトを待ち（途中経過はコールバックへ）、失敗したら理由を説明する。"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
-from mii_cli import console as out
 from mii_cli.errors import ClusterError, MiiError, WaitTimeout
 from mii_cli.kube import APP_LABEL, APP_NAME
 from mii_cli.kube import api as kapi
-from mii_cli.kube.explain import Problem, explain, is_ready, needs_logs
+from mii_cli.kube.explain import Problem, explain, needs_logs
+from mii_cli.kube.pods import PodRow, pod_rows
+from mii_cli.results import Result
+
+
+@dataclass(frozen=True)
+class RolloutProgress:
+    """ロールアウトの途中経過（待つたびに 1 つ）: Ready・更新済みの数と Pod の表。"""
+
+    deployment: str
+    ready: int
+    updated: int
+    desired: int
+    elapsed: float
+    timeout: float
+    pods: list[PodRow]
+
+
+@dataclass(frozen=True)
+class RolloutResult(Result):
+    """終わったロールアウト。"""
+
+    deployment: str
+    ready: int
+    desired: int
+    seconds: float
 
 
 def rollout_done(deployment: Any) -> bool:
@@ -42,41 +64,19 @@ def deadline_exceeded(deployment: Any) -> str | None:
     return None
 
 
-def _pod_state(pod: Any) -> str:
-    """表に出す Pod の状態（待機中の理由か phase）。"""
-    if pod.metadata.deletion_timestamp is not None:
-        return "Terminating"
-    for container in (pod.status.container_statuses if pod.status else None) or []:
-        if container.state and container.state.waiting and container.state.waiting.reason:
-            return str(container.state.waiting.reason)
-    return str(pod.status.phase if pod.status else "Unknown")
-
-
-def progress_view(deployment: Any, pods: list[Any], elapsed: float, timeout: float) -> Group:
-    """ライブ表示の中身（見出しと Pod の表）。"""
+def progress_of(deployment: Any, pods: list[Any], elapsed: float, timeout: float) -> RolloutProgress:
+    """Deployment と Pod から途中経過を作る。"""
     desired = deployment.spec.replicas if deployment.spec.replicas is not None else 1
     status = deployment.status
-    ready = (status.ready_replicas or 0) if status else 0
-    updated = (status.updated_replicas or 0) if status else 0
-    title = Text.from_markup(
-        f"Rolling out [bold]{deployment.metadata.name}[/bold]: ready {ready}/{desired}, "
-        f"updated {updated}/{desired} [dim]({elapsed:.0f}s of {timeout:.0f}s)[/dim]"
+    return RolloutProgress(
+        deployment=str(deployment.metadata.name),
+        ready=(status.ready_replicas or 0) if status else 0,
+        updated=(status.updated_replicas or 0) if status else 0,
+        desired=desired,
+        elapsed=elapsed,
+        timeout=timeout,
+        pods=pod_rows(pods, datetime.now(UTC)),
     )
-    table = Table(box=None, pad_edge=False)
-    for column in ("pod", "ready", "state", "restarts", "node"):
-        table.add_column(column)
-    for pod in sorted(pods, key=kapi.name_of):
-        restarts = (
-            sum(c.restart_count or 0 for c in (pod.status.container_statuses or [])) if pod.status else 0
-        )
-        table.add_row(
-            kapi.name_of(pod),
-            "[green]yes[/green]" if is_ready(pod) else "[yellow]no[/yellow]",
-            _pod_state(pod),
-            str(restarts),
-            str(pod.spec.node_name or "-") if pod.spec else "-",
-        )
-    return Group(title, table)
 
 
 def previous_logs(client: ApiClient, namespace: str, pods: list[Any], lines: int = 20) -> dict[str, str]:
@@ -132,34 +132,37 @@ def wait_for_rollout(
     poll: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """ロールアウトを待つ。終われば Ready 数を返し、失敗・時間切れは理由つきの例外にする。"""
+    on_progress: Callable[[RolloutProgress], None] | None = None,
+) -> RolloutResult:
+    """ロールアウトを待つ。終われば Ready 数を返し、失敗・時間切れは理由つきの例外にする。
+
+    `on_progress` を渡すと、Deployment を読むたびに途中経過で呼ぶ。
+    """
     apps, core = AppsV1Api(client), CoreV1Api(client)
     start = clock()
-    with Live(console=out.console, transient=True, refresh_per_second=4) as live:
-        while True:
-            deployment = kapi.call(
-                client, "reading the deployment", apps.read_namespaced_deployment, name, namespace
+    while True:
+        deployment = kapi.call(
+            client, "reading the deployment", apps.read_namespaced_deployment, name, namespace
+        )
+        pods = kapi.call(
+            client, "listing pods", core.list_namespaced_pod, namespace, label_selector=APP_LABEL
+        ).items
+        elapsed = clock() - start
+        if on_progress is not None:
+            on_progress(progress_of(deployment, pods, elapsed, timeout))
+        if rollout_done(deployment):
+            return RolloutResult(
+                deployment=name,
+                ready=deployment.status.ready_replicas or 0,
+                desired=deployment.spec.replicas,
+                seconds=elapsed,
             )
-            pods = kapi.call(
-                client, "listing pods", core.list_namespaced_pod, namespace, label_selector=APP_LABEL
-            ).items
-            elapsed = clock() - start
-            live.update(progress_view(deployment, pods, elapsed, timeout))
-            if rollout_done(deployment):
-                ready = deployment.status.ready_replicas or 0
-                return {
-                    "deployment": name,
-                    "ready": ready,
-                    "desired": deployment.spec.replicas,
-                    "seconds": elapsed,
-                }
-            stalled = deadline_exceeded(deployment)
-            fatal = [p for p in explain(pods, [], image_hint=image_hint) if p.fatal]
-            if fatal or stalled or elapsed >= timeout:
-                problems = diagnose(client, namespace, pods, image_hint)
-                problems.sort(key=lambda p: not p.fatal)
-                if elapsed >= timeout and not fatal:
-                    raise _failure(problems, f"rollout not finished after {timeout:.0f}s", timed_out=True)
-                raise _failure(problems, stalled or "rollout failed", timed_out=False)
-            sleep(poll)
+        stalled = deadline_exceeded(deployment)
+        fatal = [p for p in explain(pods, [], image_hint=image_hint) if p.fatal]
+        if fatal or stalled or elapsed >= timeout:
+            problems = diagnose(client, namespace, pods, image_hint)
+            problems.sort(key=lambda p: not p.fatal)
+            if elapsed >= timeout and not fatal:
+                raise _failure(problems, f"rollout not finished after {timeout:.0f}s", timed_out=True)
+            raise _failure(problems, stalled or "rollout failed", timed_out=False)
+        sleep(poll)

@@ -1,40 +1,49 @@
 """クラスタ上のサービスのスモークテスト: ポートフォワード越しに `mii smoke-test --url` と同じ確認をし、
-続けてクラスタ内の Job でロードバランシングを確かめる。結果は `SmokeReport` 1 つにまとめる。
+続けてクラスタ内の Job でロードバランシングを確かめる。結果は `SmokeReport` 1 つにまとめる
+（`base_url` はポートフォワードの URL のまま）。
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 from kubernetes.client import ApiClient
 
 from mii_cli.errors import ClusterError
 from mii_cli.kube import NAMESPACE
-from mii_cli.kube.lbcheck import run_lb_check
+from mii_cli.kube.lbcheck import LbCheckResult, run_lb_check
 from mii_cli.kube.portforward import forward_to_service
 from mii_cli.smoke import CheckResult, SmokeReport, run_smoke_test
 from service.constants import DEFAULT_PORT
 
 LB_CHECK_NAME = "load_balancing"
 
+# スモークテストの関数: (URL, timeout=秒) -> 結果
+SmokeRunner = Callable[..., SmokeReport]
 
-def lb_check_result(result: dict[str, Any] | None, error: ClusterError | None = None) -> CheckResult:
-    """ロードバランシングの結果をスモークテストの 1 件の確認にする。"""
-    if error is not None:
-        detail = error.message + (f" ({error.hint})" if error.hint else "")
+
+def lb_check_result(result: LbCheckResult | None, error: ClusterError | None = None) -> CheckResult:
+    """ロードバランシングの結果（または Job の失敗）をスモークテストの 1 件の確認にする。"""
+    if result is None:
+        detail = "no result" if error is None else error.message + (f" ({error.hint})" if error.hint else "")
         return CheckResult(
-            LB_CHECK_NAME, "GET", "/predict/test", "answered by >= 2 pods", False, detail, None
+            name=LB_CHECK_NAME,
+            method="GET",
+            path="/predict/test",
+            expected="answered by >= 2 pods",
+            ok=False,
+            detail=detail,
+            elapsed_ms=None,
         )
-    assert result is not None
     return CheckResult(
-        LB_CHECK_NAME,
-        "GET",
-        "/predict/test",
-        "answered by >= 2 pods (in-cluster job, X-Served-By)",
-        bool(result["passed"]),
-        str(result["detail"]),
-        None,
+        name=LB_CHECK_NAME,
+        method="GET",
+        path="/predict/test",
+        expected="answered by >= 2 pods (in-cluster job, X-Served-By)",
+        ok=result.passed,
+        detail=result.detail,
+        elapsed_ms=None,
     )
 
 
@@ -44,7 +53,7 @@ def cluster_smoke_test(
     namespace: str = NAMESPACE,
     client: ApiClient | None = None,
     requests: int = 60,
-    smoke: Callable[..., SmokeReport] = run_smoke_test,
+    smoke: SmokeRunner = run_smoke_test,
 ) -> SmokeReport:
     """Service の Ready な Pod へポートフォワードして確認し、ロードバランシングの確認を加えた結果を返す。"""
     if client is None:
@@ -55,15 +64,11 @@ def cluster_smoke_test(
         report = smoke(forwarder.url, timeout=timeout)
     if report.unreachable is not None:
         if forwarder.errors:
-            report.unreachable += f" (port-forward: {forwarder.errors[-1]})"
+            return replace(report, unreachable=f"{report.unreachable} (port-forward: {forwarder.errors[-1]})")
         return report
     try:
         result = run_lb_check(client, namespace, requests=requests)
-        check = lb_check_result(result)
-        for pod in result.get("served_by") or {}:
-            if pod not in report.served_by:
-                report.served_by.append(pod)
     except ClusterError as error:
-        check = lb_check_result(None, error)
-    report.checks.append(check)
-    return report
+        return replace(report, checks=[*report.checks, lb_check_result(None, error)])
+    served_by = [*report.served_by, *(pod for pod in result.served_by if pod not in report.served_by)]
+    return replace(report, checks=[*report.checks, lb_check_result(result)], served_by=served_by)

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CPU, MEMORY, NAMESPACE, REGISTRY, REPLICAS, mii, mii_json, sizing_args
+from mii_cli.kube.status import HpaState
+from tests.support import E2eSettings, Mii
 
 # デプロイ（ロールアウトの待ち）や HPA の増加を含むので、1 つのテストの上限を長くする
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -27,49 +28,55 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 LOAD_BODY = json.dumps({"data": [[5.1, 3.5, 1.4, 0.2]] * 50})
 
 
-def test_rollout_has_the_requested_ready_pods(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
+def test_rollout_has_the_requested_ready_pods(
+    e2e: E2eSettings, mii: Mii, cluster: tuple[Any, Any], deployed: dict[str, Any]
+) -> None:
     from kubernetes.client import AppsV1Api
 
-    assert deployed["rollout"]["ready"] == REPLICAS
+    assert deployed["rollout"]["ready"] == e2e.replicas
     assert {a["kind"] for a in deployed["applied"]} >= {
         "Namespace",
         "Deployment",
         "Service",
         "HorizontalPodAutoscaler",
     }
-    if REGISTRY:
-        assert deployed["image"].startswith(f"{REGISTRY}/")
-    deployment = AppsV1Api(cluster[0]).read_namespaced_deployment("model-in-image", NAMESPACE)
+    if e2e.registry:
+        assert deployed["image"].startswith(f"{e2e.registry}/")
+    deployment = AppsV1Api(cluster[0]).read_namespaced_deployment("model-in-image", e2e.namespace)
     resources = deployment.spec.template.spec.containers[0].resources
-    assert resources.requests == resources.limits == {"cpu": CPU, "memory": MEMORY}
-    status = mii_json("status", "-n", NAMESPACE)
+    assert resources.requests == resources.limits == {"cpu": e2e.cpu, "memory": e2e.memory}
+    status = mii.json("status", "-n", e2e.namespace)
     assert status["deployment"]["image"] == deployed["image"]
-    assert sum(pod["ready"] for pod in status["pods"]) >= REPLICAS
+    assert sum(pod["ready"] for pod in status["pods"]) >= e2e.replicas
     assert status["service"]["ports"] == ["8000/TCP"]
 
 
-def test_every_endpoint_through_a_port_forward(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
+def test_every_endpoint_through_a_port_forward(
+    e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
+) -> None:
     from mii_cli.kube.portforward import forward_to_service
     from mii_cli.smoke import run_smoke_test
 
-    with forward_to_service(cluster[0], NAMESPACE, 8000) as forwarder:
+    with forward_to_service(cluster[0], e2e.namespace, 8000) as forwarder:
         report = run_smoke_test(forwarder.url, timeout=10)
-    assert report.passed, [c for c in report.checks if not c.ok]
+    assert report.passed, report.failed
 
 
-def test_requests_are_load_balanced_over_pods(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
+def test_requests_are_load_balanced_over_pods(
+    e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
+) -> None:
     from mii_cli.kube.lbcheck import run_lb_check
 
-    result = run_lb_check(cluster[0], NAMESPACE, requests=100)
-    assert result["passed"], result["detail"]
-    assert len(result["served_by"]) >= 2
+    result = run_lb_check(cluster[0], e2e.namespace, requests=100)
+    assert result.passed, result.detail
+    assert len(result.served_by) >= 2
     # Service の ClusterIP へ送っている（クラスタの DNS に頼らない）
-    assert result["url"].startswith("http://")
-    assert ".svc" not in result["url"]
+    assert (result.url or "").startswith("http://")
+    assert ".svc" not in (result.url or "")
 
 
-def test_the_cluster_smoke_test_command_passes(deployed: dict[str, Any]) -> None:
-    report = mii_json("smoke-test", "-n", NAMESPACE, "--timeout", "10")
+def test_the_cluster_smoke_test_command_passes(e2e: E2eSettings, mii: Mii, deployed: dict[str, Any]) -> None:
+    report = mii.json("smoke-test", "-n", e2e.namespace, "--timeout", "10")
     assert report["passed"]
     assert report["url"].startswith("http://127.0.0.1:")
     checks = {check["name"]: check for check in report["checks"]}
@@ -77,8 +84,10 @@ def test_the_cluster_smoke_test_command_passes(deployed: dict[str, Any]) -> None
     assert len(report["served_by"]) >= 2
 
 
-def test_mii_status_shows_deployment_pods_service_and_hpa(deployed: dict[str, Any]) -> None:
-    result = mii("status", "-n", NAMESPACE)
+def test_mii_status_shows_deployment_pods_service_and_hpa(
+    e2e: E2eSettings, mii: Mii, deployed: dict[str, Any]
+) -> None:
+    result = mii("status", "-n", e2e.namespace)
     assert result.exit_code == 0, result.output
     for expected in ("model-in-image", "Pods", "8000/TCP", "HPA"):
         assert expected in result.output, result.output
@@ -96,66 +105,74 @@ def _new_image(docker_client: Any, image: str) -> str:
 
 
 def test_rolling_update_under_load_drops_no_request(
-    cluster: tuple[Any, Any], deployed: dict[str, Any], docker_client: Any, image: str
+    e2e: E2eSettings,
+    mii: Mii,
+    cluster: tuple[Any, Any],
+    deployed: dict[str, Any],
+    docker_client: Any,
+    image: str,
 ) -> None:
     from mii_cli.kube.images import ensure_in_cluster
     from mii_cli.kube.lbcheck import run_lb_check
 
     client, info = cluster
     # イメージを先にクラスタへ渡し（push または読み込み）、負荷の間に更新が収まるようにする
-    new_image = ensure_in_cluster(info, _new_image(docker_client, image), registry=REGISTRY)
+    new_image = ensure_in_cluster(info, _new_image(docker_client, image), registry=e2e.registry)
     outcome: dict[str, Any] = {}
 
     def load() -> None:
         try:
-            outcome["result"] = run_lb_check(client, NAMESPACE, requests=1, duration=90, timeout=300)
+            outcome["result"] = run_lb_check(client, e2e.namespace, requests=1, duration=90, timeout=300)
         except Exception as error:  # noqa: BLE001  スレッドの失敗を本体へ渡す
             outcome["error"] = error
 
     worker = threading.Thread(target=load)
     worker.start()
     time.sleep(15)  # Job の Pod が動き出して負荷をかけ始めるまで
-    result = mii_json(
-        "deploy", "-n", NAMESPACE, "--image", new_image, "--no-load", "--timeout", "300", *sizing_args()
+    result = mii.json(
+        "deploy", "-n", e2e.namespace, "--image", new_image, "--no-load", "--timeout", "300", *e2e.sizing_args
     )
     worker.join(timeout=400)
     assert "error" not in outcome, outcome.get("error")
     load_result = outcome["result"]
-    assert result["rollout"]["ready"] >= REPLICAS
+    assert result["rollout"]["ready"] >= e2e.replicas
     assert {a["kind"]: a["action"] for a in result["applied"]}["Deployment"] == "configured"
-    assert load_result["errors"] == 0, load_result.get("first_errors")
-    assert load_result["requests"] > 100
+    assert load_result.errors == 0, load_result.first_errors
+    assert load_result.requests > 100
 
 
-def test_a_second_deploy_of_the_same_image_changes_nothing(deployed: dict[str, Any]) -> None:
-    current = mii_json("status", "-n", NAMESPACE)["deployment"]["image"]
-    result = mii_json("deploy", "-n", NAMESPACE, "--image", current, *sizing_args())
+def test_a_second_deploy_of_the_same_image_changes_nothing(
+    e2e: E2eSettings, mii: Mii, deployed: dict[str, Any]
+) -> None:
+    current = mii.json("status", "-n", e2e.namespace)["deployment"]["image"]
+    result = mii.json("deploy", "-n", e2e.namespace, "--image", current, *e2e.sizing_args)
     assert {a["action"] for a in result["applied"]} == {"unchanged"}
 
 
-def _hpa(client: Any) -> dict[str, Any]:
+def _hpa(client: Any, namespace: str) -> HpaState:
     from mii_cli.kube.status import collect_status
 
-    hpa: dict[str, Any] = collect_status(client, NAMESPACE)["hpa"]
+    hpa = collect_status(client, namespace).hpa
+    assert hpa is not None, "the HPA is missing"
     return hpa
 
 
 def test_hpa_reads_cpu_from_metrics_server_and_scales_out_under_load(
-    cluster: tuple[Any, Any], deployed: dict[str, Any]
+    e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
 ) -> None:
     from mii_cli.kube.lbcheck import LOAD_JOB_NAME, run_lb_check
 
     client = cluster[0]
     assert deployed["metrics_api"], "the metrics API is not served (metrics-server)"
-    hpa = _hpa(client)
-    assert (hpa["min"], hpa["max"], hpa["cpu_target"]) == (min(3, REPLICAS), max(10, REPLICAS), 50)
+    hpa = _hpa(client, e2e.namespace)
+    assert (hpa.min, hpa.max, hpa.cpu_target) == (min(3, e2e.replicas), max(10, e2e.replicas), 50)
     outcome: dict[str, Any] = {}
 
     def load() -> None:
         try:
             outcome["result"] = run_lb_check(
                 client,
-                NAMESPACE,
+                e2e.namespace,
                 name=LOAD_JOB_NAME,
                 requests=1,
                 duration=150,
@@ -173,28 +190,30 @@ def test_hpa_reads_cpu_from_metrics_server_and_scales_out_under_load(
     readings: list[tuple[Any, Any]] = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        hpa = _hpa(client)
-        readings.append((hpa["cpu_current"], hpa["desired_replicas"]))
-        if hpa["cpu_current"] is not None and (hpa["desired_replicas"] or 0) > hpa["min"]:
+        hpa = _hpa(client, e2e.namespace)
+        readings.append((hpa.cpu_current, hpa.desired_replicas))
+        if hpa.cpu_current is not None and (hpa.desired_replicas or 0) > (hpa.min or 0):
             break
         time.sleep(5)
     worker.join(timeout=400)
     assert "error" not in outcome, outcome.get("error")
-    assert hpa["cpu_current"] is not None, f"the HPA never read CPU usage: {readings}"
-    scaled = (hpa["desired_replicas"] or 0) > hpa["min"]
+    assert hpa.cpu_current is not None, f"the HPA never read CPU usage: {readings}"
+    scaled = (hpa.desired_replicas or 0) > (hpa.min or 0)
     assert scaled, f"the HPA did not scale out: (cpu %, desired replicas) {readings}"
-    assert outcome["result"]["errors"] == 0, outcome["result"]["first_errors"]
+    assert outcome["result"].errors == 0, outcome["result"].first_errors
 
 
-def test_teardown_removes_everything_and_waits(cluster: tuple[Any, Any], deployed: dict[str, Any]) -> None:
-    from mii_cli.kube.teardown import namespace_phase
+def test_teardown_removes_everything_and_waits(
+    e2e: E2eSettings, mii: Mii, cluster: tuple[Any, Any], deployed: dict[str, Any]
+) -> None:
+    from mii_cli.kube.namespace import namespace_phase
 
-    result = mii_json("teardown", "-n", NAMESPACE, "--timeout", "300")
+    result = mii.json("teardown", "-n", e2e.namespace, "--timeout", "300")
     assert result["deleted"] is True
-    assert namespace_phase(cluster[0], NAMESPACE) is None
+    assert namespace_phase(cluster[0], e2e.namespace) is None
 
 
-def test_down_on_nothing_is_a_no_op(deployed: dict[str, Any]) -> None:
-    result = mii("down", "-n", NAMESPACE)
+def test_down_on_nothing_is_a_no_op(e2e: E2eSettings, mii: Mii, deployed: dict[str, Any]) -> None:
+    result = mii("down", "-n", e2e.namespace)
     assert result.exit_code == 0, result.output
     assert "nothing to delete" in result.output

@@ -1,4 +1,6 @@
-"""ASGI アプリを実モデルで動かすフィクスチャ。"""
+"""結合テストの共通フィクスチャ: 実モデルの ASGI アプリ、ループバックの本物のサーバー、
+本物の Docker エンジン。
+"""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from service.app.app import create_app
 from service.configurations import load_settings
-from tests.conftest import SERVICE_ENV
+from tests.support import ROOT, SERVICE_ENV, free_port
 
 
 @pytest.fixture
@@ -65,8 +67,6 @@ def start_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 
     import httpx
 
-    from tests.conftest import ROOT, free_port
-
     servers: dict[tuple[object, ...], tuple[str, subprocess.Popen[bytes]]] = {}
     base_env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV}
     base_env["POD_NAME"] = "live-server"
@@ -117,30 +117,17 @@ def live_server(start_live_server: Callable[..., str]) -> str:
     return start_live_server()
 
 
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """任意の ASGI アプリ（わざと誤るサービスなど）を 127.0.0.1 の空きポートの uvicorn に載せ、URL を渡す。
+@pytest.fixture(scope="session")
+def docker() -> Any:
+    """本物の Docker エンジン（無ければスキップ。MII_REQUIRE_DOCKER=1 の CI では失敗）。"""
+    import os
 
-    モジュールスコープのフィクスチャから `yield from serve_in_thread(app)` で使う。
-    """
-    import threading
-    import time
+    from mii_cli.docker_engine import docker_client
+    from mii_cli.errors import DockerError
 
-    import uvicorn
-
-    from tests.conftest import free_port
-
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("test server on 127.0.0.1 did not start")
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        return docker_client()
+    except DockerError as error:
+        if os.environ.get("MII_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"MII_REQUIRE_DOCKER=1 but no Docker engine answers: {error.message}")
+        pytest.skip(f"no Docker engine answers ({error.message}); start Docker to run these tests")

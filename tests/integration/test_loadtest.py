@@ -14,13 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
-from tests.conftest import ROOT, free_port
-from tests.integration.conftest import serve_in_thread
+from tests.fakes.http import asgi_server
+from tests.fakes.services import flaky_service
+from tests.support import ROOT, free_port
 
 
 def _load_test(*args: str) -> subprocess.CompletedProcess[str]:
@@ -109,20 +106,8 @@ def test_unreachable_url_is_one_message() -> None:
 @pytest.fixture(scope="module")
 def failing_server() -> Iterator[str]:
     """/health には答えるが、推論は 3 回に 1 回 500 を返すサービス。"""
-    calls = 0
-
-    async def health(request: Request) -> Response:
-        return JSONResponse({"health": "ok"})
-
-    async def predict(request: Request) -> Response:
-        nonlocal calls
-        calls += 1
-        if calls % 3 == 0:
-            return PlainTextResponse("Internal Server Error", status_code=500)
-        return JSONResponse({"prediction": [1.0, 0.0, 0.0]})
-
-    app = Starlette(routes=[Route("/health", health), Route("/predict", predict, methods=["POST"])])
-    yield from serve_in_thread(app)
+    with asgi_server(flaky_service()) as url:
+        yield url
 
 
 def test_failed_requests_fail_the_verdict_and_are_listed(failing_server: str) -> None:

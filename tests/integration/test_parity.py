@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 @pytest.fixture
 def reference_client(make_client: Callable[..., TestClient], reference_dir: Path) -> TestClient:
-    # 元実装のモデルの横には学習の事実が無いので、仕様書のサンプルを明示する（mii serve --sample と同じ）
+    # 元実装のモデルの横には学習の事実が無いので、元実装のサンプルを明示する（mii serve --sample と同じ）
     return make_client(
         model_filepath=reference_dir / "iris_svc.onnx",
         label_filepath=reference_dir / "label.json",

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.support import ROOT, free_port
 
 
 def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

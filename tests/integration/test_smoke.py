@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,125 +9,29 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 from typer.testing import CliRunner
 
 from mii_cli import cli
 from mii_cli.smoke import run_smoke_test, smoke_plan
-from tests.conftest import free_port
-from tests.integration.conftest import serve_in_thread
+from tests.fakes.http import asgi_server
+from tests.fakes.services import broken_service, rewriting_proxy, subtly_wrong_service
+from tests.support import free_port
 
 runner = CliRunner()
 
 ALL_CHECKS = [check.name for check in smoke_plan()]
 
-# 同梱モデルのサンプルの確率（/metadata の prediction_sample）
-SAMPLE_P = [0.9720988869667053, 0.01597398892045021, 0.011927163228392601]
-LABELS = {"0": "setosa", "1": "versicolor", "2": "virginica"}
-METADATA = {
-    "data_type": "float32",
-    "data_structure": "(1,4)",
-    "data_sample": [[5.1, 3.5, 1.4, 0.2]],
-    "prediction_type": "float32",
-    "prediction_structure": "(1,3)",
-    "prediction_sample": SAMPLE_P,
-    "model": {"file_name": "fake.onnx", "sha256": "ab" * 32, "num_classes": 3},
-}
-
-
-def _fake_probabilities(row: list[Any]) -> list[float]:
-    """わざと誤るサーバーの「推論」: 1 列目で 3 通りの確率を返す。"""
-    if row[0] < 6:
-        return SAMPLE_P
-    if row[0] < 6.5:
-        return [0.1, 0.8, 0.1]
-    return [0.05, 0.05, 0.9]
-
-
-async def _subtly_wrong(request: Request) -> Response:
-    """形は概ね正しいが、いくつかの約束を破るサービス。"""
-    path = request.url.path
-    answers: dict[str, Any] = {
-        "/health": {"health": "OK!"},
-        "/metadata": METADATA,
-        "/label": LABELS,
-        "/predict/test": {"prediction": SAMPLE_P},
-        "/predict/test/label": {"prediction": "virginica"},
-    }
-    if path == "/health/ready":
-        return JSONResponse({"status": "not ready"}, status_code=503)
-    if path.startswith("/v2"):
-        # Open Inference Protocol を話さない
-        return JSONResponse({"detail": "Not Found"}, status_code=404)
-    if request.method == "GET":
-        return JSONResponse(answers[path])
-    # 本文の上限も NaN の拒否も無い（Python の json は NaN を受け付ける）
-    body = json.loads(await request.body())
-    if "data" not in body:
-        return JSONResponse({"detail": [{"msg": "Field required"}]}, status_code=422)
-    rows = body["data"]
-    if not rows:
-        return JSONResponse({"detail": "empty"}, status_code=400)
-    if any(isinstance(v, str) for row in rows for v in row):
-        return PlainTextResponse("Internal Server Error", status_code=500)
-    if any(len(row) != 4 for row in rows):
-        return JSONResponse({"detail": "bad row"}, status_code=400)
-    # 行の順序を守らない（確率の高い順に並べ替えてしまう）
-    probabilities = sorted((_fake_probabilities(row) for row in rows), key=lambda p: -p[0])
-    if path == "/predict/label":
-        labels = [LABELS[str(p.index(max(p)))] for p in probabilities]
-        return JSONResponse({"prediction": labels[0] if len(labels) == 1 else labels})
-    return JSONResponse({"prediction": probabilities[0] if len(rows) == 1 else probabilities})
-
-
-async def _broken(request: Request) -> Response:
-    """形の崩れた応答ばかり返すサービス。"""
-    path = request.url.path
-    if path == "/metadata":
-        return JSONResponse({"data_type": "float32", "model": {"sha256": "nope"}})
-    if path == "/label":
-        return JSONResponse({"0": "setosa"})
-    if path == "/predict/test":
-        return JSONResponse({"prediction": [0.5, 0.6, 0.7]})
-    if path == "/health":
-        return PlainTextResponse("ok")
-    if path == "/health/ready":
-        await asyncio.sleep(0.5)
-    return PlainTextResponse("boom", status_code=500)
-
-
-def _app(handler: Callable[[Request], Any]) -> Starlette:
-    return Starlette(routes=[Route("/{path:path}", handler, methods=["GET", "POST"])])
-
 
 @pytest.fixture(scope="module")
 def subtly_wrong_server() -> Iterator[str]:
-    yield from serve_in_thread(_app(_subtly_wrong))
+    with asgi_server(subtly_wrong_service()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def broken_server() -> Iterator[str]:
-    yield from serve_in_thread(_app(_broken))
-
-
-def _proxy(upstream_url: str, rewrite: Callable[[str, int, Any], Any]) -> Iterator[str]:
-    """本物のサーバーの前に立ち、JSON の応答を rewrite(パス, ステータス, 本文) で書き換えるプロキシ。"""
-
-    async def handler(request: Request) -> Response:
-        async with httpx.AsyncClient(base_url=upstream_url) as client:
-            upstream = await client.request(
-                request.method,
-                request.url.path,
-                content=await request.body(),
-                headers={"content-type": "application/json"},
-            )
-        body = rewrite(request.url.path, upstream.status_code, upstream.json())
-        return JSONResponse(body, status_code=upstream.status_code)
-
-    yield from serve_in_thread(_app(handler))
+    with asgi_server(broken_service()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +43,8 @@ def lying_proxy(live_server: str) -> Iterator[str]:
             body["prediction_sample"] = [0.97093159, 0.01558308, 0.01348537]
         return body
 
-    yield from _proxy(live_server, rewrite)
+    with asgi_server(rewriting_proxy(live_server, rewrite)) as url:
+        yield url
 
 
 def _failed(url: str) -> dict[str, str]:
@@ -317,7 +221,8 @@ def consistent_liar(live_server: str) -> Iterator[str]:
             body["prediction"] = fake if not isinstance(rows[0], list) else [fake for _ in rows]
         return body
 
-    yield from _proxy(live_server, rewrite)
+    with asgi_server(rewriting_proxy(live_server, rewrite)) as url:
+        yield url
 
 
 def test_a_service_that_agrees_with_itself_but_not_with_the_model_fails(consistent_liar: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LABELS, MODEL, ROOT, SERVICE_ENV, free_port
+from tests.support import LABELS, MODEL, ROOT, SERVICE_ENV, free_port
 
 TELEMETRY_DIR = Path(".cache", "Microsoft", "DeveloperTools", ".onnxruntime")
 

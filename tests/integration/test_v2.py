@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 from tests.zoo import ZooModel, onnxruntime_answers
 
 SAMPLE = [5.1, 3.5, 1.4, 0.2]

@@ -1,14 +1,30 @@
-"""単体テストの共通フィクスチャ。"""
+"""単体テストの共通フィクスチャ: MII_* の設定の隔離と、クラスタ・Docker・Pod の代役。"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from mii_cli.kube.cluster import ClusterInfo
+from tests.fakes.docker_engine import FakeDockerEngine
+from tests.fakes.http import HttpStandIn
+from tests.fakes.kube_api import FakeApiServer, write_kubeconfig
+from tests.fakes.kube_objects import IMAGE, NAMESPACE, become_ready
+
+# ローカルの Docker のイメージをそのまま使えるクラスタ（イメージを読み込まない）
+DOCKER_DESKTOP = ClusterInfo(
+    context="docker-desktop",
+    server="http://127.0.0.1",
+    flavor="docker-desktop",
+    name="docker-desktop",
+    version="v1.34.0",
+)
+
 
 @pytest.fixture(autouse=True)
-def _no_registry_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """CI や利用者がテスト用クラスタのために設定する MII_REGISTRY などに、単体テストは左右されない。"""
     from mii_cli.settings import get_cli_settings
 
@@ -17,3 +33,54 @@ def _no_registry_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_cli_settings.cache_clear()
     yield
     get_cli_settings.cache_clear()
+
+
+@pytest.fixture
+def docker_desktop() -> ClusterInfo:
+    """Docker Desktop のクラスタの情報（イメージの読み込みが要らない）。"""
+    return DOCKER_DESKTOP
+
+
+@pytest.fixture
+def kubeconfig(fake_api: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeApiServer:
+    """代役の API サーバーを今の kube context にする（Docker Desktop の扱い: イメージの読み込み不要）。
+
+    Deployment を適用すると、コントローラの代わりに Pod が Ready になる。
+    """
+    path = write_kubeconfig(tmp_path / "config", fake_api.url, context="docker-desktop")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    fake_api.on_apply.append(become_ready(fake_api))
+    return fake_api
+
+
+@pytest.fixture
+def no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube config も Pod の中の設定も無い（クラスタが無い）。"""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+@pytest.fixture
+def deployed_api(fake_api: FakeApiServer) -> FakeApiServer:
+    """アプリをデプロイ済み（Ready な Pod と ClusterIP の Service）の代役の API サーバー。"""
+    from mii_cli.kube.deploy import deploy
+
+    fake_api.on_apply.append(become_ready(fake_api))
+    deploy(namespace=NAMESPACE, image=IMAGE, client=fake_api.client(), info=DOCKER_DESKTOP, wait=False)
+    return fake_api
+
+
+@pytest.fixture
+def pod_stand_in() -> Iterator[HttpStandIn]:
+    """アプリの Pod の代わりの HTTP サーバー（どのパスにも 200、X-Served-By: model-in-image-0）。"""
+    server = HttpStandIn(served_by="model-in-image-0")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fake_docker() -> Iterator[FakeDockerEngine]:
+    """Docker エンジンの代役（イメージ・ネットワーク無しで始まる。テストが足す）。"""
+    engine = FakeDockerEngine()
+    yield engine
+    engine.close()

@@ -1,4 +1,4 @@
-"""`mii build` / `mii run` の純粋な部分（コンテキスト・ビルド引数・タグ・進捗・起動条件）のテスト。"""
+"""`mii build` の純粋な部分（モデルの検証・コンテキスト・ビルド引数・タグ・進捗・失敗のヒント）のテスト。"""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 
 from mii_cli import build as building
-from mii_cli.errors import ConfigError, DockerError, ModelError
-from mii_cli.run import RunSpec
-from mii_cli.settings import CliSettings, get_cli_settings
-from tests.conftest import ROOT
+from mii_cli.errors import DockerError, ModelError
+from tests.support import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -131,19 +129,6 @@ def test_unique_tag_names_model_and_image(facts: building.ModelFacts) -> None:
     assert tag == f"model-in-image:0.1.0-{facts.model_sha256[:12]}-abababababab"
 
 
-@pytest.mark.parametrize(
-    ("reference", "expected"),
-    [
-        ("model-in-image:0.1.0", ("model-in-image", "0.1.0")),
-        ("model-in-image", ("model-in-image", "latest")),
-        ("localhost:5000/team/mii:1", ("localhost:5000/team/mii", "1")),
-        ("localhost:5000/mii", ("localhost:5000/mii", "latest")),
-    ],
-)
-def test_split_reference(reference: str, expected: tuple[str, str]) -> None:
-    assert building.split_reference(reference) == expected
-
-
 def test_progress_counts_steps_cache_and_image_id() -> None:
     events = [
         {"stream": "Step 1/3 : FROM base\n"},
@@ -213,41 +198,3 @@ def test_a_failing_model_check_keeps_the_generic_hint() -> None:
 def test_build_without_image_id_is_an_error() -> None:
     with pytest.raises(DockerError, match="without an image id"):
         building.run_build(iter([{"stream": "Step 1/1 : FROM x\n"}]))
-
-
-def test_unreachable_engine_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
-    with pytest.raises(DockerError, match="cannot reach the Docker engine") as error:
-        building.docker_client()
-    assert error.value.hint is not None
-
-
-def test_run_spec_matches_the_pod_limits() -> None:
-    spec = RunSpec(image="img", name="n", port=18001, user="12345")
-    kwargs = spec.docker_kwargs()
-    assert kwargs["ports"] == {"8000/tcp": ("127.0.0.1", 18001)}
-    assert kwargs["nano_cpus"] == 500_000_000
-    assert kwargs["mem_limit"] == "300m"
-    assert kwargs["read_only"] is True
-    assert "/tmp" in kwargs["tmpfs"]
-    assert kwargs["user"] == "12345"
-    assert spec.url == "http://127.0.0.1:18001"
-    assert "user" not in RunSpec(image="img", name="n", port=1).docker_kwargs()
-
-
-def test_cli_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MII_BASE_IMAGE", "localhost/python:3.11-slim")
-    monkeypatch.setenv("MII_IMAGE_TAG", "9.9")
-    settings = CliSettings()
-    assert settings.base_image == "localhost/python:3.11-slim"
-    assert settings.default_image == "model-in-image:9.9"
-
-
-def test_bad_cli_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MII_CPUS", "-1")
-    get_cli_settings.cache_clear()
-    try:
-        with pytest.raises(ConfigError, match="MII_CPUS"):
-            get_cli_settings()
-    finally:
-        get_cli_settings.cache_clear()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
 from service import check, healthcheck
+from tests.fakes.http import HttpStandIn
+from tests.support import free_port
 
 
 def test_check_passes_on_the_bundled_model(
@@ -38,37 +38,28 @@ def test_check_fails_with_one_line(
 
 
 @pytest.fixture
-def probe_server() -> Iterator[tuple[int, list[int]]]:
+def probe_server() -> Iterator[HttpStandIn]:
     """/health/ready に決まったステータスを返す小さなサーバー（ループバック）。"""
-    statuses = [200]
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(statuses[0] if self.path == "/health/ready" else 404)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], statuses
-    server.shutdown()
+    server = HttpStandIn({"/health/ready": 200})
+    yield server
+    server.close()
 
 
-def test_healthcheck_follows_readiness(
-    probe_server: tuple[int, list[int]], monkeypatch: pytest.MonkeyPatch
+def test_healthcheck_passes_while_the_service_is_ready(
+    probe_server: HttpStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port, statuses = probe_server
-    monkeypatch.setenv("PORT", str(port))
+    monkeypatch.setenv("PORT", str(probe_server.port))
     assert healthcheck.main() == 0
-    statuses[0] = 503
+
+
+def test_healthcheck_fails_while_the_service_is_not_ready(
+    probe_server: HttpStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe_server.routes = {"/health/ready": 503}
+    monkeypatch.setenv("PORT", str(probe_server.port))
     assert healthcheck.main() == 1
 
 
 def test_healthcheck_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import free_port
-
     monkeypatch.setenv("PORT", str(free_port()))
     assert healthcheck.main() == 1

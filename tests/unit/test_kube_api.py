@@ -7,8 +7,8 @@ from kubernetes.client import ApiClient, Configuration, CoreV1Api
 
 from mii_cli.errors import ClusterError
 from mii_cli.kube import api as kapi
-from tests.conftest import free_port
 from tests.fakes.kube_api import FakeApiServer, status_body
+from tests.support import free_port
 
 
 def dead_client() -> ApiClient:

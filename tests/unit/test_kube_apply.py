@@ -47,7 +47,7 @@ def test_first_apply_creates_in_order_with_the_mii_field_manager(fake_api: FakeA
         assert patch.param("force") == "true"
         assert patch.headers["Content-Type"] == "application/apply-patch+yaml"
     assert fake_api.objects[DEPLOYMENT]["spec"]["replicas"] == 4
-    assert applied[0].as_dict() == {"kind": "Namespace", "name": NS, "action": "created"}
+    assert applied[0] == ap.ApplyResult(kind="Namespace", name=NS, action="created")
 
 
 def test_second_apply_of_the_same_image_changes_nothing(fake_api: FakeApiServer) -> None:

@@ -1,8 +1,7 @@
-"""マニフェストの描画・順序・--dry-run と、公式スキーマ（オフライン）と意味の検証。"""
+"""マニフェストの描画・順序と、公式スキーマ（オフライン）と意味の検証。"""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,24 +10,19 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from mii_cli import cli
 from mii_cli.errors import ConfigError
 from mii_cli.kube import APP_NAME, NAMESPACE
 from mii_cli.kube import render as r
 from mii_cli.kube.lbcheck import job_manifest
 from service import constants
+from tests.support import MANIFESTS
 
 IMAGE_REPOSITORY = "model-in-image"
 
-ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = ROOT / "manifests"
 # 今の minikube（v1.37: Kubernetes 1.34）と kind（v0.30: 1.34、v0.31: 1.35）が使う版と、その前後
 K8S_VERSIONS = ["1.33", "1.34", "1.35"]
 IMAGE = "model-in-image:0.1.0-0123456789ab-fedcba987654"
-
-runner = CliRunner()
 
 
 def manifest_files() -> list[Path]:
@@ -118,42 +112,6 @@ def test_kubectl_kustomize_builds_the_same_objects() -> None:
     by_kustomize = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(output)}
     ours = {(o["kind"], o["metadata"]["name"]): o for o in r.render(f"{IMAGE_REPOSITORY}:0.1.0", NAMESPACE)}
     assert by_kustomize == ours
-
-
-# --- --dry-run ---
-
-
-def test_dry_run_prints_yaml_of_the_exact_objects_without_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
-    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "-n", "demo"])
-    assert result.exit_code == 0, result.output
-    assert list(yaml.safe_load_all(result.stdout)) == r.render(IMAGE, "demo")
-
-
-def test_dry_run_json_is_a_list_of_objects() -> None:
-    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--json", "--image", IMAGE])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == rendered()
-
-
-def test_dry_run_without_image_uses_the_newest_local_build_or_the_manifest(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from mii_cli.errors import DockerError
-    from mii_cli.kube import deploy as deploying
-
-    def no_docker() -> str:
-        raise DockerError("cannot reach the Docker engine")
-
-    monkeypatch.setattr(deploying, "latest_local_image", no_docker)
-    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--json"])
-    assert result.exit_code == 0, result.output
-    image = r.find(json.loads(result.stdout), "Deployment")["spec"]["template"]["spec"]["containers"][0][
-        "image"
-    ]
-    assert image == "model-in-image:0.1.0"
-    monkeypatch.setattr(deploying, "latest_local_image", lambda: IMAGE)
-    assert deploying.dry_run_objects(NAMESPACE, None)[0] == IMAGE
 
 
 # --- 公式スキーマ（オフライン） ---

@@ -1,22 +1,17 @@
-"""`mii deploy --replicas/--cpu/--memory`: Deployment と HPA の大きさ（純粋な描画と CLI の検証）。"""
+"""Deployment と HPA の大きさ（`--replicas`・`--cpu`・`--memory`）の描画と値の検証。"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from mii_cli import cli
 from mii_cli.errors import ConfigError
 from mii_cli.kube import render as r
 from mii_cli.kube.render import Sizing
 
 IMAGE = "model-in-image:0.1.0-0123456789ab-fedcba987654"
-runner = CliRunner()
 
 
 def _manifest(kind: str) -> dict[str, Any]:
@@ -88,49 +83,3 @@ def test_memory_quantities(text: str, size: int) -> None:
 def test_invalid_sizing_is_a_config_error(sizing: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Sizing(**sizing)
-
-
-def test_the_dry_run_shows_the_sizing(monkeypatch: pytest.MonkeyPatch) -> None:
-    result = runner.invoke(
-        cli.app,
-        ["deploy", "--dry-run", "--image", IMAGE, "--replicas", "2", "--cpu", "250m", "--memory", "256Mi"],
-    )
-    assert result.exit_code == 0, result.output
-    objects = list(yaml.safe_load_all(result.stdout))
-    assert r.find(objects, "Deployment")["spec"]["replicas"] == 2
-    assert _resources(objects)["requests"] == {"cpu": "250m", "memory": "256Mi"}
-    assert r.find(objects, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 2
-
-
-@pytest.mark.parametrize("command", ["deploy", "up"])
-def test_invalid_sizing_on_the_command_line_is_one_line(command: str) -> None:
-    result = runner.invoke(cli.app, [command, "--cpu", "half", "--image", IMAGE])
-    assert result.exit_code == 2
-    assert "Error: --cpu 'half' is not a CPU quantity" in result.output
-    assert "Traceback" not in result.output
-
-
-def test_replicas_below_one_is_refused_by_the_option() -> None:
-    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--replicas", "0", "--json"])
-    assert result.exit_code == 2
-    assert "--replicas 0 is out of range" in result.output
-    assert not result.stdout.startswith("[")
-    with pytest.raises(json.JSONDecodeError):
-        json.loads(result.stdout or "x")
-
-
-def test_the_sizing_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mii_cli.settings import get_cli_settings
-
-    monkeypatch.setenv("MII_REPLICAS", "2")
-    monkeypatch.setenv("MII_POD_CPU", "250m")
-    monkeypatch.setenv("MII_POD_MEMORY", "256Mi")
-    get_cli_settings.cache_clear()
-    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--json"])
-    assert result.exit_code == 0, result.output
-    objects = json.loads(result.stdout)
-    assert r.find(objects, "Deployment")["spec"]["replicas"] == 2
-    assert _resources(objects)["limits"] == {"cpu": "250m", "memory": "256Mi"}
-    # オプションは設定より優先する
-    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--json", "--cpu", "300m"])
-    assert _resources(json.loads(result.stdout))["limits"]["cpu"] == "300m"

@@ -1,4 +1,4 @@
-"""負荷試験の判定・時間の解釈・百分位・集計・表示の単体テスト（locust は動かさない）。"""
+"""負荷試験の判定・時間の解釈・百分位・集計・結果の JSON の単体テスト（locust は動かさない）。"""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ import sys
 import types
 
 import pytest
-from rich.console import Console
-from typer.testing import CliRunner
 
-from mii_cli import cli, loadtest
+from mii_cli import loadtest
 from mii_cli.errors import ConfigError
-from mii_cli.loadtest import LoadTestOptions, LoadTestResult, judge, parse_duration, percentile
-from tests.conftest import ROOT
-
-runner = CliRunner()
+from mii_cli.loadtest import Collector, LoadProgress, LoadTestOptions, judge, parse_duration, percentile
+from mii_cli.results import to_json
+from tests.support import ROOT
 
 
 def _verdict(**overrides: object) -> loadtest.Verdict:
@@ -124,57 +121,79 @@ def test_describe() -> None:
     assert "no rate cap" in loadtest.describe(LoadTestOptions(url="http://127.0.0.1:8000"))
 
 
-def test_collector_counts_times_failures_and_pods() -> None:
-    collector = loadtest._Collector()
+def _collected() -> Collector:
+    """2 件成功（pod-a）・1 件失敗の集計。"""
+    collector = Collector()
     ok = types.SimpleNamespace(headers={"X-Served-By": "pod-a"})
     collector.on_request("POST", "/predict", 2.0, 60, exception=None, response=ok)
     collector.on_request("POST", "/predict", 4.0, 60, exception=None, response=ok)
     collector.on_request("POST", "/predict/label", 9.0, 0, exception=ConnectionRefusedError("refused"))
+    return collector
+
+
+def test_the_collector_counts_times_failures_pods_and_endpoints() -> None:
+    collector = _collected()
     assert collector.times_ms == [2.0, 4.0, 9.0]
     assert collector.failures == 1
     assert collector.errors == {"refused": 1}
     assert collector.served_by == {"pod-a": 2}
     assert collector.by_endpoint == {"POST /predict": 2, "POST /predict/label": 1}
-    count, failures, rps, p99 = collector.snapshot(2.0)
-    assert (count, failures, rps, p99) == (3, 1, 1.5, 9.0)
-    assert collector.snapshot(0.0)[2] == 0.0
 
 
-def _result(passed: bool) -> LoadTestResult:
-    p99 = 8.0 if passed else 150.0
-    verdict = judge(requests=3000, failures=0, requests_per_s=1000.0, p99_ms=p99)
-    return LoadTestResult(
-        options=LoadTestOptions(url="http://127.0.0.1:8000", duration_s=3.0, users=5),
-        elapsed_s=3.0,
-        requests=3000,
-        failures=0,
-        requests_per_s=1000.0,
-        latency_ms={"p50": 2.0, "p95": 5.0, "p99": p99, "max": 200.0, "mean": 2.5},
-        verdict=verdict,
-        served_by={"pod-a": 3000},
+def test_the_progress_is_a_snapshot_of_the_collector() -> None:
+    assert _collected().snapshot(2.0) == LoadProgress(
+        elapsed_s=2.0, requests=3, failures=1, requests_per_s=1.5, p99_ms=9.0
     )
 
 
-def test_result_as_dict_is_json() -> None:
-    data = _result(passed=False).as_dict()
+def test_the_progress_at_the_start_has_no_rate() -> None:
+    assert _collected().snapshot(0.0).requests_per_s == 0.0
+
+
+def test_the_result_summarizes_the_collector_and_judges_it() -> None:
+    options = LoadTestOptions(url="http://127.0.0.1:8000", duration_s=3.0, users=5)
+    result = loadtest.summarize(options, _collected(), 2.0)
+    assert (result.requests, result.failures, result.requests_per_s) == (3, 1, 1.5)
+    assert result.latency_ms == {"p50": 4.0, "p95": 9.0, "p99": 9.0, "max": 9.0, "mean": 5.0}
+    assert not result.passed
+    assert [c.name for c in result.criteria if not c.ok] == ["throughput", "failed requests"]
+
+
+def test_the_result_json_has_the_options_targets_and_verdict() -> None:
+    options = LoadTestOptions(url="http://127.0.0.1:8000", duration_s=3.0, users=5, rate=200.0)
+    data = to_json(loadtest.summarize(options, _collected(), 2.0))
     assert json.loads(json.dumps(data)) == data
-    assert data["passed"] is False
-    assert data["reasons"] == ["p99 latency: 150.0 ms (target < 100 ms)"]
+    assert set(data) == {
+        "url",
+        "endpoint",
+        "duration_s",
+        "users",
+        "spawn_rate",
+        "rate",
+        "elapsed_s",
+        "requests",
+        "failures",
+        "requests_per_s",
+        "latency_ms",
+        "targets",
+        "passed",
+        "criteria",
+        "reasons",
+        "errors",
+        "served_by",
+        "by_endpoint",
+    }
     assert data["targets"] == {"min_requests_per_s": 100.0, "max_p99_ms": 100.0}
-    assert data["latency_ms"]["p99"] == 150.0
-
-
-def test_summary_table() -> None:
-    console = Console(width=120, record=True)
-    console.print(loadtest.summary_table(_result(passed=True)))
-    text = console.export_text()
-    assert "1,000.0" in text
-    assert "< 100 ms" in text
-    assert "pod-a (3,000)" in text
-    assert "FAIL" not in text
-    console = Console(width=120, record=True)
-    console.print(loadtest.summary_table(_result(passed=False)))
-    assert "FAIL" in console.export_text()
+    assert data["reasons"] == [
+        "throughput: 1.5 requests/s (target > 100 requests/s)",
+        "failed requests: 1 of 3 (target 0)",
+    ]
+    assert data["criteria"][0] == {
+        "name": "throughput",
+        "target": "> 100 requests/s",
+        "measured": "1.5 requests/s",
+        "ok": False,
+    }
 
 
 def test_importing_the_cli_does_not_import_locust_or_gevent() -> None:
@@ -192,24 +211,3 @@ def test_importing_the_cli_does_not_import_locust_or_gevent() -> None:
         check=True,
     ).stdout
     assert output.strip() == "[]"
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--duration", "soon"], "Error: --duration 'soon' is not a duration"),
-        (["--users", "0"], "Invalid value for '--users'"),
-        (["--endpoint", "health"], "Invalid value for '--endpoint'"),
-    ],
-)
-def test_cli_refuses_bad_options_before_starting_locust(args: list[str], message: str) -> None:
-    result = runner.invoke(cli.app, ["load-test", "--url", "http://127.0.0.1:9", *args])
-    assert result.exit_code == 2
-    assert message in result.output
-    assert "locust" not in sys.modules
-
-
-def test_cli_refuses_a_url_without_scheme() -> None:
-    result = runner.invoke(cli.app, ["load-test", "--url", "127.0.0.1:8000"])
-    assert result.exit_code == 2
-    assert "Error: --url must be an http:// or https:// URL" in result.output

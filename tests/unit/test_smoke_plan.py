@@ -1,4 +1,4 @@
-"""スモークテストの計画（純粋な関数）・結果の表と JSON・クラスタ経路の切り替えの単体テスト。"""
+"""スモークテストの計画（純粋な関数）・URL の確かめ方・結果の合否と JSON の単体テスト。"""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import socket
 from typing import Any
 
 import pytest
-from rich.console import Console
 
 from mii_cli import smoke
 from mii_cli.errors import ConfigError
+from mii_cli.results import to_json
 from mii_cli.smoke import CheckResult, SmokeReport, smoke_plan
 
-SPEC_ENDPOINTS = {
+SIMPLE_API_ENDPOINTS = {
     ("GET", "/health"),
     ("GET", "/metadata"),
     ("GET", "/label"),
@@ -38,9 +38,9 @@ def test_plan_is_pure_and_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None
     assert first is not smoke_plan()
 
 
-def test_plan_covers_the_seven_endpoints_of_the_specification() -> None:
+def test_plan_covers_the_seven_endpoints_of_the_simple_api() -> None:
     plan = smoke_plan()
-    assert {(c.method, c.path) for c in plan} >= SPEC_ENDPOINTS
+    assert {(c.method, c.path) for c in plan} >= SIMPLE_API_ENDPOINTS
     assert ("GET", "/health/ready") in {(c.method, c.path) for c in plan}
 
 
@@ -48,7 +48,7 @@ def test_every_check_has_a_unique_name_a_verifier_and_an_expectation() -> None:
     plan = smoke_plan()
     names = [c.name for c in plan]
     assert len(names) == len(set(names))
-    assert set(names) == set(smoke._VERIFIERS)
+    assert set(names) == set(smoke.VERIFIERS)
     assert all(c.expected for c in plan)
     assert all(c.method in {"GET", "POST"} for c in plan)
     # 本文は POST だけに付く
@@ -107,29 +107,51 @@ def test_normalize_url_refuses_what_is_not_http(url: str) -> None:
 
 
 def _result(name: str, ok: bool, detail: str = "fine") -> CheckResult:
-    return CheckResult(name, "GET", "/" + name, "something", ok, detail, 1.234, 200, "pod-a")
+    return CheckResult(
+        name=name,
+        method="GET",
+        path="/" + name,
+        expected="something",
+        ok=ok,
+        detail=detail,
+        elapsed_ms=1.234,
+        status=200,
+        served_by="pod-a",
+    )
 
 
-def test_report_passed_and_as_dict() -> None:
-    report = SmokeReport("http://x", [_result("a", True), _result("b", False, "bad")], ["pod-a"], "f" * 64)
+def test_one_failed_check_fails_the_report() -> None:
+    report = SmokeReport("http://x", [_result("a", True), _result("b", False, "bad")])
     assert not report.passed
     assert [c.name for c in report.failed] == ["b"]
-    data = report.as_dict()
-    assert data["summary"] == {"total": 2, "passed": 1, "failed": 1}
-    assert data["checks"][1]["detail"] == "bad"
-    assert json.loads(json.dumps(data)) == data
+    assert report.summary == {"total": 2, "passed": 1, "failed": 1}
+
+
+def test_all_passed_checks_pass_the_report() -> None:
     assert SmokeReport("http://x", [_result("a", True)]).passed
+
+
+def test_a_report_without_checks_does_not_pass() -> None:
     assert not SmokeReport("http://x", []).passed
+
+
+def test_an_unreachable_service_does_not_pass() -> None:
     assert not SmokeReport("http://x", [_result("a", True)], unreachable="down").passed
 
 
-def test_render_table() -> None:
-    report = SmokeReport("http://x", [_result("a", True), _result("b", False, "bad")], ["pod-a", "pod-b"])
-    console = Console(width=120, record=True)
-    console.print(smoke.render_table(report))
-    text = console.export_text()
-    assert "Smoke test of http://x: 1/2 passed" in " ".join(text.split())
-    assert "PASS" in text
-    assert "FAIL" in text
-    assert "served by: pod-a, pod-b" in text
-    assert "1.2" in text
+def test_the_json_has_the_url_the_verdict_the_summary_and_every_check() -> None:
+    report = SmokeReport("http://x", [_result("a", True), _result("b", False, "bad")], ["pod-a"], "f" * 64)
+    data = to_json(report)
+    assert set(data) == {"url", "passed", "unreachable", "served_by", "model_sha256", "summary", "checks"}
+    assert (data["url"], data["passed"], data["summary"]["failed"]) == ("http://x", False, 1)
+    assert data["checks"][1] == {
+        "name": "b",
+        "method": "GET",
+        "path": "/b",
+        "expected": "something",
+        "ok": False,
+        "detail": "bad",
+        "elapsed_ms": 1.234,
+        "status": 200,
+        "served_by": "pod-a",
+    }

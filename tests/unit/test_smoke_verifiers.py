@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mii_cli import smoke
-from mii_cli.smoke import _Facts, _Fail
+from mii_cli.smoke import Facts, Mismatch
 
 SAMPLE_P = [0.97, 0.02, 0.01]
 LABELS = {"0": "setosa", "1": "versicolor", "2": "virginica"}
@@ -24,9 +24,9 @@ GOOD_METADATA: dict[str, Any] = {
 }
 
 
-def _facts() -> _Facts:
+def _facts() -> Facts:
     """/metadata から /predict/test までが通った後の事実。"""
-    return _Facts(
+    return Facts(
         num_classes=3,
         prediction_sample=SAMPLE_P,
         labels=LABELS,
@@ -36,8 +36,8 @@ def _facts() -> _Facts:
     )
 
 
-def _verify(name: str, response: httpx.Response, facts: _Facts | None = None) -> str:
-    return smoke._VERIFIERS[name](response, facts or _facts())
+def _verify(name: str, response: httpx.Response, facts: Facts | None = None) -> str:
+    return smoke.VERIFIERS[name](response, facts or _facts())
 
 
 def _json(body: Any, status: int = 200) -> httpx.Response:
@@ -76,7 +76,7 @@ def _json(body: Any, status: int = 200) -> httpx.Response:
     ],
 )
 def test_shape_errors_are_named(name: str, body: Any, message: str) -> None:
-    with pytest.raises(_Fail) as raised:
+    with pytest.raises(Mismatch) as raised:
         _verify(name, _json(body))
     assert message in str(raised.value)
 
@@ -84,14 +84,14 @@ def test_shape_errors_are_named(name: str, body: Any, message: str) -> None:
 def test_predict_that_disagrees_with_predict_test_only() -> None:
     facts = _facts()
     facts.predict_test = [0.5, 0.3, 0.2]
-    with pytest.raises(_Fail, match=r"differs from /predict/test \[0.5000, 0.3000, 0.2000\]"):
+    with pytest.raises(Mismatch, match=r"differs from /predict/test \[0.5000, 0.3000, 0.2000\]"):
         _verify("predict", _json({"prediction": SAMPLE_P}), facts)
     # 形が正しい答えは、一致しなくても後の確認のために記録される
     assert facts.one_row == SAMPLE_P
 
 
 def test_good_answers_pass_and_record_facts() -> None:
-    facts = _Facts()
+    facts = Facts()
     assert "3 classes" in _verify("metadata", _json(GOOD_METADATA), facts)
     assert facts.num_classes == 3
     assert facts.model_sha256 == "0" * 64
@@ -111,19 +111,19 @@ def test_good_answers_pass_and_record_facts() -> None:
     ],
 )
 def test_rejections_need_the_status_and_a_detail(response: httpx.Response, message: str) -> None:
-    with pytest.raises(_Fail) as raised:
+    with pytest.raises(Mismatch) as raised:
         _verify("reject-empty-data", response)
     assert message in str(raised.value)
 
 
 def test_long_bodies_are_shortened_in_the_detail() -> None:
-    with pytest.raises(_Fail) as raised:
+    with pytest.raises(Mismatch) as raised:
         _verify("health", httpx.Response(500, text="x" * 1000))
     assert str(raised.value) == "HTTP 500, expected 200: " + "x" * 120 + "…"
 
 
 def test_missing_label_index_is_shown() -> None:
-    assert smoke._argmax_label([0.1, 0.9], {"0": "a"}) == "<no label 1>"
+    assert smoke.argmax_label([0.1, 0.9], {"0": "a"}) == "<no label 1>"
 
 
 def test_predict_is_compared_with_the_local_copy_of_the_reported_model() -> None:
@@ -131,7 +131,8 @@ def test_predict_is_compared_with_the_local_copy_of_the_reported_model() -> None
     facts.model_sha256 = "a" * 64
     facts.reference = {"a" * 64: lambda row: [0.5, 0.3, 0.2]}
     # サービスの答えが自分自身とは一致していても、手元で同じモデルを動かした答えと違えば失敗
-    with pytest.raises(_Fail, match=r"differs from the local model aaaaaaaaaaaa… \[0.5000, 0.3000, 0.2000\]"):
+    expected = r"differs from the local model aaaaaaaaaaaa… \[0.5000, 0.3000, 0.2000\]"
+    with pytest.raises(Mismatch, match=expected):
         _verify("predict", _json({"prediction": SAMPLE_P}), facts)
     facts.reference = {"a" * 64: lambda row: SAMPLE_P}
     assert _verify("predict", _json({"prediction": SAMPLE_P}), facts).endswith("= local model aaaaaaaaaaaa")

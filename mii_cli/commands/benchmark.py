@@ -1,0 +1,69 @@
+"""`mii benchmark`: イメージを Pod と同じ制限で動かし、wrk で性能の目標と比べる。"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mii_cli.commands.options import JsonOption
+from mii_cli.errors import CheckFailed
+from mii_cli.ui import console as out
+
+
+def benchmark(
+    image: Annotated[
+        str | None, typer.Option(help="Image to measure (default: model-in-image:0.1.0, MII_IMAGE_*).")
+    ] = None,
+    base_image: Annotated[
+        str | None, typer.Option(help="Base image, to report the size added (default: MII_BASE_IMAGE).")
+    ] = None,
+    duration: Annotated[int, typer.Option(help="Seconds per load phase.", min=1, max=600)] = 10,
+    connections: Annotated[
+        int, typer.Option(help="Connections for the maximum-throughput phase.", min=1)
+    ] = 64,
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Port to publish on 127.0.0.1 (the ceiling app uses the next one).", min=1, max=65534
+        ),
+    ] = 18000,
+    rounds: Annotated[
+        int, typer.Option(help="Rounds of ceiling, /predict and V2, measured in turn.", min=1, max=20)
+    ] = 3,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure the image at 0.5 CPU / 300 MiB with wrk: share of the ASGI ceiling, p50/p99, memory, size.
+
+    The ceiling is a bare ASGI app started from the same image under the same limits and measured in
+    turn with the service, so that the share (service req/s / ceiling req/s) compares across machines.
+    """
+    from mii_cli import bench
+    from mii_cli.docker_engine import docker_client
+    from mii_cli.settings import fill, get_cli_settings
+    from mii_cli.ui.tables import benchmark_table
+
+    settings = get_cli_settings()
+    target = fill(image, settings.default_image)
+    with out.console.status(f"Benchmarking {target} (about {(3 * rounds + 2) * duration + 15} s)..."):
+        report = bench.run_benchmark(
+            docker_client(),
+            image=target,
+            base_image=fill(base_image, settings.base_image),
+            port=port,
+            seconds=duration,
+            connections=connections,
+            rounds=rounds,
+        )
+    if as_json:
+        out.print_json(report)
+    else:
+        out.console.print(benchmark_table(report))
+        out.info(f"errors: {report.details['errors']} of {report.details['requests']} requests")
+    if not report.passed:
+        raise CheckFailed("the image misses a performance target", hint="see the table above")
+
+
+def register(app: typer.Typer) -> None:
+    """コマンドを登録する。"""
+    app.command()(benchmark)

@@ -1,0 +1,77 @@
+"""`mii build`: モデルとサーバーをイメージに焼き込む。"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mii_cli.commands.options import JsonOption, SampleOption, sample_row
+from mii_cli.ui import console as out
+
+if TYPE_CHECKING:
+    from mii_cli.build import BuildRequest, BuildResult
+
+
+def build_with_progress(request: BuildRequest) -> BuildResult:
+    """ビルドのステップを進捗バーで見せながらビルドする（build・up の共通）。"""
+    from mii_cli.build import build_image
+    from mii_cli.ui.live import build_progress
+
+    with build_progress() as on_progress:
+        return build_image(request, on_progress=on_progress)
+
+
+def build(
+    tag: Annotated[
+        str | None, typer.Option(help="Image tag (default: model-in-image:0.1.0, MII_IMAGE_*).")
+    ] = None,
+    base_image: Annotated[
+        str | None, typer.Option(help="Base image (default: python:3.13-slim, MII_BASE_IMAGE).")
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option(help="Network for RUN steps, e.g. host (MII_BUILD_NETWORK).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="ONNX model to bake (default: models/iris_svc.onnx).")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Label JSON to bake (default: models/label.json for the bundled model, else none)."
+        ),
+    ] = None,
+    sample: SampleOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild every step.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Bake the model and the server into an image (Docker SDK, classic builder)."""
+    from mii_cli.settings import build_request
+
+    request = build_request(
+        tag=tag,
+        base_image=base_image,
+        network=network,
+        model=model,
+        labels=labels,
+        sample=sample_row(sample),
+        no_cache=no_cache,
+    )
+    result = build_with_progress(request)
+    if as_json:
+        out.print_json(result)
+        return
+    out.success(
+        f"built {result.image_id[:19]} ({result.size_bytes / 1e6:.0f} MB, "
+        f"{result.cached_steps}/{result.steps} steps cached)"
+    )
+    for name in result.tags:
+        out.info(f"tag: {name}")
+    out.info(f"model sha256: {result.model_sha256}")
+    out.info(f"next: `mii run --image {result.unique_tag}` or `mii deploy --image {result.unique_tag}`")
+
+
+def register(app: typer.Typer) -> None:
+    """コマンドを登録する。"""
+    app.command()(build)

@@ -1,0 +1,140 @@
+"""`mii deploy` / `mii up`: Kubernetes へデプロイする（up はビルドとクラスタのスモークテストも）。"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mii_cli.commands.options import (
+    ContextOption,
+    CpuOption,
+    JsonOption,
+    MemoryOption,
+    NamespaceOption,
+    RegistryOption,
+    ReplicasOption,
+    RolloutTimeoutOption,
+)
+from mii_cli.kube import NAMESPACE
+from mii_cli.ui import console as out
+
+if TYPE_CHECKING:
+    from mii_cli.kube.deploy import DeployResult
+
+
+def print_deployed(result: DeployResult) -> None:
+    """デプロイの結果を人向けに 2 行で出す。"""
+    out.success(f"deployed {result.image} to namespace {result.namespace}")
+    out.info(
+        "next: `mii smoke-test`, `mii status`, or port-forward: "
+        f"kubectl -n {result.namespace} port-forward svc/model-in-image 8000:8000"
+    )
+
+
+def deploy(
+    namespace: NamespaceOption = NAMESPACE,
+    image: Annotated[
+        str | None, typer.Option(help="Image reference (default: the newest local model-in-image build).")
+    ] = None,
+    registry: RegistryOption = None,
+    replicas: ReplicasOption = None,
+    cpu: CpuOption = None,
+    memory: MemoryOption = None,
+    timeout: RolloutTimeoutOption = 300.0,
+    context: ContextOption = None,
+    load: Annotated[
+        bool, typer.Option("--load/--no-load", help="Load the local image into minikube/kind first.")
+    ] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the objects that would be applied; needs no cluster.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Deploy to Kubernetes: load or push the image, apply Namespace..HPA, wait for the rollout."""
+    from mii_cli.kube import deploy as deploying
+    from mii_cli.settings import fill, get_cli_settings, sizing
+    from mii_cli.ui.live import DeployView
+
+    chosen = sizing(replicas=replicas, cpu=cpu, memory=memory)
+    if dry_run:
+        from mii_cli.kube.render import to_yaml
+
+        plan = deploying.dry_run_objects(namespace, image, chosen)
+        if plan.note:
+            out.info(plan.note)
+        if as_json:
+            out.print_json(plan.objects)
+        else:
+            typer.echo(to_yaml(plan.objects), nl=False)
+        return
+    with DeployView() as view:
+        result = deploying.deploy(
+            namespace=namespace,
+            image=image,
+            registry=fill(registry, get_cli_settings().registry),
+            timeout=timeout,
+            context=context,
+            load=load,
+            sizing=chosen,
+            on_event=view,
+        )
+    if as_json:
+        out.print_json(result)
+    else:
+        print_deployed(result)
+
+
+def up(
+    namespace: NamespaceOption = NAMESPACE,
+    image: Annotated[str | None, typer.Option(help="Deploy this image instead of building one.")] = None,
+    registry: RegistryOption = None,
+    replicas: ReplicasOption = None,
+    cpu: CpuOption = None,
+    memory: MemoryOption = None,
+    timeout: RolloutTimeoutOption = 300.0,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the image, deploy it and smoke-test it in the cluster, in one go."""
+    from mii_cli.commands.build import build_with_progress
+    from mii_cli.commands.smoke_test import judge_smoke
+    from mii_cli.kube import deploy as deploying
+    from mii_cli.kube import smoke as kube_smoke
+    from mii_cli.kube.cluster import connect
+    from mii_cli.settings import build_request, fill, get_cli_settings, sizing
+    from mii_cli.ui.live import DeployView
+
+    chosen = sizing(replicas=replicas, cpu=cpu, memory=memory)
+    client, info = connect(context)
+    if image is None:
+        image = build_with_progress(build_request()).unique_tag
+        out.success(f"built {image}")
+    with DeployView() as view:
+        deployed = deploying.deploy(
+            namespace=namespace,
+            image=image,
+            registry=fill(registry, get_cli_settings().registry),
+            timeout=timeout,
+            sizing=chosen,
+            client=client,
+            info=info,
+            on_event=view,
+        )
+    print_deployed(deployed)
+    report = kube_smoke.cluster_smoke_test(namespace=namespace, client=client)
+    if as_json:
+        out.print_json(deploying.UpResult(**vars(deployed), smoke_test=report))
+    judge_smoke(
+        report,
+        show_table=not as_json,
+        unreachable_hint="check the pods with `mii status`",
+        what="cluster smoke",
+    )
+    out.success(f"up: {len(report.checks)} checks passed, served by {len(report.served_by)} pods")
+
+
+def register(app: typer.Typer) -> None:
+    """コマンドを登録する。"""
+    app.command()(deploy)
+    app.command()(up)

@@ -1,0 +1,92 @@
+"""コマンドが共有するオプションの型（Annotated）と選択肢。
+
+既定値は 1 か所で決める: Namespace は `mii_cli.kube.NAMESPACE`、MII_* の設定から埋める値は
+`mii_cli.settings` の `fill` とその組み立て関数（ここでのオプションの既定値 None は「設定に任せる」）。
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from mii_cli.errors import ConfigError
+
+
+class LogLevel(str, Enum):
+    """ログレベルの選択肢。"""
+
+    critical = "CRITICAL"
+    error = "ERROR"
+    warning = "WARNING"
+    info = "INFO"
+    debug = "DEBUG"
+
+
+class LogFormat(str, Enum):
+    """ログ形式の選択肢。"""
+
+    text = "TEXT"
+    json = "JSON"
+
+
+class LoadEndpoint(str, Enum):
+    """負荷をかけるエンドポイントの選択肢。"""
+
+    predict = "predict"
+    predict_label = "predict-label"
+    mixed = "mixed"
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+SampleOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Sample row for /predict/test and /metadata as JSON, e.g. '[5.1, 3.5, 1.4, 0.2]' "
+        "(default: the model's training.json, else zeros)."
+    ),
+]
+NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Kubernetes namespace to use.")]
+ContextOption = Annotated[
+    str | None, typer.Option("--context", help="kube context to use (default: the current context).")
+]
+RegistryOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Push the image to this registry (e.g. 127.0.0.1:5000) and deploy that reference (MII_REGISTRY)."
+    ),
+]
+ReplicasOption = Annotated[
+    int | None,
+    typer.Option(help="Pods to create (default 4, MII_REPLICAS); the HPA's minimum becomes min(3, N)."),
+]
+CpuOption = Annotated[
+    str | None,
+    typer.Option(help="CPU per pod, requests = limits (default 500m, MII_POD_CPU), e.g. 250m."),
+]
+MemoryOption = Annotated[
+    str | None,
+    typer.Option(help="Memory per pod, requests = limits (default 300Mi, MII_POD_MEMORY), e.g. 256Mi."),
+]
+RolloutTimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the rollout.", min=1)
+]
+NamespaceTimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the namespace to go.", min=1)
+]
+
+
+def sample_row(text: str | None) -> list[float] | None:
+    """--sample の JSON を数のリストにする（不正なら ConfigError。検査はサービスの SAMPLE_ROW と同じ）。"""
+    from service.configurations import parse_sample
+
+    if text is None:
+        return None
+    try:
+        return parse_sample(text)
+    except ValueError:
+        raise ConfigError(
+            f"--sample must be a JSON list of finite numbers, got {text!r}",
+            hint="for example --sample '[5.1, 3.5, 1.4, 0.2]' (one value per feature of the model)",
+        ) from None

@@ -1,0 +1,110 @@
+"""Docker エンジンへの唯一のアダプタ: 接続、イメージの参照、ローカルのイメージ、mii のコンテナ。
+
+build・run・stop・benchmark・deploy（kube/images）・doctor は Docker SDK をここを通して使う。
+Docker SDK には型注釈が無いので、クライアントとイメージは Any として扱う。
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mii_cli.errors import DockerError
+
+# Docker SDK のクライアント（docker.DockerClient）
+DockerClient = Any
+
+# mii が起動したコンテナに付けるラベル（mii stop はこれの付いたコンテナだけを止める）
+MANAGED_LABEL = "io.mii.managed-by"
+MANAGED_VALUE = "mii"
+
+START_HINT = "start Docker (check with `docker info`), or set DOCKER_HOST"
+
+
+def docker_client(timeout: float = 120.0) -> DockerClient:
+    """Docker エンジンに接続する。届かなければ DockerError。"""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+    except DockerException as error:
+        raise DockerError(
+            f"cannot reach the Docker engine ({str(error).splitlines()[0][:200]})", hint=START_HINT
+        ) from None
+    return client
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """`repo:tag` を (repo, tag) に分ける（タグが無ければ latest）。"""
+    last = reference.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, tag = reference.rsplit(":", 1)
+        return repository, tag
+    return reference, "latest"
+
+
+def registry_of(reference: str) -> str | None:
+    """イメージの参照が名前に含むレジストリのホスト（`ghcr.io/x/y:1` なら ghcr.io。無ければ None）。"""
+    first, _, rest = reference.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def local_image(client: DockerClient, reference: str) -> Any | None:
+    """ローカルのエンジンにあるイメージ（無ければ None）。"""
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(reference)
+    except ImageNotFound:
+        return None
+
+
+def engine_version(client: DockerClient) -> str:
+    """エンジンの版と API の版（例: `20.10.24, API 1.41`）。"""
+    version = client.version()
+    return f"{version.get('Version', 'unknown')}, API {version.get('ApiVersion', 'unknown')}"
+
+
+def pull_problem(client: DockerClient, reference: str) -> str | None:
+    """エンジンがそのイメージをレジストリから取れるか（マニフェストだけを尋ねる）。取れなければ理由。"""
+    from docker.errors import DockerException
+
+    try:
+        client.api.inspect_distribution(reference)
+    except DockerException as error:
+        explanation = getattr(error, "explanation", None) or str(error)
+        return str(explanation).splitlines()[0][:200]
+    return None
+
+
+def network_exists(client: DockerClient, name: str) -> bool:
+    """エンジンにその名前のネットワークがあるか（host・bridge・none や作ったネットワーク）。"""
+    return any(network.name == name for network in client.networks.list(names=[name]))
+
+
+def remove_container(client: DockerClient, name: str, *, grace: int = 25) -> bool:
+    """mii が起動した同名のコンテナを止めて消す。無ければ False（エラーにしない）。
+
+    mii のラベルが無いコンテナ（他の人のもの）には触れず、DockerError にする。
+    """
+    from docker.errors import NotFound
+
+    try:
+        container = client.containers.get(name)
+    except NotFound:
+        return False
+    if (container.labels or {}).get(MANAGED_LABEL) != MANAGED_VALUE:
+        raise DockerError(
+            f"container {name} was not started by mii; leaving it alone",
+            hint="pick another name with --name, or remove it yourself with `docker rm -f`",
+        )
+    try:
+        if container.status == "running":
+            container.stop(timeout=grace)
+        container.remove(force=True)
+    except NotFound:
+        return False
+    return True

@@ -1,0 +1,350 @@
+"""`mii doctor`: 何かが動かないときに最初に走らせる点検。
+
+Docker エンジン・ベースイメージ・ビルドのネットワーク（`mii build`・`mii run` に必須）と、
+kube context・metrics API・イメージの渡し方・wrk・ポート 8000（使うコマンドだけに要る、助言）を確かめ、
+点検ごとに名前・合否・詳細・対処（`DoctorCheck`）を返す。描くのは CLI の層。
+
+点検は `Probe`（Docker への接続、クラスタへの接続、PATH の検索、ポート）を通して外を見るので、
+テストでは相手を差し替えられる。どの点検も待ち時間に上限がある。
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from mii_cli.docker_engine import (
+    DockerClient,
+    docker_client,
+    engine_version,
+    local_image,
+    network_exists,
+    pull_problem,
+)
+from mii_cli.errors import MiiError
+from mii_cli.results import Result, hidden
+from mii_cli.settings import CliSettings, get_cli_settings
+from service.constants import DEFAULT_PORT
+
+# Docker エンジンとレジストリに尋ねるときの待ち時間の上限（秒）
+DOCKER_TIMEOUT = 30.0
+REGISTRY_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class DoctorCheck(Result):
+    """1 つの点検の結果。`required` の点検が通らなければ `mii doctor` は失敗する（JSON には出さない）。"""
+
+    name: str
+    ok: bool
+    detail: str
+    hint: str | None = None
+    required: bool = hidden(default=False)
+
+
+@dataclass(frozen=True)
+class DoctorReport(Result):
+    """すべての点検の結果。"""
+
+    checks: list[DoctorCheck]
+
+    @property
+    def passed(self) -> bool:
+        """必須の点検がすべて通ったか（助言の点検は合否に数えない）。"""
+        return all(check.ok for check in self.checks if check.required)
+
+    @property
+    def problems(self) -> list[DoctorCheck]:
+        """通らなかった必須の点検。"""
+        return [check for check in self.checks if check.required and not check.ok]
+
+
+def _connect_docker() -> DockerClient:
+    """Docker エンジンに接続する（点検では長く待たない）。"""
+    return docker_client(timeout=DOCKER_TIMEOUT)
+
+
+def _connect_cluster(context: str | None) -> tuple[Any, Any]:
+    """今の（または指定の）kube context のクラスタに接続する。"""
+    from mii_cli.kube.cluster import connect
+
+    return connect(context)
+
+
+@dataclass
+class Probe:
+    """点検する相手。Docker とクラスタへの接続は 1 度だけ試し、結果（または失敗）を覚えておく。"""
+
+    settings: CliSettings = field(default_factory=get_cli_settings)
+    context: str | None = None
+    docker: Callable[[], DockerClient] = _connect_docker
+    connect: Callable[[str | None], tuple[Any, Any]] = _connect_cluster
+    which: Callable[[str], str | None] = shutil.which
+    port: int = DEFAULT_PORT
+    _docker: Any = field(default=None, init=False, repr=False)
+    _cluster: Any = field(default=None, init=False, repr=False)
+
+    def docker_engine(self) -> DockerClient:
+        """Docker エンジンのクライアント（届かなければ MiiError。2 度目も同じ失敗）。"""
+        if self._docker is None:
+            self._docker = _attempt(self.docker)
+        return _outcome(self._docker)
+
+    def cluster(self) -> tuple[Any, Any]:
+        """クラスタの API クライアントと ClusterInfo（届かなければ MiiError）。"""
+        if self._cluster is None:
+            self._cluster = _attempt(lambda: self.connect(self.context))
+        return _outcome(self._cluster)  # type: ignore[no-any-return]
+
+
+def _attempt(action: Callable[[], Any]) -> tuple[Any, MiiError | None]:
+    """action を 1 度だけ実行し、(結果, 失敗) を返す。"""
+    try:
+        return action(), None
+    except MiiError as error:
+        return None, error
+
+
+def _outcome(attempt: tuple[Any, MiiError | None]) -> Any:
+    """覚えておいた結果を返すか、覚えておいた失敗を投げ直す。"""
+    value, error = attempt
+    if error is not None:
+        raise error
+    return value
+
+
+def _failed(name: str, error: MiiError, *, required: bool, prefix: str = "") -> DoctorCheck:
+    """MiiError を点検の失敗にする。"""
+    return DoctorCheck(name=name, ok=False, detail=prefix + error.message, hint=error.hint, required=required)
+
+
+# --- 必須: Docker でイメージを作り、動かすのに要るもの ----------------------------------------
+
+
+def check_docker(probe: Probe) -> DoctorCheck:
+    """Docker エンジンに届き、版が読めるか。"""
+    try:
+        client = probe.docker_engine()
+        version = engine_version(client)
+    except MiiError as error:
+        return _failed("docker", error, required=True)
+    return DoctorCheck(name="docker", ok=True, detail=f"Docker engine {version}", required=True)
+
+
+def check_base_image(probe: Probe) -> DoctorCheck:
+    """ベースイメージがローカルにあるか、無ければエンジンがレジストリから取れそうか。"""
+    from mii_cli.build import LOCAL_BASE_HINT
+
+    base = probe.settings.base_image
+    try:
+        client = probe.docker_engine()
+    except MiiError as error:
+        return _failed("base-image", error, required=True, prefix=f"cannot look for {base}: ")
+    image = local_image(client, base)
+    if image is not None:
+        size = int(image.attrs.get("Size", 0)) / 1e6
+        return DoctorCheck(
+            name="base-image", ok=True, detail=f"{base} is present locally ({size:.0f} MB)", required=True
+        )
+    problem = pull_problem(client, base)
+    if problem is None:
+        return DoctorCheck(
+            name="base-image",
+            ok=True,
+            detail=f"{base} is not local; the engine can pull it from its registry",
+            required=True,
+        )
+    return DoctorCheck(
+        name="base-image",
+        ok=False,
+        detail=f"{base} is not local and the engine cannot pull it: {problem}",
+        hint=f"without a registry, {LOCAL_BASE_HINT}",
+        required=True,
+    )
+
+
+def check_build_network(probe: Probe) -> DoctorCheck:
+    """ビルドの RUN のネットワーク（MII_BUILD_NETWORK）がエンジンにあるか（無ければ既定のネットワーク）。"""
+    network = probe.settings.build_network
+    if network is None:
+        return DoctorCheck(
+            name="build-network",
+            ok=True,
+            detail="RUN steps use the engine's default network (MII_BUILD_NETWORK is not set)",
+            required=True,
+        )
+    try:
+        exists = network_exists(probe.docker_engine(), network)
+    except MiiError as error:
+        return _failed("build-network", error, required=True, prefix=f"cannot look for network {network}: ")
+    if exists:
+        return DoctorCheck(
+            name="build-network",
+            ok=True,
+            detail=f"RUN steps use the {network} network (MII_BUILD_NETWORK)",
+            required=True,
+        )
+    return DoctorCheck(
+        name="build-network",
+        ok=False,
+        detail=f"MII_BUILD_NETWORK={network} is not a network of the Docker engine",
+        hint="use MII_BUILD_NETWORK=host, or unset it (see `docker network ls`)",
+        required=True,
+    )
+
+
+# --- 助言: 使うコマンドだけに要るもの --------------------------------------------------------
+
+
+def check_kube_context(probe: Probe) -> DoctorCheck:
+    """kube context のクラスタに届くか、その版と種類（minikube・kind・その他）。"""
+    try:
+        _, info = probe.cluster()
+    except MiiError as error:
+        return _failed("kube-context", error, required=False)
+    return DoctorCheck(
+        name="kube-context",
+        ok=True,
+        detail=f"{info.context} ({info.flavor}) at {info.server}, Kubernetes {info.version}",
+    )
+
+
+def check_metrics_api(probe: Probe) -> DoctorCheck:
+    """metrics API（metrics-server）が答えるか（HPA が CPU 使用率を読むのに要る）。"""
+    from mii_cli.kube.deploy import METRICS_PATH, metrics_api_available, metrics_hint
+
+    try:
+        client, info = probe.cluster()
+        served = metrics_api_available(client)
+    except MiiError as error:
+        return _failed("metrics-api", error, required=False, prefix="no cluster to ask: ")
+    if served:
+        return DoctorCheck(
+            name="metrics-api", ok=True, detail=f"{METRICS_PATH} is served (the HPA reads CPU)"
+        )
+    return DoctorCheck(
+        name="metrics-api",
+        ok=False,
+        detail=f"{METRICS_PATH} is not served, so the HPA cannot read CPU usage",
+        hint=f"enable it with: {metrics_hint(info)}",
+    )
+
+
+def registry_problem(registry: str, *, timeout: float = REGISTRY_TIMEOUT) -> str | None:
+    """レジストリが `GET /v2/` に答えるか（200 か 401 なら答えている）。答えなければ理由。
+
+    ループバックのレジストリは Docker と同じく http、それ以外は https で尋ねる。
+    """
+    host = registry.strip().rstrip("/").split("/", 1)[0]
+    loopback = host.split(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]")
+    url = f"{'http' if loopback else 'https'}://{host}/v2/"
+    try:
+        status = httpx.get(url, timeout=timeout).status_code
+    except httpx.HTTPError as error:
+        return f"{url}: {type(error).__name__}: {error}"
+    if status in (200, 401):
+        return None
+    return f"{url} answered HTTP {status}, not the registry API"
+
+
+def check_image_loader(probe: Probe) -> DoctorCheck:
+    """イメージをクラスタへ渡す手段: MII_REGISTRY のレジストリ、または minikube・kind のコマンド。"""
+    registry = probe.settings.registry
+    if registry:
+        problem = registry_problem(registry)
+        if problem is None:
+            return DoctorCheck(
+                name="image-loader", ok=True, detail=f"push to MII_REGISTRY={registry} (answers /v2/)"
+            )
+        return DoctorCheck(
+            name="image-loader",
+            ok=False,
+            detail=f"MII_REGISTRY={registry} does not answer: {problem}",
+            hint="start the registry, or point MII_REGISTRY at one the cluster pulls from",
+        )
+    try:
+        _, info = probe.cluster()
+    except MiiError as error:
+        return _failed("image-loader", error, required=False, prefix="no cluster to load into: ")
+    if info.flavor in ("minikube", "kind"):
+        path = probe.which(info.flavor)
+        if path is not None:
+            return DoctorCheck(name="image-loader", ok=True, detail=f"load into {info.flavor} with {path}")
+        return DoctorCheck(
+            name="image-loader",
+            ok=False,
+            detail=f"the context is {info.flavor}, but {info.flavor} is not on PATH",
+            hint=f"install {info.flavor}, or set MII_REGISTRY to a registry the cluster pulls from",
+        )
+    if info.flavor == "docker-desktop":
+        return DoctorCheck(
+            name="image-loader", ok=True, detail="the cluster uses the local Docker engine's images"
+        )
+    return DoctorCheck(
+        name="image-loader",
+        ok=False,
+        detail=f"context {info.context} is neither minikube nor kind and MII_REGISTRY is not set",
+        hint="set MII_REGISTRY to a registry the cluster pulls from (the test cluster serves 127.0.0.1:5000)",
+    )
+
+
+def check_wrk(probe: Probe) -> DoctorCheck:
+    """wrk（`mii benchmark` の負荷生成器）が PATH にあるか。"""
+    path = probe.which("wrk")
+    if path is not None:
+        return DoctorCheck(name="wrk", ok=True, detail=f"{path} (for mii benchmark)")
+    return DoctorCheck(
+        name="wrk",
+        ok=False,
+        detail="wrk is not on PATH, so mii benchmark cannot run",
+        hint="install it: `sudo apt-get install wrk`",
+    )
+
+
+def port_problem(port: int, host: str = "127.0.0.1") -> str | None:
+    """ポートで待ち受けられるか（使われていれば理由）。"""
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as error:
+        return error.strerror or str(error)
+
+
+def check_port(probe: Probe) -> DoctorCheck:
+    """127.0.0.1 のポート（既定 8000。`mii serve`・`mii run` が使う）が空いているか。"""
+    name = f"port-{probe.port}"
+    problem = port_problem(probe.port)
+    if problem is None:
+        return DoctorCheck(name=name, ok=True, detail=f"127.0.0.1:{probe.port} is free (mii serve, mii run)")
+    return DoctorCheck(
+        name=name,
+        ok=False,
+        detail=f"127.0.0.1:{probe.port} is in use ({problem})",
+        hint="stop what listens there (`mii stop` for mii's own container), or pass --port to mii serve/run",
+    )
+
+
+Check = Callable[[Probe], DoctorCheck]
+
+# 表に出す順（必須の点検が先）
+CHECKS: tuple[Check, ...] = (
+    check_docker,
+    check_base_image,
+    check_build_network,
+    check_kube_context,
+    check_metrics_api,
+    check_image_loader,
+    check_wrk,
+    check_port,
+)
+
+
+def diagnose(probe: Probe | None = None, checks: Sequence[Check] = CHECKS) -> DoctorReport:
+    """すべての点検を順に行う。"""
+    probe = probe or Probe()
+    return DoctorReport(checks=[check(probe) for check in checks])

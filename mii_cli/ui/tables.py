@@ -1,0 +1,167 @@
+"""結果の表（Rich）: スモークテスト、負荷試験、ベンチマーク、`mii status`、`mii doctor`、Pod の表。"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from mii_cli.bench import TARGETS, BenchmarkReport
+from mii_cli.doctor import DoctorReport
+from mii_cli.kube.pods import PodRow
+from mii_cli.kube.status import ClusterStatus, HpaState
+from mii_cli.loadtest import LoadTestResult
+from mii_cli.smoke import SmokeReport
+
+PASS = "[green]PASS[/green]"
+FAIL = "[bold red]FAIL[/bold red]"
+
+
+def _yes_no(value: bool) -> str:
+    """Ready の列（yes は緑、no は黄色）。"""
+    return "[green]yes[/green]" if value else "[yellow]no[/yellow]"
+
+
+def smoke_table(report: SmokeReport) -> Table:
+    """スモークテストの結果の表（check・status・detail・ms。リクエストは JSON の結果にある）。"""
+    summary = report.summary
+    table = Table(
+        title=f"Smoke test of {report.base_url}: {summary['passed']}/{summary['total']} passed",
+        title_justify="left",
+        caption=_smoke_caption(report),
+        caption_justify="left",
+    )
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Detail", overflow="fold")
+    table.add_column("ms", justify="right", no_wrap=True)
+    for check in report.checks:
+        elapsed = "" if check.elapsed_ms is None else f"{check.elapsed_ms:.1f}"
+        table.add_row(check.name, PASS if check.ok else FAIL, escape(check.detail), elapsed)
+    return table
+
+
+def _smoke_caption(report: SmokeReport) -> str:
+    """表の下に出す補足（応答した Pod とモデルの sha256）。"""
+    parts = [f"served by: {', '.join(report.served_by) or 'unknown'}"]
+    if report.model_sha256:
+        parts.append(f"model sha256: {report.model_sha256}")
+    return " · ".join(parts)
+
+
+def load_test_table(result: LoadTestResult) -> Table:
+    """負荷試験の測定値と基準の表。"""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    latency = result.latency_ms
+    criteria = {c.name: c for c in result.criteria}
+
+    def mark(name: str) -> str:
+        return PASS if criteria[name].ok else FAIL
+
+    table = Table(title="Load test result", title_justify="left", show_header=True)
+    table.add_column("Measure", no_wrap=True)
+    table.add_column("Value", justify="right")
+    table.add_column("Target", justify="right")
+    table.add_column("Result", no_wrap=True)
+    table.add_row("requests", f"{result.requests:,} in {result.elapsed_s:.1f} s", "", "")
+    table.add_row(
+        "requests/s", f"{result.requests_per_s:,.1f}", criteria["throughput"].target, mark("throughput")
+    )
+    table.add_row("p50 ms", ms(latency["p50"]), "", "")
+    table.add_row("p95 ms", ms(latency["p95"]), "", "")
+    table.add_row("p99 ms", ms(latency["p99"]), criteria["p99 latency"].target, mark("p99 latency"))
+    table.add_row("max ms", ms(latency["max"]), "", "")
+    table.add_row("failures", f"{result.failures:,}", "0", mark("failed requests"))
+    if result.served_by:
+        pods = ", ".join(f"{pod} ({count:,})" for pod, count in result.served_by.items())
+        table.add_row("served by", pods, "", "")
+    return table
+
+
+def benchmark_table(report: BenchmarkReport) -> Table:
+    """ベンチマークの測定値と目標の表。"""
+    table = Table(title=f"{report.image} at 0.5 CPU / 300 MiB, one-row POST /predict and V2 infer (JSON)")
+    for column in ("metric", "measured", "target", "result"):
+        table.add_column(column)
+    for name, value in report.measurements.items():
+        op, goal = TARGETS.get(name, ("", None))
+        verdict = report.verdicts.get(name)
+        mark = "" if verdict is None else ("[green]pass[/green]" if verdict else "[red]FAIL[/red]")
+        table.add_row(name, f"{value:g}", f"{op} {goal:g}" if goal is not None else "", mark)
+    return table
+
+
+def pod_table(
+    rows: list[PodRow], *, title: str | None = None, name_header: str = "name", age: bool = True
+) -> Table:
+    """Pod の表（`mii status` とロールアウトの表示）。"""
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    columns = [name_header, "ready", "state", "restarts", "node", *(["age"] if age else [])]
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        cells = [row.name, _yes_no(row.ready), row.state, str(row.restarts), str(row.node or "-")]
+        table.add_row(*cells, *([row.age] if age else []))
+    return table
+
+
+def _hpa_line(hpa: HpaState) -> str:
+    """HPA の 1 行（計測の前は目標のレプリカ数が 0 のままなので、「0 へ減らす」と読めないようにする）。"""
+    if hpa.cpu_current is None:
+        replicas, cpu = f"{hpa.current_replicas}", "<unknown> (no metrics yet)"
+    else:
+        replicas = f"{hpa.current_replicas} → {hpa.desired_replicas}"
+        cpu = f"{hpa.cpu_current}%"
+    return (
+        f"[bold]HPA[/bold] {hpa.name}: replicas {replicas} "
+        f"(min {hpa.min}, max {hpa.max}), cpu {escape(cpu)} / {hpa.cpu_target}%"
+    )
+
+
+def status_view(status: ClusterStatus) -> Group:
+    """`mii status` の画面: Namespace・Deployment・Pod の表・Service・HPA。"""
+    parts: list[RenderableType] = [Text.from_markup(f"[bold]Namespace[/bold] {status.namespace}")]
+    deployment = status.deployment
+    if deployment:
+        colour = "green" if deployment.ready >= (deployment.desired or 0) else "yellow"
+        parts.append(
+            Text.from_markup(
+                f"[bold]Deployment[/bold] {deployment.name}: [{colour}]ready {deployment.ready}/"
+                f"{deployment.desired}[/{colour}], updated {deployment.updated}, image {deployment.image}"
+            )
+        )
+    else:
+        parts.append(Text.from_markup("[bold]Deployment[/bold] [red]missing[/red]"))
+    parts.append(pod_table(status.pods, title="Pods"))
+    service = status.service
+    if service:
+        ports = ", ".join(service.ports)
+        line = f"[bold]Service[/bold] {service.name}: {service.type} {service.cluster_ip} {ports}"
+    else:
+        line = "[bold]Service[/bold] [red]missing[/red]"
+    parts.append(Text.from_markup(line))
+    hpa = status.hpa
+    parts.append(Text.from_markup(_hpa_line(hpa) if hpa else "[bold]HPA[/bold] [red]missing[/red]"))
+    return Group(*parts)
+
+
+def doctor_table(report: DoctorReport) -> Table:
+    """`mii doctor` の表: 点検ごとの合否と詳細、通らなかった点検には対処。"""
+    table = Table(title="mii doctor", title_justify="left")
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Detail", overflow="fold")
+    for check in report.checks:
+        if check.ok:
+            status = "[green]ok[/green]"
+        else:
+            status = "[bold red]FAIL[/bold red]" if check.required else "[yellow]warn[/yellow]"
+        detail = escape(check.detail)
+        if not check.ok and check.hint:
+            detail += f"\n[dim]Hint:[/dim] {escape(check.hint)}"
+        table.add_row(check.name, status, detail)
+    return table

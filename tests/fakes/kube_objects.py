@@ -1,0 +1,162 @@
+"""API サーバーの代役に置くもの: 公式クライアントのモデルの Pod とイベント、コントローラの代わりのフック。
+
+フック（`FakeApiServer.on_apply` に足す）は、本物のクラスタでコントローラがすることを真似る:
+- `become_ready`: Deployment が適用されたら status を埋め、Ready な Pod を置く
+- `job_finishes`: Job が適用されたら終わらせ、Pod とそのログを置く
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.client import (
+    CoreV1Event,
+    V1ContainerState,
+    V1ContainerStateRunning,
+    V1ContainerStateTerminated,
+    V1ContainerStateWaiting,
+    V1ContainerStatus,
+    V1ObjectMeta,
+    V1ObjectReference,
+    V1Pod,
+    V1PodCondition,
+    V1PodSpec,
+    V1PodStatus,
+)
+
+from tests.fakes.kube_api import FakeApiServer
+
+NAMESPACE = "model-in-image"
+IMAGE = "model-in-image:0.1.0-0123456789ab-fedcba987654"
+JOB_UID = "job-uid-1"
+
+Hook = Callable[[str, dict[str, Any]], None]
+
+
+def pod(
+    name: str,
+    *,
+    namespace: str = NAMESPACE,
+    labels: dict[str, str] | None = None,
+    phase: str = "Running",
+    ready: bool = True,
+    waiting: tuple[str, str] | None = None,
+    terminated: str | None = None,
+    last: tuple[str, int] | None = None,
+    restarts: int = 0,
+    scheduled: tuple[str, str] | None = None,
+    created: str = "2025-01-01T00:00:00Z",
+) -> V1Pod:
+    """状態を指定した Pod（公式のモデル）。既定は Ready で動いているアプリの Pod。
+
+    `waiting`・`last` は (理由, メッセージ／終了コード)、`scheduled` は置けない理由 (reason, message)。
+    """
+    state = V1ContainerState(running=V1ContainerStateRunning())
+    if waiting:
+        state = V1ContainerState(waiting=V1ContainerStateWaiting(reason=waiting[0], message=waiting[1]))
+    if terminated:
+        state = V1ContainerState(terminated=V1ContainerStateTerminated(reason=terminated, exit_code=137))
+    last_state = None
+    if last:
+        last_state = V1ContainerState(
+            terminated=V1ContainerStateTerminated(reason=last[0], exit_code=last[1])
+        )
+    conditions = [V1PodCondition(type="Ready", status="True" if ready else "False")]
+    if scheduled:
+        conditions = [
+            V1PodCondition(type="PodScheduled", status="False", reason=scheduled[0], message=scheduled[1])
+        ]
+    statuses = [
+        V1ContainerStatus(
+            name="model-in-image",
+            image=IMAGE,
+            image_id="",
+            ready=ready,
+            restart_count=restarts,
+            state=state,
+            last_state=last_state,
+        )
+    ]
+    return V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=V1ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels=labels or {"app": "model-in-image"},
+            creation_timestamp=created,
+        ),
+        spec=V1PodSpec(containers=[], node_name=None if scheduled else "node-1"),
+        status=V1PodStatus(
+            phase=phase,
+            pod_ip=None if scheduled else "10.0.0.1",
+            conditions=conditions,
+            container_statuses=None if scheduled else statuses,
+        ),
+    )
+
+
+def event(
+    pod_name: str, reason: str, message: str, when: str = "2025-01-01T00:00:00Z", namespace: str = NAMESPACE
+) -> CoreV1Event:
+    """Pod についてのイベント。"""
+    return CoreV1Event(
+        metadata=V1ObjectMeta(name=f"{pod_name}.{reason}", namespace=namespace),
+        involved_object=V1ObjectReference(kind="Pod", name=pod_name, namespace=namespace),
+        reason=reason,
+        message=message,
+        last_timestamp=when,
+    )
+
+
+def put_pods(fake: FakeApiServer, *pods: V1Pod) -> None:
+    """Pod を置く。"""
+    for item in pods:
+        fake.put(f"/api/v1/namespaces/{item.metadata.namespace}/pods/{item.metadata.name}", item)
+
+
+def become_ready(fake: FakeApiServer, *, restarts: int = 0) -> Hook:
+    """Deployment が適用されたら、コントローラの代わりに status を埋め Ready な Pod を置くフック。"""
+
+    def hook(path: str, obj: dict[str, Any]) -> None:
+        if obj["kind"] != "Deployment":
+            return
+        replicas = obj["spec"].get("replicas", 4)
+        obj["status"] = {
+            "observedGeneration": obj["metadata"]["generation"],
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+        }
+        namespace = obj["metadata"]["namespace"]
+        put_pods(
+            fake,
+            *(pod(f"model-in-image-{i}", namespace=namespace, restarts=restarts) for i in range(replicas)),
+        )
+
+    return hook
+
+
+def job_finishes(fake: FakeApiServer, log: str, *, succeeded: bool = True) -> Hook:
+    """Job が適用されたら終わらせ（成功か失敗）、その Pod とログを置くフック。
+
+    前回の Job の Pod（同じ job-name で uid が違い、ガベージコレクトを待っている）も置く:
+    mii は今回の Job の uid で Pod を選ばなければならない。
+    """
+
+    def hook(path: str, obj: dict[str, Any]) -> None:
+        if obj["kind"] != "Job":
+            return
+        name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        obj["status"] = {"succeeded": 1} if succeeded else {"failed": 1}
+        obj["metadata"]["uid"] = JOB_UID
+        labels = {"job-name": name, "batch.kubernetes.io/controller-uid": JOB_UID}
+        put_pods(fake, pod("lb-1", namespace=namespace, labels=labels))
+        old = {"job-name": name, "batch.kubernetes.io/controller-uid": "job-uid-0"}
+        put_pods(fake, pod("lb-0", namespace=namespace, labels=old))
+        fake.logs["lb-0"] = '{"requests": 1, "errors": 1, "served_by": {}}'
+        fake.logs["lb-1"] = log
+
+    return hook

@@ -1,0 +1,222 @@
+"""`mii deploy` と `mii up` のコマンド（クラスタは今の kube context にした代役の API サーバー）。"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mii_cli import cli
+from mii_cli.build import BuildRequest
+from mii_cli.kube import deploy as deploying
+from mii_cli.kube import render as r
+from mii_cli.kube import smoke as kube_smoke
+from mii_cli.smoke import CheckResult, SmokeReport
+from tests.fakes.kube_api import FakeApiServer
+from tests.fakes.kube_objects import IMAGE, NAMESPACE
+
+runner = CliRunner()
+DEPLOYMENT = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/model-in-image"
+
+
+def report(ok: bool, served_by: list[str]) -> SmokeReport:
+    check = CheckResult(
+        name="load_balancing",
+        method="GET",
+        path="/predict/test",
+        expected=">= 2 pods",
+        ok=ok,
+        detail="2 pods",
+        elapsed_ms=None,
+    )
+    return SmokeReport(base_url="http://127.0.0.1:1", checks=[check], served_by=served_by)
+
+
+def test_deploy_json_is_the_deploy_result(kubeconfig: FakeApiServer) -> None:
+    result = runner.invoke(cli.app, ["deploy", "--image", IMAGE, "--json", "--timeout", "30"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert set(payload) == {"cluster", "namespace", "image", "applied", "metrics_api", "rollout"}
+    assert payload["cluster"]["flavor"] == "docker-desktop"
+    assert payload["applied"][0] == {"kind": "Namespace", "name": NAMESPACE, "action": "created"}
+    assert (payload["rollout"]["ready"], payload["rollout"]["desired"]) == (4, 4)
+
+
+def test_deploy_draws_each_step_as_a_line(kubeconfig: FakeApiServer) -> None:
+    result = runner.invoke(cli.app, ["deploy", "--image", IMAGE, "--timeout", "30"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"• cluster: docker-desktop (docker-desktop, v1.34.0) at {kubeconfig.url}"
+    assert lines[1] == f"• image: docker-desktop runs on the local Docker engine, which has {IMAGE}"
+    assert lines[2:8] == [
+        f"✓ image: {IMAGE}",
+        f"✓ Namespace/{NAMESPACE} created",
+        "✓ Service/model-in-image created",
+        "✓ Deployment/model-in-image created",
+        "✓ PodDisruptionBudget/model-in-image created",
+        "✓ HorizontalPodAutoscaler/model-in-image created",
+    ]
+    assert lines[8].startswith(f"! the metrics API ({deploying.METRICS_PATH}) is not served")
+    assert "✓ deployment/model-in-image: 4/4 pods ready" in lines
+    assert f"✓ deployed {IMAGE} to namespace {NAMESPACE}" in lines
+
+
+def test_deploy_says_how_to_reach_the_service(kubeconfig: FakeApiServer) -> None:
+    result = runner.invoke(cli.app, ["deploy", "--image", IMAGE])
+    assert result.exit_code == 0, result.output
+    assert "port-forward svc/model-in-image 8000:8000" in result.output
+
+
+def test_deploy_takes_the_namespace_option(kubeconfig: FakeApiServer) -> None:
+    result = runner.invoke(cli.app, ["deploy", "-n", "staging", "--image", IMAGE, "--json"])
+    assert result.exit_code == 0, result.output
+    assert "/apis/apps/v1/namespaces/staging/deployments/model-in-image" in kubeconfig.objects
+
+
+def test_the_registry_setting_is_used_when_the_option_is_left_out(
+    kubeconfig: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mii_cli.settings import get_cli_settings
+
+    monkeypatch.setenv("MII_REGISTRY", "127.0.0.1:5000")
+    get_cli_settings.cache_clear()
+    reference = f"127.0.0.1:5000/{IMAGE}"  # レジストリにあるイメージ: push せずにそのまま使う
+    result = runner.invoke(cli.app, ["deploy", "--image", reference, "--json"])
+    assert result.exit_code == 0, result.output
+    assert "already in 127.0.0.1:5000" in result.output
+
+
+def test_up_json_adds_the_cluster_smoke_test(
+    kubeconfig: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube_smoke, "cluster_smoke_test", lambda **kwargs: report(True, ["a", "b"]))
+    result = runner.invoke(cli.app, ["up", "--image", IMAGE, "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["image"] == IMAGE
+    assert payload["smoke_test"]["passed"] is True
+    assert payload["smoke_test"]["summary"] == {"total": 1, "passed": 1, "failed": 0}
+
+
+def test_up_fails_when_the_cluster_smoke_test_fails(
+    kubeconfig: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube_smoke, "cluster_smoke_test", lambda **kwargs: report(False, []))
+    result = runner.invoke(cli.app, ["up", "--image", IMAGE])
+    assert result.exit_code == 6
+    assert "1 of 1 cluster smoke checks failed: load_balancing" in result.output
+
+
+def test_up_builds_the_image_it_deploys(kubeconfig: FakeApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from mii_cli import build as building
+
+    built: list[BuildRequest] = []
+
+    def build_image(request: BuildRequest, **kwargs: Any) -> Any:
+        built.append(request)
+        return SimpleNamespace(unique_tag=IMAGE)
+
+    monkeypatch.setattr(building, "build_image", build_image)
+    monkeypatch.setattr(kube_smoke, "cluster_smoke_test", lambda **kwargs: report(True, ["a", "b"]))
+    result = runner.invoke(cli.app, ["up"])
+    assert result.exit_code == 0, result.output
+    assert built[0].tag == "model-in-image:0.1.0"
+    assert f"✓ built {IMAGE}" in result.output
+    live = kubeconfig.objects[DEPLOYMENT]
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+
+@pytest.mark.parametrize("command", [["deploy", "--image", IMAGE], ["up", "--image", IMAGE]])
+def test_without_a_cluster_the_command_is_one_message(no_kubeconfig: None, command: list[str]) -> None:
+    result = runner.invoke(cli.app, command)
+    assert result.exit_code == 5
+    assert "Error: no kube config found" in result.output
+    assert "Traceback" not in result.output
+
+
+# --- --dry-run（クラスタ不要）と大きさのオプション ---
+
+
+def test_dry_run_prints_yaml_of_the_exact_objects_without_a_cluster(no_kubeconfig: None) -> None:
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "-n", "demo"])
+    assert result.exit_code == 0, result.output
+    assert list(yaml.safe_load_all(result.stdout)) == r.render(IMAGE, "demo")
+
+
+def test_dry_run_json_is_a_list_of_objects() -> None:
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--json", "--image", IMAGE])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == r.render(IMAGE, NAMESPACE)
+
+
+def test_dry_run_without_docker_says_it_shows_the_manifests_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mii_cli.errors import DockerError
+
+    def no_docker() -> str:
+        raise DockerError("cannot reach the Docker engine")
+
+    monkeypatch.setattr(deploying, "latest_local_image", no_docker)
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    objects = json.loads(result.stdout)
+    image = r.find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == deploying.manifest_image()
+    assert f"showing the manifests' image {image}" in result.stderr
+
+
+def _resources(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    container: dict[str, Any] = r.find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return container["resources"]  # type: ignore[no-any-return]
+
+
+def test_the_dry_run_shows_the_sizing() -> None:
+    options = ["--replicas", "2", "--cpu", "250m", "--memory", "256Mi"]
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, *options])
+    assert result.exit_code == 0, result.output
+    objects = list(yaml.safe_load_all(result.stdout))
+    assert r.find(objects, "Deployment")["spec"]["replicas"] == 2
+    assert _resources(objects)["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    assert r.find(objects, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 2
+
+
+@pytest.mark.parametrize("command", ["deploy", "up"])
+def test_invalid_sizing_on_the_command_line_is_one_line(command: str) -> None:
+    result = runner.invoke(cli.app, [command, "--cpu", "half", "--image", IMAGE])
+    assert result.exit_code == 2
+    assert "Error: --cpu 'half' is not a CPU quantity" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_replicas_below_one_is_refused_before_anything_is_printed() -> None:
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--replicas", "0", "--json"])
+    assert result.exit_code == 2
+    assert "--replicas 0 is out of range" in result.output
+    assert result.stdout == ""
+
+
+def test_the_sizing_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mii_cli.settings import get_cli_settings
+
+    monkeypatch.setenv("MII_REPLICAS", "2")
+    monkeypatch.setenv("MII_POD_CPU", "250m")
+    monkeypatch.setenv("MII_POD_MEMORY", "256Mi")
+    get_cli_settings.cache_clear()
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--json"])
+    assert result.exit_code == 0, result.output
+    objects = json.loads(result.stdout)
+    assert r.find(objects, "Deployment")["spec"]["replicas"] == 2
+    assert _resources(objects)["limits"] == {"cpu": "250m", "memory": "256Mi"}
+
+
+def test_the_sizing_option_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mii_cli.settings import get_cli_settings
+
+    monkeypatch.setenv("MII_POD_CPU", "250m")
+    get_cli_settings.cache_clear()
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--json", "--cpu", "300m"])
+    assert _resources(json.loads(result.stdout))["limits"]["cpu"] == "300m"

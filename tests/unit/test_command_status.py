@@ -1,0 +1,43 @@
+"""`mii status` のコマンド: JSON は ClusterStatus そのもの、人向けは 1 画面。"""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from mii_cli import cli
+from tests.fakes.kube_api import FakeApiServer
+from tests.fakes.kube_objects import IMAGE
+
+runner = CliRunner()
+
+
+def deploy(fake: FakeApiServer) -> None:
+    result = runner.invoke(cli.app, ["deploy", "--image", IMAGE, "--json", "--timeout", "30"])
+    assert result.exit_code == 0, result.output
+
+
+def test_status_json_has_the_deployment_pods_service_and_hpa(kubeconfig: FakeApiServer) -> None:
+    deploy(kubeconfig)
+    result = runner.invoke(cli.app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert set(payload) == {"namespace", "deployment", "pods", "service", "hpa"}
+    assert payload["deployment"]["ready"] == 4
+    assert set(payload["pods"][0]) == {"name", "ready", "state", "restarts", "node", "ip", "age"}
+    assert payload["hpa"]["cpu_current"] is None
+
+
+def test_status_shows_ready_pods_on_one_screen(kubeconfig: FakeApiServer) -> None:
+    deploy(kubeconfig)
+    result = runner.invoke(cli.app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "ready 4/4" in result.output
+    assert "8000/TCP" in result.output
+
+
+def test_status_without_a_cluster_is_one_message(no_kubeconfig: None) -> None:
+    result = runner.invoke(cli.app, ["status"])
+    assert result.exit_code == 5
+    assert "Error: no kube config found" in result.output

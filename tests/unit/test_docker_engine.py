@@ -1,0 +1,70 @@
+"""Docker エンジンのアダプタ: 参照の分け方、届かないエンジン、mii のコンテナだけを止めること。"""
+
+from __future__ import annotations
+
+import pytest
+
+from mii_cli import docker_engine
+from mii_cli.errors import DockerError
+from tests.fakes.docker_engine import FakeDockerEngine
+from tests.support import free_port
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("model-in-image:0.1.0", ("model-in-image", "0.1.0")),
+        ("model-in-image", ("model-in-image", "latest")),
+        ("localhost:5000/team/mii:1", ("localhost:5000/team/mii", "1")),
+        ("localhost:5000/mii", ("localhost:5000/mii", "latest")),
+    ],
+)
+def test_split_reference(reference: str, expected: tuple[str, str]) -> None:
+    assert docker_engine.split_reference(reference) == expected
+
+
+@pytest.mark.parametrize(
+    ("reference", "registry"),
+    [
+        ("model-in-image:0.1.0", None),
+        ("library/python:3", None),
+        ("ghcr.io/me/model-in-image:1", "ghcr.io"),
+        ("localhost:5000/model-in-image:1", "localhost:5000"),
+        ("localhost/python:3.13-slim", "localhost"),
+    ],
+)
+def test_registry_of_a_reference(reference: str, registry: str | None) -> None:
+    assert docker_engine.registry_of(reference) == registry
+
+
+def test_an_unreachable_engine_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
+    with pytest.raises(DockerError, match="cannot reach the Docker engine") as error:
+        docker_engine.docker_client()
+    assert "DOCKER_HOST" in (error.value.hint or "")
+
+
+def test_the_engine_version_names_the_engine_and_the_api(fake_docker: FakeDockerEngine) -> None:
+    assert docker_engine.engine_version(fake_docker.client()) == "28.0.0-fake, API 1.43"
+
+
+def test_a_missing_local_image_is_none(fake_docker: FakeDockerEngine) -> None:
+    assert docker_engine.local_image(fake_docker.client(), "python:3.13-slim") is None
+
+
+def test_a_pull_that_cannot_reach_the_registry_says_why(fake_docker: FakeDockerEngine) -> None:
+    problem = docker_engine.pull_problem(fake_docker.client(), "python:3.13-slim")
+    assert problem is not None
+    assert "no such host" in problem
+
+
+def test_a_pullable_image_has_no_problem(fake_docker: FakeDockerEngine) -> None:
+    fake_docker.pullable.add("python:3.13-slim")
+    assert docker_engine.pull_problem(fake_docker.client(), "python:3.13-slim") is None
+
+
+def test_networks_are_found_by_their_exact_name(fake_docker: FakeDockerEngine) -> None:
+    fake_docker.networks = ["host", "hostile"]
+    client = fake_docker.client()
+    assert docker_engine.network_exists(client, "host")
+    assert not docker_engine.network_exists(client, "hos")

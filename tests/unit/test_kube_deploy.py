@@ -1,0 +1,135 @@
+"""`mii deploy` の処理（クラスタは HTTP の境界の代役）: 適用・待機・イベント・metrics API・Namespace。"""
+
+from __future__ import annotations
+
+import pytest
+
+from mii_cli.errors import ClusterError, DockerError
+from mii_cli.kube import deploy as deploying
+from mii_cli.kube.cluster import ClusterInfo
+from mii_cli.kube.render import find, render
+from mii_cli.kube.rollout import RolloutProgress
+from tests.fakes.kube_api import FakeApiServer
+from tests.fakes.kube_objects import IMAGE, NAMESPACE, become_ready
+
+MANAGED = {"app.kubernetes.io/managed-by": "mii"}
+NAMESPACE_PATH = f"/api/v1/namespaces/{NAMESPACE}"
+
+
+def deploy(fake: FakeApiServer, info: ClusterInfo, **options: object) -> deploying.DeployResult:
+    return deploying.deploy(namespace=NAMESPACE, image=IMAGE, client=fake.client(), info=info, **options)  # type: ignore[arg-type]
+
+
+def test_deploy_applies_every_object_and_waits_for_the_pods(
+    fake_api: FakeApiServer, docker_desktop: ClusterInfo
+) -> None:
+    fake_api.on_apply.append(become_ready(fake_api))
+    result = deploy(fake_api, docker_desktop, timeout=30)
+    assert result.image == IMAGE
+    assert [(a.kind, a.action) for a in result.applied] == [
+        (obj["kind"], "created") for obj in render(IMAGE, NAMESPACE)
+    ]
+    assert result.rollout is not None
+    assert (result.rollout.ready, result.rollout.desired) == (4, 4)
+
+
+def test_deploy_reports_its_steps_as_events_in_order(
+    fake_api: FakeApiServer, docker_desktop: ClusterInfo
+) -> None:
+    fake_api.on_apply.append(become_ready(fake_api))
+    events: list[object] = []
+    deploy(fake_api, docker_desktop, timeout=30, on_event=events.append)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == [
+        "ClusterConnected",
+        "ImagePlanned",
+        "ImageAvailable",
+        *["ObjectApplied"] * 5,
+        "MetricsApiMissing",
+        "RolloutProgress",
+        "RolloutFinished",
+    ]
+    progress = next(e for e in events if isinstance(e, RolloutProgress))
+    assert [pod.name for pod in progress.pods] == [f"model-in-image-{i}" for i in range(4)]
+
+
+def test_a_missing_metrics_api_is_reported_with_how_to_enable_it(
+    fake_api: FakeApiServer, docker_desktop: ClusterInfo
+) -> None:
+    events: list[object] = []
+    result = deploy(fake_api, docker_desktop, wait=False, on_event=events.append)
+    (missing,) = [e for e in events if isinstance(e, deploying.MetricsApiMissing)]
+    assert result.metrics_api is False
+    assert missing.path == deploying.METRICS_PATH
+    assert missing.hint.startswith("kubectl apply -f")
+
+
+def test_a_served_metrics_api_is_recorded_and_nothing_waits_without_wait(
+    fake_api: FakeApiServer, docker_desktop: ClusterInfo
+) -> None:
+    fake_api.routes[("GET", deploying.METRICS_PATH)] = (200, {"kind": "APIResourceList"})
+    result = deploy(fake_api, docker_desktop, wait=False)
+    assert result.metrics_api is True
+    assert result.rollout is None
+
+
+def test_deploy_waits_for_a_namespace_that_is_still_being_deleted(
+    fake_api: FakeApiServer, docker_desktop: ClusterInfo
+) -> None:
+    fake_api.put(
+        NAMESPACE_PATH,
+        {"metadata": {"name": NAMESPACE, "labels": MANAGED}, "status": {"phase": "Terminating"}},
+    )
+    fake_api.terminating[NAMESPACE_PATH] = 1  # 1 度 Terminating と読まれた後に消える
+    events: list[object] = []
+    deploy(fake_api, docker_desktop, wait=False, on_event=events.append)
+    applied = [e.result for e in events if isinstance(e, deploying.ObjectApplied)]
+    assert deploying.NamespaceStillDeleting(NAMESPACE) in events
+    # 消えるのを待ってから作り直す（消えかけの Namespace には作れない）
+    assert (applied[0].kind, applied[0].action) == ("Namespace", "created")
+
+
+def test_deploy_refuses_a_namespace_mii_did_not_create(
+    fake_api: FakeApiServer, docker_desktop: ClusterInfo
+) -> None:
+    fake_api.put(NAMESPACE_PATH, {"metadata": {"name": NAMESPACE}})
+    with pytest.raises(ClusterError, match="refusing to deploy into it"):
+        deploy(fake_api, docker_desktop, wait=False)
+    assert not fake_api.methods("PATCH")
+
+
+def test_the_sizing_reaches_the_deployment(fake_api: FakeApiServer, docker_desktop: ClusterInfo) -> None:
+    from mii_cli.kube.render import Sizing
+
+    deploy(fake_api, docker_desktop, wait=False, sizing=Sizing(replicas=2, cpu="250m"))
+    deployment = fake_api.objects[f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/model-in-image"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "250m"
+
+
+def test_the_minikube_metrics_hint_names_the_profile() -> None:
+    info = ClusterInfo("m", "", "minikube", "dev")
+    assert deploying.metrics_hint(info) == "minikube -p dev addons enable metrics-server"
+
+
+def test_the_kind_metrics_hint_allows_the_kubelet_certificate() -> None:
+    assert "--kubelet-insecure-tls" in deploying.metrics_hint(ClusterInfo("kind-x", "", "kind", "x"))
+
+
+def test_a_dry_run_uses_the_newest_local_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deploying, "latest_local_image", lambda: IMAGE)
+    plan = deploying.dry_run_objects(NAMESPACE, None)
+    assert plan.image == IMAGE
+    assert plan.note is None
+    assert plan.objects == render(IMAGE, NAMESPACE)
+
+
+def test_a_dry_run_without_docker_shows_the_manifests_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_docker() -> str:
+        raise DockerError("cannot reach the Docker engine")
+
+    monkeypatch.setattr(deploying, "latest_local_image", no_docker)
+    plan = deploying.dry_run_objects(NAMESPACE, None)
+    image = find(plan.objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == plan.image == deploying.manifest_image()
+    assert plan.note == f"cannot reach the Docker engine; showing the manifests' image {plan.image}"

@@ -1,0 +1,160 @@
+"""ロードバランシングの確認: Job のスクリプト、結果の読み方と合否、Job の実行と後片付け、待ち時間の上限。"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+
+from mii_cli.errors import ClusterError, WaitTimeout
+from mii_cli.kube import lbcheck
+from mii_cli.kube.lbcheck import LbCheckResult
+from tests.fakes.http import HttpStandIn
+from tests.fakes.kube_api import FakeApiServer
+from tests.fakes.kube_objects import IMAGE, JOB_UID, NAMESPACE, job_finishes
+
+JOB = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{lbcheck.JOB_NAME}"
+URL = "http://10.96.0.10:8000/predict/test"
+
+
+def script(*args: str) -> LbCheckResult:
+    """Job のスクリプトをこのマシンの Python で動かし、その出力を読む。"""
+    output = subprocess.run(
+        [sys.executable, "-c", lbcheck.SCRIPT, *args], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    return lbcheck.parse_result(output)
+
+
+def test_the_last_json_line_of_the_log_is_the_result() -> None:
+    result = lbcheck.parse_result(
+        'starting\n{"requests": 60, "errors": 0, "served_by": {"a": 31, "b": 29}}\n'
+    )
+    assert (result.requests, result.errors, result.served_by) == (60, 0, {"a": 31, "b": 29})
+
+
+def test_two_pods_and_no_failure_pass() -> None:
+    result = LbCheckResult(url=URL, requests=60, errors=0, served_by={"a": 31, "b": 29})
+    assert result.passed
+    assert result.detail == "60 in-cluster requests answered by 2 pods (a=31, b=29)"
+
+
+def test_one_pod_is_not_load_balancing() -> None:
+    result = LbCheckResult(url=URL, requests=60, errors=0, served_by={"a": 60})
+    assert not result.passed
+    assert result.detail == "60 in-cluster requests answered by 1 pods (a=60); need at least 2"
+
+
+def test_failed_requests_fail_and_are_named() -> None:
+    result = LbCheckResult(
+        url=URL, requests=5, errors=2, first_errors=["URLError: refused"], served_by={"a": 2, "b": 1}
+    )
+    assert not result.passed
+    assert "2 failed: URLError: refused" in result.detail
+
+
+def test_a_log_without_a_result_is_one_error_with_the_log() -> None:
+    with pytest.raises(ClusterError, match="printed no result") as error:
+        lbcheck.parse_result("Traceback\n{not json\n")
+    assert "Traceback" in (error.value.details or "")
+
+
+def test_the_script_counts_the_pods_with_the_standard_library(pod_stand_in: HttpStandIn) -> None:
+    result = script(f"{pod_stand_in.url}/predict/test", "3")
+    assert result.served_by == {"model-in-image-0": 3}
+
+
+def test_the_script_keeps_sending_for_the_duration(pod_stand_in: HttpStandIn) -> None:
+    assert script(f"{pod_stand_in.url}/predict/test", "1", "0.3").requests > 1
+
+
+def test_the_job_passes_the_url_and_counts_to_the_script() -> None:
+    job = lbcheck.job_manifest(IMAGE, "demo", URL, requests=3)
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][3:] == [URL, "3", "0"]
+    # Service に選ばれないよう、アプリのラベルを付けない
+    assert "app" not in job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_a_load_job_runs_parallel_pods_that_post_a_body() -> None:
+    body = '{"data": [[5.1, 3.5, 1.4, 0.2]]}'
+    job = lbcheck.job_manifest(IMAGE, "demo", "http://10.96.0.10:8000/predict", parallelism=3, body=body)
+    assert (job["spec"]["parallelism"], job["spec"]["completions"]) == (3, 3)
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == body
+
+
+def test_results_of_parallel_job_pods_are_added_up() -> None:
+    merged = lbcheck.merge_results(
+        [
+            LbCheckResult(url="u", requests=10, errors=1, first_errors=["e1"], served_by={"a": 4, "b": 5}),
+            LbCheckResult(url="u", requests=7, errors=0, served_by={"b": 7}),
+        ]
+    )
+    assert merged == LbCheckResult(
+        url="u", requests=17, errors=1, first_errors=["e1"], served_by={"a": 4, "b": 12}
+    )
+
+
+def test_the_check_runs_the_deployed_image_and_cleans_up(deployed_api: FakeApiServer) -> None:
+    deployed_api.on_apply.append(
+        job_finishes(deployed_api, '{"requests": 4, "errors": 0, "served_by": {"a": 2, "b": 2}}')
+    )
+    result = lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, requests=4, sleep=lambda _: None)
+    assert (result.passed, result.image) == (True, IMAGE)
+    job = deployed_api.methods("PATCH", JOB)[0].body
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert len(deployed_api.methods("DELETE", JOB)) == 2  # 前回の残りと、終わった後
+    assert JOB not in deployed_api.objects
+
+
+def test_the_pods_of_this_job_are_chosen_by_its_uid(deployed_api: FakeApiServer) -> None:
+    deployed_api.on_apply.append(
+        job_finishes(deployed_api, '{"requests": 4, "errors": 0, "served_by": {"a": 2, "b": 2}}')
+    )
+    result = lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, sleep=lambda _: None)
+    selectors = [
+        p.param("labelSelector") for p in deployed_api.methods("GET", f"/api/v1/namespaces/{NAMESPACE}/pods")
+    ]
+    assert f"batch.kubernetes.io/controller-uid={JOB_UID}" in selectors
+    assert result.errors == 0  # 前回の Job の Pod（失敗 1 件）を拾っていない
+
+
+def test_without_a_deployment_there_is_nothing_to_check(fake_api: FakeApiServer) -> None:
+    with pytest.raises(ClusterError, match="no deployment"):
+        lbcheck.run_lb_check(fake_api.client(), NAMESPACE)
+
+
+def test_a_failed_job_shows_its_log(deployed_api: FakeApiServer) -> None:
+    deployed_api.on_apply.append(job_finishes(deployed_api, "Traceback: boom", succeeded=False))
+    with pytest.raises(ClusterError, match="job mii-lb-check failed") as error:
+        lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, sleep=lambda _: None)
+    assert "boom" in (error.value.details or "")
+
+
+def test_an_old_job_that_is_never_deleted_is_a_timeout(deployed_api: FakeApiServer) -> None:
+    deployed_api.routes[("DELETE", JOB)] = (200, {"kind": "Status"})
+    deployed_api.put(JOB, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": lbcheck.JOB_NAME}})
+    ticks = itertools.count(0, 100)
+    with pytest.raises(WaitTimeout, match="still being deleted"):
+        lbcheck.run_lb_check(
+            deployed_api.client(), NAMESPACE, timeout=150, sleep=lambda _: None, clock=lambda: next(ticks)
+        )
+
+
+def test_a_job_that_never_finishes_is_a_timeout(deployed_api: FakeApiServer) -> None:
+    ticks = itertools.count(0, 100)
+    with pytest.raises(WaitTimeout, match="did not finish"):
+        lbcheck.run_lb_check(
+            deployed_api.client(), NAMESPACE, timeout=150, sleep=lambda _: None, clock=lambda: next(ticks)
+        )
+    assert JOB not in deployed_api.objects  # 待ちきれなくても Job を残さない
+
+
+def test_a_finished_job_without_a_pod_is_one_error(deployed_api: FakeApiServer) -> None:
+    def finished_without_pods(path: str, obj: dict[str, object]) -> None:
+        if obj["kind"] == "Job":
+            obj["status"] = {"succeeded": 1}
+
+    deployed_api.on_apply.append(finished_without_pods)
+    with pytest.raises(ClusterError, match="has no pod"):
+        lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, sleep=lambda _: None)

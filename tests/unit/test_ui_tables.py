@@ -1,0 +1,142 @@
+"""結果の表（CLI の層）: スモークテスト、負荷試験、`mii status`、`mii doctor`、Pod の表。"""
+
+from __future__ import annotations
+
+from rich.console import Console, RenderableType
+
+from mii_cli.doctor import DoctorCheck, DoctorReport
+from mii_cli.kube.pods import PodRow
+from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, ServiceState
+from mii_cli.loadtest import Collector, LoadTestOptions, LoadTestResult, summarize
+from mii_cli.smoke import CheckResult, SmokeReport
+from mii_cli.ui import tables
+
+
+def text(renderable: RenderableType, width: int = 160) -> str:
+    """描いたものを文字列にする（行の折り返しをならす）。"""
+    console = Console(width=width, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def check(name: str, ok: bool, detail: str) -> CheckResult:
+    return CheckResult(
+        name=name, method="GET", path="/" + name, expected="x", ok=ok, detail=detail, elapsed_ms=1.234
+    )
+
+
+def test_the_smoke_table_has_a_row_per_check_and_a_verdict_per_row() -> None:
+    report = SmokeReport("http://x", [check("a", True, "[0.97, 0.02]"), check("b", False, "bad")], ["pod-a"])
+    shown = text(tables.smoke_table(report))
+    assert "Smoke test of http://x: 1/2 passed" in " ".join(shown.split())
+    assert "[0.97, 0.02]" in shown
+    assert tuple(word for word in ("PASS", "FAIL") if word in shown) == ("PASS", "FAIL")
+    assert "served by: pod-a" in shown
+    assert "1.2" in shown
+
+
+def _load_result(p99: float) -> LoadTestResult:
+    collector = Collector()
+    collector.times_ms = [1.0] * 2900 + [p99] * 100
+    collector.served_by.update({"pod-a": 3000})
+    options = LoadTestOptions(url="http://127.0.0.1:8000", duration_s=3.0, users=5)
+    return summarize(options, collector, 3.0)
+
+
+def test_the_load_test_table_shows_the_measures_against_the_targets() -> None:
+    shown = text(tables.load_test_table(_load_result(p99=1.0)))
+    assert "1,000.0" in shown
+    assert "< 100 ms" in shown
+    assert "pod-a (3,000)" in shown
+    assert "FAIL" not in shown
+
+
+def test_the_load_test_table_marks_a_missed_target() -> None:
+    shown = text(tables.load_test_table(_load_result(p99=150.0)))
+    (p99_row,) = [line for line in shown.splitlines() if "p99 ms" in line]
+    assert "150.0" in p99_row
+    assert "FAIL" in p99_row
+
+
+def pods() -> list[PodRow]:
+    return [
+        PodRow(name="p-0", ready=True, state="Running", restarts=1, node="node-1", ip="10.0.0.1", age="2h"),
+        PodRow(name="p-1", ready=False, state="ContainerCreating", restarts=0, node=None, ip=None, age="5s"),
+    ]
+
+
+def status(hpa: HpaState | None) -> ClusterStatus:
+    return ClusterStatus(
+        namespace="model-in-image",
+        deployment=DeploymentState(
+            name="model-in-image", image="img:1", desired=2, ready=2, updated=2, available=2
+        ),
+        pods=pods(),
+        service=ServiceState(
+            name="model-in-image", type="ClusterIP", cluster_ip="10.96.0.10", ports=["8000/TCP"]
+        ),
+        hpa=hpa,
+    )
+
+
+def test_the_status_view_shows_the_deployment_pods_service_and_hpa() -> None:
+    hpa = HpaState(
+        name="model-in-image",
+        min=2,
+        max=10,
+        current_replicas=2,
+        desired_replicas=3,
+        cpu_current=63,
+        cpu_target=50,
+    )
+    shown = text(tables.status_view(status(hpa)))
+    assert "ready 2/2" in shown
+    assert "p-1" in shown
+    assert "ContainerCreating" in shown
+    assert "ClusterIP 10.96.0.10 8000/TCP" in shown
+    assert "replicas 2 → 3 (min 2, max 10), cpu 63% / 50%" in shown
+
+
+def test_a_new_hpa_without_metrics_does_not_read_as_scaling_to_zero() -> None:
+    # 本物の HPA は最初の計測まで desiredReplicas が 0、currentMetrics が無い
+    hpa = HpaState(
+        name="model-in-image",
+        min=2,
+        max=10,
+        current_replicas=2,
+        desired_replicas=0,
+        cpu_current=None,
+        cpu_target=50,
+    )
+    shown = text(tables.status_view(status(hpa)))
+    assert "replicas 2 (min 2, max 10)" in shown
+    assert "→ 0" not in shown
+    assert "<unknown> (no metrics yet)" in shown
+
+
+def test_missing_objects_are_marked_missing() -> None:
+    empty = ClusterStatus(namespace="model-in-image", deployment=None, pods=[], service=None, hpa=None)
+    assert text(tables.status_view(empty)).count("missing") == 3
+
+
+def test_the_rollout_pod_table_leaves_out_the_age() -> None:
+    shown = text(tables.pod_table(pods(), name_header="pod", age=False))
+    assert shown.split()[:5] == ["pod", "ready", "state", "restarts", "node"]
+    assert "2h" not in shown
+
+
+def test_the_doctor_table_gives_a_hint_only_for_failed_checks() -> None:
+    report = DoctorReport(
+        checks=[
+            DoctorCheck(name="docker", ok=True, detail="Docker engine 28", hint="never shown", required=True),
+            DoctorCheck(
+                name="base-image", ok=False, detail="missing", hint="use --base-image", required=True
+            ),
+            DoctorCheck(name="wrk", ok=False, detail="not on PATH", hint="apt-get install wrk"),
+        ]
+    )
+    rows = [line for line in text(tables.doctor_table(report)).splitlines() if "│" in line]
+    shown = "\n".join(rows)
+    assert "never shown" not in shown
+    assert "Hint: use --base-image" in shown
+    assert [row.split("│")[2].strip() for row in rows if row.split("│")[1].strip()] == ["ok", "FAIL", "warn"]
