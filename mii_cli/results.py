@@ -22,14 +22,14 @@ class Result:
     computed: ClassVar[tuple[str, ...]] = ()
 
 
-def json_field(name: str, **options: Any) -> Any:
-    """JSON では `name` という名前で出すフィールド。"""
-    return dataclasses.field(metadata={_JSON_NAME: name}, **options)
+def json_field(name: str) -> Any:
+    """JSON では `name` という名前で出す（既定値の無い）フィールド。"""
+    return dataclasses.field(metadata={_JSON_NAME: name})
 
 
-def hidden(**options: Any) -> Any:
-    """JSON に出さないフィールド（表示や判定にだけ使う）。"""
-    return dataclasses.field(metadata={_JSON_NAME: None}, **options)
+def hidden(default: Any) -> Any:
+    """JSON に出さないフィールド（表示や判定にだけ使う）。既定値は不変の値にする。"""
+    return dataclasses.field(default=default, metadata={_JSON_NAME: None})
 
 
 def to_json(value: Any) -> Any:

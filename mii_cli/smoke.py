@@ -128,9 +128,9 @@ class Check:
         return f"{self.method} {self.path}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckResult(Result):
-    """1 件の確認の結果。"""
+    """1 件の確認の結果（名前付きの引数だけで作る）。"""
 
     name: str
     method: str

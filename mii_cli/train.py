@@ -46,7 +46,7 @@ class TrainResult(Result):
     facts: dict[str, Any]
 
 
-def _fit(seed: int, test_size: float) -> tuple[Any, float, list[str], dict[str, int]]:
+def fit(seed: int, test_size: float) -> tuple[Any, float, list[str], dict[str, int]]:
     """Iris を分割して Pipeline(StandardScaler, SVC) を学習し、検証精度を返す。"""
     from sklearn.datasets import load_iris
     from sklearn.metrics import accuracy_score
@@ -78,7 +78,7 @@ def _fit(seed: int, test_size: float) -> tuple[Any, float, list[str], dict[str, 
     return pipeline, accuracy, [str(n) for n in iris.target_names], sizes
 
 
-def _to_onnx(pipeline: Any, *, zipmap: bool = True) -> bytes:
+def to_onnx(pipeline: Any, *, zipmap: bool = True) -> bytes:
     """学習済み Pipeline を ONNX のバイト列に変換する（既定は ZipMap 出力付き、元実装と同じ形）。"""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
@@ -105,8 +105,8 @@ def train(output_dir: Path, *, seed: int = 42, test_size: float = 0.2) -> TrainR
     """学習してモデル・ラベル・学習情報を output_dir に書き、サービスのローダで検証する。"""
     if not 0.05 <= test_size <= 0.5:
         raise ModelError(f"test size must be between 0.05 and 0.5, got {test_size}")
-    pipeline, accuracy, names, sizes = _fit(seed, test_size)
-    model_bytes = _to_onnx(pipeline)
+    pipeline, accuracy, names, sizes = fit(seed, test_size)
+    model_bytes = to_onnx(pipeline)
     label_bytes = (json.dumps({str(i): n for i, n in enumerate(names)}, indent=2) + "\n").encode()
 
     output_dir.mkdir(parents=True, exist_ok=True)

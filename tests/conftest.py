@@ -44,10 +44,10 @@ def expected_cases(reference_dir: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def tensor_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """zipmap=False で変換した（確率をテンソルで返す）モデル。"""
-    from mii_cli.train import _fit, _to_onnx
+    from mii_cli.train import fit, to_onnx
 
-    pipeline, *_ = _fit(42, 0.2)
-    model = _to_onnx(pipeline, zipmap=False)
+    pipeline, *_ = fit(42, 0.2)
+    model = to_onnx(pipeline, zipmap=False)
     path = tmp_path_factory.mktemp("tensor") / "iris_tensor.onnx"
     path.write_bytes(model)
     return path
