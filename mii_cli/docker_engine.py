@@ -52,37 +52,57 @@ def registry_of(reference: str) -> str | None:
     return None
 
 
+def _engine_errors() -> tuple[type[BaseException], ...]:
+    """Docker SDK が投げる、エンジンとのやりとりの失敗（API の誤りと接続・待ち時間の失敗）。"""
+    from docker.errors import DockerException
+    from requests import RequestException
+
+    return DockerException, RequestException
+
+
+def _problem(error: BaseException) -> str:
+    """Docker SDK の例外を 1 行の理由にする。"""
+    explanation = getattr(error, "explanation", None) or str(error) or type(error).__name__
+    return str(explanation).splitlines()[0][:200]
+
+
 def local_image(client: DockerClient, reference: str) -> Any | None:
-    """ローカルのエンジンにあるイメージ（無ければ None）。"""
+    """ローカルのエンジンにあるイメージ（無ければ None。尋ねられなければ DockerError）。"""
     from docker.errors import ImageNotFound
 
     try:
         return client.images.get(reference)
     except ImageNotFound:
         return None
+    except _engine_errors() as error:
+        raise DockerError(f"cannot look up image {reference}: {_problem(error)}") from None
 
 
 def engine_version(client: DockerClient) -> str:
-    """エンジンの版と API の版（例: `20.10.24, API 1.41`）。"""
-    version = client.version()
+    """エンジンの版と API の版（例: `20.10.24, API 1.41`）。読めなければ DockerError。"""
+    try:
+        version = client.version()
+    except _engine_errors() as error:
+        raise DockerError(f"the Docker engine did not tell its version: {_problem(error)}") from None
     return f"{version.get('Version', 'unknown')}, API {version.get('ApiVersion', 'unknown')}"
 
 
 def pull_problem(client: DockerClient, reference: str) -> str | None:
     """エンジンがそのイメージをレジストリから取れるか（マニフェストだけを尋ねる）。取れなければ理由。"""
-    from docker.errors import DockerException
-
     try:
         client.api.inspect_distribution(reference)
-    except DockerException as error:
-        explanation = getattr(error, "explanation", None) or str(error)
-        return str(explanation).splitlines()[0][:200]
+    except _engine_errors() as error:
+        return _problem(error)
     return None
 
 
 def network_exists(client: DockerClient, name: str) -> bool:
     """エンジンにその名前のネットワークがあるか（host・bridge・none や作ったネットワーク）。"""
-    return any(network.name == name for network in client.networks.list(names=[name]))
+    try:
+        networks = client.networks.list(names=[name])
+    except _engine_errors() as error:
+        raise DockerError(f"cannot list the Docker networks: {_problem(error)}") from None
+    return any(network.name == name for network in networks)
 
 
 def remove_container(client: DockerClient, name: str, *, grace: int = 25) -> bool:

@@ -14,7 +14,7 @@ import shutil
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -30,6 +30,14 @@ from mii_cli.errors import MiiError
 from mii_cli.results import Result, hidden
 from mii_cli.settings import CliSettings, get_cli_settings
 from service.constants import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from mii_cli.kube.cluster import ClusterInfo
+
+# クラスタへの接続: kube context の名前（None は今のもの） -> (API クライアント, クラスタの情報)
+Connect = Callable[[str | None], "tuple[ApiClient, ClusterInfo]"]
 
 # Docker エンジンとレジストリに尋ねるときの待ち時間の上限（秒）
 DOCKER_TIMEOUT = 30.0
@@ -69,7 +77,7 @@ def _connect_docker() -> DockerClient:
     return docker_client(timeout=DOCKER_TIMEOUT)
 
 
-def _connect_cluster(context: str | None) -> tuple[Any, Any]:
+def _connect_cluster(context: str | None) -> tuple[ApiClient, ClusterInfo]:
     """今の（または指定の）kube context のクラスタに接続する。"""
     from mii_cli.kube.cluster import connect
 
@@ -83,7 +91,7 @@ class Probe:
     settings: CliSettings = field(default_factory=get_cli_settings)
     context: str | None = None
     docker: Callable[[], DockerClient] = _connect_docker
-    connect: Callable[[str | None], tuple[Any, Any]] = _connect_cluster
+    connect: Connect = _connect_cluster
     which: Callable[[str], str | None] = shutil.which
     port: int = DEFAULT_PORT
     _docker: Any = field(default=None, init=False, repr=False)
@@ -95,11 +103,12 @@ class Probe:
             self._docker = _attempt(self.docker)
         return _outcome(self._docker)
 
-    def cluster(self) -> tuple[Any, Any]:
+    def cluster(self) -> tuple[ApiClient, ClusterInfo]:
         """クラスタの API クライアントと ClusterInfo（届かなければ MiiError）。"""
         if self._cluster is None:
             self._cluster = _attempt(lambda: self.connect(self.context))
-        return _outcome(self._cluster)  # type: ignore[no-any-return]
+        client, info = _outcome(self._cluster)
+        return client, info
 
 
 def _attempt(action: Callable[[], Any]) -> tuple[Any, MiiError | None]:
@@ -143,9 +152,9 @@ def check_base_image(probe: Probe) -> DoctorCheck:
     base = probe.settings.base_image
     try:
         client = probe.docker_engine()
+        image = local_image(client, base)
     except MiiError as error:
         return _failed("base-image", error, required=True, prefix=f"cannot look for {base}: ")
-    image = local_image(client, base)
     if image is not None:
         size = int(image.attrs.get("Size", 0)) / 1e6
         return DoctorCheck(

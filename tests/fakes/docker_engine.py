@@ -36,6 +36,8 @@ class FakeDockerEngine:
         # `docker save` の中身（イメージの tar の代わり）
         self.saved = b"layer-1layer-2"
         self.calls: list[str] = []
+        # この末尾のパスへの GET には 500 で答える（壊れたエンジン）
+        self.failing: set[str] = set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,7 +56,9 @@ class FakeDockerEngine:
                 fake.calls.append(f"GET {self.path}")
                 parts = urlsplit(self.path)
                 path = unquote(parts.path)
-                if path.endswith("/_ping"):
+                if any(path.endswith(suffix) for suffix in fake.failing):
+                    self._send(500, {"message": "the engine is broken"})
+                elif path.endswith("/_ping"):
                     self._send(200, b"OK", "text/plain")
                 elif path.endswith("/version"):
                     self._send(200, VERSION)

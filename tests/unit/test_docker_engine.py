@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mii_cli import docker_engine
@@ -68,3 +70,29 @@ def test_networks_are_found_by_their_exact_name(fake_docker: FakeDockerEngine) -
     client = fake_docker.client()
     assert docker_engine.network_exists(client, "host")
     assert not docker_engine.network_exists(client, "hos")
+
+
+@pytest.mark.parametrize(
+    ("failing", "ask", "message"),
+    [
+        ("/version", lambda client: docker_engine.engine_version(client), "did not tell its version"),
+        (
+            "/networks",
+            lambda client: docker_engine.network_exists(client, "host"),
+            "cannot list the Docker networks",
+        ),
+        (
+            "/images/x:1/json",
+            lambda client: docker_engine.local_image(client, "x:1"),
+            "cannot look up image x:1",
+        ),
+    ],
+    ids=["version", "networks", "image"],
+)
+def test_a_broken_engine_is_one_docker_error(
+    fake_docker: FakeDockerEngine, failing: str, ask: Any, message: str
+) -> None:
+    fake_docker.failing.add(failing)
+    with pytest.raises(DockerError, match=message) as error:
+        ask(fake_docker.client())
+    assert "the engine is broken" in error.value.message
