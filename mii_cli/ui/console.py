@@ -1,4 +1,7 @@
-"""端末出力（Rich）と機械可読な JSON 出力の共通部品。"""
+"""端末出力（Rich）と機械可読な JSON 出力の共通部品。
+
+メッセージはそのまま出す（`[...]` を Rich のマークアップとして読まない）。
+"""
 
 from __future__ import annotations
 
@@ -23,17 +26,17 @@ def print_json(value: Any) -> None:
 
 def success(message: str) -> None:
     """成功を 1 行で知らせる。"""
-    console.print(f"[green]✓[/green] {message}")
+    console.print(f"[green]✓[/green] {escape(message)}")
 
 
 def info(message: str) -> None:
     """補足を 1 行で知らせる。"""
-    console.print(f"[dim]•[/dim] {message}")
+    console.print(f"[dim]•[/dim] {escape(message)}")
 
 
 def warn(message: str) -> None:
     """警告を 1 行で知らせる。"""
-    console.print(f"[yellow]![/yellow] {message}")
+    console.print(f"[yellow]![/yellow] {escape(message)}")
 
 
 def error(message: str, *, hint: str | None, details: str | None, trace: str | None = None) -> None:
