@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mii_cli.errors import ConfigError, ModelError
-from mii_cli.paths import model_and_labels
 from service.configurations import Settings
 from service.ml.prediction import TabularModel
 from service.server import StartupError, prepare, serve
@@ -17,41 +14,32 @@ from service.server import StartupError, prepare, serve
 
 @dataclass(frozen=True)
 class ServeRequest:
-    """`mii serve` のオプション（None は省略: サービスの環境変数か同梱モデルに任せる）。"""
+    """`mii serve` で上書きするサービスの設定（既定値は `mii_cli.settings.serve_request` が埋める）。
+
+    None の項目は上書きしない（サービスの環境変数 MODEL_FILEPATH・LABEL_FILEPATH などに任せる）。
+    `label_filepath` の空文字はラベル無し。
+    """
 
     host: str
     port: int
-    model: Path | None = None
-    labels: Path | None = None
+    model_filepath: Path | None = None
+    label_filepath: Path | str | None = None
     sample: list[float] | None = None
     log_level: str | None = None
     log_format: str | None = None
 
-    def overrides(self, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
-        """サービス設定の上書き。
-
-        モデルの優先順位は --model、環境変数 MODEL_FILEPATH、同梱の models/ の順。ラベルは --labels、
-        LABEL_FILEPATH の順で、どちらも無ければ同梱のモデルには同梱のラベル、別のモデルにはラベル無し
-        （同梱の label.json は同梱のモデルのもの。分類器はモデル自身のクラスラベルを使う）。
-        """
-        overrides: dict[str, Any] = {"host": self.host, "port": self.port}
-        if self.model is None and "MODEL_FILEPATH" in environ:
-            # 環境変数のモデル: ラベルも環境変数（無ければラベル無し）に任せる
-            if self.labels is not None:
-                overrides["label_filepath"] = self.labels
-            elif "LABEL_FILEPATH" not in environ:
-                overrides["label_filepath"] = ""
-        else:
-            chosen, chosen_labels = model_and_labels(self.model, self.labels)
-            overrides["model_filepath"] = chosen
-            overrides["label_filepath"] = chosen_labels or ""
-        if self.sample is not None:
-            overrides["sample_row"] = self.sample
-        if self.log_level is not None:
-            overrides["log_level"] = self.log_level.upper()
-        if self.log_format is not None:
-            overrides["log_format"] = self.log_format.upper()
-        return overrides
+    def overrides(self) -> dict[str, Any]:
+        """サービス設定（`service.configurations.Settings`）の上書き。"""
+        chosen = {
+            "host": self.host,
+            "port": self.port,
+            "model_filepath": self.model_filepath,
+            "label_filepath": self.label_filepath,
+            "sample_row": self.sample,
+            "log_level": self.log_level.upper() if self.log_level else None,
+            "log_format": self.log_format.upper() if self.log_format else None,
+        }
+        return {name: value for name, value in chosen.items() if value is not None}
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 オプションの既定値をまとめる唯一の設定オブジェクトと、省かれたオプション（None）を設定で埋める
 唯一の方法 `fill`。コマンドのオプションが常に優先する。いくつかの値から組み立てる要求
-（ビルド・コンテナの起動条件・Deployment の大きさ）は、ここの関数が `fill` で組み立てる。
+（ビルド・コンテナの起動条件・Deployment の大きさ・`mii serve` のモデル）は、ここの関数が組み立てる。
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from mii_cli.build import BuildRequest
     from mii_cli.kube.render import Sizing
     from mii_cli.run import RunSpec
+    from mii_cli.serve import ServeRequest
 
 T = TypeVar("T")
 
@@ -157,4 +160,44 @@ def sizing(*, replicas: int | None = None, cpu: str | None = None, memory: str |
         replicas=fill(replicas, settings.replicas),
         cpu=fill(cpu, settings.pod_cpu),
         memory=fill(memory, settings.pod_memory),
+    )
+
+
+def serve_request(
+    *,
+    host: str,
+    port: int,
+    model: Path | None = None,
+    labels: Path | None = None,
+    sample: list[float] | None = None,
+    log_level: str | None = None,
+    log_format: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> ServeRequest:
+    """`mii serve` の要求。モデルは --model、サービスの MODEL_FILEPATH、同梱の models/ の順に選ぶ。
+
+    ラベルは --labels、LABEL_FILEPATH の順で、どちらも無ければ同梱のモデルには同梱のラベル、
+    別のモデルにはラベル無し（同梱の label.json は同梱のモデルのもの。分類器はモデル自身の
+    クラスラベルを使う）。
+    """
+    from mii_cli.paths import model_and_labels
+    from mii_cli.serve import ServeRequest
+
+    model_filepath: Path | None = None
+    label_filepath: Path | str | None = labels
+    if model is None and "MODEL_FILEPATH" in environ:
+        # サービスの環境変数のモデル: ラベルも環境変数（無ければラベル無し）に任せる
+        if labels is None and "LABEL_FILEPATH" not in environ:
+            label_filepath = ""
+    else:
+        model_filepath, chosen_labels = model_and_labels(model, labels)
+        label_filepath = chosen_labels or ""
+    return ServeRequest(
+        host=host,
+        port=port,
+        model_filepath=model_filepath,
+        label_filepath=label_filepath,
+        sample=sample,
+        log_level=log_level,
+        log_format=log_format,
     )

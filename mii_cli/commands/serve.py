@@ -33,8 +33,9 @@ def serve(
 ) -> None:
     """Serve the model locally with uvicorn (no Docker needed). Ctrl-C stops it."""
     from mii_cli import serve as serving
+    from mii_cli.settings import serve_request
 
-    request = serving.ServeRequest(
+    request = serve_request(
         host=host,
         port=port,
         model=model,
