@@ -25,14 +25,8 @@ import httpx
 
 from mii_cli.errors import ConfigError
 from mii_cli.results import Result, json_field
+from mii_cli.targets import BATCH_ROWS, normalize_url
 from service import constants
-
-# バッチの確認に使う 3 行（Iris の 3 品種から 1 行ずつ。先頭は /predict/test のサンプル。負荷試験も使う）
-BATCH_ROWS: list[list[float]] = [
-    list(constants.SAMPLE_DATA[0]),
-    [6.4, 3.2, 4.5, 1.5],
-    [6.7, 3.0, 5.2, 2.3],
-]
 
 # 確率の一致とみなす誤差（float32 の精度。同じモデルなら同じ値が返る）
 PROBABILITY_TOLERANCE = 1e-6
@@ -684,17 +678,6 @@ VERIFIERS: dict[str, Callable[[httpx.Response, Facts], str]] = {
     "v2-reject-shape": _rejects(400, key="error"),
     "v2-unknown-model": _rejects(404, _UNKNOWN_MODEL, key="error"),
 }
-
-
-def normalize_url(url: str) -> str:
-    """URL を確かめ、末尾の / を除いて返す。scheme が無ければ ConfigError。"""
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
-        raise ConfigError(
-            f"--url must be an http:// or https:// URL, got {url!r}",
-            hint="for example --url http://127.0.0.1:8000",
-        )
-    return url
 
 
 def _result(

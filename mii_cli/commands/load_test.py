@@ -38,9 +38,11 @@ def load_test(
     as_json: JsonOption = False,
 ) -> None:
     """Load-test a running service with locust; PASS needs > 100 requests/s and p99 < 100 ms."""
-    # locust は import 時に gevent の monkeypatch を行うので、loadtest モジュールの関数の中でだけ読み込まれる
+    # locust は import 時に gevent の monkeypatch（ssl を含む）を行う。ssl・urllib3 を読み込む
+    # モジュール（kubernetes を使う表など）より先に当てないと、urllib3 が当てる前の SSLContext を
+    # 掴んだまま残り、locust の読み込みが RecursionError で落ちる。loadtest は ssl を読み込まず、
+    # run_load_test() が最初に locust を読み込むので、表は負荷をかけた後で読み込む。
     from mii_cli import loadtest
-    from mii_cli.ui.tables import load_test_table
 
     options = loadtest.LoadTestOptions(
         url=url,
@@ -55,6 +57,8 @@ def load_test(
     if rate is not None and rate <= loadtest.TARGET_MIN_RPS:
         out.warn(f"--rate {rate:g} is not above the throughput target of {loadtest.TARGET_MIN_RPS:g}")
     result = loadtest.run_load_test(options, progress=show_progress)
+    from mii_cli.ui.tables import load_test_table
+
     if as_json:
         out.print_json(result)
     else:

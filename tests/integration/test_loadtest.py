@@ -57,6 +57,13 @@ def test_short_run_passes_against_mii_serve(live_server: str) -> None:
     assert "Traceback" not in process.stderr
 
 
+def test_locust_patches_before_ssl_is_imported(live_server: str) -> None:
+    # gevent の monkeypatch が ssl より後だと警告が出て、urllib3 が先なら RecursionError で落ちる
+    process = _load_test("--url", live_server, "--duration", "1s", "--users", "1", "--json")
+    assert process.returncode == 0, process.stderr
+    assert "MonkeyPatchWarning" not in process.stderr
+
+
 def test_rate_cap_below_the_target_fails_the_verdict(live_server: str) -> None:
     process = _load_test(
         "--url",

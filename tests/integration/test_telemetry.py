@@ -50,9 +50,19 @@ def _run(home: Path, *args: str, env: dict[str, str] | None = None) -> subproces
 
 def test_onnxruntime_itself_writes_telemetry_state_when_not_stopped(tmp_path: Path) -> None:
     # 対照: 止めなければ書かれる（この確かめ方が本当に検出できることの裏付け）
-    result = _run(tmp_path, "-c", "import onnxruntime")
+    # 書き込みは ONNX Runtime の中の別スレッドが行うことがあるので、セッションを作ったあと
+    # 現れるまで（最大 20 秒）子プロセスの中で待つ
+    script = (
+        "import pathlib, sys, time, onnxruntime\n"
+        f"onnxruntime.InferenceSession({str(MODEL)!r}, providers=['CPUExecutionProvider'])\n"
+        f"target = pathlib.Path({str(tmp_path / TELEMETRY_DIR)!r})\n"
+        "deadline = time.monotonic() + 20\n"
+        "while not target.is_dir() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
+    )
+    result = _run(tmp_path, "-c", script)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / TELEMETRY_DIR).is_dir()
+    assert (tmp_path / TELEMETRY_DIR).is_dir(), _telemetry_files(tmp_path)
 
 
 def test_mii_serve_and_smoke_test_leave_no_telemetry_files(tmp_path: Path) -> None:

@@ -211,3 +211,35 @@ def test_importing_the_cli_does_not_import_locust_or_gevent() -> None:
         check=True,
     ).stdout
     assert output.strip() == "[]"
+
+
+def test_the_cli_and_loadtest_load_without_ssl() -> None:
+    # locust の monkeypatch は ssl より先でなければならない: mii load-test が locust を読み込むまでに
+    # 通る部分（CLI 全体と loadtest）は ssl も urllib3 も読み込まない
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, mii_cli.cli, mii_cli.loadtest; print(sorted({'ssl', 'urllib3'} & set(sys.modules)))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.strip() == "[]"
+
+
+def test_locust_runner_refuses_to_load_after_urllib3() -> None:
+    # urllib3 の後では locust の読み込みが RecursionError になるので、その前に原因を言って止まる
+    process = subprocess.run(
+        [sys.executable, "-c", "import urllib3, mii_cli.locust_runner"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode != 0
+    assert "must be imported before urllib3" in process.stderr
+    assert "RecursionError" not in process.stderr
