@@ -202,6 +202,24 @@ def _cpu_seconds(container: Any) -> float:
     return float(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
 
 
+# 交互に測る対象: 天井、1 行の /predict、1 行の V2 推論
+TARGET_NAMES = ("ceiling", "predict", "v2")
+
+
+@dataclass
+class Peaks:
+    """最大スループットを交互に測った結果（対象ごとに回の数だけ）と、負荷中のメモリ。"""
+
+    results: dict[str, list[WrkResult]] = field(default_factory=lambda: {n: [] for n in TARGET_NAMES})
+    per_cpu: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n in TARGET_NAMES})
+    memory: list[float] = field(default_factory=list)
+
+    @property
+    def rps(self) -> dict[str, list[float]]:
+        """対象ごとの req/s。"""
+        return {name: [r.requests_per_second for r in results] for name, results in self.results.items()}
+
+
 def run_benchmark(
     client: DockerClient,
     *,
@@ -222,85 +240,114 @@ def run_benchmark(
     # 起動から ready までを 5 ms 刻みで測る（start_container は失敗時にコンテナを消す）
     ready = start_container(client, spec, timeout=30, interval=0.005).ready_seconds
     ready_wall = time.monotonic() - started
-    container = client.containers.get(spec.name)
     try:
         start_container(client, ceiling_spec, timeout=30, entrypoint=["python", "-m", "service.ceiling"])
-        # ウォームアップ
-        for url, path, body in ((spec.url, PREDICT_PATH, BODY), (spec.url, V2_PATH, V2_BODY)):
-            run_wrk(url, seconds=2, connections=connections, threads=2, rate=None, path=path, body=body)
-        run_wrk(ceiling_spec.url, seconds=2, connections=connections, threads=2, rate=None)
-        memory: list[float] = []
-        peaks: dict[str, list[WrkResult]] = {"ceiling": [], "predict": [], "v2": []}
-        per_cpu: dict[str, list[float]] = {"ceiling": [], "predict": [], "v2": []}
-        ceiling = client.containers.get(ceiling_spec.name)
+        container = client.containers.get(spec.name)
         targets = {
-            "ceiling": (ceiling, ceiling_spec.url, PREDICT_PATH, BODY),
+            "ceiling": (client.containers.get(ceiling_spec.name), ceiling_spec.url, PREDICT_PATH, BODY),
             "predict": (container, spec.url, PREDICT_PATH, BODY),
             "v2": (container, spec.url, V2_PATH, V2_BODY),
         }
-        for round_index in range(rounds):
-            for name, (box, url, path, body) in targets.items():
-                sampler = None
-                if name == "predict" and round_index == 0:
-
-                    def sample() -> None:
-                        # 負荷の 3 か所で測り中央値を使う（ソケットのバッファなどの一時的な山を拾わない）
-                        for _ in range(3):
-                            time.sleep(max(0.3, seconds / 4))
-                            memory.append(_memory_mib(container))
-
-                    sampler = threading.Thread(target=sample, daemon=True)
-                    sampler.start()
-                before = _cpu_seconds(box)
-                result = run_wrk(
-                    url, seconds=seconds, connections=connections, threads=2, rate=None, path=path, body=body
-                )
-                used = _cpu_seconds(box) - before
-                peaks[name].append(result)
-                per_cpu[name].append(result.requests / used if used > 0 else float("nan"))
-                if sampler is not None:
-                    sampler.join(timeout=5)
-        fixed = {
-            rate: run_wrk(
-                spec.url, seconds=seconds, connections=max(4, int(rate // 20)), threads=1, rate=rate
-            )
-            for rate in rates
-        }
+        _warm_up(targets, connections)
+        peaks = _measure_peaks(targets, seconds=seconds, connections=connections, rounds=rounds)
+        fixed = _measure_fixed_rates(spec.url, rates, seconds)
     finally:
         remove_container(client, spec.name, grace=5)
         remove_container(client, ceiling_spec.name, grace=1)
     size = float(client.images.get(image).attrs["Size"])
     base = float(client.images.get(base_image).attrs["Size"]) if base_image else 0.0
-    rps = {name: [r.requests_per_second for r in results] for name, results in peaks.items()}
-    measurements = {
-        "max_rps": round(statistics.median(rps["predict"]), 1),
-        "v2_rps": round(statistics.median(rps["v2"]), 1),
-        "ceiling_rps": round(statistics.median(rps["ceiling"]), 1),
-        "share": round(share(per_cpu["predict"], per_cpu["ceiling"]), 3),
-        "v2_share": round(share(per_cpu["v2"], per_cpu["ceiling"]), 3),
-        "rps_share": round(share(rps["predict"], rps["ceiling"]), 3),
-        "v2_rps_share": round(share(rps["v2"], rps["ceiling"]), 3),
-        "ready_seconds": round(ready, 3),
-        "memory_mib": round(statistics.median(memory), 1) if memory else float("nan"),
-        "image_added_mb": round((size - base) / 1e6, 1),
-    }
-    for rate, result in fixed.items():
-        measurements[f"p50_ms_at_{int(rate)}"] = round(result.p50_ms, 2)
-        measurements[f"p99_ms_at_{int(rate)}"] = round(result.p99_ms, 2)
-        measurements[f"achieved_rps_at_{int(rate)}"] = round(result.requests_per_second, 1)
+    measurements = _measurements(peaks, fixed, ready_seconds=ready, image_added_mb=(size - base) / 1e6)
     report = BenchmarkReport(image=image, measurements=measurements)
     report.verdicts = judge(measurements)
-    all_results = [r for results in peaks.values() for r in results] + list(fixed.values())
+    all_results = [r for results in peaks.results.values() for r in results] + list(fixed.values())
     report.details = {
         "seconds": seconds,
         "connections": connections,
         "rounds": rounds,
-        "memory_samples_mib": [round(m, 1) for m in memory],
-        "rps": {name: [round(v, 1) for v in values] for name, values in rps.items()},
-        "requests_per_cpu_second": {name: [round(v, 1) for v in values] for name, values in per_cpu.items()},
+        "memory_samples_mib": [round(m, 1) for m in peaks.memory],
+        "rps": {name: [round(v, 1) for v in values] for name, values in peaks.rps.items()},
+        "requests_per_cpu_second": {
+            name: [round(v, 1) for v in values] for name, values in peaks.per_cpu.items()
+        },
         "ready_wall_seconds": round(ready_wall, 3),
         "errors": sum(r.errors for r in all_results),
         "requests": sum(r.requests for r in all_results),
         "limits": {"cpus": spec.cpus, "memory": spec.memory, "read_only": spec.read_only},
     }
     return report
+
+
+def _warm_up(targets: dict[str, tuple[Any, str, str, str]], connections: int) -> None:
+    """測る前に各対象へ 2 秒ずつ負荷をかける（初回の遅さを測定に入れない）。"""
+    for _, url, path, body in targets.values():
+        run_wrk(url, seconds=2, connections=connections, threads=2, rate=None, path=path, body=body)
+
+
+def _sample_memory(container: Any, seconds: int, into: list[float]) -> threading.Thread:
+    """負荷の 3 か所でメモリを測るスレッドを始める（中央値を使い、一時的な山を拾わない）。"""
+
+    def sample() -> None:
+        for _ in range(3):
+            time.sleep(max(0.3, seconds / 4))
+            into.append(_memory_mib(container))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    return sampler
+
+
+def _measure_peaks(
+    targets: dict[str, tuple[Any, str, str, str]], *, seconds: int, connections: int, rounds: int
+) -> Peaks:
+    """天井 → /predict → V2 を rounds 回交互に測り、req/s と CPU 1 秒あたりのリクエスト数を集める。
+
+    メモリは最初の回の /predict の負荷中に測る。
+    """
+    peaks = Peaks()
+    for round_index in range(rounds):
+        for name, (box, url, path, body) in targets.items():
+            sampler = None
+            if name == "predict" and round_index == 0:
+                sampler = _sample_memory(box, seconds, peaks.memory)
+            before = _cpu_seconds(box)
+            result = run_wrk(
+                url, seconds=seconds, connections=connections, threads=2, rate=None, path=path, body=body
+            )
+            used = _cpu_seconds(box) - before
+            peaks.results[name].append(result)
+            peaks.per_cpu[name].append(result.requests / used if used > 0 else float("nan"))
+            if sampler is not None:
+                sampler.join(timeout=5)
+    return peaks
+
+
+def _measure_fixed_rates(url: str, rates: tuple[float, ...], seconds: int) -> dict[float, WrkResult]:
+    """要求の速さを固定して（200・1,000 req/s）遅延を測る。"""
+    return {
+        rate: run_wrk(url, seconds=seconds, connections=max(4, int(rate // 20)), threads=1, rate=rate)
+        for rate in rates
+    }
+
+
+def _measurements(
+    peaks: Peaks, fixed: dict[float, WrkResult], *, ready_seconds: float, image_added_mb: float
+) -> dict[str, float]:
+    """測った値を、目標と比べる指標の名前にまとめる。"""
+    rps = peaks.rps
+    measurements = {
+        "max_rps": round(statistics.median(rps["predict"]), 1),
+        "v2_rps": round(statistics.median(rps["v2"]), 1),
+        "ceiling_rps": round(statistics.median(rps["ceiling"]), 1),
+        "share": round(share(peaks.per_cpu["predict"], peaks.per_cpu["ceiling"]), 3),
+        "v2_share": round(share(peaks.per_cpu["v2"], peaks.per_cpu["ceiling"]), 3),
+        "rps_share": round(share(rps["predict"], rps["ceiling"]), 3),
+        "v2_rps_share": round(share(rps["v2"], rps["ceiling"]), 3),
+        "ready_seconds": round(ready_seconds, 3),
+        "memory_mib": round(statistics.median(peaks.memory), 1) if peaks.memory else float("nan"),
+        "image_added_mb": round(image_added_mb, 1),
+    }
+    for rate, result in fixed.items():
+        measurements[f"p50_ms_at_{int(rate)}"] = round(result.p50_ms, 2)
+        measurements[f"p99_ms_at_{int(rate)}"] = round(result.p99_ms, 2)
+        measurements[f"achieved_rps_at_{int(rate)}"] = round(result.requests_per_second, 1)
+    return measurements
