@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -152,7 +153,37 @@ def start_container(
     )
 
 
-def follow_logs(client: DockerClient, name: str) -> Iterator[str]:
-    """コンテナのログを 1 かたまりずつ文字列で流し続ける（コンテナが止まるまで）。"""
-    for chunk in client.containers.get(name).logs(stream=True, follow=True):
-        yield bytes(chunk).decode(errors="replace").rstrip()
+class LogFollower:
+    """コンテナのログを 1 かたまりずつ文字列で流し続ける（コンテナが止まるか、close() まで）。
+
+    close() はシグナルハンドラからも呼べる: ログの接続のソケットを閉じ、読んでいる側の繰り返しを
+    普通に終わらせる。Ctrl-C を KeyboardInterrupt として任意の位置（接続プールのロックの中など）に
+    投げ込まないので、後の停止・削除の要求が確実に動く。読みかけの接続がプールへ戻ることもない。
+    """
+
+    def __init__(self, client: DockerClient, name: str) -> None:
+        """ログの追跡を始める（Docker SDK の CancellableStream）。"""
+        self._stream = client.containers.get(name).logs(stream=True, follow=True)
+        self._closed = False
+
+    def __iter__(self) -> Iterator[str]:
+        """ログを流す。close() の後、またはコンテナが止まったら終わる。"""
+        try:
+            for chunk in self._stream:
+                if self._closed:
+                    return
+                yield bytes(chunk).decode(errors="replace").rstrip()
+        except (OSError, ValueError):
+            # 別の経路（シグナルハンドラ）でソケットが閉じられた後の読み取り
+            if not self._closed:
+                raise
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """ログの接続を閉じる（何度呼んでもよい）。"""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._stream.close()

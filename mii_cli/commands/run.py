@@ -15,6 +15,10 @@ NameOption = Annotated[
 ]
 
 
+# ログの追跡を終わらせ、コンテナを止めて消すシグナル
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def run(
     image: Annotated[
         str | None, typer.Option(help="Image to run (default: model-in-image:0.1.0, MII_IMAGE_*).")
@@ -57,15 +61,17 @@ def run(
         out.info(f"check it: `mii smoke-test --url {result.url}`; stop it: `{stop_command}`")
         return
     out.info("Ctrl-C stops and removes the container")
-    # SIGTERM（プロセスマネージャからの停止）も Ctrl-C と同じく、コンテナを止めて消してから終わる
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Ctrl-C（SIGINT）と SIGTERM（プロセスマネージャからの停止）は、ログの追跡を閉じて繰り返しを
+    # 終わらせる。その後コンテナを止めて消す（その間の 2 回目の Ctrl-C は普通に中断する）
+    logs = running.LogFollower(client, spec.name)
+    handlers = {sig: signal.signal(sig, lambda _signum, _frame: logs.close()) for sig in _STOP_SIGNALS}
     try:
-        for line in running.follow_logs(client, spec.name):
+        for line in logs:
             out.console.print(line, markup=False)
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        logs.close()
         remove_container(client, spec.name)
         out.success(f"stopped and removed {spec.name}")
 

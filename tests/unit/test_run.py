@@ -12,7 +12,7 @@ from docker.utils import parse_bytes
 
 from mii_cli.errors import DockerError, WaitTimeout
 from mii_cli.kube.render import cpu_millicores, find, load_manifests, memory_bytes
-from mii_cli.run import CONTAINER_PORT, RunSpec, wait_ready
+from mii_cli.run import CONTAINER_PORT, LogFollower, RunSpec, wait_ready
 from mii_cli.settings import run_spec
 from tests.fakes.http import HttpStandIn
 
@@ -98,3 +98,44 @@ def test_a_container_that_exits_while_starting_shows_its_log(not_ready: HttpStan
     with pytest.raises(DockerError, match="exited before it became ready") as error:
         wait_ready(not_ready.url, timeout=10, is_alive=lambda: False, logs=lambda: "model check failed")
     assert error.value.details == "model check failed"
+
+
+class _LogStream:
+    """Docker SDK のログのストリーム（CancellableStream）の代わり: 閉じられた回数を数える。"""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.closes = 0
+
+    def __iter__(self) -> _LogStream:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self.chunks)
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def _client_with_logs(stream: _LogStream) -> Any:
+    container = type("Container", (), {"logs": lambda self, **kwargs: stream})()
+    containers = type("Containers", (), {"get": lambda self, name: container})()
+    return type("Client", (), {"containers": containers})()
+
+
+def test_closing_the_log_follower_ends_the_reading_loop_and_the_stream() -> None:
+    # シグナルハンドラが close() を呼んだ後、読んでいる側の繰り返しは次の行で終わり、接続は 1 度だけ閉じる
+    stream = _LogStream([b"line 1\n", b"line 2\n", b"line 3\n"])
+    logs = LogFollower(_client_with_logs(stream), "mii-local")
+    read = []
+    for line in logs:
+        read.append(line)
+        logs.close()
+    assert read == ["line 1"]
+    assert stream.closes == 1
+
+
+def test_the_log_follower_closes_the_stream_when_the_container_stops() -> None:
+    stream = _LogStream([b"line 1\n"])
+    assert list(LogFollower(_client_with_logs(stream), "mii-local")) == ["line 1"]
+    assert stream.closes == 1
