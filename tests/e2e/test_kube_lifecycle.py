@@ -10,10 +10,12 @@ HPA の確認は最後に置く: 増えた Pod で小さなノードが埋まる
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -93,7 +95,19 @@ def test_mii_status_shows_deployment_pods_service_and_hpa(
         assert expected in result.output, result.output
 
 
-def _new_image(docker_client: Any, image: str) -> str:
+@pytest.fixture(scope="module")
+def made_images(docker_client: Any) -> Iterator[list[str]]:
+    """テストが作ったイメージの参照を集め、モジュールの終わりにローカルのタグを消す（ビルドのたびに増やさない）。"""
+    from docker.errors import APIError
+
+    references: list[str] = []
+    yield references
+    for reference in references:
+        with contextlib.suppress(APIError):
+            docker_client.images.remove(reference)
+
+
+def _new_image(docker_client: Any, image: str, made_images: list[str]) -> str:
     """同じ中身で ID だけ違うイメージ（ラベルを 1 つ足す）を作り、一意のタグを返す。"""
     stamp = str(int(time.time()))
     dockerfile = f"FROM {image}\nLABEL io.mii.e2e.rollout={stamp}\n".encode()
@@ -101,6 +115,7 @@ def _new_image(docker_client: Any, image: str) -> str:
     repository, _, tag = image.rpartition(":")
     new_tag = f"{tag.split('-')[0]}-e2e-{stamp}"
     built.tag(repository, new_tag)
+    made_images.append(f"{repository}:{new_tag}")
     return f"{repository}:{new_tag}"
 
 
@@ -111,13 +126,16 @@ def test_rolling_update_under_load_drops_no_request(
     deployed: dict[str, Any],
     docker_client: Any,
     image: str,
+    made_images: list[str],
 ) -> None:
     from mii_cli.kube.images import ensure_in_cluster
     from mii_cli.kube.lbcheck import run_lb_check
 
     client, info = cluster
     # イメージを先にクラスタへ渡し（push または読み込み）、負荷の間に更新が収まるようにする
-    new_image = ensure_in_cluster(info, _new_image(docker_client, image), registry=e2e.registry)
+    new_image = ensure_in_cluster(info, _new_image(docker_client, image, made_images), registry=e2e.registry)
+    if new_image not in made_images:
+        made_images.append(new_image)
     outcome: dict[str, Any] = {}
 
     def load() -> None:
