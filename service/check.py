@@ -18,7 +18,7 @@ def main() -> int:
         print(f"model check failed: {error}", file=sys.stderr)
         return 1
     info = model.info
-    answer = model.run(model.to_batch(model.sample))[0]
+    answer = model.predict(model.sample)[0]
     what = f"classes={info.num_classes}" if info.task == "classification" else f"outputs={info.num_outputs}"
     print(
         f"model check passed: {info.file_name} sha256={info.sha256} task={info.task} "

@@ -136,19 +136,6 @@ class Settings(BaseSettings):
         if value:
             parse_sample(value)
         return value
-        try:
-            row = json.loads(value)
-        except ValueError:
-            raise ValueError("must be a JSON list of numbers, e.g. [5.1, 3.5, 1.4, 0.2]") from None
-        if (
-            not isinstance(row, list)
-            or not row
-            or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in row
-            )
-        ):
-            raise ValueError("must be a non-empty JSON list of finite numbers, e.g. [5.1, 3.5, 1.4, 0.2]")
-        return value
 
     @field_validator("label_filepath", mode="before")
     @classmethod

@@ -15,10 +15,9 @@ FastAnswer = Callable[[bytes, "str | None", bytes], Reply]
 
 @dataclass(frozen=True)
 class FastRoute:
-    """高速経路の 1 つの (メソッド, 具体的なパス): 答える関数・メトリクスのルート名・エラーの形。"""
+    """高速経路の 1 つの (メソッド, 具体的なパス): 答える関数・メトリクス・エラーの形・本文を読むか。"""
 
     answer: FastAnswer
-    route: str
     stats: RouteStats
     protocol: Protocol
     reads_body: bool

@@ -186,11 +186,10 @@ def _choose_outputs(
 
 
 def _probe(
-    path: Path, session: ort.InferenceSession, runtime: Runtime, output: Any
+    path: Path, width: int, runtime: Runtime, output: Any
 ) -> tuple[int, tuple[int | str, ...] | None]:
-    """ゼロの行で試し推論し、(列の数, ZipMap ならクラス順のキー) を返す。"""
+    """幅 width のゼロの行で試し推論し、(列の数, ZipMap ならクラス順のキー) を返す。"""
     rows = runtime.fixed_batch or 1
-    width = session.get_inputs()[0].shape[-1]
     try:
         (result,) = runtime.run(
             [output.name], {runtime.input_name: np.zeros((rows, width), dtype=runtime.dtype)}, runtime.options
@@ -258,7 +257,7 @@ def load_model(
     # 求めた出力に要るノードだけを動かす（/predict はラベルの出力を計算しない）
     options.only_execute_path_to_fetches = True
     probe_runtime = Runtime(run, model_input.name, dtype, output.name, {}, fixed_batch, options)
-    columns, keys = _probe(model_path, session, probe_runtime, output)
+    columns, keys = _probe(model_path, width, probe_runtime, output)
 
     # クラスラベル: ZipMap のキー、無ければグラフの分類器ノードの属性（列の数と合うときだけ）
     classes: list[int] | list[str] | None = None
@@ -332,7 +331,7 @@ def load_model(
         max_batch_rows=max_batch_rows,
     )
     try:
-        model.run(model.to_batch(model.sample))
+        model.predict(model.sample)
     except Exception as error:  # noqa: BLE001
         raise ModelLoadError(model_path, f"test prediction of the sample failed ({error})") from None
     return model

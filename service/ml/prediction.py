@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -234,12 +234,12 @@ class TabularModel:
         """行ごとの答え（分類ならクラス順の確率、回帰なら出力の値）を返す。"""
         return self.run(self.to_batch(rows))
 
-    def infer(self, batch: np.ndarray, names: Sequence[str]) -> list[Any]:
+    def infer(self, batch: np.ndarray, names: list[str]) -> list[Any]:
         """検証済みの配列で推論し、指定の出力（V2）をそのまま返す（ZipMap は行ごとの辞書のリスト）。
 
         配列にするのは `as_array`、JSON の平らな値にするのは `as_values`。
         """
-        return self._session(batch, names if isinstance(names, list) else list(names))
+        return self._session(batch, names)
 
     def as_array(self, name: str, output: Any) -> np.ndarray:
         """出力を配列にする。ZipMap は [N, C] の float32（クラスの順）。"""

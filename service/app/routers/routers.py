@@ -409,7 +409,7 @@ def cached_replies(state: ServiceState) -> dict[str, Reply]:
     """決まった応答を作る（起動時に 1 度。モデルは決定的なのでサンプルの答えも変わらない）。"""
     model = state.model
     info = model.info
-    answer = model.run(model.to_batch(model.sample))[0]
+    answer = model.predict(model.sample)[0]
     metadata = {
         "data_type": constants.DATA_TYPE if info.input_type == "tensor(float)" else "float64",
         "data_structure": f"(1,{info.num_features})",
@@ -693,7 +693,6 @@ def fast_routes(state: ServiceState) -> dict[tuple[str, str], FastRoute]:
         call = Call(info.name, version, endpoint.path)
         table[(endpoint.method, concrete)] = FastRoute(
             answer=functools.partial(respond, endpoint, state, call),
-            route=endpoint.path,
             stats=state.metrics.route(endpoint.method, endpoint.path),
             protocol=endpoint.protocol,
             reads_body=endpoint.reads_body,
