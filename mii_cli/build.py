@@ -21,7 +21,8 @@ from typing import Any
 from mii_cli.docker_engine import DockerClient, docker_client, split_reference
 from mii_cli.errors import DockerError, ModelError
 from mii_cli.results import Result
-from service.constants import IMAGE_ROOT, SERVICE_VERSION, TRAINING_FACTS_FILENAME
+from mii_cli.train import LABEL_FILENAME
+from service.constants import DEFAULT_LABEL_FILEPATH, IMAGE_ROOT, SERVICE_VERSION, TRAINING_FACTS_FILENAME
 from service.ml.loading import load_model
 from service.ml.prediction import ModelLoadError
 
@@ -149,15 +150,11 @@ def context_files(root: Path, facts: ModelFacts) -> dict[str, Path]:
             files[path.relative_to(root).as_posix()] = path
     files[f"models/{facts.model_path.name}"] = facts.model_path
     if facts.label_path is not None:
-        files[f"models/{LABEL_FILE}"] = facts.label_path
+        files[f"models/{LABEL_FILENAME}"] = facts.label_path
     training = facts.model_path.parent / TRAINING_FACTS_FILENAME
     if facts.training is not None and training.is_file():
         files[f"models/{TRAINING_FACTS_FILENAME}"] = training
     return files
-
-
-# イメージの中のラベルファイルの名前
-LABEL_FILE = "label.json"
 
 
 def model_env(facts: ModelFacts) -> dict[str, str]:
@@ -165,7 +162,7 @@ def model_env(facts: ModelFacts) -> dict[str, str]:
     models = f"{IMAGE_ROOT}/models"
     return {
         "MODEL_FILEPATH": f"{models}/{facts.model_path.name}",
-        "LABEL_FILEPATH": f"{models}/{LABEL_FILE}" if facts.label_path is not None else "",
+        "LABEL_FILEPATH": DEFAULT_LABEL_FILEPATH if facts.label_path is not None else "",
         "SAMPLE_ROW": json.dumps(facts.sample) if facts.sample is not None else "",
     }
 

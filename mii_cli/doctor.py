@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -250,7 +251,7 @@ def registry_problem(registry: str, *, timeout: float = REGISTRY_TIMEOUT) -> str
     ループバックのレジストリは Docker と同じく http、それ以外は https で尋ねる。
     """
     host = registry.strip().rstrip("/").split("/", 1)[0]
-    loopback = host.split(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]")
+    loopback = urlsplit(f"//{host}").hostname in ("localhost", "127.0.0.1", "::1")
     url = f"{'http' if loopback else 'https'}://{host}/v2/"
     try:
         status = httpx.get(url, timeout=timeout).status_code

@@ -530,10 +530,10 @@ def _verify_predict_label(response: httpx.Response, facts: Facts) -> str:
 
 
 def _batch(response: httpx.Response, facts: Facts) -> list[list[float]]:
-    """3 行ぶんの答えのリストであることを確かめて返す。"""
+    """バッチの行数（BATCH_ROWS と同じ 3 行）ぶんの答えのリストであることを確かめて返す。"""
     prediction = _prediction(response)
-    if not isinstance(prediction, list) or len(prediction) != 3:
-        raise Mismatch(f"expected 3 rows, got {str(prediction)[:120]}")
+    if not isinstance(prediction, list) or len(prediction) != len(BATCH_ROWS):
+        raise Mismatch(f"expected {len(BATCH_ROWS)} rows, got {str(prediction)[:120]}")
     return [_answer(row, facts, f"row {i}") for i, row in enumerate(prediction)]
 
 
@@ -645,7 +645,7 @@ def _verify_v2_infer(response: httpx.Response, facts: Facts) -> str:
 
 
 def _verify_v2_infer_batch(response: httpx.Response, facts: Facts) -> str:
-    rows = _v2_rows(response, facts, 3)
+    rows = _v2_rows(response, facts, len(BATCH_ROWS))
     expected = _need(facts.batch, "/predict (3 rows)")
     for index, (actual, wanted) in enumerate(zip(rows, expected, strict=True)):
         if not _same(actual, wanted):

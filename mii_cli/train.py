@@ -19,7 +19,7 @@ from typing import Any
 
 from mii_cli.errors import ModelError
 from mii_cli.results import Result
-from service.constants import TRAINING_FACTS_FILENAME
+from service.constants import SAMPLE_DATA, TRAINING_FACTS_FILENAME
 from service.ml.loading import load_model, sha256_of
 from service.ml.prediction import ModelLoadError
 
@@ -29,7 +29,7 @@ LABEL_FILENAME = "label.json"
 # ONNX Runtime 1.18 以降で読める opset に固定する
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 # サンプルの 1 行（Iris の 1 行目、/predict/test の入力）とモデルの版
-SAMPLE_ROW = [5.1, 3.5, 1.4, 0.2]
+SAMPLE_ROW = list(SAMPLE_DATA[0])
 MODEL_VERSION = "1"
 
 

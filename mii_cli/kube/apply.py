@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,17 @@ def apply_one(client: ApiClient, obj: Manifest) -> ApplyResult:
     return ApplyResult(kind=obj["kind"], name=obj["metadata"]["name"], action=action)
 
 
-def apply_all(client: ApiClient, objects: list[Manifest]) -> list[ApplyResult]:
-    """オブジェクトを与えられた順（適用順）に適用する。"""
-    return [apply_one(client, obj) for obj in objects]
+def apply_all(
+    client: ApiClient,
+    objects: list[Manifest],
+    *,
+    on_applied: Callable[[ApplyResult], None] | None = None,
+) -> list[ApplyResult]:
+    """オブジェクトを与えられた順（適用順）に適用する。on_applied があれば 1 つ適用するたびに呼ぶ。"""
+    applied = []
+    for obj in objects:
+        result = apply_one(client, obj)
+        if on_applied is not None:
+            on_applied(result)
+        applied.append(result)
+    return applied

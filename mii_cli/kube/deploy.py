@@ -13,7 +13,7 @@ from kubernetes.client import ApiClient
 from mii_cli.errors import MiiError
 from mii_cli.kube import APP_NAME
 from mii_cli.kube import api as kapi
-from mii_cli.kube.apply import ApplyResult, apply_one
+from mii_cli.kube.apply import ApplyResult, apply_all
 from mii_cli.kube.cluster import KIND, MINIKUBE, ClusterInfo, connect
 from mii_cli.kube.images import ImagePlan, carry_out, latest_local_image, missing_image_hint, plan_image
 from mii_cli.kube.namespace import ensure_managed, phase, read_namespace, wait_gone
@@ -193,18 +193,6 @@ def _prepare_namespace(client: ApiClient, namespace: str, emit: Callable[[Deploy
         wait_gone(client, namespace)
 
 
-def _apply(
-    client: ApiClient, objects: list[Manifest], emit: Callable[[DeployEvent], None]
-) -> list[ApplyResult]:
-    """オブジェクトを適用順に 1 つずつ適用し、そのたびに知らせる。"""
-    applied = []
-    for obj in objects:
-        result = apply_one(client, obj)
-        emit(ObjectApplied(result))
-        applied.append(result)
-    return applied
-
-
 def deploy(
     *,
     namespace: str,
@@ -235,7 +223,9 @@ def deploy(
         emit(TransferringImage(image, plan.action))
         carry_out(info, image, plan)
     emit(ImageAvailable(plan.reference))
-    applied = _apply(client, render(plan.reference, namespace, sizing=sizing), emit)
+    applied = apply_all(
+        client, render(plan.reference, namespace, sizing=sizing), on_applied=lambda r: emit(ObjectApplied(r))
+    )
     metrics = metrics_api_available(client)
     if not metrics:
         emit(MetricsApiMissing(METRICS_PATH, metrics_hint(info)))

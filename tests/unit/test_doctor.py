@@ -276,3 +276,27 @@ def test_the_engine_is_asked_once_for_all_checks(fake_docker: FakeDockerEngine) 
 
     doctor.diagnose(probe(docker=counting), checks=[doctor.check_docker, doctor.check_base_image])
     assert connections == [1]
+
+
+@pytest.mark.parametrize(
+    ("registry", "scheme"),
+    [
+        ("127.0.0.1:5000", "http"),
+        ("localhost:5000/team", "http"),
+        ("[::1]:5000", "http"),
+        ("registry.example.com", "https"),
+    ],
+)
+def test_a_loopback_registry_is_asked_over_http(
+    registry: str, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Docker が http で話すのはループバックのレジストリだけ（IPv6 の [::1] も含む）
+    asked: list[str] = []
+
+    def answer(url: str, **_: Any) -> Any:
+        asked.append(url)
+        return type("Response", (), {"status_code": 200})()
+
+    monkeypatch.setattr(doctor.httpx, "get", answer)
+    assert doctor.registry_problem(registry) is None
+    assert asked[0].startswith(f"{scheme}://")
