@@ -83,7 +83,12 @@ def test_the_fake_api_server_answers_like_the_real_one(
                 return
             time.sleep(2)
 
-    real = _conversation(real_client, wait_real)
+    try:
+        real = _conversation(real_client, wait_real)
+    except BaseException:
+        # 途中で失敗しても Namespace を残さない（残ると、使い回すクラスタでの次の回が最初から食い違う）
+        kapi.request(real_client, "DELETE", f"/api/v1/namespaces/{NAMESPACE}")
+        raise
     # 代役の Namespace は、Terminating のまま 1 度読まれた後に消える
     fake_client = fake_api.client()
     fake = _conversation(

@@ -138,21 +138,6 @@ def test_every_answer_of_every_operation_of_both_apis_is_documented(
         assert documented - {500, 503} == statuses, (method, path, sorted(statuses))
 
 
-@pytest.fixture(params=[True, False], ids=["fast-path", "fastapi-routes"])
-def app_client(
-    request: pytest.FixtureRequest, make_client: Callable[..., TestClient], model_path: Path, label_path: Path
-) -> TestClient:
-    """1 リクエスト 50 行・本文 4 KiB・本文の期限 0.2 秒のアプリ。"""
-    return make_client(
-        model_filepath=model_path,
-        label_filepath=label_path,
-        max_batch_rows=50,
-        max_body_bytes=4096,
-        body_timeout_seconds=0.2,
-        fast_path=request.param,
-    )
-
-
 def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (method.upper(), path, operation)
@@ -209,9 +194,9 @@ def _stalled_post(client: TestClient, path: str) -> tuple[int, Any]:
     return start["status"], json.loads(body)
 
 
-def test_internal_errors_and_not_ready_are_documented(app_client: TestClient) -> None:
-    spec = app_client.get("/openapi.json").json()
-    state = app_client.app.state.service  # type: ignore[attr-defined]
+def test_internal_errors_and_not_ready_are_documented(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    state = client.app.state.service  # type: ignore[attr-defined]
 
     class Broken:
         def __getattr__(self, name: str) -> Any:
@@ -220,14 +205,14 @@ def test_internal_errors_and_not_ready_are_documented(app_client: TestClient) ->
     state.model_, state.ready = Broken(), False
     for method, path, _ in _operations(spec):
         body = POST_PROBES[0][1] if method == "POST" else None
-        response = app_client.request(method, _concrete(path, "iris_svc"), content=body)
+        response = client.request(method, _concrete(path, "iris_svc"), content=body)
         _check_documented(spec, method, path, response.status_code, response.json())
-    assert app_client.get("/health/ready").status_code == 503
-    assert app_client.post("/predict", content=POST_PROBES[0][1]).status_code == 500
+    assert client.get("/health/ready").status_code == 503
+    assert client.post("/predict", content=POST_PROBES[0][1]).status_code == 500
 
 
-def test_the_spec_lists_the_validation_error_shape_for_bodies(app_client: TestClient) -> None:
-    spec = app_client.get("/openapi.json").json()
+def test_the_spec_lists_the_validation_error_shape_for_bodies(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
     for path in ("/predict", "/predict/label"):
         responses = spec["paths"][path]["post"]["responses"]
         assert {"200", "400", "408", "413", "422", "500"} <= set(responses)
@@ -236,8 +221,8 @@ def test_the_spec_lists_the_validation_error_shape_for_bodies(app_client: TestCl
         }
 
 
-def test_the_spec_lists_the_v2_error_shape_and_binary_bodies(app_client: TestClient) -> None:
-    spec = app_client.get("/openapi.json").json()
+def test_the_spec_lists_the_v2_error_shape_and_binary_bodies(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
     for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
         operation = spec["paths"][path]["post"]
         assert {"200", "400", "404", "408", "413", "500"} == set(operation["responses"])
