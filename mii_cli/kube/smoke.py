@@ -23,26 +23,23 @@ LB_CHECK_NAME = "load_balancing"
 SmokeRunner = Callable[..., SmokeReport]
 
 
-def lb_check_result(result: LbCheckResult | None, error: ClusterError | None = None) -> CheckResult:
+def lb_check_result(outcome: LbCheckResult | ClusterError) -> CheckResult:
     """ロードバランシングの結果（または Job の失敗）をスモークテストの 1 件の確認にする。"""
-    if result is None:
-        detail = "no result" if error is None else error.message + (f" ({error.hint})" if error.hint else "")
-        return CheckResult(
-            name=LB_CHECK_NAME,
-            method="GET",
-            path="/predict/test",
-            expected="answered by >= 2 pods",
-            ok=False,
-            detail=detail,
-            elapsed_ms=None,
-        )
+    if isinstance(outcome, ClusterError):
+        expected = "answered by >= 2 pods"
+        ok = False
+        detail = outcome.message + (f" ({outcome.hint})" if outcome.hint else "")
+    else:
+        expected = "answered by >= 2 pods (in-cluster job, X-Served-By)"
+        ok = outcome.passed
+        detail = outcome.detail
     return CheckResult(
         name=LB_CHECK_NAME,
         method="GET",
         path="/predict/test",
-        expected="answered by >= 2 pods (in-cluster job, X-Served-By)",
-        ok=result.passed,
-        detail=result.detail,
+        expected=expected,
+        ok=ok,
+        detail=detail,
         elapsed_ms=None,
     )
 
@@ -69,6 +66,6 @@ def cluster_smoke_test(
     try:
         result = run_lb_check(client, namespace, requests=requests)
     except ClusterError as error:
-        return replace(report, checks=[*report.checks, lb_check_result(None, error)])
+        return replace(report, checks=[*report.checks, lb_check_result(error)])
     served_by = [*report.served_by, *(pod for pod in result.served_by if pod not in report.served_by)]
     return replace(report, checks=[*report.checks, lb_check_result(result)], served_by=served_by)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -13,9 +12,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def _checks(mii: Mii) -> dict[str, dict[str, Any]]:
-    result = mii("doctor", "--json")
-    assert result.exit_code == 0, result.output
-    return {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    return {check["name"]: check for check in mii.json("doctor")["checks"]}
 
 
 def test_doctor_reaches_the_cluster_of_the_current_context(

@@ -21,18 +21,12 @@ VERSION = {"Version": "28.0.0-fake", "ApiVersion": "1.43", "MinAPIVersion": "1.2
 class FakeDockerEngine:
     """イメージ・ネットワーク・取れるイメージ（`pullable`）を持つ Docker エンジンの代役。"""
 
-    def __init__(
-        self,
-        images: list[dict[str, Any]] | None = None,
-        *,
-        push_lines: list[dict[str, Any]] | None = None,
-        networks: list[str] | None = None,
-        pullable: set[str] | None = None,
-    ) -> None:
-        self.images = images or []
-        self.push_lines = push_lines or [{"status": "Pushed"}]
-        self.networks = networks if networks is not None else ["bridge", "host", "none"]
-        self.pullable = pullable or set()
+    def __init__(self) -> None:
+        # テストが直接足す・書き換える: ローカルのイメージ、push の進み具合の行、ネットワーク、取れるイメージ
+        self.images: list[dict[str, Any]] = []
+        self.push_lines: list[dict[str, Any]] = [{"status": "Pushed"}]
+        self.networks = ["bridge", "host", "none"]
+        self.pullable: set[str] = set()
         # `docker save` の中身（イメージの tar の代わり）
         self.saved = b"layer-1layer-2"
         self.calls: list[str] = []

@@ -4,20 +4,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from mii_cli import cli, doctor
+from mii_cli import doctor
 from mii_cli.settings import CliSettings, get_cli_settings
+from tests.support import Mii
 
 pytestmark = pytest.mark.docker
 
 BASE_IMAGE = os.environ.get("MII_BASE_IMAGE", "python:3.13-slim")
-runner = CliRunner()
 
 
 def probe(**settings: Any) -> doctor.Probe:
@@ -56,10 +54,9 @@ def test_a_network_the_engine_does_not_have_is_found_out(docker: Any) -> None:
 def test_the_command_passes_the_required_checks(docker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MII_BASE_IMAGE", BASE_IMAGE)
     get_cli_settings.cache_clear()
-    result = runner.invoke(cli.app, ["doctor", "--json"])
+    report = Mii().json("doctor")
     get_cli_settings.cache_clear()
-    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
-    assert result.exit_code == 0, result.output
+    checks = {c["name"]: c for c in report["checks"]}
     assert (checks["docker"]["ok"], checks["base-image"]["ok"], checks["build-network"]["ok"]) == (
         True,
         True,

@@ -80,7 +80,7 @@ def pod_stand_in() -> Iterator[HttpStandIn]:
 
 @pytest.fixture
 def fake_docker() -> Iterator[FakeDockerEngine]:
-    """Docker エンジンの代役（イメージ・ネットワーク無しで始まる。テストが足す）。"""
+    """Docker エンジンの代役（イメージ無し、bridge・host・none のネットワークで始まる。テストが足す）。"""
     engine = FakeDockerEngine()
     yield engine
     engine.close()
