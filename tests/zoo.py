@@ -65,6 +65,18 @@ def _sum_regressor(width: int) -> bytes:
     return bytes(model.SerializeToString())
 
 
+# build_zoo が作るモデルの名前（テストはこれで parametrize する）
+ZOO_NAMES = (
+    "wide_int_zipmap",
+    "narrow_str_tensor",
+    "str_zipmap",
+    "fixed_batch",
+    "regressor",
+    "regressor_multi",
+    "sum_regressor",
+)
+
+
 def build_zoo(folder: Path) -> dict[str, ZooModel]:
     """モデルを学習して folder に書き、名前 -> ZooModel を返す。"""
     from sklearn.datasets import make_classification, make_regression
@@ -128,6 +140,7 @@ def build_zoo(folder: Path) -> dict[str, ZooModel]:
     add("regressor_multi", _convert(LinearRegression().fit(x, target), 6, "regmulti"), 6, "regression", None)
 
     add("sum_regressor", _sum_regressor(4), 4, "regression", None)
+    assert tuple(zoo) == ZOO_NAMES, sorted(zoo)
     return zoo
 
 

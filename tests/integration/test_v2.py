@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support import ROOT
-from tests.zoo import ZooModel, onnxruntime_answers
+from tests.zoo import ZOO_NAMES, ZooModel, onnxruntime_answers
 
 SAMPLE = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
@@ -47,18 +47,7 @@ def zoo_client(make_client: Callable[..., TestClient]) -> Callable[[ZooModel, bo
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-routes"])
-@pytest.mark.parametrize(
-    "name",
-    [
-        "wide_int_zipmap",
-        "narrow_str_tensor",
-        "str_zipmap",
-        "fixed_batch",
-        "regressor",
-        "regressor_multi",
-        "sum_regressor",
-    ],
-)
+@pytest.mark.parametrize("name", ZOO_NAMES)
 def test_json_infer_of_any_model_equals_onnxruntime(
     zoo: dict[str, ZooModel], zoo_client: Callable[[ZooModel, bool], TestClient], name: str, fast_path: bool
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from service.ml.loading import load_labels, load_model
 from service.ml.prediction import InvalidInputError, ModelLoadError, TabularModel
-from tests.zoo import ZooModel, onnxruntime_answers
+from tests.zoo import ZOO_NAMES, ZooModel, onnxruntime_answers
 
 SAMPLE = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
@@ -244,18 +244,8 @@ def test_model_without_probability_output_is_rejected(tmp_path: Path, label_path
 
 # --- 任意の表形式モデル（テストの中で学習したもの）: ONNX Runtime をそのまま動かした答えと比べる --------
 
-ZOO = [
-    "wide_int_zipmap",
-    "narrow_str_tensor",
-    "str_zipmap",
-    "fixed_batch",
-    "regressor",
-    "regressor_multi",
-    "sum_regressor",
-]
 
-
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", ZOO_NAMES)
 def test_any_tabular_model_answers_like_onnxruntime(zoo: dict[str, ZooModel], name: str) -> None:
     case = zoo[name]
     model = load_model(case.path)
