@@ -185,9 +185,7 @@ def _choose_outputs(
     return "regression", floats[0]
 
 
-def _probe(
-    path: Path, width: int, runtime: Runtime, output: Any
-) -> tuple[int, tuple[int | str, ...] | None]:
+def _probe(path: Path, width: int, runtime: Runtime, output: Any) -> tuple[int, tuple[int | str, ...] | None]:
     """幅 width のゼロの行で試し推論し、(列の数, ZipMap ならクラス順のキー) を返す。"""
     rows = runtime.fixed_batch or 1
     try:
