@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,12 @@ import pytest
 import service  # noqa: F401  テストのプロセス（と子プロセス）でも ONNX Runtime のテレメトリを止める
 from tests.fakes.kube_api import FakeApiServer
 from tests.support import LABELS, MODEL, REFERENCE, SERVICE_ENV
+
+# 端末の色を強制する変数（GitHub Actions などの CI が置く）を消す: typer は読み込み時に
+# GITHUB_ACTIONS・FORCE_COLOR・PY_COLORS を見て色付きで出し、CLI の出力を文字で比べるテストが崩れる。
+# テストの CLI はまだ読み込まれていない（conftest はテストのモジュールより先に読まれる）
+for _name in ("GITHUB_ACTIONS", "FORCE_COLOR", "PY_COLORS", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

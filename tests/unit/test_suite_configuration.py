@@ -4,6 +4,7 @@
   coverage の gevent 対応が読み込むと、greenlet の後始末で CliRunner が止まることがあった。
 - 止まったテストは、そのテストだけがスタックトレースとともに失敗する（pytest-timeout）。
 - 一部のテストだけの実行は、カバレッジの下限（全体の実行だけに付ける）で失敗しない。
+- CI が色を強制する環境（GITHUB_ACTIONS・FORCE_COLOR）でも、CLI の出力を比べるテストは崩れない。
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 FULL_RUN = "uv run pytest --cov --cov-fail-under=90"
 
 
-def _pytest(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def _pytest(
+    *args: str, cwd: Path = ROOT, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """別のプロセスで pytest を動かす（計測中の coverage の設定は引き継がない）。"""
-    env = {k: v for k, v in os.environ.items() if "COV" not in k.upper()}
+    env = {k: v for k, v in os.environ.items() if "COV" not in k.upper()} | (extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=cwd,
@@ -62,6 +65,14 @@ def test_a_hanging_test_fails_alone_with_its_stack(tmp_path: Path) -> None:
 
 def test_a_partial_run_is_not_held_to_the_coverage_gate() -> None:
     result = _pytest("tests/unit/test_configurations.py", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed" in result.stdout
+
+
+def test_cli_output_stays_plain_where_a_ci_forces_colour() -> None:
+    # GitHub Actions は GITHUB_ACTIONS を置き、typer はそれを見て色付きで出す
+    forced = {"GITHUB_ACTIONS": "true", "FORCE_COLOR": "1", "PY_COLORS": "1", "CI": "true"}
+    result = _pytest("tests/unit/test_cli.py", "tests/unit/test_command_load_test.py", "-q", extra_env=forced)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed" in result.stdout
 
