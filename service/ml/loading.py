@@ -33,6 +33,7 @@ from service.ml.prediction import (
     Task,
     TensorSpec,
 )
+from service.ml.zipmap import without_zipmap
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,46 @@ def _probe(path: Path, width: int, runtime: Runtime, output: Any) -> tuple[int, 
     return int(array.size // rows), None
 
 
+def _serving_run(
+    path: Path,
+    model_bytes: bytes,
+    session: ort.InferenceSession,
+    probe: Runtime,
+    rows: list[list[float]],
+    threads: tuple[int, int],
+) -> Any:
+    """ZipMap を外したセッションの run（同じ答えを出すと確かめられたときだけ）。使えなければ None。
+
+    確かめ方: 与えた行（ゼロの行とサンプル）で、元のセッションのすべての出力と値が一致すること
+    （ZipMap の辞書はクラスの順の float32 の配列にして比べる）。
+    """
+    stripped = without_zipmap(model_bytes, probe.main_output)
+    if stripped is None:
+        return None
+    try:
+        candidate = _create_session(path, stripped, *threads)
+    except ModelLoadError:
+        return None
+    names = [o.name for o in session.get_outputs()]
+    if [o.name for o in candidate.get_outputs()] != names:
+        return None
+    run = _session_run(candidate)
+    for row in rows:
+        batch = np.tile(np.asarray(row, dtype=probe.dtype), (probe.fixed_batch or 1, 1))
+        feeds = {probe.input_name: batch}
+        try:
+            expected = probe.run(names, feeds, probe.options)
+            actual = run(names, feeds, probe.options)
+        except Exception:  # noqa: BLE001  ORT は多様な例外型を投げる
+            return None
+        for name, before, after in zip(names, expected, actual, strict=True):
+            if name == probe.main_output:
+                before = np.array([list(r.values()) for r in before], dtype=np.float32)
+            if not isinstance(after, np.ndarray) or not np.array_equal(np.asarray(before), after):
+                return None
+    return run
+
+
 def _sample(
     path: Path, width: int, option: list[float] | None, facts: dict[str, Any] | None
 ) -> tuple[list[float], SampleSource]:
@@ -292,6 +333,18 @@ def load_model(
             shape = _dims(list(item.shape))
             outputs.append(TensorSpec(item.name, V2_DATATYPES[item.type], [-1, *shape[1:]]))
     runtime = Runtime(run, model_input.name, dtype, output.name, zipmaps, fixed_batch, options)
+    if keys is not None:
+        # 配信は ZipMap を外したセッションで（同じ値を辞書でなく配列で得る）。元のセッションは捨てる
+        stripped = _serving_run(
+            model_path,
+            model_bytes,
+            session,
+            probe_runtime,
+            [[0.0] * width, sample_row],
+            (intra_op_threads, inter_op_threads),
+        )
+        if stripped is not None:
+            runtime = Runtime(stripped, model_input.name, dtype, output.name, {}, fixed_batch, options)
     version = facts.get("version") if facts is not None else None
     info = ModelInfo(
         file_name=model_path.name,

@@ -66,11 +66,15 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
-    """メッセージを (フィールド番号, ワイヤ型, 値) の列に分解する。"""
-    out: list[tuple[int, int, int | bytes]] = []
+def spans(buf: bytes) -> list[tuple[int, int, int | bytes, bytes]]:
+    """メッセージを (フィールド番号, ワイヤ型, 値, そのフィールドの元のバイト列) の列に分解する。
+
+    元のバイト列は、一部のフィールドだけを書き換えてメッセージを組み直すため（`service.ml.zipmap`）。
+    """
+    out: list[tuple[int, int, int | bytes, bytes]] = []
     pos = 0
     while pos < len(buf):
+        start = pos
         key, pos = _read_varint(buf, pos)
         number, wire = key >> 3, key & 7
         if number == 0:
@@ -91,8 +95,13 @@ def _fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
             raise OnnxHeaderError(f"unsupported wire type {wire}")
         if pos > len(buf):
             raise OnnxHeaderError("truncated field")
-        out.append((number, wire, value))
+        out.append((number, wire, value, buf[start:pos]))
     return out
+
+
+def _fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
+    """メッセージを (フィールド番号, ワイヤ型, 値) の列に分解する。"""
+    return [(number, wire, value) for number, wire, value, _raw in spans(buf)]
 
 
 def _signed(value: int) -> int:
