@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mii_cli.docker_engine import DockerClient, remove_container
+from mii_cli.docker_engine import DockerClient, local_image, remove_container
 from mii_cli.errors import ConfigError, DockerError
 from mii_cli.results import Result
 from mii_cli.run import RunSpec, start_container
@@ -234,6 +234,8 @@ def run_benchmark(
     """サービスと天井のコンテナを起動し、交互に測り、止めて、結果を返す。"""
     if shutil.which("wrk") is None:
         raise ConfigError("wrk is not installed", hint="install it: `sudo apt-get install wrk`")
+    # 大きさは測る前に確かめる（数分測ってから、ベースイメージが無いと分かることのないように）
+    added_mb = _added_mb(client, image, base_image)
     spec = RunSpec(image=image, name=f"mii-bench-{port}", port=port)
     ceiling_spec = RunSpec(image=image, name=f"mii-bench-ceiling-{port + 1}", port=port + 1)
     started = time.monotonic()
@@ -254,9 +256,7 @@ def run_benchmark(
     finally:
         remove_container(client, spec.name, grace=5)
         remove_container(client, ceiling_spec.name, grace=1)
-    size = float(client.images.get(image).attrs["Size"])
-    base = float(client.images.get(base_image).attrs["Size"]) if base_image else 0.0
-    measurements = _measurements(peaks, fixed, ready_seconds=ready, image_added_mb=(size - base) / 1e6)
+    measurements = _measurements(peaks, fixed, ready_seconds=ready, image_added_mb=added_mb)
     report = BenchmarkReport(image=image, measurements=measurements)
     report.verdicts = judge(measurements)
     all_results = [r for results in peaks.results.values() for r in results] + list(fixed.values())
@@ -275,6 +275,22 @@ def run_benchmark(
         "limits": {"cpus": spec.cpus, "memory": spec.memory, "read_only": spec.read_only},
     }
     return report
+
+
+def _added_mb(client: DockerClient, image: str, base_image: str) -> float:
+    """イメージがベースイメージに足した大きさ（MB）。どちらかが手元に無ければ ConfigError。"""
+    found = local_image(client, image)
+    if found is None:
+        raise ConfigError(f"image {image} is not in the local Docker engine", hint="build it: `mii build`")
+    if not base_image:
+        return float(found.attrs["Size"]) / 1e6
+    base = local_image(client, base_image)
+    if base is None:
+        raise ConfigError(
+            f"base image {base_image} is not in the local Docker engine, so the added size is unknown",
+            hint="pass the base the image was built from: --base-image or MII_BASE_IMAGE",
+        )
+    return (float(found.attrs["Size"]) - float(base.attrs["Size"])) / 1e6
 
 
 def _warm_up(targets: dict[str, tuple[Any, str, str, str]], connections: int) -> None:

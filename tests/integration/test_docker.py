@@ -449,3 +449,24 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
     assert "max_rps" in table.output
     assert "v2_share" in table.output
     assert "errors: 0 of" in table.output
+
+
+def test_benchmark_refuses_a_missing_base_image_before_measuring(docker: Any, image: dict[str, Any]) -> None:
+    port = free_port()
+    result = runner.invoke(
+        cli.app,
+        [
+            "benchmark",
+            "--image",
+            image["unique_tag"],
+            "--base-image",
+            "localhost/mii-absent-base:0",
+            "--port",
+            str(port),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "base image localhost/mii-absent-base:0 is not in the local Docker engine" in result.output
+    assert "Traceback" not in result.output
+    # 何も起動していない
+    assert not docker.containers.list(all=True, filters={"name": f"mii-bench-{port}"})
