@@ -25,6 +25,7 @@ from service import constants
 from service.configurations import parse_sample
 from service.ml.onnx_header import OnnxHeader, OnnxHeaderError, read_onnx_header
 from service.ml.prediction import (
+    BoundRow,
     ModelInfo,
     ModelLoadError,
     Runtime,
@@ -208,15 +209,15 @@ def _probe(path: Path, width: int, runtime: Runtime, output: Any) -> tuple[int, 
     return int(array.size // rows), None
 
 
-def _serving_run(
+def _stripped_session(
     path: Path,
     model_bytes: bytes,
     session: ort.InferenceSession,
     probe: Runtime,
     rows: list[list[float]],
     threads: tuple[int, int],
-) -> Any:
-    """ZipMap を外したセッションの run（同じ答えを出すと確かめられたときだけ）。使えなければ None。
+) -> ort.InferenceSession | None:
+    """ZipMap を外したセッション（同じ答えを出すと確かめられたときだけ）。使えなければ None。
 
     確かめ方: 与えた行（ゼロの行とサンプル）で、元のセッションのすべての出力と値が一致すること
     （ZipMap の辞書はクラスの順の float32 の配列にして比べる）。
@@ -245,7 +246,47 @@ def _serving_run(
                 before = np.array([list(r.values()) for r in before], dtype=np.float32)
             if not isinstance(after, np.ndarray) or not np.array_equal(np.asarray(before), after):
                 return None
-    return run
+    return candidate
+
+
+def _bind_one_row(
+    session: ort.InferenceSession, runtime: Runtime, names: list[str], rows: list[list[float]], width: int
+) -> BoundRow | None:
+    """出力 names の 1 行の推論を結び付けた入出力で動かす `BoundRow`。使えなければ None。
+
+    数値のテンソルの出力だけを結び付けられる（文字列のラベル・ZipMap の辞書は普通の run）。
+    与えた行（ゼロの行とサンプル）で、普通の run と同じ形・型・値を返すと確かめたときだけ使う。
+    """
+
+    def feeds(row: list[float]) -> dict[str, np.ndarray]:
+        return {runtime.input_name: np.asarray([row], dtype=runtime.dtype)}
+
+    try:
+        expected = runtime.run(names, feeds([0.0] * width), runtime.options)
+        if not all(isinstance(a, np.ndarray) and a.dtype.kind in "fiub" for a in expected):
+            return None
+        io = session.io_binding()
+        input_array = np.zeros((1, width), dtype=runtime.dtype)
+        io.bind_cpu_input(runtime.input_name, input_array)
+        outputs = [np.empty(a.shape, dtype=a.dtype) for a in expected]
+        for name, output in zip(names, outputs, strict=True):
+            io.bind_output(name, "cpu", 0, output.dtype.type, list(output.shape), output.ctypes.data)
+        inner = getattr(session, "_sess", None)
+        if inner is not None and hasattr(inner, "run_with_iobinding") and hasattr(io, "_iobinding"):
+            bound = BoundRow(inner.run_with_iobinding, io._iobinding, runtime.options, input_array, outputs)
+        else:  # pragma: no cover  公開 API だけの版の ONNX Runtime
+            bound = BoundRow(session.run_with_iobinding, io, runtime.options, input_array, outputs)
+        for row in rows:
+            want = runtime.run(names, feeds(row), runtime.options)
+            got = bound(feeds(row)[runtime.input_name])
+            if got is None or any(
+                g.dtype != w.dtype or g.shape != w.shape or not np.array_equal(g, w)
+                for g, w in zip(got, want, strict=True)
+            ):
+                return None
+    except Exception:  # noqa: BLE001  結び付けられないモデルは普通の run で
+        return None
+    return bound
 
 
 def _sample(
@@ -332,10 +373,10 @@ def load_model(
         if item.type in V2_DATATYPES:
             shape = _dims(list(item.shape))
             outputs.append(TensorSpec(item.name, V2_DATATYPES[item.type], [-1, *shape[1:]]))
-    runtime = Runtime(run, model_input.name, dtype, output.name, zipmaps, fixed_batch, options)
+    serving = session
     if keys is not None:
         # 配信は ZipMap を外したセッションで（同じ値を辞書でなく配列で得る）。元のセッションは捨てる
-        stripped = _serving_run(
+        stripped = _stripped_session(
             model_path,
             model_bytes,
             session,
@@ -344,7 +385,16 @@ def load_model(
             (intra_op_threads, inter_op_threads),
         )
         if stripped is not None:
-            runtime = Runtime(stripped, model_input.name, dtype, output.name, {}, fixed_batch, options)
+            serving, zipmaps = stripped, {}
+    serving_run = _session_run(serving)
+    runtime = Runtime(serving_run, model_input.name, dtype, output.name, zipmaps, fixed_batch, options)
+    # 1 行の推論（/predict の主な出力と、V2 の既定のすべての出力）は結び付けた入出力で
+    bound: dict[tuple[str, ...], BoundRow] = {}
+    if fixed_batch is None:
+        for fetches in ([output.name], [spec.name for spec in outputs]):
+            row_binding = _bind_one_row(serving, runtime, fetches, [sample_row], width)
+            if row_binding is not None:
+                bound[tuple(fetches)] = row_binding
     version = facts.get("version") if facts is not None else None
     info = ModelInfo(
         file_name=model_path.name,
@@ -380,6 +430,7 @@ def load_model(
         inputs=[TensorSpec(model_input.name, V2_DATATYPES[model_input.type], [-1, width])],
         outputs=outputs,
         max_batch_rows=max_batch_rows,
+        bound=bound,
     )
     try:
         model.predict(model.sample)

@@ -1,0 +1,90 @@
+"""1 行の推論を結び付けた入出力で動かす `BoundRow` のテスト: 普通の run と同じ答え、使えないときの戻り道。"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.ml.loading import load_model
+from service.ml.prediction import BoundRow
+from tests.zoo import ZOO_NAMES, ZooModel, onnxruntime_answers
+
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+
+
+def _session_outputs(path: Path, row: list[float]) -> list[Any]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: np.asarray([row], dtype=np.float32)})
+
+
+def test_the_iris_model_binds_the_predict_output_and_the_v2_default(
+    model_path: Path, label_path: Path
+) -> None:
+    model = load_model(model_path, label_path)
+    assert set(model.bound) == {("output_probability",), ("output_label", "output_probability")}
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_one_row_answers_match_onnxruntime_for_every_zoo_model(zoo: dict[str, ZooModel], name: str) -> None:
+    case = zoo[name]
+    model = load_model(case.path)
+    for row in case.rows:
+        expected, labels = onnxruntime_answers(case, [row])
+        np.testing.assert_allclose(model.predict([row]), expected, rtol=1e-6, atol=1e-7)
+        if labels is not None:
+            assert model.predict_label([row]) == [str(label) for label in labels]
+
+
+def test_string_labels_are_not_bound_but_the_probabilities_are(zoo: dict[str, ZooModel]) -> None:
+    model = load_model(zoo["str_zipmap"].path)
+    assert set(model.bound) == {("output_probability",)}
+
+
+def test_a_fixed_batch_model_is_not_bound(zoo: dict[str, ZooModel]) -> None:
+    assert load_model(zoo["fixed_batch"].path).bound == {}
+
+
+def test_v2_one_row_outputs_match_onnxruntime_and_are_not_overwritten_by_the_next_row(
+    model_path: Path, label_path: Path
+) -> None:
+    model = load_model(model_path, label_path)
+    first = model.infer(model.to_batch([IRIS_ROWS[0]]), model.output_names)
+    second = model.infer(model.to_batch([IRIS_ROWS[1]]), model.output_names)
+    for row, answer in ((IRIS_ROWS[0], first), (IRIS_ROWS[1], second)):
+        label, maps = _session_outputs(model_path, row)
+        assert np.array_equal(answer[0], label)
+        assert np.array_equal(answer[1], np.array([list(maps[0].values())], dtype=np.float32))
+    assert first[0].tolist() != second[0].tolist()
+
+
+def test_a_binding_in_use_falls_back_to_the_plain_run(model_path: Path, label_path: Path) -> None:
+    model = load_model(model_path, label_path)
+    bound = model.bound[("output_probability",)]
+    expected = model.predict([IRIS_ROWS[2]])
+    assert bound.lock.acquire(blocking=False)
+    try:
+        assert bound(model.to_batch([IRIS_ROWS[2]])) is None
+        assert model.predict([IRIS_ROWS[2]]) == expected
+    finally:
+        bound.lock.release()
+
+
+def test_a_binding_that_fails_falls_back_to_the_plain_run(model_path: Path, label_path: Path) -> None:
+    model = load_model(model_path, label_path)
+    expected = model.predict([IRIS_ROWS[1]])
+
+    def broken(_binding: Any, _options: Any) -> None:
+        raise RuntimeError("bound run failed")
+
+    real = model.bound[("output_probability",)]
+    failing = BoundRow(broken, None, None, real.input, real.outputs)
+    model.bound[("output_probability",)] = failing
+    assert failing(model.to_batch([IRIS_ROWS[1]])) is None
+    assert model.predict([IRIS_ROWS[1]]) == expected
+    # 失敗のあとも使える（鍵は返っている）
+    assert failing.lock.acquire(blocking=False)
+    failing.lock.release()
