@@ -18,7 +18,9 @@ COPY pyproject.toml uv.lock ./
 # プロジェクトの依存（= サービスの実行時依存）のみ。CLI・学習・開発ツールは入れない
 # 推論時に使わないものは消す: 各パッケージのテスト、ONNX Runtime のオフライン変換・量子化・ツール、
 # numpy の使わないサブパッケージ（random・fft・ma・polynomial・f2py・testing・typing）と C のヘッダ、
-# ONNX Runtime がモデルの変換にだけ使う protobuf・flatbuffers、型スタブ（.pyi）と Cython・C のソース
+# ONNX Runtime がモデルの変換にだけ使う protobuf・flatbuffers、型スタブ（.pyi）と Cython・C のソース、
+# C API の共有ライブラリ libonnxruntime.so（35 MB。Python の拡張モジュールは自分の中に ONNX Runtime を
+# 持ち、これを読み込まない）、numpy の SIMD のテスト用モジュール _simd
 RUN uv sync --frozen --no-dev --no-install-project --python "$(command -v python3)" \
     && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && find "$site" -type d -name tests -prune -exec rm -rf {} + \
@@ -26,7 +28,8 @@ RUN uv sync --frozen --no-dev --no-install-project --python "$(command -v python
               "$site/onnxruntime/tools" "$site/onnxruntime/ThirdPartyNotices.txt" \
               "$site/numpy/random" "$site/numpy/fft" "$site/numpy/ma" "$site/numpy/polynomial" \
               "$site/numpy/f2py" "$site/numpy/testing" "$site/numpy/typing" "$site/numpy/_pyinstaller" \
-              "$site/numpy/_core/include" "$site/numpy/_core/lib" \
+              "$site/numpy/_core/include" "$site/numpy/_core/lib" "$site"/numpy/_core/_simd.* \
+              "$site"/onnxruntime/capi/libonnxruntime.so.* \
               "$site/google" "$site"/protobuf-* "$site/flatbuffers" "$site"/flatbuffers-* \
     && find "$site" \( -name "*.pyi" -o -name "*.pyx" -o -name "*.pxd" -o -name "*.pxi" -o -name "*.c" \
               -o -name "*.h" -o -name "*.cpp" \) -delete \

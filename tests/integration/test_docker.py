@@ -102,12 +102,17 @@ def test_image_holds_only_the_service_runtime(docker: Any, image: dict[str, Any]
         "import importlib.util as u, os, pwd;"
         "print([m for m in ('fastapi','onnxruntime','uvloop','httptools','typer','sklearn','docker',"
         "'kubernetes','pytest','skl2onnx') if u.find_spec(m)]);"
-        "print(os.getuid())"
+        "print(os.getuid());"
+        # 推論に使わない大きなもの: ONNX Runtime の C API のライブラリ、numpy の SIMD のテスト用モジュール
+        "import onnxruntime, numpy, glob;"
+        "print(glob.glob(os.path.dirname(onnxruntime.__file__) + '/capi/libonnxruntime.so*')"
+        " + glob.glob(os.path.dirname(numpy.__file__) + '/_core/_simd.*'))"
     )
     output = docker.containers.run(image["unique_tag"], entrypoint=["python", "-c", script], remove=True)
-    found, uid = output.decode().strip().splitlines()
+    found, uid, unused = output.decode().strip().splitlines()
     assert found == "['fastapi', 'onnxruntime', 'uvloop', 'httptools']"
     assert uid == "10001"
+    assert unused == "[]"
     config = docker.images.get(image["unique_tag"]).attrs["Config"]
     assert config["User"] == "10001:0"
     assert "8000/tcp" in config["ExposedPorts"]
