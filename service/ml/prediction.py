@@ -115,7 +115,7 @@ class BoundRow:
     結び付けた出力で動かせなかったとき（例外）も None。作るのと確かめるのは `service.ml.loading`。
     """
 
-    __slots__ = ("_binding", "_options", "_run", "input", "lock", "outputs")
+    __slots__ = ("_binding", "_first_rows", "_options", "_run", "input", "lock", "outputs")
 
     def __init__(
         self,
@@ -133,6 +133,8 @@ class BoundRow:
         self.lock = threading.Lock()
         self.input = input_
         self.outputs = outputs
+        # 最初の出力を [1, 列] で見る（同じ配列の view。/predict の答えはこれを tolist する）
+        self._first_rows = outputs[0].reshape(1, -1)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray] | None:
         """1 行の配列で推論し、出力の写しを返す（使用中・失敗なら None）。"""
@@ -142,6 +144,19 @@ class BoundRow:
             self.input[...] = batch
             self._run(self._binding, self._options)
             return [output.copy() for output in self.outputs]
+        except Exception:  # noqa: BLE001  普通の run でやり直す（そちらの誤りがそのまま伝わる）
+            return None
+        finally:
+            self.lock.release()
+
+    def first_as_rows(self, row: list[float]) -> list[list[float]] | None:
+        """検証済みの 1 行で推論し、最初の出力を `[[...]]` のリストで返す（使用中・失敗なら None）。"""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            self.input[0] = row
+            self._run(self._binding, self._options)
+            return self._first_rows.tolist()
         except Exception:  # noqa: BLE001  普通の run でやり直す（そちらの誤りがそのまま伝わる）
             return None
         finally:
@@ -196,6 +211,18 @@ class TabularModel:
 
     def to_batch(self, rows: list[list[float]]) -> np.ndarray:
         """入力行を検証してモデルの型の 2 次元配列にする。不正なら InvalidInputError。"""
+        count = self._check_shape(rows)
+        if count * self.width <= _SMALL_BATCH_VALUES:
+            self._check_values(rows)
+            return np.array(rows, dtype=self.runtime.dtype)
+        with np.errstate(over="ignore"):
+            batch = np.array(rows, dtype=self.runtime.dtype)
+        if not np.isfinite(batch).all():
+            self._refuse_non_finite(rows)
+        return batch
+
+    def _check_shape(self, rows: list[list[float]]) -> int:
+        """行数（1 以上、上限以下）と各行の幅を確かめ、行数を返す。"""
         count = len(rows)
         if not count:
             raise InvalidInputError("data must contain at least one row")
@@ -206,18 +233,15 @@ class TabularModel:
                 raise InvalidInputError(
                     f"row {index} has {len(row)} values; the model expects {width} features"
                 )
-        if count * width <= _SMALL_BATCH_VALUES:
-            limit = self._limit
-            for row in rows:
-                for value in row:
-                    if not abs(value) < limit:
-                        self._refuse_non_finite(rows)
-            return np.array(rows, dtype=self.runtime.dtype)
-        with np.errstate(over="ignore"):
-            batch = np.array(rows, dtype=self.runtime.dtype)
-        if not np.isfinite(batch).all():
-            self._refuse_non_finite(rows)
-        return batch
+        return count
+
+    def _check_values(self, rows: list[list[float]]) -> None:
+        """値がすべて有限で、モデルの型に収まることを Python で確かめる（小さなバッチ用）。"""
+        limit = self._limit
+        for row in rows:
+            for value in row:
+                if not abs(value) < limit:
+                    self._refuse_non_finite(rows)
 
     def check_rows(self, count: int) -> None:
         """行数が上限以下であることを確かめる。"""
@@ -286,7 +310,18 @@ class TabularModel:
         return output.reshape(len(batch), -1).tolist()  # type: ignore[no-any-return]
 
     def predict(self, rows: list[list[float]]) -> list[list[float]]:
-        """行ごとの答え（分類ならクラス順の確率、回帰なら出力の値）を返す。"""
+        """行ごとの答え（分類ならクラス順の確率、回帰なら出力の値）を返す。
+
+        1 行は、結び付けた入力に値を直接書いて動かす（配列を作る・写す・形を変えるを省く）。
+        """
+        if len(rows) == 1 and self.width <= _SMALL_BATCH_VALUES:
+            binding = self.bound.get(self._main_fetch)
+            if binding is not None:
+                self._check_shape(rows)
+                self._check_values(rows)
+                answer = binding.first_as_rows(rows[0])
+                if answer is not None:
+                    return answer
         return self.run(self.to_batch(rows))
 
     def infer(self, batch: np.ndarray, names: list[str]) -> list[Any]:
