@@ -198,6 +198,33 @@ def _encode(array: np.ndarray, datatype: str) -> bytes:
     return np.ascontiguousarray(array, dtype=_NUMPY_TYPES[datatype]).tobytes()
 
 
+def answer_infer(model: TabularModel, request: InferRequest) -> Reply:
+    """読み取ったリクエストで推論し、V2 の応答を返す。
+
+    1 行で、求める出力がすべて JSON なら、結び付けた入出力の答えをそのまま JSON にする（`infer_values`）。
+    それ以外は `infer` の結果を `render_infer` で。どちらも同じバイト列になる。
+    """
+    if not any(request.binary):
+        values = model.infer_values(request.batch, request.outputs)
+        if values is not None:
+            datatypes = model.output_datatypes
+            outputs = [
+                {"name": name, "datatype": datatypes[name], "shape": shape, "data": data}
+                for name, (shape, data) in zip(request.outputs, values, strict=True)
+            ]
+            return json_reply(200, _payload(model, request, outputs))
+    return render_infer(model, request, model.infer(request.batch, request.outputs))
+
+
+def _payload(model: TabularModel, request: InferRequest, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """V2 の推論の応答の本体（モデル名・版・id・出力）。"""
+    payload: dict[str, Any] = {"model_name": model.info.name, "model_version": model.info.version}
+    if request.id is not None:
+        payload["id"] = request.id
+    payload["outputs"] = outputs
+    return payload
+
+
 def render_infer(model: TabularModel, request: InferRequest, results: list[Any]) -> Reply:
     """推論の結果を V2 の応答にする（バイナリを求める出力があればバイナリテンソル拡張で）。"""
     datatypes = model.output_datatypes
@@ -221,10 +248,7 @@ def render_infer(model: TabularModel, request: InferRequest, results: list[Any])
                 values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
             entry = {"name": name, "datatype": datatype, "shape": shape, "data": values}
         outputs.append(entry)
-    payload: dict[str, Any] = {"model_name": model.info.name, "model_version": model.info.version}
-    if request.id is not None:
-        payload["id"] = request.id
-    payload["outputs"] = outputs
+    payload = _payload(model, request, outputs)
     if not chunks:
         return json_reply(200, payload)
     header = orjson.dumps(payload)

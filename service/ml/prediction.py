@@ -115,7 +115,17 @@ class BoundRow:
     結び付けた出力で動かせなかったとき（例外）も None。作るのと確かめるのは `service.ml.loading`。
     """
 
-    __slots__ = ("_binding", "_first_rows", "_options", "_run", "input", "lock", "outputs")
+    __slots__ = (
+        "_binding",
+        "_first_rows",
+        "_flat",
+        "_options",
+        "_run",
+        "_shapes",
+        "input",
+        "lock",
+        "outputs",
+    )
 
     def __init__(
         self,
@@ -135,6 +145,9 @@ class BoundRow:
         self.outputs = outputs
         # 最初の出力を [1, 列] で見る（同じ配列の view。/predict の答えはこれを tolist する）
         self._first_rows = outputs[0].reshape(1, -1)
+        # 各出力の形と、平らに見た view（V2 の JSON の答えはこれを tolist する）
+        self._shapes = [list(output.shape) for output in outputs]
+        self._flat = [output.reshape(-1) for output in outputs]
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray] | None:
         """1 行の配列で推論し、出力の写しを返す（使用中・失敗なら None）。"""
@@ -144,6 +157,21 @@ class BoundRow:
             self.input[...] = batch
             self._run(self._binding, self._options)
             return [output.copy() for output in self.outputs]
+        except Exception:  # noqa: BLE001  普通の run でやり直す（そちらの誤りがそのまま伝わる）
+            return None
+        finally:
+            self.lock.release()
+
+    def flat_values(self, batch: np.ndarray) -> list[tuple[list[int], list[Any]]] | None:
+        """1 行の配列で推論し、出力ごとの (形, 平らな値) を返す（V2 の JSON。使用中・失敗なら None）。"""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            self.input[...] = batch
+            self._run(self._binding, self._options)
+            return [
+                (list(shape), flat.tolist()) for shape, flat in zip(self._shapes, self._flat, strict=True)
+            ]
         except Exception:  # noqa: BLE001  普通の run でやり直す（そちらの誤りがそのまま伝わる）
             return None
         finally:
@@ -336,6 +364,16 @@ class TabularModel:
                 if outputs is not None:
                     return outputs
         return self._session(batch, names)
+
+    def infer_values(self, batch: np.ndarray, names: list[str]) -> list[tuple[list[int], list[Any]]] | None:
+        """1 行を結び付けた入出力で推論し、出力ごとの (形, 平らな値) を返す（V2 の JSON の答え）。
+
+        `infer` と `as_values` を続けて呼んだのと同じ値。結び付けが無い・使えないときは None。
+        """
+        if len(batch) != 1:
+            return None
+        binding = self.bound.get(tuple(names))
+        return None if binding is None else binding.flat_values(batch)
 
     def as_array(self, name: str, output: Any) -> np.ndarray:
         """出力を配列にする。ZipMap は [N, C] の float32（クラスの順）。"""

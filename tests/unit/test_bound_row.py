@@ -88,3 +88,27 @@ def test_a_binding_that_fails_falls_back_to_the_plain_run(model_path: Path, labe
     # 失敗のあとも使える（鍵は返っている）
     assert failing.lock.acquire(blocking=False)
     failing.lock.release()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"id": "r-1"}, {"outputs": [{"name": "output_probability"}]}],
+    ids=["all-outputs", "with-id", "one-output"],
+)
+def test_a_v2_json_answer_from_the_binding_is_byte_identical_to_the_plain_one(
+    model_path: Path, label_path: Path, extra: dict[str, Any]
+) -> None:
+    import orjson
+
+    from service.app import v2
+
+    model = load_model(model_path, label_path)
+    tensor = {"name": model.info.input_name, "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[1]}
+    body = orjson.dumps({"inputs": [tensor], **extra})
+    request = v2.parse_infer(model, body, None)
+    assert model.infer_values(request.batch, request.outputs) is not None
+    bound = v2.answer_infer(model, request)
+    plain = v2.render_infer(model, request, model.infer(request.batch, request.outputs))
+    model.bound.clear()
+    assert model.infer_values(request.batch, request.outputs) is None
+    assert bound == plain == v2.answer_infer(model, request)

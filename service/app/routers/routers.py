@@ -387,9 +387,9 @@ def v2_infer(state: ServiceState, call: Call, body: bytes, header_length: str | 
     _served(state, call)
     model = state.model
     request = v2.parse_infer(model, body, header_length)
-    results = model.infer(request.batch, request.outputs)
+    answer = v2.answer_infer(model, request)
     state.metrics.observe_prediction(call.route, len(request.batch))
-    return v2.render_infer(model, request, results)
+    return answer
 
 
 HEALTH = json_reply(200, {"health": "ok"})
