@@ -48,10 +48,16 @@ def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
     _apply(client, objects["Namespace"])
     status, service = _apply(client, objects["Service"])
     seen["service gets a cluster IP"] = (status, bool((service.get("spec") or {}).get("clusterIP")))
+    # 同じ内容の適用は書き込まない。Service には状態を書くコントローラが無いので resourceVersion で見る
+    # （Deployment の resourceVersion は、deployment コントローラが status を書くと 2 回の適用の間でも変わる）
+    _, service_again = _apply(client, objects["Service"])
+    seen["same apply keeps resourceVersion"] = (
+        service["metadata"]["resourceVersion"] == service_again["metadata"]["resourceVersion"]
+    )
     _, first = _apply(client, objects["Deployment"])
     _, again = _apply(client, objects["Deployment"])
-    seen["same apply keeps resourceVersion"] = (
-        first["metadata"]["resourceVersion"] == again["metadata"]["resourceVersion"]
+    seen["same apply keeps the Deployment's generation"] = (
+        first["metadata"]["generation"] == again["metadata"]["generation"] == 1
     )
     other = {
         "apiVersion": "apps/v1",
