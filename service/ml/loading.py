@@ -392,7 +392,7 @@ def load_model(
     bound: dict[tuple[str, ...], BoundRow] = {}
     if fixed_batch is None:
         for fetches in ([output.name], [spec.name for spec in outputs]):
-            row_binding = _bind_one_row(serving, runtime, fetches, [sample_row], width)
+            row_binding = _bind_one_row(serving, runtime, fetches, [[0.0] * width, sample_row], width)
             if row_binding is not None:
                 bound[tuple(fetches)] = row_binding
     version = facts.get("version") if facts is not None else None
