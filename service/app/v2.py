@@ -209,11 +209,16 @@ def answer_infer(model: TabularModel, request: InferRequest) -> Reply:
         if values is not None:
             datatypes = model.output_datatypes
             outputs = [
-                {"name": name, "datatype": datatypes[name], "shape": shape, "data": data}
+                _json_output(name, datatypes[name], shape, data)
                 for name, (shape, data) in zip(request.outputs, values, strict=True)
             ]
             return json_reply(200, _payload(model, request, outputs))
     return render_infer(model, request, model.infer(request.batch, request.outputs))
+
+
+def _json_output(name: str, datatype: str, shape: list[int], data: list[Any]) -> dict[str, Any]:
+    """JSON で返す出力テンソル 1 つ。"""
+    return {"name": name, "datatype": datatype, "shape": shape, "data": data}
 
 
 def _payload(model: TabularModel, request: InferRequest, outputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -246,7 +251,7 @@ def render_infer(model: TabularModel, request: InferRequest, results: list[Any])
             shape, values = model.as_values(name, result)
             if datatype == "BYTES":
                 values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
-            entry = {"name": name, "datatype": datatype, "shape": shape, "data": values}
+            entry = _json_output(name, datatype, shape, values)
         outputs.append(entry)
     payload = _payload(model, request, outputs)
     if not chunks:

@@ -15,11 +15,13 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 Task = Literal["classification", "regression"]
+# BoundRow が鍵を持ったまま出力を読む関数の返す型
+_Read = TypeVar("_Read")
 SampleSource = Literal["facts", "option", "zeros"]
 
 # float32 に丸めても有限な値の絶対値の上限（2^128 - 2^104。これちょうどは最近接偶数への丸めで inf になる）
@@ -151,44 +153,36 @@ class BoundRow:
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray] | None:
         """1 行の配列で推論し、出力の写しを返す（使用中・失敗なら None）。"""
-        if not self.lock.acquire(blocking=False):
-            return None
-        try:
-            self.input[...] = batch
-            self._run(self._binding, self._options)
-            return [output.copy() for output in self.outputs]
-        except Exception:  # noqa: BLE001  普通の run でやり直す（そちらの誤りがそのまま伝わる）
-            return None
-        finally:
-            self.lock.release()
+        return self._infer(batch[0], self._copies)
 
     def flat_values(self, batch: np.ndarray) -> list[tuple[list[int], list[Any]]] | None:
         """1 行の配列で推論し、出力ごとの (形, 平らな値) を返す（V2 の JSON。使用中・失敗なら None）。"""
-        if not self.lock.acquire(blocking=False):
-            return None
-        try:
-            self.input[...] = batch
-            self._run(self._binding, self._options)
-            return [
-                (list(shape), flat.tolist()) for shape, flat in zip(self._shapes, self._flat, strict=True)
-            ]
-        except Exception:  # noqa: BLE001  普通の run でやり直す（そちらの誤りがそのまま伝わる）
-            return None
-        finally:
-            self.lock.release()
+        return self._infer(batch[0], self._flat_values)
 
     def first_as_rows(self, row: list[float]) -> list[list[float]] | None:
         """検証済みの 1 行で推論し、最初の出力を `[[...]]` のリストで返す（使用中・失敗なら None）。"""
+        return self._infer(row, self._first_rows.tolist)
+
+    def _infer(self, row: Any, read: Callable[[], _Read]) -> _Read | None:
+        """1 行を入力に書いて動かし、鍵を持ったまま read で出力を読む（鍵が取れない・失敗なら None）。"""
         if not self.lock.acquire(blocking=False):
             return None
         try:
             self.input[0] = row
             self._run(self._binding, self._options)
-            return self._first_rows.tolist()
+            return read()
         except Exception:  # noqa: BLE001  普通の run でやり直す（そちらの誤りがそのまま伝わる）
             return None
         finally:
             self.lock.release()
+
+    def _copies(self) -> list[np.ndarray]:
+        """出力の写し（結び付けた配列は次の推論で上書きされる）。"""
+        return [output.copy() for output in self.outputs]
+
+    def _flat_values(self) -> list[tuple[list[int], list[Any]]]:
+        """出力ごとの (形, 平らな値のリスト)。"""
+        return [(list(shape), flat.tolist()) for shape, flat in zip(self._shapes, self._flat, strict=True)]
 
 
 class TabularModel:
@@ -323,11 +317,6 @@ class TabularModel:
     def run(self, batch: np.ndarray) -> list[list[float]]:
         """検証済みの配列で推論し、行ごとの答え（確率、または回帰の値）を float のリストで返す。"""
         runtime = self.runtime
-        if len(batch) == 1:
-            binding = self.bound.get(self._main_fetch)
-            bound = None if binding is None else binding(batch)
-            if bound is not None:
-                return bound[0].reshape(1, -1).tolist()
         if runtime.fixed_batch is None:
             # よくある場合（バッチ次元が記号）は直接呼ぶ（1 リクエストに Python の関数を 1 段減らす）
             (output,) = runtime.run(self._main, {runtime.input_name: batch}, runtime.options)
