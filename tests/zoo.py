@@ -77,6 +77,28 @@ ZOO_NAMES = (
 )
 
 
+def slice_model(folder: Path, input_type: int, outputs: str = "prob", features: int = 4) -> Path:
+    """onnx.helper で小さなモデル（入力の先頭 3 列をそのまま返す Slice）を作る。"""
+    import onnx
+    from onnx import TensorProto, helper
+
+    starts = helper.make_tensor("starts", TensorProto.INT64, [1], [0])
+    ends = helper.make_tensor("ends", TensorProto.INT64, [1], [3])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes"], [outputs])],
+        "tiny",
+        [helper.make_tensor_value_info("x", input_type, [None, features])],
+        [helper.make_tensor_value_info(outputs, input_type, [None, 3])],
+        initializer=[starts, ends, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "tiny.onnx"
+    onnx.save(model, path)
+    return path
+
+
 def build_zoo(folder: Path) -> dict[str, ZooModel]:
     """モデルを学習して folder に書き、名前 -> ZooModel を返す。"""
     from sklearn.datasets import make_classification, make_regression

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import constants
+from service.app import v2
 from service.app.metrics import Metrics
 from service.app.middleware import ASGIApp, Receive, Scope, Send, ServiceMiddleware
 from service.app.routers.routers import add_routes, cached_replies, fast_routes
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, model: TabularModel | None = No
         if state.model_ is None:
             state.model_ = load_model_from(settings)
         state.cached.update(cached_replies(state))
+        state.v2_one_row.update(v2.one_row_json(state.model))
         if settings.fast_path:
             state.fast_routes.update(fast_routes(state))
         # 起動で作ったオブジェクト（FastAPI・pydantic・モデル）を GC の対象から外す: 世代別 GC が

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from service.app.errors import Protocol, Reply
 from service.app.metrics import Metrics, RouteStats
+from service.app.v2 import OneRowJson
 from service.ml.prediction import TabularModel
 
 # 高速経路の 1 エンドポイント: (本文, Inference-Header-Content-Length, リクエスト ID) -> 応答
@@ -33,6 +34,8 @@ class ServiceState:
     ready: bool = False
     # 決まった答え（/metadata・/label・/predict/test など）は起動時に 1 度だけ作る: 名前 -> 応答
     cached: dict[str, Reply] = field(default_factory=dict)
+    # 1 行の V2 の JSON の答えの決まった部分（出力の名前の組 -> OneRowJson）。モデルを読み込んだ後に作る
+    v2_one_row: dict[tuple[str, ...], OneRowJson] = field(default_factory=dict)
     # 高速経路の表 (メソッド, パス) -> FastRoute。モデルを読み込んだ後に作る（FAST_PATH=false なら空）
     fast_routes: dict[tuple[str, str], FastRoute] = field(default_factory=dict)
 

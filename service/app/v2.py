@@ -34,7 +34,8 @@ class InferRequest(NamedTuple):
     """読み取った推論リクエスト（1 リクエストに 1 つ作るので軽い NamedTuple）。"""
 
     id: str | None
-    batch: np.ndarray
+    # 検証済みの入力: 配列、または値の少ない JSON（1 行など）は行のリスト（`TabularModel.small_rows`）
+    batch: np.ndarray | list[list[float]]
     outputs: list[str]
     binary: list[bool]
 
@@ -58,7 +59,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
-def _rows_from_json(model: TabularModel, name: str, data: Any, rows: int) -> np.ndarray:
+def _rows_from_json(model: TabularModel, name: str, data: Any, rows: int) -> np.ndarray | list[list[float]]:
     """JSON の `data`（平ら、または行ごとの入れ子）を行に分けて検証する。"""
     width = model.width
     if not isinstance(data, list):
@@ -78,7 +79,7 @@ def _rows_from_json(model: TabularModel, name: str, data: Any, rows: int) -> np.
             f"input {name!r} has {len(flat)} values; shape [{rows}, {width}] needs {rows * width}"
         )
     if rows == 1:
-        return model.to_batch([flat])
+        return model.small_rows([flat])
     return model.to_batch([flat[i : i + width] for i in range(0, len(flat), width)])
 
 
@@ -141,7 +142,7 @@ def parse_infer(model: TabularModel, body: bytes, header_length: str | None) -> 
     parameters = tensor.get("parameters")
     size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if size is not None:
-        batch = _rows_from_binary(model, name, size, binary, rows)
+        batch: np.ndarray | list[list[float]] = _rows_from_binary(model, name, size, binary, rows)
     elif binary:
         raise InvalidInputError(f"the body has {len(binary)} bytes of binary data that no input declares")
     else:
@@ -198,27 +199,60 @@ def _encode(array: np.ndarray, datatype: str) -> bytes:
     return np.ascontiguousarray(array, dtype=_NUMPY_TYPES[datatype]).tobytes()
 
 
-def answer_infer(model: TabularModel, request: InferRequest) -> Reply:
+class OneRowJson:
+    """1 行の V2 の JSON の答えのうち、決まった部分（モデル名・版・出力の名前・型・形）を前もって
+    バイト列にしたもの（結び付けた出力の組ごとに起動時に 1 つ）。
+
+    答えるときは値だけを orjson で書いて継ぎ合わせる（辞書を作って全体を書くより速い）。できるのは
+    `orjson.dumps` で応答の辞書を書いたのと同じバイト列（テストで確かめる）。
+    """
+
+    __slots__ = ("close", "head", "opens")
+
+    def __init__(self, model: TabularModel, names: tuple[str, ...], shapes: list[list[int]]) -> None:
+        """モデルと出力の名前の組、各出力の形（1 行のとき）から決まった部分を作る。"""
+        head = orjson.dumps({"model_name": model.info.name, "model_version": model.info.version})
+        self.head = head[:-1] + b","
+        opens: list[bytes] = []
+        for index, (name, shape) in enumerate(zip(names, shapes, strict=True)):
+            entry = orjson.dumps({"name": name, "datatype": model.output_datatypes[name], "shape": shape})
+            opens.append((b'"outputs":[' if index == 0 else b"},") + entry[:-1] + b',"data":')
+        self.opens = opens
+        self.close = b"}]}"
+
+    def render(self, request_id: str | None, values: list[list[Any]]) -> bytes:
+        """出力ごとの平らな値から応答の本文を作る。"""
+        parts = [self.head]
+        if request_id is not None:
+            parts.append(b'"id":' + orjson.dumps(request_id) + b",")
+        for opening, value in zip(self.opens, values, strict=True):
+            parts.append(opening)
+            parts.append(orjson.dumps(value))
+        parts.append(self.close)
+        return b"".join(parts)
+
+
+def one_row_json(model: TabularModel) -> dict[tuple[str, ...], OneRowJson]:
+    """結び付けた出力の組ごとの `OneRowJson`（起動時に 1 度作る）。"""
+    return {names: OneRowJson(model, names, bound.shapes) for names, bound in model.bound.items()}
+
+
+def answer_infer(
+    model: TabularModel, request: InferRequest, one_row: dict[tuple[str, ...], OneRowJson]
+) -> Reply:
     """読み取ったリクエストで推論し、V2 の応答を返す。
 
-    1 行で、求める出力がすべて JSON なら、結び付けた入出力の答えをそのまま JSON にする（`infer_values`）。
-    それ以外は `infer` の結果を `render_infer` で。どちらも同じバイト列になる。
+    1 行で、求める出力がすべて JSON で、その組が結び付けてあれば（one_row にあれば）、結び付けた
+    出力の値をそのまま JSON に継ぎ合わせる（`infer_values` と `OneRowJson`）。それ以外は `infer` の
+    結果を `render_infer` で。どちらも同じバイト列になる。
     """
     if not any(request.binary):
-        values = model.infer_values(request.batch, request.outputs)
-        if values is not None:
-            datatypes = model.output_datatypes
-            outputs = [
-                _json_output(name, datatypes[name], shape, data)
-                for name, (shape, data) in zip(request.outputs, values, strict=True)
-            ]
-            return json_reply(200, _payload(model, request, outputs))
+        template = one_row.get(tuple(request.outputs))
+        if template is not None:
+            values = model.infer_values(request.batch, request.outputs)
+            if values is not None:
+                return reply(200, template.render(request.id, values))
     return render_infer(model, request, model.infer(request.batch, request.outputs))
-
-
-def _json_output(name: str, datatype: str, shape: list[int], data: list[Any]) -> dict[str, Any]:
-    """JSON で返す出力テンソル 1 つ。"""
-    return {"name": name, "datatype": datatype, "shape": shape, "data": data}
 
 
 def _payload(model: TabularModel, request: InferRequest, outputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -251,7 +285,7 @@ def render_infer(model: TabularModel, request: InferRequest, results: list[Any])
             shape, values = model.as_values(name, result)
             if datatype == "BYTES":
                 values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
-            entry = _json_output(name, datatype, shape, values)
+            entry = {"name": name, "datatype": datatype, "shape": shape, "data": values}
         outputs.append(entry)
     payload = _payload(model, request, outputs)
     if not chunks:

@@ -278,12 +278,13 @@ def _bind_one_row(
             bound = BoundRow(session.run_with_iobinding, io, runtime.options, input_array, outputs)
         for row in rows:
             want = runtime.run(names, feeds(row), runtime.options)
-            got = bound(feeds(row)[runtime.input_name])
-            if got is None or any(
-                g.dtype != w.dtype or g.shape != w.shape or not np.array_equal(g, w)
-                for g, w in zip(got, want, strict=True)
-            ):
-                return None
+            # 配列の行（V2 のバイナリ）とリストの行（/predict・V2 の JSON。struct で書く）の両方
+            for got in (bound(feeds(row)[runtime.input_name]), bound([row])):
+                if got is None or any(
+                    g.dtype != w.dtype or g.shape != w.shape or not np.array_equal(g, w)
+                    for g, w in zip(got, want, strict=True)
+                ):
+                    return None
     except Exception:  # noqa: BLE001  結び付けられないモデルは普通の run で
         return None
     return bound

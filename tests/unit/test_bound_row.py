@@ -11,7 +11,7 @@ import pytest
 
 from service.ml.loading import load_model
 from service.ml.prediction import BoundRow
-from tests.zoo import ZOO_NAMES, ZooModel, onnxruntime_answers
+from tests.zoo import ZOO_NAMES, ZooModel, onnxruntime_answers, slice_model
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
@@ -37,6 +37,31 @@ def test_one_row_answers_match_onnxruntime_for_every_zoo_model(zoo: dict[str, Zo
         np.testing.assert_allclose(model.predict([row]), expected, rtol=1e-6, atol=1e-7)
         if labels is not None:
             assert model.predict_label([row]) == [str(label) for label in labels]
+
+
+def test_a_double_input_model_is_bound_and_keeps_every_bit_of_the_row(tmp_path: Path) -> None:
+    from onnx import TensorProto
+
+    model = load_model(slice_model(tmp_path, TensorProto.DOUBLE, "scores"))
+    assert set(model.bound) == {("scores",)}
+    # float32 に丸めれば変わる値: 結び付けた入力に float64 のまま書かれていること
+    row = [0.1, 1 / 3, 2.0**-30 + 1.0, 9.0]
+    assert model.predict([row]) == [row[:3]]
+    assert model.infer_values([row], ["scores"]) == [row[:3]]
+
+
+def test_list_and_array_rows_give_the_plain_runs_v2_values(model_path: Path, label_path: Path) -> None:
+    model = load_model(model_path, label_path)
+    names = model.output_names
+    binding = model.bound.pop(tuple(names))
+    plain = {
+        tuple(row): [model.as_values(n, o)[1] for n, o in zip(names, model.infer([row], names), strict=True)]
+        for row in IRIS_ROWS
+    }
+    model.bound[tuple(names)] = binding
+    for row in IRIS_ROWS:
+        assert model.infer_values([row], names) == plain[tuple(row)]
+        assert model.infer_values(model.to_batch([row]), names) == plain[tuple(row)]
 
 
 def test_string_labels_are_not_bound_but_the_probabilities_are(zoo: dict[str, ZooModel]) -> None:
@@ -92,8 +117,13 @@ def test_a_binding_that_fails_falls_back_to_the_plain_run(model_path: Path, labe
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"id": "r-1"}, {"outputs": [{"name": "output_probability"}]}],
-    ids=["all-outputs", "with-id", "one-output"],
+    [
+        {},
+        {"id": "r-1"},
+        {"id": 'quote " slash \\ ünïcode \u2028'},
+        {"outputs": [{"name": "output_probability"}]},
+    ],
+    ids=["all-outputs", "with-id", "with-id-to-escape", "one-output"],
 )
 def test_a_v2_json_answer_from_the_binding_is_byte_identical_to_the_plain_one(
     model_path: Path, label_path: Path, extra: dict[str, Any]
@@ -106,9 +136,11 @@ def test_a_v2_json_answer_from_the_binding_is_byte_identical_to_the_plain_one(
     tensor = {"name": model.info.input_name, "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[1]}
     body = orjson.dumps({"inputs": [tensor], **extra})
     request = v2.parse_infer(model, body, None)
+    one_row = v2.one_row_json(model)
     assert model.infer_values(request.batch, request.outputs) is not None
-    bound = v2.answer_infer(model, request)
+    bound = v2.answer_infer(model, request, one_row)
     plain = v2.render_infer(model, request, model.infer(request.batch, request.outputs))
+    assert bound == plain == v2.answer_infer(model, request, {})
     model.bound.clear()
     assert model.infer_values(request.batch, request.outputs) is None
-    assert bound == plain == v2.answer_infer(model, request)
+    assert v2.answer_infer(model, request, one_row) == plain

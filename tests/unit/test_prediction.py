@@ -10,7 +10,7 @@ import pytest
 
 from service.ml.loading import load_labels, load_model
 from service.ml.prediction import InvalidInputError, ModelLoadError, TabularModel
-from tests.zoo import ZOO_NAMES, ZooModel, onnxruntime_answers
+from tests.zoo import ZOO_NAMES, ZooModel, onnxruntime_answers, slice_model
 
 SAMPLE = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
@@ -158,39 +158,17 @@ def test_label_count_must_match_the_model(tmp_path: Path, model_path: Path) -> N
     assert error.value.path == str(labels)
 
 
-def _tiny_model(tmp_path: Path, input_type: int, outputs: str = "prob", features: int = 4) -> Path:
-    """onnx.helper で小さなモデル（入力の先頭 3 列をそのまま返す Slice）を作る。"""
-    import onnx
-    from onnx import TensorProto, helper
-
-    starts = helper.make_tensor("starts", TensorProto.INT64, [1], [0])
-    ends = helper.make_tensor("ends", TensorProto.INT64, [1], [3])
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    graph = helper.make_graph(
-        [helper.make_node("Slice", ["x", "starts", "ends", "axes"], [outputs])],
-        "tiny",
-        [helper.make_tensor_value_info("x", input_type, [None, features])],
-        [helper.make_tensor_value_info(outputs, input_type, [None, 3])],
-        initializer=[starts, ends, axes],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = tmp_path / "tiny.onnx"
-    onnx.save(model, path)
-    return path
-
-
 def test_unsupported_input_type_is_reported(tmp_path: Path, label_path: Path) -> None:
     from onnx import TensorProto
 
     with pytest.raises(ModelLoadError, match=r"unsupported input type tensor\(int64\)"):
-        load_model(_tiny_model(tmp_path, TensorProto.INT64), label_path)
+        load_model(slice_model(tmp_path, TensorProto.INT64), label_path)
 
 
 def test_plain_float_model_without_prob_name_is_used(tmp_path: Path, label_path: Path) -> None:
     from onnx import TensorProto
 
-    model = load_model(_tiny_model(tmp_path, TensorProto.DOUBLE, "scores"), label_path)
+    model = load_model(slice_model(tmp_path, TensorProto.DOUBLE, "scores"), label_path)
     assert model.width == 4
     assert model.predict([[0.1, 0.7, 0.2, 9.0]])[0] == pytest.approx([0.1, 0.7, 0.2])
     assert model.predict_label([[0.1, 0.7, 0.2, 9.0]]) == ["versicolor"]
@@ -199,7 +177,7 @@ def test_plain_float_model_without_prob_name_is_used(tmp_path: Path, label_path:
 def test_a_model_of_another_width_is_served_with_a_zero_sample(tmp_path: Path, label_path: Path) -> None:
     from onnx import TensorProto
 
-    model = load_model(_tiny_model(tmp_path, TensorProto.FLOAT, features=5), label_path)
+    model = load_model(slice_model(tmp_path, TensorProto.FLOAT, features=5), label_path)
     assert model.width == 5
     assert model.sample == [[0.0] * 5]
     assert model.info.sample_source == "zeros"

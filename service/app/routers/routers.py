@@ -387,7 +387,7 @@ def v2_infer(state: ServiceState, call: Call, body: bytes, header_length: str | 
     _served(state, call)
     model = state.model
     request = v2.parse_infer(model, body, header_length)
-    answer = v2.answer_infer(model, request)
+    answer = v2.answer_infer(model, request, state.v2_one_row)
     state.metrics.observe_prediction(call.route, len(request.batch))
     return answer
 
