@@ -278,8 +278,11 @@ def _bind_one_row(
             bound = BoundRow(session.run_with_iobinding, io, runtime.options, input_array, outputs)
         for row in rows:
             want = runtime.run(names, feeds(row), runtime.options)
-            # 配列の行（V2 のバイナリ）とリストの行（/predict・V2 の JSON。struct で書く）の両方
-            for got in (bound(feeds(row)[runtime.input_name]), bound([row])):
+            # 配列の行（V2 のバイナリ）とリストの行（/predict・V2 の JSON。struct で書く）の両方。毎回入力を
+            # NaN で埋めてから動かす（書き込みが届かなければ、前の行の値で偶然合うことがないように）
+            for given in (feeds(row)[runtime.input_name], [row]):
+                input_array.fill(np.nan)
+                got = bound(given)
                 if got is None or any(
                     g.dtype != w.dtype or g.shape != w.shape or not np.array_equal(g, w)
                     for g, w in zip(got, want, strict=True)

@@ -25,7 +25,8 @@ Task = Literal["classification", "regression"]
 _Read = TypeVar("_Read")
 SampleSource = Literal["facts", "option", "zeros"]
 
-# float32 に丸めても有限な値の絶対値の上限（2^128 - 2^104。これちょうどは最近接偶数への丸めで inf になる）
+# float32 に丸めても有限な値の絶対値の上限（2^128 - 2^103: FLT_MAX と 2^128 の中間。これちょうどは
+# 最近接偶数への丸めで inf になる）
 FLOAT32_LIMIT = 3.4028235677973366e38
 # 値の数がこれ以下なら Python で確かめる（numpy の呼び出しの固定費の方が高い）
 _SMALL_BATCH_VALUES = 64
@@ -253,15 +254,15 @@ class TabularModel:
             self._refuse_non_finite(rows)
         return batch
 
-    def small_rows(self, rows: list[list[float]]) -> list[list[float]] | np.ndarray:
+    def small_rows(self, rows: list[list[float]]) -> np.ndarray | list[list[float]]:
         """入力行を検証する。値が少なければ（1 行の V2 の JSON など）配列にせずリストのまま返す。
 
         リストは `infer`・`infer_values` にそのまま渡せる（結び付けた入力に直接書くので、配列を作る
         約 1.5 µs を省く）。値が多ければ `to_batch` と同じ配列。
         """
-        count = self._check_shape(rows)
-        if count * self.width > _SMALL_BATCH_VALUES:
+        if len(rows) * self.width > _SMALL_BATCH_VALUES:
             return self.to_batch(rows)
+        self._check_shape(rows)
         self._check_values(rows)
         return rows
 

@@ -37,6 +37,25 @@ def test_liveness_and_readiness(client: TestClient) -> None:
     assert ready.json() == {"status": "ready"}
 
 
+def test_startup_renders_the_one_row_v2_answers_for_every_bound_output_set(
+    clean_env: pytest.MonkeyPatch, model_path: Path, label_path: Path
+) -> None:
+    from service.app.app import create_app
+    from service.configurations import load_settings
+
+    app = create_app(load_settings(model_filepath=model_path, label_filepath=label_path))
+    with TestClient(app):
+        state = app.state.service
+        assert (
+            set(state.v2_one_row)
+            == set(state.model.bound)
+            == {
+                ("output_probability",),
+                ("output_label", "output_probability"),
+            }
+        )
+
+
 def test_readiness_is_503_until_the_model_is_loaded(
     clean_env: pytest.MonkeyPatch, model_path: Path, label_path: Path
 ) -> None:

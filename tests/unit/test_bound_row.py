@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -136,6 +137,7 @@ def test_a_v2_json_answer_from_the_binding_is_byte_identical_to_the_plain_one(
     tensor = {"name": model.info.input_name, "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[1]}
     body = orjson.dumps({"inputs": [tensor], **extra})
     request = v2.parse_infer(model, body, None)
+    assert isinstance(request.batch, list)  # 1 行の JSON は配列にせず、struct で結び付けた入力に書く
     one_row = v2.one_row_json(model)
     assert model.infer_values(request.batch, request.outputs) is not None
     bound = v2.answer_infer(model, request, one_row)
@@ -144,3 +146,66 @@ def test_a_v2_json_answer_from_the_binding_is_byte_identical_to_the_plain_one(
     model.bound.clear()
     assert model.infer_values(request.batch, request.outputs) is None
     assert v2.answer_infer(model, request, one_row) == plain
+
+
+def test_a_v2_json_answer_while_the_binding_is_in_use_is_the_same_bytes(
+    model_path: Path, label_path: Path
+) -> None:
+    import orjson
+
+    from service.app import v2
+
+    model = load_model(model_path, label_path)
+    tensor = {"name": model.info.input_name, "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[2]}
+    request = v2.parse_infer(model, orjson.dumps({"inputs": [tensor]}), None)
+    one_row = v2.one_row_json(model)
+    free = v2.answer_infer(model, request, one_row)
+    binding = model.bound[tuple(model.output_names)]
+    assert binding.lock.acquire(blocking=False)
+    try:
+        assert model.infer_values(request.batch, request.outputs) is None
+        assert v2.answer_infer(model, request, one_row) == free
+    finally:
+        binding.lock.release()
+
+
+def test_a_list_row_keeps_every_float32_bit_the_plain_run_sees(tmp_path: Path) -> None:
+    from onnx import TensorProto
+
+    path = slice_model(tmp_path, TensorProto.FLOAT, "scores")
+    model = load_model(path)
+    assert ("scores",) in model.bound
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    below_limit = float(np.nextafter(3.4028235677973366e38, 0.0))
+    rows = [
+        [-0.0, 1e-45, 16777217, 1.0],
+        [2.0**60 + 2.0**36 + 1, 0.1, 1 / 3, 1.0],
+        [below_limit, -below_limit, 1.4e-45, 1.0],
+    ]
+    for row in rows:
+        (want,) = session.run(None, {"x": np.asarray([row], dtype=np.float32)})
+        got = model.bound[("scores",)]([row])
+        assert got is not None
+        assert got[0].tobytes() == want.tobytes()
+        assert model.predict([row]) == want.tolist()
+
+
+def test_a_list_write_that_misses_the_input_is_caught_at_load(
+    model_path: Path, label_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.ml.prediction as prediction
+
+    class Lost:
+        """書き込みがどこにも届かない struct（結び付けた入力は前の値のまま）。"""
+
+        def __init__(self, _format: str) -> None:
+            pass
+
+        def pack_into(self, *_args: Any) -> None:
+            pass
+
+    monkeypatch.setattr(prediction, "struct", SimpleNamespace(Struct=Lost))
+    model = load_model(model_path, label_path)
+    assert model.bound == {}
+    monkeypatch.undo()
+    assert model.predict([IRIS_ROWS[0]]) == load_model(model_path, label_path).predict([IRIS_ROWS[0]])
