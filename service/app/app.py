@@ -1,10 +1,13 @@
-"""FastAPI アプリケーションのファクトリ。
+"""アプリケーションのファクトリ。
 
 `create_app()` がアプリを組み立て、lifespan でモデルを読み込んで試し推論を行い、
 決まった応答と高速経路の表を作ってから readiness を 200 にする。
 
-リクエストは最初に `ServiceMiddleware`（FastAPI の外側）を通る。`ServiceApp.entry` がその入口で、
-uvicorn にはこれを直接渡す（FastAPI・Starlette のミドルウェアの積み重ねは FastAPI に渡すときだけ通る）。
+リクエストは最初に `ServiceMiddleware` を通る。`ServiceApp.entry` がその入口で、uvicorn にはこれを直接渡す。
+高速経路の表に無いリクエスト（/docs・/openapi.json・表に無いパス、FAST_PATH=false ならすべて）だけが
+FastAPI に渡る。FastAPI の import とアプリの組み立ては 0.5 CPU で約 0.4 s かかり、起動から ready までの
+2 割を占めていたので、最初に要るときに作る（FAST_PATH=false なら起動時に）。lifespan は FastAPI を通さず
+`ServiceApp` が自分で答える。
 """
 
 from __future__ import annotations
@@ -12,20 +15,20 @@ from __future__ import annotations
 import gc
 import logging
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-
-from service import constants
 from service.app import v2
 from service.app.metrics import Metrics
 from service.app.middleware import ASGIApp, Receive, Scope, Send, ServiceMiddleware
-from service.app.routers.routers import add_routes, cached_replies, fast_routes
+from service.app.routers.routers import cached_replies, fast_routes
 from service.app.state import ServiceState
 from service.configurations import Settings, get_settings
 from service.ml.loading import load_model
 from service.ml.prediction import TabularModel
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger(__name__)
 
@@ -43,35 +46,79 @@ def load_model_from(settings: Settings) -> TabularModel:
     )
 
 
-class ServiceApp(FastAPI):
-    """FastAPI に、外側のミドルウェアを入口（`entry`）として持たせたアプリ。"""
+class ServiceApp:
+    """サービスの ASGI アプリ: 入口（`entry`、ミドルウェア）・lifespan・必要になってから作る FastAPI。"""
 
-    entry: ASGIApp
+    def __init__(self, settings: Settings, state: ServiceState) -> None:
+        """設定と状態を受け取り、入口のミドルウェアを作る（FastAPI はまだ作らない）。"""
+        self.settings = settings
+        # Starlette のアプリと同じ `app.state.service` で状態を引けるようにする（テストとルート）
+        self.state = SimpleNamespace(service=state, settings=settings)
+        self._framework: FastAPI | None = None
+        self.entry: ASGIApp = ServiceMiddleware(
+            self.inner,
+            state=state,
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout_seconds=settings.body_timeout_seconds,
+            access_log=settings.access_log,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """入口（ミドルウェア）から処理する。"""
         await self.entry(scope, receive, send)
 
-    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """FastAPI そのもの（ミドルウェアが高速経路に無いリクエストを渡す先）。"""
-        await FastAPI.__call__(self, scope, receive, send)
+    async def inner(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ミドルウェアが高速経路に無いものを渡す先: lifespan は自分で、それ以外は FastAPI で。"""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.framework()(scope, receive, send)
 
+    def framework(self) -> FastAPI:
+        """FastAPI のアプリ（最初に呼ばれたときに import して組み立てる）。"""
+        if self._framework is None:
+            from service.app.routers.routes import build_framework
 
-def create_app(settings: Settings | None = None, model: TabularModel | None = None) -> ServiceApp:
-    """アプリを作る。model を渡せば読み込み済みのものを使う（起動前検証の二重読み込みを避ける）。"""
-    settings = settings or get_settings()
-    state = ServiceState(metrics=Metrics(), served_by=settings.pod_name or socket.gethostname(), model_=model)
+            self._framework = build_framework(self.state.service, self.settings)
+            # 作ったオブジェクトも、起動時のものと同じく GC の対象から外す
+            gc.freeze()
+        return self._framework
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        """起動時にモデルを読み込み、決まった応答と高速経路の表を作ってから ready にする。"""
+    @property
+    def routes(self) -> list[Any]:
+        """FastAPI のルート（ドキュメントに載るものと /metrics）。"""
+        return list(self.framework().routes)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """ASGI の lifespan。起動は `start()`、終了は `stop()`（失敗は startup.failed）。"""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.start()
+                except BaseException as error:
+                    await send(
+                        {"type": "lifespan.startup.failed", "message": f"{type(error).__name__}: {error}"}
+                    )
+                    raise
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def start(self) -> None:
+        """モデルを読み込み（まだなら）、決まった応答と高速経路の表を作ってから ready にする。"""
+        state, settings = self.state.service, self.settings
         if state.model_ is None:
             state.model_ = load_model_from(settings)
         state.cached.update(cached_replies(state))
         state.v2_one_row.update(v2.one_row_json(state.model))
         if settings.fast_path:
             state.fast_routes.update(fast_routes(state))
-        # 起動で作ったオブジェクト（FastAPI・pydantic・モデル）を GC の対象から外す: 世代別 GC が
+        else:
+            self.framework()
+        # 起動で作ったオブジェクト（pydantic・モデル）を GC の対象から外す: 世代別 GC が
         # リクエストごとに作られる短命のオブジェクトだけを見るので、1 リクエストの費用が 1 割ほど下がる
         gc.collect()
         gc.freeze()
@@ -89,31 +136,15 @@ def create_app(settings: Settings | None = None, model: TabularModel | None = No
             info.name,
             info.version,
         )
-        try:
-            yield
-        finally:
-            state.ready = False
-            logger.info("shutting down")
 
-    app = ServiceApp(
-        title="model-in-image",
-        version=constants.SERVICE_VERSION,
-        description=(
-            "An ONNX model (ONNX Runtime) baked into the image together with its server: the simple API "
-            "of the specification and the Open Inference Protocol (V2, /v2)."
-        ),
-        lifespan=lifespan,
-        # メトリクスは Prometheus で自前に取る。OpenTelemetry の判定を毎リクエスト走らせない
-        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
-    )
-    app.state.service = state
-    app.state.settings = settings
-    add_routes(app)
-    app.entry = ServiceMiddleware(
-        app.framework,
-        state=state,
-        max_body_bytes=settings.max_body_bytes,
-        body_timeout_seconds=settings.body_timeout_seconds,
-        access_log=settings.access_log,
-    )
-    return app
+    def stop(self) -> None:
+        """ready を下ろす（以後 readiness は 503）。"""
+        self.state.service.ready = False
+        logger.info("shutting down")
+
+
+def create_app(settings: Settings | None = None, model: TabularModel | None = None) -> ServiceApp:
+    """アプリを作る。model を渡せば読み込み済みのものを使う（起動前検証の二重読み込みを避ける）。"""
+    settings = settings or get_settings()
+    state = ServiceState(metrics=Metrics(), served_by=settings.pod_name or socket.gethostname(), model_=model)
+    return ServiceApp(settings, state)

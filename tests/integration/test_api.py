@@ -56,6 +56,66 @@ def test_startup_renders_the_one_row_v2_answers_for_every_bound_output_set(
         )
 
 
+def test_starting_the_service_does_not_import_fastapi_until_a_route_needs_it(
+    model_path: Path, label_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from service.app.app import create_app\n"
+        "from service.configurations import load_settings\n"
+        f"settings = load_settings(model_filepath={str(model_path)!r}, label_filepath={str(label_path)!r})\n"
+        "app = create_app(settings)\n"
+        "app.start()\n"
+        "print('fastapi' in sys.modules, ('GET', '/metrics') in app.state.service.fast_routes)\n"
+        "app.framework()\n"
+        "print('fastapi' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True"]
+
+
+def test_fast_path_off_builds_fastapi_at_startup(
+    clean_env: pytest.MonkeyPatch, model_path: Path, label_path: Path
+) -> None:
+    from service.app.app import create_app
+    from service.configurations import load_settings
+
+    app = create_app(load_settings(model_filepath=model_path, label_filepath=label_path, fast_path=False))
+    app.start()
+    assert app.state.service.fast_routes == {}
+    assert app._framework is not None
+
+
+def test_a_model_that_cannot_load_fails_the_lifespan_startup(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, label_path: Path
+) -> None:
+    import asyncio
+
+    from service.app.app import create_app
+    from service.configurations import load_settings
+    from service.ml.prediction import ModelLoadError
+
+    app = create_app(load_settings(model_filepath=tmp_path / "missing.onnx", label_filepath=label_path))
+    incoming = [{"type": "lifespan.startup"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with pytest.raises(ModelLoadError):
+        asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "model file not found" in sent[0]["message"]
+    assert app.state.service.ready is False
+
+
 def test_readiness_is_503_until_the_model_is_loaded(
     clean_env: pytest.MonkeyPatch, model_path: Path, label_path: Path
 ) -> None:

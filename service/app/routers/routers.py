@@ -2,7 +2,9 @@
 
 各エンドポイントは「メソッド・パス・ハンドラ・リクエストとレスポンスのスキーマ・起こりうるエラーコード」
 の 1 行で、この表から次の 2 つを作る。
-- FastAPI のルート（`add_routes`）: OpenAPI のドキュメントと、FAST_PATH=false のときの経路。
+- FastAPI のルート（`service.app.routers.routes.add_routes`）: OpenAPI のドキュメントと、FAST_PATH=false の
+  ときの経路。FastAPI の import は重い（0.5 CPU で約 0.4 s）ので、このモジュールは FastAPI を import しない。
+  FastAPI のアプリは最初に要るとき（/docs・/openapi.json・表に無いパス）に作る（`service.app.app`）。
 - 高速経路の表（`fast_routes`）: ミドルウェアが FastAPI を通さずに呼ぶ (メソッド, パス) の辞書。
 
 どちらの経路も `respond()` でハンドラを呼び、例外は `service.app.errors.error_reply()` だけが
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
-from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError
 
@@ -34,15 +35,17 @@ from service.app.errors import (
     Protocol,
     Reply,
     SchemaError,
-    ServiceError,
     error_reply,
     json_reply,
     protocol_of,
+    reply,
 )
 from service.app.state import FastRoute, ServiceState
 from service.logs import request_id_var
 
 logger = logging.getLogger("service.access")
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
 
 class Call(NamedTuple):
@@ -309,6 +312,11 @@ def _labelled(state: ServiceState) -> None:
         raise NotFound(f"model {state.model.info.name} is a regressor: it has no labels")
 
 
+def metrics(state: ServiceState, _call: Call, _body: bytes, _header_length: str | None) -> Reply:
+    """Prometheus 形式のメトリクス（読まれたときにだけ形にする）。"""
+    return reply(200, generate_latest(state.metrics.registry), METRICS_CONTENT_TYPE)
+
+
 def ready(state: ServiceState, _call: Call, _body: bytes, _header_length: str | None) -> Reply:
     """readiness。モデル読み込みと試し推論が済んでいれば 200、それ以外は 503。"""
     return READY if state.ready else NOT_READY
@@ -453,6 +461,8 @@ class Endpoint:
     tags: tuple[str, ...] = ()
     # 200 以外の決まった応答（503 の readiness など）: ステータス -> (スキーマ, 説明)
     other: tuple[tuple[int, Any, str], ...] = ()
+    # OpenAPI のドキュメントに載せるか（/metrics は載せない）
+    documented: bool = True
 
     @property
     def protocol(self) -> Protocol:
@@ -465,15 +475,6 @@ class Endpoint:
         return self.method == "POST"
 
 
-# エラーコードの説明（OpenAPI の responses）
-_ERROR_TEXT = {
-    400: "Input that the model cannot take",
-    404: "No such thing for this model",
-    408: "Body not received within BODY_TIMEOUT_SECONDS",
-    413: "Request body larger than MAX_BODY_BYTES",
-    422: "Body does not match the schema",
-    500: "Internal error (details only in the server log)",
-}
 # どのルートでも起こりうる（本文の上限はミドルウェアがすべてのリクエストで確かめる）
 _ALWAYS = (413, 500)
 # 本文を読む簡易 API のルート
@@ -648,6 +649,16 @@ ENDPOINTS: list[Endpoint] = [
         _V2_BODY,
         request_body=V2InferenceRequest,
     ),
+    Endpoint(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics",
+        None,
+        _ALWAYS,
+        tags=("health",),
+        documented=False,
+    ),
 ]
 
 
@@ -676,7 +687,7 @@ def respond(
         return error_reply(error, endpoint.protocol)
 
 
-# --- 表から作るもの: 高速経路と FastAPI のルート ----------------------------------------------------
+# --- 表から作るもの: 高速経路（FastAPI のルートは routes.py） -----------------------------------------
 
 
 def fast_routes(state: ServiceState) -> dict[tuple[str, str], FastRoute]:
@@ -698,97 +709,3 @@ def fast_routes(state: ServiceState) -> dict[tuple[str, str], FastRoute]:
             reads_body=endpoint.reads_body,
         )
     return table
-
-
-class RawReply(Response):
-    """組み立て済みの応答（ステータス・本文・ヘッダ）をそのまま返すレスポンス。"""
-
-    def __init__(self, answer: Reply) -> None:
-        """応答をそのまま持つ（Starlette のヘッダの組み立てを通さない）。"""
-        self.status_code, self.body, headers = answer
-        self.raw_headers = list(headers)
-        self.background = None
-
-
-def _route_for(endpoint: Endpoint) -> Callable[[Request], Any]:
-    """表の 1 行を FastAPI のルートの関数にする。"""
-
-    async def route(request: Request) -> Response:
-        state: ServiceState = request.app.state.service
-        try:
-            body = await request.body() if endpoint.reads_body else b""
-        except ServiceError as error:  # 413（上限）・408（期限）
-            return RawReply(error_reply(error, endpoint.protocol))
-        params = request.path_params
-        call = Call(params.get("name", ""), params.get("version"), endpoint.path)
-        header_length = request.headers.get(v2.HEADER_LENGTH)
-        request_id = request_id_var.get().encode("latin-1")
-        return RawReply(respond(endpoint, state, call, body, header_length, request_id))
-
-    route.__name__ = f"{endpoint.handler.__name__}_{endpoint.method.lower()}_{len(endpoint.path)}"
-    route.__doc__ = endpoint.summary
-    return route
-
-
-def _responses(endpoint: Endpoint) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI の responses（エラーコードとそのスキーマ）。"""
-    error_model: Any = V2Error if endpoint.protocol == "v2" else ErrorResponse
-    responses: dict[int | str, dict[str, Any]] = {}
-    for code in sorted(endpoint.errors):
-        model = ValidationErrorResponse if code == 422 else error_model
-        responses[code] = {"model": model, "description": _ERROR_TEXT[code]}
-    for code, model, description in endpoint.other:
-        responses[code] = {"model": model, "description": description}
-    return responses
-
-
-def _openapi_extra(endpoint: Endpoint) -> dict[str, Any] | None:
-    """本文のスキーマ（検証は自前）とパスの引数を OpenAPI に載せる。"""
-    extra: dict[str, Any] = {}
-    if endpoint.request_body is not None:
-        content = {"application/json": {"schema": endpoint.request_body.model_json_schema()}}
-        if endpoint.protocol == "v2":
-            content["application/octet-stream"] = {
-                "schema": {"type": "string", "format": "binary"},
-            }
-        extra["requestBody"] = {"required": True, "content": content}
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in ("name", "version")
-        if f"{{{name}}}" in endpoint.path
-    ]
-    if endpoint.protocol == "v2" and endpoint.reads_body:
-        parameters.append(
-            {
-                "name": "Inference-Header-Content-Length",
-                "in": "header",
-                "required": False,
-                "description": "Length of the JSON header when binary tensors follow it.",
-                "schema": {"type": "integer"},
-            }
-        )
-    if parameters:
-        extra["parameters"] = parameters
-    return extra or None
-
-
-def add_routes(app: FastAPI) -> None:
-    """表のエンドポイントと /metrics を FastAPI のルートにする。"""
-    for endpoint in ENDPOINTS:
-        app.add_api_route(
-            endpoint.path,
-            _route_for(endpoint),
-            methods=[endpoint.method],
-            response_model=endpoint.response_model,
-            responses=_responses(endpoint),
-            summary=endpoint.summary,
-            tags=list(endpoint.tags),
-            openapi_extra=_openapi_extra(endpoint),
-        )
-    app.add_api_route("/metrics", metrics_route, methods=["GET"], include_in_schema=False)
-
-
-async def metrics_route(request: Request) -> Response:
-    """Prometheus 形式のメトリクス。"""
-    state: ServiceState = request.app.state.service
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

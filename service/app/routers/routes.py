@@ -1,0 +1,145 @@
+"""表（`service.app.routers.routers.ENDPOINTS`）から作る FastAPI のルート。
+
+OpenAPI のドキュメント（/docs・/openapi.json）と、FAST_PATH=false のときの経路。FastAPI を import するのは
+このモジュールだけで、FastAPI のアプリは最初に要るときに作る（`service.app.app.ServiceApp.framework`）。
+ハンドラの呼び出しとエラーの形は高速経路と同じ `respond()` なので、応答はバイト単位で同じになる。
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from service import constants
+from service.app import v2
+from service.app.errors import Reply, ServiceError, error_reply
+from service.app.routers.routers import (
+    ENDPOINTS,
+    Call,
+    Endpoint,
+    ErrorResponse,
+    V2Error,
+    ValidationErrorResponse,
+    respond,
+)
+from service.app.state import ServiceState
+from service.configurations import Settings
+from service.logs import request_id_var
+
+# エラーコードの説明（OpenAPI の responses）
+_ERROR_TEXT = {
+    400: "Input that the model cannot take",
+    404: "No such thing for this model",
+    408: "Body not received within BODY_TIMEOUT_SECONDS",
+    413: "Request body larger than MAX_BODY_BYTES",
+    422: "Body does not match the schema",
+    500: "Internal error (details only in the server log)",
+}
+
+
+class RawReply(Response):
+    """組み立て済みの応答（ステータス・本文・ヘッダ）をそのまま返すレスポンス。"""
+
+    def __init__(self, answer: Reply) -> None:
+        """応答をそのまま持つ（Starlette のヘッダの組み立てを通さない）。"""
+        self.status_code, self.body, headers = answer
+        self.raw_headers = list(headers)
+        self.background = None
+
+
+def _route_for(endpoint: Endpoint) -> Callable[[Request], Any]:
+    """表の 1 行を FastAPI のルートの関数にする。"""
+
+    async def route(request: Request) -> Response:
+        state: ServiceState = request.app.state.service
+        try:
+            body = await request.body() if endpoint.reads_body else b""
+        except ServiceError as error:  # 413（上限）・408（期限）
+            return RawReply(error_reply(error, endpoint.protocol))
+        params = request.path_params
+        call = Call(params.get("name", ""), params.get("version"), endpoint.path)
+        header_length = request.headers.get(v2.HEADER_LENGTH)
+        request_id = request_id_var.get().encode("latin-1")
+        return RawReply(respond(endpoint, state, call, body, header_length, request_id))
+
+    route.__name__ = f"{endpoint.handler.__name__}_{endpoint.method.lower()}_{len(endpoint.path)}"
+    route.__doc__ = endpoint.summary
+    return route
+
+
+def _responses(endpoint: Endpoint) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI の responses（エラーコードとそのスキーマ）。"""
+    error_model: Any = V2Error if endpoint.protocol == "v2" else ErrorResponse
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in sorted(endpoint.errors):
+        model = ValidationErrorResponse if code == 422 else error_model
+        responses[code] = {"model": model, "description": _ERROR_TEXT[code]}
+    for code, model, description in endpoint.other:
+        responses[code] = {"model": model, "description": description}
+    return responses
+
+
+def _openapi_extra(endpoint: Endpoint) -> dict[str, Any] | None:
+    """本文のスキーマ（検証は自前）とパスの引数を OpenAPI に載せる。"""
+    extra: dict[str, Any] = {}
+    if endpoint.request_body is not None:
+        content = {"application/json": {"schema": endpoint.request_body.model_json_schema()}}
+        if endpoint.protocol == "v2":
+            content["application/octet-stream"] = {
+                "schema": {"type": "string", "format": "binary"},
+            }
+        extra["requestBody"] = {"required": True, "content": content}
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in ("name", "version")
+        if f"{{{name}}}" in endpoint.path
+    ]
+    if endpoint.protocol == "v2" and endpoint.reads_body:
+        parameters.append(
+            {
+                "name": "Inference-Header-Content-Length",
+                "in": "header",
+                "required": False,
+                "description": "Length of the JSON header when binary tensors follow it.",
+                "schema": {"type": "integer"},
+            }
+        )
+    if parameters:
+        extra["parameters"] = parameters
+    return extra or None
+
+
+def add_routes(app: FastAPI) -> None:
+    """表のエンドポイントを FastAPI のルートにする。"""
+    for endpoint in ENDPOINTS:
+        app.add_api_route(
+            endpoint.path,
+            _route_for(endpoint),
+            methods=[endpoint.method],
+            response_model=endpoint.response_model,
+            responses=_responses(endpoint),
+            summary=endpoint.summary,
+            tags=list(endpoint.tags),
+            openapi_extra=_openapi_extra(endpoint),
+            include_in_schema=endpoint.documented,
+        )
+
+
+def build_framework(state: ServiceState, settings: Settings) -> FastAPI:
+    """FastAPI のアプリを作り、表のルートを足す（`app.state.service` で状態を引ける）。"""
+    app = FastAPI(
+        title="model-in-image",
+        version=constants.SERVICE_VERSION,
+        description=(
+            "An ONNX model (ONNX Runtime) baked into the image together with its server: the simple API "
+            "of the specification and the Open Inference Protocol (V2, /v2)."
+        ),
+        # メトリクスは Prometheus で自前に取る。OpenTelemetry の判定を毎リクエスト走らせない
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    app.state.service = state
+    app.state.settings = settings
+    add_routes(app)
+    return app
