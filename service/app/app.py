@@ -4,10 +4,11 @@
 決まった応答と高速経路の表を作ってから readiness を 200 にする。
 
 リクエストは最初に `ServiceMiddleware` を通る。`ServiceApp.entry` がその入口で、uvicorn にはこれを直接渡す。
-高速経路の表に無いリクエスト（/docs・/openapi.json・表に無いパス、FAST_PATH=false ならすべて）だけが
-FastAPI に渡る。FastAPI の import とアプリの組み立ては 0.5 CPU で約 0.4 s かかり、起動から ready までの
-2 割を占めていたので、最初に要るときに作る（FAST_PATH=false なら起動時に）。lifespan は FastAPI を通さず
-`ServiceApp` が自分で答える。
+高速経路の表に無いリクエスト（/docs・/openapi.json、表に無いパスやメソッド（HEAD・OPTIONS を含む）、
+FAST_PATH=false ならすべて）だけが FastAPI に渡る。FastAPI の import とアプリの組み立ては 0.5 CPU で約 0.5 s
+かかり、起動から ready までの 3 割を占めていたので、最初に要るときに作る（FAST_PATH=false なら起動時に）。
+作っている間はイベントループが止まる（プロセスに 1 度だけ）。lifespan は FastAPI を通さず
+`ServiceApp` が答える。
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+import traceback
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +54,8 @@ class ServiceApp:
     def __init__(self, settings: Settings, state: ServiceState) -> None:
         """設定と状態を受け取り、入口のミドルウェアを作る（FastAPI はまだ作らない）。"""
         self.settings = settings
-        # Starlette のアプリと同じ `app.state.service` で状態を引けるようにする（テストとルート）
-        self.state = SimpleNamespace(service=state, settings=settings)
+        # Starlette のアプリと同じ `app.state.service` で状態を引けるようにする（テスト）
+        self.state = SimpleNamespace(service=state)
         self._framework: FastAPI | None = None
         self.entry: ASGIApp = ServiceMiddleware(
             self.inner,
@@ -79,33 +81,39 @@ class ServiceApp:
         if self._framework is None:
             from service.app.routers.routes import build_framework
 
-            self._framework = build_framework(self.state.service, self.settings)
+            self._framework = build_framework(self.state.service)
             # 作ったオブジェクトも、起動時のものと同じく GC の対象から外す
+            gc.collect()
             gc.freeze()
         return self._framework
 
     @property
     def routes(self) -> list[Any]:
-        """FastAPI のルート（ドキュメントに載るものと /metrics）。"""
+        """FastAPI のルート（表のすべてのエンドポイントと、/openapi.json・/docs などの FastAPI のもの）。"""
         return list(self.framework().routes)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        """ASGI の lifespan。起動は `start()`、終了は `stop()`（失敗は startup.failed）。"""
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    self.start()
-                except BaseException as error:
-                    await send(
-                        {"type": "lifespan.startup.failed", "message": f"{type(error).__name__}: {error}"}
-                    )
-                    raise
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        """ASGI の lifespan。起動は `start()`、終了（取り消しを含む）は `stop()`。
+
+        起動の失敗はスタックトレースをログに出し、同じものを startup.failed で送ってから上げる（uvicorn は
+        その本文を出して終了する）。
+        """
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        try:
+            self.start()
+        except BaseException:
+            logger.exception("application startup failed")
+            await send({"type": "lifespan.startup.failed", "message": traceback.format_exc()})
+            raise
+        await send({"type": "lifespan.startup.complete"})
+        try:
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+        finally:
+            self.stop()
+        await send({"type": "lifespan.shutdown.complete"})
 
     def start(self) -> None:
         """モデルを読み込み（まだなら）、決まった応答と高速経路の表を作ってから ready にする。"""

@@ -56,8 +56,13 @@ def test_startup_renders_the_one_row_v2_answers_for_every_bound_output_set(
         )
 
 
-def test_starting_the_service_does_not_import_fastapi_until_a_route_needs_it(
-    model_path: Path, label_path: Path
+@pytest.mark.parametrize(
+    ("fast_path", "expected"),
+    [(True, ["False", "True", "True"]), (False, ["True", "False", "True"])],
+    ids=["fast-path-builds-fastapi-on-first-need", "fastapi-routes-build-it-at-startup"],
+)
+def test_fastapi_is_imported_only_when_a_route_needs_it(
+    clean_env: pytest.MonkeyPatch, model_path: Path, label_path: Path, fast_path: bool, expected: list[str]
 ) -> None:
     import subprocess
     import sys
@@ -66,32 +71,30 @@ def test_starting_the_service_does_not_import_fastapi_until_a_route_needs_it(
         "import sys\n"
         "from service.app.app import create_app\n"
         "from service.configurations import load_settings\n"
-        f"settings = load_settings(model_filepath={str(model_path)!r}, label_filepath={str(label_path)!r})\n"
+        f"settings = load_settings(model_filepath={str(model_path)!r}, label_filepath={str(label_path)!r},\n"
+        f"                         fast_path={fast_path!r})\n"
         "app = create_app(settings)\n"
         "app.start()\n"
-        "print('fastapi' in sys.modules, ('GET', '/metrics') in app.state.service.fast_routes)\n"
+        "web = lambda: any(m.split('.')[0] in ('fastapi', 'starlette') for m in sys.modules)\n"
+        "print(web(), ('GET', '/metrics') in app.state.service.fast_routes)\n"
         "app.framework()\n"
-        "print('fastapi' in sys.modules)\n"
+        "print(web())\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True", "True"]
+    assert done.stdout.split() == expected
 
 
-def test_fast_path_off_builds_fastapi_at_startup(
-    clean_env: pytest.MonkeyPatch, model_path: Path, label_path: Path
-) -> None:
-    from service.app.app import create_app
-    from service.configurations import load_settings
-
-    app = create_app(load_settings(model_filepath=model_path, label_filepath=label_path, fast_path=False))
-    app.start()
-    assert app.state.service.fast_routes == {}
-    assert app._framework is not None
+def test_metrics_is_served_as_prometheus_text_and_left_out_of_the_spec(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    assert "mii_http_requests_total" in response.text
+    assert "/metrics" not in client.get("/openapi.json").json()["paths"]
 
 
 def test_a_model_that_cannot_load_fails_the_lifespan_startup(
-    clean_env: pytest.MonkeyPatch, tmp_path: Path, label_path: Path
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, label_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import asyncio
 
@@ -109,10 +112,12 @@ def test_a_model_that_cannot_load_fails_the_lifespan_startup(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    with pytest.raises(ModelLoadError):
+    with caplog.at_level(logging.ERROR), pytest.raises(ModelLoadError):
         asyncio.run(app({"type": "lifespan"}, receive, send))
     assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert sent[0]["message"].startswith("Traceback")
     assert "model file not found" in sent[0]["message"]
+    assert any(r.getMessage() == "application startup failed" and r.exc_info for r in caplog.records)
     assert app.state.service.ready is False
 
 

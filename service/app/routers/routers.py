@@ -3,8 +3,9 @@
 各エンドポイントは「メソッド・パス・ハンドラ・リクエストとレスポンスのスキーマ・起こりうるエラーコード」
 の 1 行で、この表から次の 2 つを作る。
 - FastAPI のルート（`service.app.routers.routes.add_routes`）: OpenAPI のドキュメントと、FAST_PATH=false の
-  ときの経路。FastAPI の import は重い（0.5 CPU で約 0.4 s）ので、このモジュールは FastAPI を import しない。
-  FastAPI のアプリは最初に要るとき（/docs・/openapi.json・表に無いパス）に作る（`service.app.app`）。
+  ときの経路。FastAPI の import は重い（0.5 CPU で約 0.5 s）ので、このモジュールは FastAPI を import しない。
+  FastAPI のアプリは最初に要るとき（/docs・/openapi.json・表に無いパスやメソッド）、FAST_PATH=false なら
+  起動時に作る（`service.app.app`）。
 - 高速経路の表（`fast_routes`）: ミドルウェアが FastAPI を通さずに呼ぶ (メソッド, パス) の辞書。
 
 どちらの経路も `respond()` でハンドラを呼び、例外は `service.app.errors.error_reply()` だけが

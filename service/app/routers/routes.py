@@ -25,7 +25,6 @@ from service.app.routers.routers import (
     respond,
 )
 from service.app.state import ServiceState
-from service.configurations import Settings
 from service.logs import request_id_var
 
 # エラーコードの説明（OpenAPI の responses）
@@ -127,7 +126,7 @@ def add_routes(app: FastAPI) -> None:
         )
 
 
-def build_framework(state: ServiceState, settings: Settings) -> FastAPI:
+def build_framework(state: ServiceState) -> FastAPI:
     """FastAPI のアプリを作り、表のルートを足す（`app.state.service` で状態を引ける）。"""
     app = FastAPI(
         title="model-in-image",
@@ -140,6 +139,5 @@ def build_framework(state: ServiceState, settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.service = state
-    app.state.settings = settings
     add_routes(app)
     return app
