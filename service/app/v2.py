@@ -247,9 +247,10 @@ def answer_infer(
     結果を `render_infer` で。どちらも同じバイト列になる。
     """
     if not any(request.binary):
-        template = one_row.get(tuple(request.outputs))
+        names = tuple(request.outputs)
+        template = one_row.get(names)
         if template is not None:
-            values = model.infer_values(request.batch, request.outputs)
+            values = model.infer_values(request.batch, names)
             if values is not None:
                 return reply(200, template.render(request.id, values))
     return render_infer(model, request, model.infer(request.batch, request.outputs))

@@ -244,27 +244,27 @@ class TabularModel:
 
     def to_batch(self, rows: list[list[float]]) -> np.ndarray:
         """入力行を検証してモデルの型の 2 次元配列にする。不正なら InvalidInputError。"""
-        count = self._check_shape(rows)
-        if count * self.width <= _SMALL_BATCH_VALUES:
-            self._check_values(rows)
-            return np.array(rows, dtype=self.runtime.dtype)
-        with np.errstate(over="ignore"):
-            batch = np.array(rows, dtype=self.runtime.dtype)
-        if not np.isfinite(batch).all():
-            self._refuse_non_finite(rows)
-        return batch
+        return self._array(self.small_rows(rows))
 
     def small_rows(self, rows: list[list[float]]) -> np.ndarray | list[list[float]]:
-        """入力行を検証する。値が少なければ（1 行の V2 の JSON など）配列にせずリストのまま返す。
+        """入力行を検証する。値が少なければ（1 行の /predict・V2 の JSON など）配列にせずリストのまま返す。
 
-        リストは `infer`・`infer_values` にそのまま渡せる（結び付けた入力に直接書くので、配列を作る
-        約 1.5 µs を省く）。値が多ければ `to_batch` と同じ配列。
+        リストは `infer`・`infer_values`・結び付けた入力にそのまま渡せる（結び付けた入力には struct で
+        直接書くので、配列を作る約 1.5 µs を省く）。値が多ければ numpy で確かめた配列。
         """
-        if len(rows) * self.width > _SMALL_BATCH_VALUES:
-            return self.to_batch(rows)
-        self._check_shape(rows)
+        count = self._check_shape(rows)
+        if count * self.width > _SMALL_BATCH_VALUES:
+            with np.errstate(over="ignore"):
+                batch = np.array(rows, dtype=self.runtime.dtype)
+            if not np.isfinite(batch).all():
+                self._refuse_non_finite(rows)
+            return batch
         self._check_values(rows)
         return rows
+
+    def _array(self, batch: np.ndarray | list[list[float]]) -> np.ndarray:
+        """検証済みの行をモデルの型の配列にする（もう配列ならそのまま）。"""
+        return batch if isinstance(batch, np.ndarray) else np.array(batch, dtype=self.runtime.dtype)
 
     def _check_shape(self, rows: list[list[float]]) -> int:
         """行数（1 以上、上限以下）と各行の幅を確かめ、行数を返す。"""
@@ -354,15 +354,14 @@ class TabularModel:
 
         1 行は、結び付けた入力に値を直接書いて動かす（配列を作る・写す・形を変えるを省く）。
         """
-        if len(rows) == 1 and self.width <= _SMALL_BATCH_VALUES:
+        batch = self.small_rows(rows)
+        if type(batch) is list and len(batch) == 1:
             binding = self.bound.get(self._main_fetch)
             if binding is not None:
-                self._check_shape(rows)
-                self._check_values(rows)
-                answer = binding.first_as_rows(rows[0])
+                answer = binding.first_as_rows(batch[0])
                 if answer is not None:
                     return answer
-        return self.run(self.to_batch(rows))
+        return self.run(self._array(batch))
 
     def infer(self, batch: np.ndarray | list[list[float]], names: list[str]) -> list[Any]:
         """検証済みの行（配列、または `small_rows` のリスト）で推論し、指定の出力（V2）をそのまま返す。
@@ -376,19 +375,19 @@ class TabularModel:
                 outputs = bound(batch)
                 if outputs is not None:
                     return outputs
-        if not isinstance(batch, np.ndarray):
-            batch = np.array(batch, dtype=self.runtime.dtype)
-        return self._session(batch, names)
+        return self._session(self._array(batch), names)
 
-    def infer_values(self, batch: np.ndarray | list[list[float]], names: list[str]) -> list[list[Any]] | None:
+    def infer_values(
+        self, batch: np.ndarray | list[list[float]], names: tuple[str, ...]
+    ) -> list[list[Any]] | None:
         """1 行を結び付けた入出力で推論し、出力ごとの平らな値を返す（V2 の JSON の答え）。
 
-        `infer` と `as_values` を続けて呼んだのと同じ値（形は結び付けの `shapes`）。結び付けが無い・
-        使えないときは None。
+        `infer` と `as_values` を続けて呼んだのと同じ値（形は結び付けの `shapes`）。names は `bound` の鍵と
+        同じ出力の名前の組。結び付けが無い・使えないときは None。
         """
         if len(batch) != 1:
             return None
-        binding = self.bound.get(tuple(names))
+        binding = self.bound.get(names)
         return None if binding is None else binding.flat_values(batch)
 
     def as_array(self, name: str, output: Any) -> np.ndarray:

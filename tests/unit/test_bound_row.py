@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from service.ml.loading import load_model
-from service.ml.prediction import BoundRow
+from service.ml.prediction import FLOAT32_LIMIT, BoundRow
 from tests.zoo import ZOO_NAMES, ZooModel, onnxruntime_answers, slice_model
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
@@ -48,7 +48,7 @@ def test_a_double_input_model_is_bound_and_keeps_every_bit_of_the_row(tmp_path: 
     # float32 に丸めれば変わる値: 結び付けた入力に float64 のまま書かれていること
     row = [0.1, 1 / 3, 2.0**-30 + 1.0, 9.0]
     assert model.predict([row]) == [row[:3]]
-    assert model.infer_values([row], ["scores"]) == [row[:3]]
+    assert model.infer_values([row], ("scores",)) == [row[:3]]
 
 
 def test_list_and_array_rows_give_the_plain_runs_v2_values(model_path: Path, label_path: Path) -> None:
@@ -61,8 +61,8 @@ def test_list_and_array_rows_give_the_plain_runs_v2_values(model_path: Path, lab
     }
     model.bound[tuple(names)] = binding
     for row in IRIS_ROWS:
-        assert model.infer_values([row], names) == plain[tuple(row)]
-        assert model.infer_values(model.to_batch([row]), names) == plain[tuple(row)]
+        assert model.infer_values([row], tuple(names)) == plain[tuple(row)]
+        assert model.infer_values(model.to_batch([row]), tuple(names)) == plain[tuple(row)]
 
 
 def test_string_labels_are_not_bound_but_the_probabilities_are(zoo: dict[str, ZooModel]) -> None:
@@ -139,12 +139,12 @@ def test_a_v2_json_answer_from_the_binding_is_byte_identical_to_the_plain_one(
     request = v2.parse_infer(model, body, None)
     assert isinstance(request.batch, list)  # 1 行の JSON は配列にせず、struct で結び付けた入力に書く
     one_row = v2.one_row_json(model)
-    assert model.infer_values(request.batch, request.outputs) is not None
+    assert model.infer_values(request.batch, tuple(request.outputs)) is not None
     bound = v2.answer_infer(model, request, one_row)
     plain = v2.render_infer(model, request, model.infer(request.batch, request.outputs))
     assert bound == plain == v2.answer_infer(model, request, {})
     model.bound.clear()
-    assert model.infer_values(request.batch, request.outputs) is None
+    assert model.infer_values(request.batch, tuple(request.outputs)) is None
     assert v2.answer_infer(model, request, one_row) == plain
 
 
@@ -163,7 +163,7 @@ def test_a_v2_json_answer_while_the_binding_is_in_use_is_the_same_bytes(
     binding = model.bound[tuple(model.output_names)]
     assert binding.lock.acquire(blocking=False)
     try:
-        assert model.infer_values(request.batch, request.outputs) is None
+        assert model.infer_values(request.batch, tuple(request.outputs)) is None
         assert v2.answer_infer(model, request, one_row) == free
     finally:
         binding.lock.release()
@@ -176,7 +176,7 @@ def test_a_list_row_keeps_every_float32_bit_the_plain_run_sees(tmp_path: Path) -
     model = load_model(path)
     assert ("scores",) in model.bound
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    below_limit = float(np.nextafter(3.4028235677973366e38, 0.0))
+    below_limit = float(np.nextafter(FLOAT32_LIMIT, 0.0))
     rows = [
         [-0.0, 1e-45, 16777217, 1.0],
         [2.0**60 + 2.0**36 + 1, 0.1, 1 / 3, 1.0],
