@@ -52,6 +52,21 @@ def registry_of(reference: str) -> str | None:
     return None
 
 
+def normalized_reference(reference: str) -> str:
+    """Docker が正規化した参照（containerd や `minikube image ls` が示す形）。
+
+    レジストリの無い短い名前には `docker.io/` を、さらに `/` の無い名前には `library/` を付ける
+    （`model-in-image:1` → `docker.io/library/model-in-image:1`、`me/x:1` → `docker.io/me/x:1`）。
+    レジストリのホストを含む名前（registry_of）はそのまま。タグもダイジェストも無ければ `:latest` を付ける。
+    """
+    name, at, digest = reference.partition("@")
+    if not at:
+        name = ":".join(split_reference(name))
+    if registry_of(name) is None:
+        name = f"docker.io/{name}" if "/" in name else f"docker.io/library/{name}"
+    return f"{name}@{digest}" if at else name
+
+
 def _engine_errors() -> tuple[type[BaseException], ...]:
     """Docker SDK が投げる、エンジンとのやりとりの失敗（API の誤りと接続・待ち時間の失敗）。"""
     from docker.errors import DockerException

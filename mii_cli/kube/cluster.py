@@ -24,6 +24,9 @@ KIND = "kind"
 DOCKER_DESKTOP = "docker-desktop"
 OTHER = "other"
 
+# ローカルの Docker エンジンのイメージをそのまま使うクラスタ（コンテキストとクラスタの項目の名前）
+DESKTOPS = ("docker-desktop", "docker-for-desktop", "rancher-desktop", "orbstack")
+
 START_HINT = (
     "start a cluster (minikube start --cpus 4 --memory 8g, or kind create cluster) or point KUBECONFIG at one"
 )
@@ -48,22 +51,27 @@ def detect_flavor(
 ) -> tuple[str, str]:
     """コンテキスト名・クラスタ名・サーバー・拡張情報からクラスタの種類と名前を推定する。
 
-    - minikube: kube config のクラスタ拡張 `provider: minikube.sigs.k8s.io`、または名前が minikube
-    - kind: コンテキスト名が `kind-<クラスタ名>`
+    名前はコンテキストではなく kube config のクラスタの項目から取る（`kubectl config rename-context`
+    で変わるのはコンテキスト名だけで、クラスタの項目の名前は作った道具が付けたまま残る）。
+    クラスタの名前が無いときだけコンテキスト名を使う。
+
+    - minikube: クラスタの拡張 `cluster_info` の `provider: minikube.sigs.k8s.io`、または名前が minikube。
+      minikube はクラスタの項目をプロファイルの名前で書くので、名前はそのままプロファイル
+    - kind: クラスタの項目が `kind-<クラスタ名>`（無ければコンテキスト名が `kind-<クラスタ名>`）
     - docker-desktop: ローカルの Docker エンジンのイメージをそのまま使える
     """
+    name = cluster or context
     for extension in extensions or []:
         body = (extension or {}).get("extension") or {}
         if isinstance(body, dict) and body.get("provider") == "minikube.sigs.k8s.io":
-            return MINIKUBE, context
-    if context == MINIKUBE or cluster == MINIKUBE:
-        return MINIKUBE, context
-    if context.startswith("kind-"):
-        return KIND, context.removeprefix("kind-")
-    if cluster.startswith("kind-"):
-        return KIND, cluster.removeprefix("kind-")
-    if context in ("docker-desktop", "docker-for-desktop", "rancher-desktop", "orbstack"):
-        return DOCKER_DESKTOP, context
+            return MINIKUBE, name
+    if MINIKUBE in (cluster, context):
+        return MINIKUBE, name
+    for candidate in (cluster, context):
+        if candidate.startswith("kind-") and len(candidate) > len("kind-"):
+            return KIND, candidate.removeprefix("kind-")
+    if cluster in DESKTOPS or context in DESKTOPS:
+        return DOCKER_DESKTOP, name
     return OTHER, context
 
 

@@ -1,22 +1,36 @@
 """デプロイするイメージを決め、クラスタから使えるようにする。
 
 - 既定のイメージ: ローカルの Docker にある `model-in-image` の最新の一意なタグ（mii build が付ける）
-- minikube: `minikube image load`、kind: `kind load docker-image`、それ以外: `--registry` へ push
+- minikube: `minikube -p PROFILE image load IMAGE --daemon` の後、`image ls` で入ったことを確かめる
+- kind: `kind load docker-image`（ノードへの取り込みで失敗したら 1 プラットフォームの tar で読み込み直す）
+- それ以外: `--registry` へ push
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mii_cli.docker_engine import DockerClient, docker_client, registry_of, split_reference
+from mii_cli.docker_engine import (
+    DockerClient,
+    docker_client,
+    normalized_reference,
+    registry_of,
+    split_reference,
+)
 from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.kube.cluster import DOCKER_DESKTOP, KIND, MINIKUBE, ClusterInfo
 
 BUILD_HINT = "build it first with mii build (or pass --image)"
+KIND_HINT = "check that the cluster runs (kind get clusters) and the image exists locally (docker image ls)"
+
+# `docker save` の tar を読むときの一度の大きさ（Docker SDK の既定と同じ 2 MiB）
+SAVE_CHUNK = 2 * 1024 * 1024
 
 
 def _created(image: Any) -> str:
@@ -72,9 +86,13 @@ def registry_reference(registry: str, image: str) -> str:
 
 
 def load_command(info: ClusterInfo, image: str) -> list[str] | None:
-    """イメージをクラスタのノードへ読み込むコマンド（不要・不可能なら None）。"""
+    """イメージをクラスタのノードへ読み込むコマンド（不要・不可能なら None）。
+
+    minikube は `--daemon` でローカルの Docker エンジンからだけ読み込む（付けないと v1.38.1 は
+    短い名前をまず Docker Hub に尋ねる）。
+    """
     if info.flavor == MINIKUBE:
-        return ["minikube", "-p", info.name, "image", "load", image]
+        return ["minikube", "-p", info.name, "image", "load", image, "--daemon"]
     if info.flavor == KIND:
         return ["kind", "load", "docker-image", image, "--name", info.name]
     return None
@@ -90,23 +108,42 @@ def missing_image_hint(info: ClusterInfo, image: str) -> str:
     return "push the image to a registry the cluster can pull from: mii deploy --registry REGISTRY"
 
 
-def run_load(command: list[str], timeout: float = 600.0) -> None:
-    """読み込みのコマンドを実行する（失敗は ClusterError、出力の末尾を添える）。"""
+def _tail(output: str, lines: int = 15) -> str:
+    """ツールの出力の末尾（エラーの details に添える）。"""
+    return "\n".join(output.strip().splitlines()[-lines:])
+
+
+def run_tool(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """minikube・kind を実行して結果を返す（無い・終わらないときだけ ClusterError。終了コードは見ない）。"""
     if shutil.which(command[0]) is None:
         raise ClusterError(
             f"{command[0]} is not installed, so the image cannot be loaded into the cluster",
             hint=f"install {command[0]}, or push to a registry with mii deploy --registry REGISTRY",
         )
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise ClusterError(f"{' '.join(command)} did not finish in {timeout:.0f}s") from None
+
+
+def _failed(command: list[str], result: subprocess.CompletedProcess[str], hint: str) -> ClusterError:
+    """0 以外で終わったコマンドのエラー（出力の末尾を details に）。"""
+    return ClusterError(
+        f"{' '.join(command)} failed with exit code {result.returncode}",
+        hint=hint,
+        details=_tail(result.stderr or result.stdout) or None,
+    )
+
+
+def run_load(command: list[str], timeout: float = 600.0, hint: str | None = None) -> None:
+    """読み込みのコマンドを実行する（失敗は ClusterError、出力の末尾を添える）。"""
+    result = run_tool(command, timeout)
     if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise ClusterError(
-            f"{' '.join(command)} failed with exit code {result.returncode}",
-            hint="check that the cluster runs and the image exists locally (docker image ls model-in-image)",
-            details=tail or None,
+        raise _failed(
+            command,
+            result,
+            hint
+            or "check that the cluster runs and the image exists locally (docker image ls model-in-image)",
         )
 
 
@@ -132,13 +169,143 @@ def push(image: str, reference: str, client: DockerClient | None = None) -> None
         ) from None
 
 
+def minikube_images(profile: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+    """`minikube -p PROFILE image ls --format json` の一覧（動いているノードが無ければ空）。
+
+    minikube v1.38.1 はノードごとの `ListImage`（id・repoDigests・repoTags・size）を
+    json.Marshal した配列を出す。読めないノードは飛ばすので、ノードが止まっていても 0 で終わる。
+    """
+    command = ["minikube", "-p", profile, "image", "ls", "--format", "json"]
+    result = run_tool(command, timeout)
+    if result.returncode != 0:
+        raise _failed(command, result, f"check the profile with minikube -p {profile} status")
+    listed = _image_list(result.stdout)
+    if listed is None:
+        raise ClusterError(
+            f"{' '.join(command)} printed something that is not an image list",
+            hint=f"check minikube itself: minikube -p {profile} image ls",
+            details=_tail(result.stdout) or _tail(result.stderr) or "(no output)",
+        )
+    return listed
+
+
+def _image_list(text: str) -> list[dict[str, Any]] | None:
+    """`image ls --format json` の出力を読む（オブジェクトの配列でなければ None）。
+
+    null は空の一覧として扱う（v1.38.1 の ListImages は空の配列を出すが、null でも意味は同じ）。
+    """
+    try:
+        listed = json.loads(text)
+    except ValueError:
+        return None
+    if listed is None:
+        return []
+    if isinstance(listed, list) and all(isinstance(item, dict) for item in listed):
+        return listed
+    return None
+
+
+def holds_image(listed: list[dict[str, Any]], image: str) -> bool:
+    """`minikube image ls` の一覧にイメージがあるか（正規化した参照 `docker.io/library/...` で比べる）。"""
+    wanted = {image, normalized_reference(image)}
+    for item in listed:
+        names = [*(item.get("repoTags") or []), *(item.get("repoDigests") or [])]
+        if wanted.intersection(name for name in names if isinstance(name, str)):
+            return True
+    return False
+
+
+def load_into_minikube(info: ClusterInfo, image: str, timeout: float = 600.0) -> None:
+    """ローカルの Docker のイメージを minikube のプロファイルへ読み込み、本当に入ったか確かめる。
+
+    minikube v1.38.1 の `image load` は何も読み込まなくても 0 で終わる（イメージが無ければ
+    `! The image '...' was not found; unable to add it to cache.` だけ、コンテナランタイムが
+    止まっていれば何も出さない）。そのため読み込んだ後に `image ls` の一覧で確かめる。
+    """
+    profile = info.name
+    command = load_command(info, image)
+    assert command is not None
+    result = run_tool(command, timeout)
+    if result.returncode != 0:
+        raise _failed(
+            command,
+            result,
+            f"check the profile and the cluster: minikube profile list, minikube -p {profile} status",
+        )
+    listed = minikube_images(profile)
+    if holds_image(listed, image):
+        return
+    said = _tail(result.stderr or result.stdout)
+    details = [said or "minikube printed nothing and exited 0"]
+    if listed:
+        details.append(
+            f"the profile's image list has {len(listed)} images, none named {normalized_reference(image)}"
+        )
+    else:
+        details.append("the profile's image list is empty (is the node and its container runtime running?)")
+    repository, _ = split_reference(image)
+    raise ClusterError(
+        f"minikube -p {profile} image load did not load {image}: it is not in the profile's image list",
+        hint=f"check the image exists locally: docker image ls {repository}; "
+        f"check minikube -p {profile} status",
+        details="\n".join(details),
+    )
+
+
 def archive_command(info: ClusterInfo, archive: str) -> list[str]:
     """kind に tar のイメージを読み込むコマンド。"""
     return ["kind", "load", "image-archive", archive, "--name", info.name]
 
 
+# Engine API がイメージの保存（GET /images/{name}/get）で platform を受け取る最初の版
+PLATFORM_SAVE_API = (1, 48)
+
+
+def _api_version(value: str) -> tuple[int, ...]:
+    """API の版（`1.48`）を比べられる組にする（読めなければ (0,)）。"""
+    try:
+        return tuple(int(part) for part in str(value).split("."))
+    except ValueError:
+        return (0,)
+
+
+def image_platform(attrs: dict[str, Any]) -> dict[str, str] | None:
+    """イメージの詳細（Os・Architecture・Variant）から OCI のプラットフォーム（分からなければ None）。"""
+    if not attrs.get("Os") or not attrs.get("Architecture"):
+        return None
+    platform = {"os": str(attrs["Os"]), "architecture": str(attrs["Architecture"])}
+    if attrs.get("Variant"):
+        platform["variant"] = str(attrs["Variant"])
+    return platform
+
+
+def save_image(client: DockerClient, image: str) -> Iterator[bytes]:
+    """イメージを `docker save` の tar として取り出す（1 つのプラットフォームだけ）。
+
+    containerd のイメージストアでは、保存した tar がマルチプラットフォームの index をすべて指し、
+    ローカルに無いプラットフォームの中身が欠ける（kind の ctr import --all-platforms が
+    `content digest ... not found` で失敗する）。そこで API 1.48 以上ではイメージ自身の
+    プラットフォームだけを保存する。それより古いエンジンはグラフドライバのストアで、tar は
+    もともと 1 つのプラットフォームしか持たないので、そのまま保存する。
+    """
+    api = client.api
+    platform = None
+    if _api_version(api.api_version) >= PLATFORM_SAVE_API:
+        platform = image_platform(client.images.get(image).attrs)
+    if platform is None:
+        chunks: Iterator[bytes] = api.get_image(image)
+        return chunks
+    # Docker SDK の save()・get_image() には platform の引数が無いので、低水準のクライアントで
+    # GET /images/{name}/get?platform=<JSON の OCI プラットフォーム> を直接呼ぶ
+    response = api._get(
+        api._url("/images/{0}/get", image), params={"platform": json.dumps(platform)}, stream=True
+    )
+    platform_chunks: Iterator[bytes] = api._stream_raw_result(response, SAVE_CHUNK, False)
+    return platform_chunks
+
+
 def load_archive(info: ClusterInfo, image: str, client: DockerClient | None = None) -> None:
-    """Docker SDK でイメージを tar に保存し、kind load image-archive で読み込む。"""
+    """イメージの 1 つのプラットフォームを tar に保存し、kind load image-archive で読み込む。"""
     import tempfile
 
     import docker
@@ -148,11 +315,40 @@ def load_archive(info: ClusterInfo, image: str, client: DockerClient | None = No
         archive = f"{tmp}/image.tar"
         try:
             with open(archive, "wb") as handle:
-                for chunk in client.images.get(image).save(named=True):
+                for chunk in save_image(client, image):
                     handle.write(chunk)
-        except docker.errors.DockerException as error:
+        except docker.errors.ImageNotFound:
+            raise DockerError(f"image {image} is not in the local Docker engine", hint=BUILD_HINT) from None
+        except (docker.errors.DockerException, OSError) as error:
             raise DockerError(f"cannot save {image} to a tar: {error}", hint=BUILD_HINT) from None
-        run_load(archive_command(info, archive))
+        run_load(archive_command(info, archive), hint=KIND_HINT)
+
+
+def load_into_kind(info: ClusterInfo, image: str, client: DockerClient | None = None) -> None:
+    """`kind load docker-image` で読み込む。ノードへの取り込みで失敗したら tar で読み込み直す。
+
+    Docker の containerd イメージストアでは `kind load docker-image` が
+    `failed to load image: ... ctr: content digest ...: not found` で失敗する（kind #3795）。
+    その場合だけ 1 つのプラットフォームの tar を `kind load image-archive` で読み込む。
+    イメージが無い・クラスタが無いといった失敗は、tar にしても同じなのでそのまま知らせる。
+    """
+    command = load_command(info, image)
+    assert command is not None
+    result = run_tool(command, 600.0)
+    if result.returncode == 0:
+        return
+    first = _failed(command, result, KIND_HINT)
+    if "failed to load image" not in (result.stderr + result.stdout):
+        raise first
+    try:
+        load_archive(info, image, client)
+    except ClusterError as error:
+        # tar でも失敗したら、最初の失敗も添える（どちらも同じ原因のことが多い）
+        raise ClusterError(
+            error.message,
+            hint=error.hint,
+            details="\n".join(filter(None, [error.details, f"before that, {first.message}:", first.details])),
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -201,16 +397,10 @@ def carry_out(info: ClusterInfo, image: str, plan: ImagePlan, client: DockerClie
         return
     if plan.action != "load":
         return
-    command = load_command(info, image)
-    assert command is not None
-    try:
-        run_load(command)
-    except ClusterError:
-        if info.flavor != KIND or shutil.which("kind") is None:
-            raise
-        # Docker の containerd イメージストアでは kind load docker-image が失敗することがある。
-        # その場合は docker save した tar を kind load image-archive で読み込む
-        load_archive(info, image, client)
+    if info.flavor == MINIKUBE:
+        load_into_minikube(info, image)
+    elif info.flavor == KIND:
+        load_into_kind(info, image, client)
 
 
 def ensure_in_cluster(

@@ -3,11 +3,25 @@
 Docker SDK はそのまま使い、HTTP の境界でだけ置き換える。mii が使う部分だけに答える:
 ping・版、イメージの一覧と詳細・タグ・push・save、ネットワークの一覧、レジストリのマニフェストの問い合わせ
 （`docker buildx imagetools inspect` と同じ /distribution）。
+
+API の版は `api_version`（既定 1.43）。本物と同じく、パスの版（`/v1.48/...`）がそれより新しい要求は
+400 で断る。
+イメージの保存（`GET /images/{name}/get`、`docker save`）は本物の tar を返す（`image_archive`）:
+- グラフドライバのストア（既定）: tar はイメージ自身のプラットフォーム 1 つだけ
+- containerd のイメージストア（`containerd_store = True`）: tar の index.json はイメージの index の
+  すべてのプラットフォーム（イメージの `_platforms`）を指すが、中身（blobs）はローカルにある自身のものだけ。
+  ctr import --all-platforms はこれを `content digest ...: not found` で断る（kind #3795）
+- `platform` の問い合わせ（JSON の OCI プラットフォーム）は、エンジンとパスの版がどちらも 1.48 以上の
+  ときだけ効き（1.48 で入った。古い版の要求では本物も無視する）、そのプラットフォームだけを保存する
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import re
+import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,6 +30,67 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import docker
 
 VERSION = {"Version": "28.0.0-fake", "ApiVersion": "1.43", "MinAPIVersion": "1.24", "Os": "linux"}
+
+# Engine API がイメージの保存で platform を受け取る最初の版
+PLATFORM_SAVE_API = (1, 48)
+
+
+def _version(value: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in value.split("."))
+
+
+def platform_of(image: dict[str, Any]) -> dict[str, str]:
+    """イメージの詳細（Os・Architecture・Variant）が示す、イメージ自身のプラットフォーム。"""
+    platform = {"os": image.get("Os", "linux"), "architecture": image.get("Architecture", "amd64")}
+    if image.get("Variant"):
+        platform["variant"] = image["Variant"]
+    return platform
+
+
+def platform_name(platform: dict[str, str]) -> str:
+    """`linux/arm64/v8` の形。"""
+    return "/".join(platform[key] for key in ("os", "architecture", "variant") if platform.get(key))
+
+
+def _matches(wanted: dict[str, str], platform: dict[str, str]) -> bool:
+    """問い合わせのプラットフォームに合うか（variant は問い合わせにあるときだけ比べる）。"""
+    return all(platform.get(key) == value for key, value in wanted.items() if value)
+
+
+def image_archive(name: str, index: list[dict[str, str]], present: list[dict[str, str]]) -> bytes:
+    """`docker save` の tar（OCI のレイアウトと manifest.json）。
+
+    index.json は `index` のプラットフォームごとのマニフェストを指し、blobs には `present` の分だけがある。
+    """
+    blobs: dict[str, bytes] = {}
+    manifests = []
+    for platform in index:
+        body = json.dumps({"schemaVersion": 2, "image": name, "platform": platform}, sort_keys=True).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        manifests.append(
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": f"sha256:{digest}",
+                "size": len(body),
+                "platform": platform,
+                "annotations": {"io.containerd.image.name": name},
+            }
+        )
+        if platform in present:
+            blobs[digest] = body
+    files = {
+        "oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
+        "index.json": json.dumps({"schemaVersion": 2, "manifests": manifests}).encode(),
+        "manifest.json": json.dumps([{"RepoTags": [name], "Layers": []}]).encode(),
+        **{f"blobs/sha256/{digest}": body for digest, body in blobs.items()},
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, data in files.items():
+            member = tarfile.TarInfo(path)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 class FakeDockerEngine:
@@ -27,8 +102,11 @@ class FakeDockerEngine:
         self.push_lines: list[dict[str, Any]] = [{"status": "Pushed"}]
         self.networks = ["bridge", "host", "none"]
         self.pullable: set[str] = set()
-        # `docker save` の中身（イメージの tar の代わり）
-        self.saved = b"layer-1layer-2"
+        # エンジンの API の版と、イメージストアの種類（上の説明）
+        self.api_version = VERSION["ApiVersion"]
+        self.containerd_store = False
+        # `docker save` の要求: イメージの名前と、platform の問い合わせ（無ければ None）
+        self.saves: list[dict[str, Any]] = []
         self.calls: list[str] = []
         # この末尾のパスへの GET には 500 で答える（壊れたエンジン）
         self.failing: set[str] = set()
@@ -46,32 +124,52 @@ class FakeDockerEngine:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _too_new(self) -> bool:
+                """パスの版がエンジンより新しければ、本物と同じ 400 で断る。"""
+                if _version(self._requested()) > _version(fake.api_version):
+                    message = (
+                        f"client version {self._requested()} is too new. "
+                        f"Maximum supported API version is {fake.api_version}"
+                    )
+                    self._send(400, {"message": message})
+                    return True
+                return False
+
+            def _requested(self) -> str:
+                """要求のパスの版（`/v1.48/...` の 1.48。版の無いパスはエンジンの版）。"""
+                found = re.match(r"/v(\d+\.\d+)/", self.path)
+                return found.group(1) if found else fake.api_version
+
             def do_GET(self) -> None:
                 fake.calls.append(f"GET {self.path}")
                 parts = urlsplit(self.path)
                 path = unquote(parts.path)
+                if self._too_new():
+                    return
                 if any(path.endswith(suffix) for suffix in fake.failing):
                     self._send(500, {"message": "the engine is broken"})
                 elif path.endswith("/_ping"):
                     self._send(200, b"OK", "text/plain")
                 elif path.endswith("/version"):
-                    self._send(200, VERSION)
+                    self._send(200, {**VERSION, "ApiVersion": fake.api_version})
                 elif path.endswith("/images/json"):
                     keys = ("Id", "RepoTags", "Created", "Size")
                     self._send(200, [{k: i[k] for k in keys if k in i} for i in fake.images])
                 elif "/images/" in path and path.endswith("/get"):
                     name = path.split("/images/", 1)[1].removesuffix("/get")
-                    if fake.image(name) is None:
-                        self._send(404, {"message": f"No such image: {name}"})
-                    else:
-                        self._send(200, fake.saved, "application/x-tar")
+                    query = parse_qs(parts.query).get("platform")
+                    wanted = json.loads(query[0]) if query else None
+                    fake.saves.append({"name": name, "platform": wanted})
+                    code, body = fake.save(name, wanted, self._requested())
+                    self._send(code, body, "application/x-tar" if code == 200 else "application/json")
                 elif "/images/" in path and path.endswith("/json"):
                     name = path.split("/images/", 1)[1].removesuffix("/json")
                     found = fake.image(name)
                     if found is None:
                         self._send(404, {"message": f"No such image: {name}"})
                     else:
-                        self._send(200, found)
+                        # `_` で始まる項目は代役だけのもの（本物の詳細には無い）
+                        self._send(200, {k: v for k, v in found.items() if not k.startswith("_")})
                 elif path.endswith("/networks"):
                     filters = json.loads(parse_qs(parts.query).get("filters", ["{}"])[0])
                     wanted = filters.get("name") or []
@@ -89,6 +187,8 @@ class FakeDockerEngine:
 
             def do_POST(self) -> None:
                 fake.calls.append(f"POST {self.path}")
+                if self._too_new():
+                    return
                 if "/push" in self.path:
                     body = b"".join(json.dumps(line).encode() + b"\r\n" for line in fake.push_lines)
                     self._send(200, body)
@@ -108,9 +208,29 @@ class FakeDockerEngine:
         found = [i for i in self.images if name in (i["Id"], *i["RepoTags"])]
         return found[0] if found else None
 
+    def save(self, name: str, wanted: dict[str, str] | None, requested: str) -> tuple[int, Any]:
+        """`docker save` の答え（状態コードと tar、または誤りの本文）。"""
+        image = self.image(name)
+        if image is None:
+            return 404, {"message": f"No such image: {name}"}
+        own = platform_of(image)
+        honoured = (
+            min(_version(requested), _version(self.api_version)) >= PLATFORM_SAVE_API and wanted is not None
+        )
+        if honoured:
+            assert wanted is not None
+            listed = image.get("_platforms") or [own]
+            chosen = [p for p in listed if _matches(wanted, p)]
+            if not chosen:
+                return 404, {"message": f"image {name} has no platform {platform_name(wanted)}"}
+            return 200, image_archive(name, chosen[:1], chosen[:1])
+        if self.containerd_store:
+            return 200, image_archive(name, image.get("_platforms") or [own], [own])
+        return 200, image_archive(name, [own], [own])
+
     def client(self) -> Any:
-        """この代役への Docker SDK のクライアント。"""
-        return docker.DockerClient(base_url=self.url, version=VERSION["ApiVersion"])
+        """この代役への Docker SDK のクライアント（エンジンと同じ API の版で話す）。"""
+        return docker.DockerClient(base_url=self.url, version=self.api_version)
 
     def close(self) -> None:
         self.httpd.shutdown()

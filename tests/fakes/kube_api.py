@@ -340,17 +340,29 @@ class FakeApiServer:
         return (201 if live is None else 200), new
 
 
-def write_kubeconfig(path: Any, server: str, *, context: str = "kind-test", extensions: Any = None) -> Any:
-    """代役のサーバーを指す kube config を書く。"""
+def write_kubeconfig(
+    path: Any,
+    server: str,
+    *,
+    context: str = "kind-test",
+    extensions: Any = None,
+    cluster_name: str | None = None,
+) -> Any:
+    """代役のサーバーを指す kube config を書く。
+
+    クラスタの項目の名前は既定でコンテキストと同じ（minikube・kind が書くとおり）。`cluster_name` を渡すと
+    `kubectl config rename-context` の後のように、コンテキストとクラスタの項目の名前が違う。
+    """
     cluster: dict[str, Any] = {"server": server}
     if extensions:
         cluster["extensions"] = extensions
+    cluster_name = cluster_name or context
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": context, "cluster": cluster}],
+        "clusters": [{"name": cluster_name, "cluster": cluster}],
         "users": [{"name": "user", "user": {"token": "secret"}}],
-        "contexts": [{"name": context, "context": {"cluster": context, "user": "user"}}],
+        "contexts": [{"name": context, "context": {"cluster": cluster_name, "user": "user"}}],
         "current-context": context,
     }
     path.write_text(json.dumps(config))

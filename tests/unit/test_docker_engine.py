@@ -8,6 +8,7 @@ import pytest
 
 from mii_cli import docker_engine
 from mii_cli.errors import DockerError
+from tests.fakes.cluster_tools import normalize
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.support import free_port
 
@@ -39,6 +40,31 @@ def test_registry_of_a_reference(reference: str, registry: str | None) -> None:
     assert docker_engine.registry_of(reference) == registry
 
 
+@pytest.mark.parametrize(
+    ("reference", "normalized"),
+    [
+        ("model-in-image:0.1.0-abc", "docker.io/library/model-in-image:0.1.0-abc"),
+        ("me/x:1", "docker.io/me/x:1"),
+        ("model-in-image", "docker.io/library/model-in-image:latest"),
+        ("iris@sha256:" + "e" * 64, "docker.io/library/iris@sha256:" + "e" * 64),
+        ("docker.io/library/x:1", "docker.io/library/x:1"),
+        ("ghcr.io/me/x:1", "ghcr.io/me/x:1"),
+        ("localhost:5000/x:1", "localhost:5000/x:1"),
+        ("localhost/x:1", "localhost/x:1"),
+    ],
+)
+def test_normalized_reference(reference: str, normalized: str) -> None:
+    assert docker_engine.normalized_reference(reference) == normalized
+
+
+@pytest.mark.parametrize(
+    "reference", ["model-in-image:0.1.0-abc", "me/x:1", "team/sub/x:2", "x", "ghcr.io/a/b:1"]
+)
+def test_normalized_reference_agrees_with_minikube(reference: str) -> None:
+    """mii の正規化は、偽の minikube が写した minikube v1.38.1 の AddDockerIO（と :latest）と同じ形になる。"""
+    assert docker_engine.normalized_reference(reference) == normalize(reference)
+
+
 def test_an_unreachable_engine_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
     with pytest.raises(DockerError, match="cannot reach the Docker engine") as error:
@@ -48,6 +74,17 @@ def test_an_unreachable_engine_is_one_clear_error(monkeypatch: pytest.MonkeyPatc
 
 def test_the_engine_version_names_the_engine_and_the_api(fake_docker: FakeDockerEngine) -> None:
     assert docker_engine.engine_version(fake_docker.client()) == "28.0.0-fake, API 1.43"
+    fake_docker.api_version = "1.48"
+    assert docker_engine.engine_version(fake_docker.client()) == "28.0.0-fake, API 1.48"
+
+
+def test_the_fake_engine_refuses_a_client_newer_than_itself(fake_docker: FakeDockerEngine) -> None:
+    """代役も本物と同じく、エンジンより新しい API の版の要求を 400 で断る。"""
+    import docker
+
+    fake_docker.api_version = "1.41"
+    with pytest.raises(docker.errors.APIError, match=r"client version 1\.48 is too new"):
+        docker.DockerClient(base_url=fake_docker.url, version="1.48").images.list()
 
 
 def test_a_missing_local_image_is_none(fake_docker: FakeDockerEngine) -> None:

@@ -14,8 +14,16 @@ from mii_cli.kube import cluster as c
 from tests.fakes.kube_api import FakeApiServer, write_kubeconfig
 from tests.support import free_port
 
+# minikube v1.38.1 がクラスタの項目（名前はプロファイル）に書く拡張
 MINIKUBE_EXTENSION = [
-    {"name": "cluster_info", "extension": {"provider": "minikube.sigs.k8s.io", "version": "v1.37.0"}}
+    {
+        "name": "cluster_info",
+        "extension": {
+            "last-update": "Fri, 05 Dec 2025 07:48:00 UTC",
+            "provider": "minikube.sigs.k8s.io",
+            "version": "v1.38.1",
+        },
+    }
 ]
 
 
@@ -27,9 +35,19 @@ MINIKUBE_EXTENSION = [
     [
         ("minikube", "minikube", None, ("minikube", "minikube")),
         ("dev", "dev", MINIKUBE_EXTENSION, ("minikube", "dev")),
+        # kubectl config rename-context の後: プロファイルはクラスタの項目の名前
+        ("dev-laptop", "dev", MINIKUBE_EXTENSION, ("minikube", "dev")),
+        ("laptop", "minikube", None, ("minikube", "minikube")),
+        # クラスタの名前が無いときだけコンテキスト名
+        ("minikube", "", None, ("minikube", "minikube")),
+        ("work", "", MINIKUBE_EXTENSION, ("minikube", "work")),
         ("kind-kind", "kind-kind", None, ("kind", "kind")),
         ("ci", "kind-ci", None, ("kind", "ci")),
+        ("kind-old", "kind-ci", None, ("kind", "ci")),
+        ("kind-ci", "", None, ("kind", "ci")),
+        ("kind-", "kind-", None, ("other", "kind-")),
         ("docker-desktop", "docker-desktop", None, ("docker-desktop", "docker-desktop")),
+        ("desktop", "docker-desktop", None, ("docker-desktop", "docker-desktop")),
         ("gke_proj_zone_prod", "gke_proj_zone_prod", None, ("other", "gke_proj_zone_prod")),
         (
             "arn:aws:eks:x",
@@ -57,6 +75,25 @@ def test_connect_recognises_a_minikube_profile(fake_api: FakeApiServer, tmp_path
         monkey.setenv("KUBECONFIG", f"{tmp_path / 'missing'}{os.pathsep}{path}")
         _, info = c.connect(check=False)
     assert (info.flavor, info.name, info.version) == ("minikube", "work", "")
+
+
+def test_a_renamed_minikube_context_keeps_its_profile(fake_api: FakeApiServer, tmp_path: Path) -> None:
+    """`kubectl config rename-context minikube dev-laptop` の後も、プロファイルはクラスタの項目の名前。"""
+    path = write_kubeconfig(
+        tmp_path / "config",
+        fake_api.url,
+        context="dev-laptop",
+        cluster_name="minikube",
+        extensions=MINIKUBE_EXTENSION,
+    )
+    _, info = c.connect(config_file=str(path), check=False)
+    assert (info.context, info.flavor, info.name) == ("dev-laptop", "minikube", "minikube")
+
+
+def test_a_renamed_kind_context_keeps_its_cluster(fake_api: FakeApiServer, tmp_path: Path) -> None:
+    path = write_kubeconfig(tmp_path / "config", fake_api.url, context="kind-old", cluster_name="kind-ci")
+    _, info = c.connect(config_file=str(path), check=False)
+    assert (info.context, info.flavor, info.name) == ("kind-old", "kind", "ci")
 
 
 def test_connect_to_a_missing_context(fake_api: FakeApiServer, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,9 @@ import pytest
 from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.kube import cluster as c
 from mii_cli.kube import images as im
+from tests.fakes.cluster_tools import FakeClusterTools
 from tests.fakes.docker_engine import FakeDockerEngine
+from tests.fakes.kube_api import write_kubeconfig
 from tests.fakes.kube_objects import IMAGE
 from tests.support import free_port
 
@@ -56,6 +57,7 @@ def test_load_commands_per_cluster_kind() -> None:
         "image",
         "load",
         IMAGE,
+        "--daemon",
     ]
     assert im.load_command(info("kind", "ci"), IMAGE) == [
         "kind",
@@ -66,69 +68,290 @@ def test_load_commands_per_cluster_kind() -> None:
         "ci",
     ]
     assert im.load_command(info("other"), IMAGE) is None
-    assert "minikube -p dev image load" in im.missing_image_hint(info("minikube", "dev"), IMAGE)
+    assert f"minikube -p dev image load {IMAGE} --daemon" in im.missing_image_hint(
+        info("minikube", "dev"), IMAGE
+    )
     assert "Docker Desktop" in im.missing_image_hint(info("docker-desktop"), IMAGE)
     assert "--registry" in im.missing_image_hint(info("other"), IMAGE)
 
 
 @pytest.fixture
-def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """PATH の先頭に置く、引数を記録する偽の minikube と kind。"""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    for name in ("minikube", "kind"):
-        script = folder / name
-        script.write_text(
-            "#!/bin/sh\n"
-            f'echo "$@" >> "{folder}/{name}.args"\n'
-            'if [ "$MII_FAKE_FAIL" = 1 ]; then echo "boom: no such image" >&2; exit 3; fi\n'
-        )
-        script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
-    return folder
+def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeClusterTools:
+    """PATH の先頭に置く偽の minikube（v1.38.1）と kind（v0.30.0）。"""
+    fake = FakeClusterTools(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{fake.folder}{os.pathsep}{os.environ['PATH']}")
+    return fake
 
 
-def test_ensure_in_cluster_loads_into_minikube_and_kind(fake_bin: Path) -> None:
+LOADED = f"docker.io/library/{IMAGE}"
+
+
+# --- minikube ---
+
+
+def test_minikube_loads_from_the_daemon_and_checks_the_image_list(tools: FakeClusterTools) -> None:
+    tools.local_images(IMAGE)
+    tools.minikube_profile("dev")
     assert im.ensure_in_cluster(info("minikube", "dev"), IMAGE) == IMAGE
-    assert im.ensure_in_cluster(info("kind", "ci"), IMAGE) == IMAGE
-    assert (fake_bin / "minikube.args").read_text() == f"-p dev image load {IMAGE}\n"
-    assert (fake_bin / "kind.args").read_text() == f"load docker-image {IMAGE} --name ci\n"
+    assert tools.calls("minikube") == [
+        ["-p", "dev", "image", "load", IMAGE, "--daemon"],
+        ["-p", "dev", "image", "ls", "--format", "json"],
+    ]
+    assert LOADED in tools.minikube_images("dev")
+    assert tools.state()["hub_lookups"] == []
 
 
-def test_a_failed_load_shows_the_tool_output(fake_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MII_FAKE_FAIL", "1")
-    with pytest.raises(ClusterError, match="failed with exit code 3") as error:
+def test_a_minikube_load_that_loaded_nothing_is_an_error(tools: FakeClusterTools) -> None:
+    """イメージがローカルに無いと、minikube は警告だけ出して 0 で終わる。Docker Hub にも取りに行かない。"""
+    tools.minikube_profile("dev")
+    tools.hub_images(IMAGE)
+    with pytest.raises(ClusterError) as error:
         im.ensure_in_cluster(info("minikube", "dev"), IMAGE)
-    assert "boom: no such image" in (error.value.details or "")
-
-
-def test_kind_falls_back_to_an_image_archive(fake_bin: Path, engine: FakeDockerEngine) -> None:
-    """containerd のイメージストアで docker-image の読み込みが失敗したら、tar で読み込み直す。"""
-    (fake_bin / "kind").write_text(
-        "#!/bin/sh\n"
-        f'echo "$@" >> "{fake_bin}/kind.args"\n'
-        'if [ "$2" = docker-image ]; then echo "ctr: content digest not found" >&2; exit 1; fi\n'
-        f'cp "$3" "{fake_bin}/loaded.tar"\n'
+    assert error.value.message == (
+        f"minikube -p dev image load did not load {IMAGE}: it is not in the profile's image list"
     )
+    assert "docker image ls model-in-image" in (error.value.hint or "")
+    assert "minikube -p dev status" in (error.value.hint or "")
+    details = error.value.details or ""
+    assert f"! The image '{IMAGE}' was not found; unable to add it to cache." in details
+    assert f"none named {LOADED}" in details
+    assert LOADED not in tools.minikube_images("dev")
+    assert tools.state()["hub_lookups"] == []
+
+
+def test_a_stopped_minikube_runtime_is_an_error(tools: FakeClusterTools) -> None:
+    """コンテナランタイムが止まっていると、minikube は何も出さずに 0 で終わり、一覧は空になる。"""
+    tools.local_images(IMAGE)
+    tools.minikube_profile("dev", running=False)
+    with pytest.raises(ClusterError, match=f"did not load {IMAGE}") as error:
+        im.ensure_in_cluster(info("minikube", "dev"), IMAGE)
+    details = error.value.details or ""
+    assert "minikube printed nothing and exited 0" in details
+    assert "the profile's image list is empty" in details
+    assert len(tools.calls("minikube")) == 2
+
+
+def test_an_unknown_minikube_profile_shows_minikubes_message(tools: FakeClusterTools) -> None:
+    tools.local_images(IMAGE)
+    tools.minikube_profile("dev")
+    with pytest.raises(ClusterError, match="failed with exit code 14") as error:
+        im.ensure_in_cluster(info("minikube", "nope"), IMAGE)
+    assert error.value.message.startswith(f"minikube -p nope image load {IMAGE} --daemon")
+    assert 'X Exiting due to MK_USAGE: loading profile: cluster "nope" does not exist' in (
+        error.value.details or ""
+    )
+    assert "minikube profile list" in (error.value.hint or "")
+    assert [call[3] for call in tools.calls("minikube")] == ["load"]
+
+
+def test_a_failing_minikube_image_list_is_an_error(tools: FakeClusterTools) -> None:
+    tools.local_images(IMAGE)
+    tools.minikube_profile("dev")
+    tools.override_image_ls(code=80, stderr="X Exiting due to GUEST_IMAGE_LIST: Failed to list images")
+    with pytest.raises(ClusterError, match="image ls --format json failed with exit code 80") as error:
+        im.ensure_in_cluster(info("minikube", "dev"), IMAGE)
+    assert "GUEST_IMAGE_LIST" in (error.value.details or "")
+
+
+@pytest.mark.parametrize("printed", ["E1205 12:00:00 klog line\n[]", '{"repoTags": []}', "[1, 2]", ""])
+def test_an_unreadable_minikube_image_list_is_an_error(tools: FakeClusterTools, printed: str) -> None:
+    tools.local_images(IMAGE)
+    tools.minikube_profile("dev")
+    tools.override_image_ls(stdout=printed)
+    with pytest.raises(ClusterError, match="printed something that is not an image list") as error:
+        im.ensure_in_cluster(info("minikube", "dev"), IMAGE)
+    assert error.value.details == (printed.strip() or "(no output)")
+
+
+def test_a_null_minikube_image_list_means_no_images(tools: FakeClusterTools) -> None:
+    tools.local_images(IMAGE)
+    tools.minikube_profile("dev")
+    tools.override_image_ls(stdout="null")
+    with pytest.raises(ClusterError, match="did not load") as error:
+        im.ensure_in_cluster(info("minikube", "dev"), IMAGE)
+    assert "the profile's image list is empty" in (error.value.details or "")
+
+
+@pytest.mark.parametrize(
+    ("tags", "digests", "image", "held"),
+    [
+        ([LOADED], [], IMAGE, True),
+        ([IMAGE], [], IMAGE, True),
+        (["docker.io/library/model-in-image:0.1.0"], [], IMAGE, False),
+        (["docker.io/me/iris:1"], [], "me/iris:1", True),
+        (["docker.io/library/iris:latest"], [], "iris", True),
+        ([], ["docker.io/library/iris@sha256:" + "e" * 64], "iris@sha256:" + "e" * 64, True),
+    ],
+)
+def test_holds_image_compares_normalized_references(
+    tags: list[str], digests: list[str], image: str, held: bool
+) -> None:
+    listed = [{"id": "1", "repoDigests": digests, "repoTags": tags, "size": "1"}]
+    assert im.holds_image(listed, image) is held
+
+
+def test_a_renamed_minikube_context_still_loads_into_its_profile(
+    tools: FakeClusterTools, tmp_path: Path
+) -> None:
+    """`kubectl config rename-context dev dev-laptop` の後も、プロファイルはクラスタの項目の名前（dev）。"""
+    path = write_kubeconfig(
+        tmp_path / "config",
+        "https://127.0.0.1:6443",
+        context="dev-laptop",
+        cluster_name="dev",
+        extensions=[{"name": "cluster_info", "extension": {"provider": "minikube.sigs.k8s.io"}}],
+    )
+    _, renamed = c.connect(config_file=str(path), check=False)
+    tools.local_images(IMAGE)
+    tools.minikube_profile("dev")
+    im.ensure_in_cluster(renamed, IMAGE)
+    assert [call[:2] for call in tools.calls("minikube")] == [["-p", "dev"], ["-p", "dev"]]
+    assert LOADED in tools.minikube_images("dev")
+
+
+# --- kind ---
+
+
+def test_kind_loads_the_docker_image(tools: FakeClusterTools, engine: FakeDockerEngine) -> None:
+    tools.local_images(IMAGE)
+    tools.kind_cluster("ci")
     assert im.ensure_in_cluster(info("kind", "ci"), IMAGE, client=engine.client()) == IMAGE
-    calls = (fake_bin / "kind.args").read_text().splitlines()
-    assert calls[0] == f"load docker-image {IMAGE} --name ci"
-    assert calls[1].startswith("load image-archive ")
-    assert calls[1].endswith("image.tar --name ci")
-    assert (fake_bin / "loaded.tar").read_bytes() == engine.saved
+    assert tools.calls("kind") == [["load", "docker-image", IMAGE, "--name", "ci"]]
+    assert tools.kind_images("ci") == [LOADED]
+    assert engine.saves == []
 
 
-def test_a_missing_tool_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_renamed_kind_context_still_loads_into_its_cluster(tools: FakeClusterTools, tmp_path: Path) -> None:
+    path = write_kubeconfig(
+        tmp_path / "config", "https://127.0.0.1:6443", context="laptop", cluster_name="kind-ci"
+    )
+    _, renamed = c.connect(config_file=str(path), check=False)
+    tools.local_images(IMAGE)
+    tools.kind_cluster("ci")
+    im.ensure_in_cluster(renamed, IMAGE)
+    assert tools.calls("kind") == [["load", "docker-image", IMAGE, "--name", "ci"]]
+
+
+@pytest.mark.parametrize(
+    ("local", "cluster", "says"),
+    [
+        (False, True, f'image: "{IMAGE}" not present locally'),
+        (True, False, 'no nodes found for cluster "ci"'),
+    ],
+)
+def test_kind_failures_other_than_the_import_do_not_fall_back(
+    tools: FakeClusterTools, engine: FakeDockerEngine, local: bool, cluster: bool, says: str
+) -> None:
+    if local:
+        tools.local_images(IMAGE)
+    if cluster:
+        tools.kind_cluster("ci", containerd_store=True)
+    with pytest.raises(ClusterError, match="failed with exit code 1") as error:
+        im.ensure_in_cluster(info("kind", "ci"), IMAGE, client=engine.client())
+    assert says in (error.value.details or "")
+    assert [call[1] for call in tools.calls("kind")] == ["docker-image"]
+    assert engine.saves == []
+
+
+ARM64 = {"os": "linux", "architecture": "arm64", "variant": "v8"}
+AMD64 = {"os": "linux", "architecture": "amd64"}
+
+
+@pytest.fixture
+def multi_platform(fake_docker: FakeDockerEngine, tools: FakeClusterTools) -> FakeDockerEngine:
+    """linux/amd64 と linux/arm64/v8 の index を持ち、ローカルには arm64 だけがあるイメージ。
+
+    kind のクラスタは Docker の containerd イメージストアの下にあり、kind load docker-image が失敗する。
+    """
+    fake_docker.images = [
+        {
+            "Id": "sha256:" + "f" * 64,
+            "RepoTags": [IMAGE],
+            "Created": "2025-06-01T00:00:00Z",
+            "Os": "linux",
+            "Architecture": "arm64",
+            "Variant": "v8",
+            "_platforms": [AMD64, ARM64],
+        }
+    ]
+    tools.local_images(IMAGE)
+    tools.kind_cluster("ci", containerd_store=True)
+    return fake_docker
+
+
+def test_kind_falls_back_to_a_single_platform_archive(
+    tools: FakeClusterTools, multi_platform: FakeDockerEngine
+) -> None:
+    """API 1.48 以上: containerd のイメージストアでの失敗の後、自身のプラットフォームの tar を読み込む。"""
+    multi_platform.api_version = "1.48"
+    multi_platform.containerd_store = True
+    assert im.ensure_in_cluster(info("kind", "ci"), IMAGE, client=multi_platform.client()) == IMAGE
+    calls = tools.calls("kind")
+    assert calls[0] == ["load", "docker-image", IMAGE, "--name", "ci"]
+    assert calls[1][:2] == ["load", "image-archive"]
+    assert calls[1][2].endswith("image.tar")
+    assert calls[1][3:] == ["--name", "ci"]
+    assert multi_platform.saves == [{"name": IMAGE, "platform": ARM64}]
+    assert any(call.startswith(f"GET /v1.48/images/{IMAGE}/get?platform=") for call in multi_platform.calls)
+    [archive] = tools.kind_archives("ci")
+    assert (archive["images"], archive["platforms"]) == ([IMAGE], ["linux/arm64/v8"])
+    assert tools.kind_images("ci") == [LOADED]
+
+
+def test_kind_falls_back_to_a_plain_save_on_an_older_engine(
+    tools: FakeClusterTools, multi_platform: FakeDockerEngine
+) -> None:
+    """API 1.41（Docker 20.10、グラフドライバのストア）: platform を送らずに保存する（tar は 1 つ）。"""
+    multi_platform.api_version = "1.41"
+    assert im.ensure_in_cluster(info("kind", "ci"), IMAGE, client=multi_platform.client()) == IMAGE
+    assert multi_platform.saves == [{"name": IMAGE, "platform": None}]
+    assert not any("platform=" in call for call in multi_platform.calls)
+    [archive] = tools.kind_archives("ci")
+    assert (archive["images"], archive["platforms"]) == ([IMAGE], ["linux/arm64/v8"])
+
+
+def test_a_multi_platform_archive_cannot_be_imported(
+    tools: FakeClusterTools, multi_platform: FakeDockerEngine
+) -> None:
+    """containerd のイメージストアで API 1.47 以下なら、tar は全プラットフォームを指して読み込めない。
+
+    エラーは tar の読み込みの失敗で、details に最初の kind load docker-image の失敗も添える。
+    """
+    multi_platform.api_version = "1.47"
+    multi_platform.containerd_store = True
+    with pytest.raises(ClusterError, match=r"kind load image-archive .* failed with exit code 1") as error:
+        im.ensure_in_cluster(info("kind", "ci"), IMAGE, client=multi_platform.client())
+    details = error.value.details or ""
+    assert details.count("ctr: content digest sha256:") == 2
+    assert f"before that, kind load docker-image {IMAGE} --name ci failed with exit code 1" in details
+    assert multi_platform.saves == [{"name": IMAGE, "platform": None}]
+    assert tools.kind_archives("ci") == []
+
+
+def test_an_archive_of_a_missing_image_says_build_it(
+    tools: FakeClusterTools, engine: FakeDockerEngine
+) -> None:
+    with pytest.raises(DockerError, match="not in the local Docker engine") as error:
+        im.load_archive(info("kind", "ci"), "model-in-image:missing", engine.client())
+    assert "mii build" in (error.value.hint or "")
+    assert tools.calls("kind") == []
+
+
+# --- 道具が無い・終わらない ---
+
+
+@pytest.mark.parametrize("flavor", ["minikube", "kind"])
+def test_a_missing_tool_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flavor: str) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ClusterError, match="minikube is not installed") as error:
-        im.ensure_in_cluster(info("minikube"), IMAGE)
+    with pytest.raises(ClusterError, match=f"{flavor} is not installed") as error:
+        im.ensure_in_cluster(info(flavor), IMAGE)
     assert "--registry" in (error.value.hint or "")
 
 
-def test_a_hanging_tool_times_out(fake_bin: Path) -> None:
-    (fake_bin / "kind").write_text("#!/bin/sh\nsleep 5\n")
-    with pytest.raises(ClusterError, match="did not finish"):
-        im.run_load(["kind", "load"], timeout=0.2)
+def test_a_hanging_tool_times_out(tools: FakeClusterTools) -> None:
+    tools.hang("kind")
+    with pytest.raises(ClusterError, match="did not finish in 1s"):
+        im.run_load(["kind", "load", "docker-image", IMAGE], timeout=1.0)
 
 
 def test_ensure_in_cluster_without_loading() -> None:
@@ -147,7 +370,7 @@ def test_ensure_in_cluster_without_loading() -> None:
         ("other", IMAGE, "127.0.0.1:5000", "push", f"127.0.0.1:5000/{IMAGE}", "push"),
         ("other", f"127.0.0.1:5000/{IMAGE}", "127.0.0.1:5000", "use", f"127.0.0.1:5000/{IMAGE}", "already"),
         ("other", f"127.0.0.1:5000/{IMAGE}", None, "use", f"127.0.0.1:5000/{IMAGE}", "names its registry"),
-        ("minikube", IMAGE, None, "load", IMAGE, "minikube -p x image load"),
+        ("minikube", IMAGE, None, "load", IMAGE, f"minikube -p x image load {IMAGE} --daemon"),
         ("kind", IMAGE, None, "load", IMAGE, "kind load docker-image"),
         ("docker-desktop", IMAGE, None, "use", IMAGE, "local Docker engine"),
     ],
