@@ -45,8 +45,8 @@ def cluster(e2e: E2eSettings) -> tuple[Any, Any]:
         unavailable(
             e2e,
             f"no Kubernetes cluster answers in the current kube context ({error.message}); start one, "
-            "e.g. `tests/e2e/cluster/cluster.sh up` and `export "
-            "KUBECONFIG=$(tests/e2e/cluster/cluster.sh kubeconfig) MII_REGISTRY=127.0.0.1:5000`, "
+            'e.g. `tests/e2e/minikube/minikube.sh up` and `eval "$(tests/e2e/minikube/minikube.sh env)"` '
+            "(as root), "
             "or `minikube start --cpus 4 --memory 8g && minikube addons enable metrics-server`; "
             "then run `uv run pytest -m e2e tests/e2e`",
         )

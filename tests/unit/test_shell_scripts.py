@@ -1,0 +1,278 @@
+"""リポジトリのシェルスクリプト: 構文（bash -n・sh -n、あれば shellcheck）と、テスト用 minikube の
+スクリプト（tests/e2e/minikube/）の部品を、root もクラスタも要らない範囲で本物の bash で動かす。
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT
+
+MINIKUBE = ROOT / "tests" / "e2e" / "minikube"
+SCRIPT = MINIKUBE / "minikube.sh"
+
+
+def shell_scripts() -> list[Path]:
+    """git が管理するシェルスクリプト（拡張子 .sh と、#!/bin/sh・bash で始まるひな形）。"""
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    scripts = []
+    for name in listed.stdout.splitlines():
+        path = ROOT / name
+        if not path.is_file():
+            continue
+        if name.endswith(".sh"):
+            scripts.append(path)
+            continue
+        with path.open("rb") as handle:
+            first = handle.readline()
+        if first.startswith(b"#!") and (b"sh" in first.split(b"/")[-1] and b"python" not in first):
+            scripts.append(path)
+    return scripts
+
+
+def shell_of(path: Path) -> str:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    return "sh" if first.rstrip().endswith("/bin/sh") else "bash"
+
+
+def test_the_repository_has_the_scripts_this_file_checks() -> None:
+    names = {str(path.relative_to(ROOT)) for path in shell_scripts()}
+    assert {
+        "service/run.sh",
+        "tests/e2e/minikube/minikube.sh",
+        "tests/e2e/minikube/lib/common.sh",
+        "tests/e2e/minikube/templates/systemctl",
+        "tests/e2e/minikube/templates/containerd.init",
+    } <= names
+
+
+@pytest.mark.parametrize("path", shell_scripts(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_script_parses(path: Path) -> None:
+    result = subprocess.run([shell_of(path), "-n", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (Debian package)")
+@pytest.mark.parametrize("path", shell_scripts(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_script_passes_shellcheck(path: Path) -> None:
+    result = subprocess.run(
+        ["shellcheck", "--external-sources", f"--shell={shell_of(path)}", path.name],
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+# --- minikube.sh: 入口 --------------------------------------------------------------------
+
+
+def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+
+
+def script_env(tmp_path: Path) -> dict[str, str]:
+    """状態・ログ・キャッシュの場所を一時ディレクトリへ向ける。"""
+    return {
+        **os.environ,
+        "MII_MINIKUBE_STATE_DIR": str(tmp_path / "state"),
+        "MII_MINIKUBE_LOG_DIR": str(tmp_path / "log"),
+        "MII_MINIKUBE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+
+
+def test_help_lists_every_command() -> None:
+    result = run_script("--help")
+    assert result.returncode == 0
+    for command in ("up", "down", "status", "kubeconfig", "env"):
+        assert f"minikube.sh {command}" in result.stdout
+
+
+def test_an_unknown_command_prints_the_usage_and_fails() -> None:
+    result = run_script("start")
+    assert result.returncode == 2
+    assert "minikube.sh up" in result.stderr
+
+
+def test_kubeconfig_and_env_point_at_the_state_directory(tmp_path: Path) -> None:
+    env = script_env(tmp_path)
+    assert run_script("kubeconfig", env=env).stdout.strip() == f"{tmp_path}/state/kubeconfig"
+    exports = run_script("env", env=env).stdout
+    assert f"export KUBECONFIG={tmp_path}/state/kubeconfig" in exports
+    assert f"export MINIKUBE_HOME={tmp_path}/state/home" in exports
+    assert f'export PATH={tmp_path}/state/bin:"$PATH"' in exports
+
+
+def test_the_versions_come_from_the_wrapper_modules() -> None:
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'HERE={MINIKUBE}; . "$HERE/lib/common.sh"; '
+            'echo "$MINIKUBE_VERSION $K8S_VERSION $ETCD_VERSION $CRICTL_VERSION"',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    minikube, kubernetes, etcd, crictl = result.stdout.split()
+    assert f"k8s.io/minikube {minikube}" in (MINIKUBE / "modules" / "minikube" / "go.mod").read_text()
+    assert f"k8s.io/kubernetes {kubernetes}" in (MINIKUBE / "modules" / "kubernetes" / "go.mod").read_text()
+    assert f"go.etcd.io/etcd/server/v3 {etcd}" in (MINIKUBE / "modules" / "etcd" / "go.mod").read_text()
+    assert f"sigs.k8s.io/cri-tools {crictl}" in (MINIKUBE / "modules" / "cri-tools" / "go.mod").read_text()
+
+
+# --- minikube.sh: ライブラリの関数 ---------------------------------------------------------
+
+
+def lib_call(tmp_path: Path, body: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """ライブラリを読み込んだ bash で body を実行する（set -Eeuo pipefail、ERR の trap つき）。"""
+    program = (
+        "set -Eeuo pipefail\n"
+        f"HERE={MINIKUBE}\n"
+        'for lib in common build images host start down; do . "$HERE/lib/$lib.sh"; done\n'
+        "trap 'on_error $LINENO test' ERR\n"
+        f'mkdir -p "$STATE_DIR" "$LOG_DIR"\n{body}\n'
+    )
+    return subprocess.run(
+        ["bash", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+        env=script_env(tmp_path),
+    )
+
+
+def test_the_ledger_puts_the_host_back_as_it_was(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    (host / "etc").mkdir(parents=True)
+    (host / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+    (host / "kept").mkdir()
+    (host / "kept" / "mine").write_text("the user's")
+    body = f"""
+        claim_path file {host}/etc/new.conf; echo x > {host}/etc/new.conf
+        claim_path file {host}/etc/hosts          # 前からある: 台帳に載らない
+        back_up {host}/etc/hosts; echo '10.0.0.1 control-plane' >> {host}/etc/hosts
+        back_up {host}/etc/absent; echo y > {host}/etc/absent
+        claim_contents {host}/new-dir; mkdir -p {host}/new-dir/a/b
+        claim_contents {host}/kept; touch {host}/kept/added; mkdir {host}/kept/added-dir
+        claim_contents {host}/kept                 # 2 度目は一覧を取り直さない
+        undo_ledger
+    """
+    lib_call(tmp_path, body)
+    assert (host / "etc" / "hosts").read_text() == "127.0.0.1 localhost\n"
+    assert not (host / "etc" / "new.conf").exists()
+    assert not (host / "etc" / "absent").exists()
+    assert not (host / "new-dir").exists()
+    assert sorted(path.name for path in (host / "kept").iterdir()) == ["mine"]
+    assert (host / "kept" / "mine").read_text() == "the user's"
+    assert not (tmp_path / "state" / "ledger").exists()
+
+
+def test_a_failing_step_is_one_line_naming_the_step_and_its_log(tmp_path: Path) -> None:
+    body = "broken() { echo 'details go to the log'; return 3; }\nrun_step build-x 30 broken"
+    result = lib_call(tmp_path, body, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"minikube.sh: build-x failed (exit 3); see {tmp_path}/log/build-x.log"
+    assert "details go to the log" in (tmp_path / "log" / "build-x.log").read_text()
+
+
+def test_a_hanging_step_is_stopped_at_its_limit(tmp_path: Path) -> None:
+    result = lib_call(tmp_path, "run_step slow 1 sleep 30", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"minikube.sh: slow did not finish within 1s; see {tmp_path}/log/slow.log"
+
+
+def test_an_unexpected_failure_names_the_file_and_line(tmp_path: Path) -> None:
+    result = lib_call(tmp_path, "false", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("minikube.sh: unexpected failure (exit 1) at test line ")
+
+
+def test_oci_archive_is_a_valid_image_layout(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "usr" / "local" / "bin").mkdir(parents=True)
+    (rootfs / "usr" / "local" / "bin" / "tool").write_text("#!/bin/sh\n")
+    out = tmp_path / "image.tar"
+    body = f"""
+        IMAGE_DIR={tmp_path}
+        oci_archive {out} registry.k8s.io/tool:v1 {rootfs} '{{"Entrypoint":["/usr/local/bin/tool"]}}'
+    """
+    lib_call(tmp_path, body)
+    with tarfile.open(out) as tar:
+        members = {member.name: member for member in tar.getmembers()}
+
+        def blob(digest: str) -> bytes:
+            handle = tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+            assert handle is not None
+            data = handle.read()
+            assert hashlib.sha256(data).hexdigest() == digest.removeprefix("sha256:")
+            return data
+
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        entry = index["manifests"][0]
+        assert entry["annotations"]["io.containerd.image.name"] == "registry.k8s.io/tool:v1"
+        manifest = json.loads(blob(entry["digest"]))
+        config = json.loads(blob(manifest["config"]["digest"]))
+        layer = blob(manifest["layers"][0]["digest"])
+    assert "oci-layout" in members
+    assert config["rootfs"]["diff_ids"] == [manifest["layers"][0]["digest"]]
+    assert config["config"]["Entrypoint"] == ["/usr/local/bin/tool"]
+    assert hashlib.sha256(layer).hexdigest() == manifest["layers"][0]["digest"].removeprefix("sha256:")
+
+
+# --- ホストに置くひな形 --------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_service(tmp_path: Path) -> Path:
+    """呼ばれた引数を記録する `service`（PATH の先頭に置く）。"""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    service = folder / "service"
+    service.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/service.calls\n[ "$2" != status ] || exit 3\n')
+    service.chmod(0o755)
+    return folder
+
+
+def systemctl(fake_service: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{fake_service}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        ["sh", str(MINIKUBE / "templates" / "systemctl"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def test_the_systemctl_shim_says_there_is_no_systemd(fake_service: Path) -> None:
+    assert systemctl(fake_service, "--version").returncode == 1
+    assert systemctl(fake_service, "daemon-reload").returncode == 0
+
+
+def test_the_systemctl_shim_passes_the_kubelet_to_service(fake_service: Path, tmp_path: Path) -> None:
+    assert systemctl(fake_service, "restart", "kubelet.service").returncode == 0
+    inactive = systemctl(fake_service, "is-active", "kubelet")
+    assert (inactive.returncode, inactive.stdout.strip()) == (3, "inactive")
+    assert (tmp_path / "service.calls").read_text().splitlines() == ["kubelet restart", "kubelet status"]
+
+
+def test_the_systemctl_shim_refuses_every_other_unit(fake_service: Path, tmp_path: Path) -> None:
+    for unit in ("docker", "docker.socket", "containerd"):
+        result = systemctl(fake_service, "stop", "-f", unit)
+        assert result.returncode == 1
+        assert "refusing" in result.stderr
+    assert not (tmp_path / "service.calls").exists()
