@@ -1,4 +1,4 @@
-// cluster.sh がビルドに使うラッパーモジュール（Kubernetes のコマンドと metrics-server）。
+// minikube.sh がビルドに使うラッパーモジュール（Kubernetes のコマンド・kubeadm と metrics-server）。
 // k8s.io/kubernetes は staging モジュールを v0.0.0 + 相対パスの replace で参照するため、
 // `go install pkg@version` では作れない。ここで各 staging モジュールを同じ版の v0.x に向ける。
 // 版を上げるときは k8s.io/kubernetes と下の replace の v0.x をそろえて `go mod tidy` する。
