@@ -161,13 +161,14 @@ def test_the_ledger_puts_the_host_back_as_it_was(tmp_path: Path) -> None:
     (host / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
     (host / "kept").mkdir()
     (host / "kept" / "mine").write_text("the user's")
+    (host / "kept" / "sub").mkdir()
     body = f"""
         claim_path file {host}/etc/new.conf; echo x > {host}/etc/new.conf
         claim_path file {host}/etc/hosts          # 前からある: 台帳に載らない
         back_up {host}/etc/hosts; echo '10.0.0.1 control-plane' >> {host}/etc/hosts
         back_up {host}/etc/absent; echo y > {host}/etc/absent
         claim_contents {host}/new-dir; mkdir -p {host}/new-dir/a/b
-        claim_contents {host}/kept; touch {host}/kept/added; mkdir {host}/kept/added-dir
+        claim_contents {host}/kept; touch {host}/kept/added {host}/kept/sub/socket; mkdir -p {host}/kept/new/deep
         claim_contents {host}/kept                 # 2 度目は一覧を取り直さない
         undo_ledger
     """
@@ -176,7 +177,10 @@ def test_the_ledger_puts_the_host_back_as_it_was(tmp_path: Path) -> None:
     assert not (host / "etc" / "new.conf").exists()
     assert not (host / "etc" / "absent").exists()
     assert not (host / "new-dir").exists()
-    assert sorted(path.name for path in (host / "kept").iterdir()) == ["mine"]
+    assert sorted(str(path.relative_to(host)) for path in (host / "kept").rglob("*")) == [
+        "kept/mine",
+        "kept/sub",
+    ]
     assert (host / "kept" / "mine").read_text() == "the user's"
     assert not (tmp_path / "state" / "ledger").exists()
 

@@ -67,7 +67,7 @@ cmd_down() {
   take_lock
   step "down: stopping minikube"
   stop_minikube
-  if [[ -x /etc/init.d/kubelet ]]; then /etc/init.d/kubelet stop >/dev/null 2>&1 9>&- || true; fi
+  stop_kubelet
   kill_pods
   stop_containerd
   kill_pods

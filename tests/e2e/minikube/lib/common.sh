@@ -135,7 +135,8 @@ claim_path() {
   if [[ ! -e $path && ! -L $path ]]; then ledger_add "$kind" "$path"; fi
 }
 
-# 中に何かが作られるディレクトリ: 無ければ丸ごと、あれば今の中身の一覧を覚えて増えたものだけを down で消す
+# 中に何かが作られるディレクトリ: 無ければ丸ごと、あれば今の中身（下の階層まで）の一覧を覚えて、
+# down で増えたものだけを消す
 claim_contents() {
   local dir=$1
   if [[ ! -e $dir ]]; then
@@ -144,7 +145,7 @@ claim_contents() {
   fi
   ledger_has new-in "$dir" && return 0
   mkdir -p "$BACKUP_DIR"
-  ls -A "$dir" >"$BACKUP_DIR/${dir//\//%}.list"
+  find "$dir" -xdev -mindepth 1 -printf '%P\n' >"$BACKUP_DIR/${dir//\//%}.list"
   ledger_add new-in "$dir"
 }
 
@@ -171,10 +172,11 @@ undo_ledger() {
       file) rm -f "$path" ;;
       dir) rm -rf --one-file-system "$path" ;;
       new-in)
+        # 浅いものから: 新しいディレクトリを消せば、その下の新しいものも消える
         local entry
         while IFS= read -r entry; do
           grep -qxF -- "$entry" "$BACKUP_DIR/${path//\//%}.list" || rm -rf --one-file-system "${path:?}/$entry"
-        done < <(ls -A "$path" 2>/dev/null)
+        done < <(find "$path" -xdev -mindepth 1 -printf '%P\n' 2>/dev/null | LC_ALL=C sort)
         ;;
       backup)
         saved=$BACKUP_DIR/${path//\//%}

@@ -57,6 +57,23 @@ kill_pods() {
   [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
 }
 
+# kubelet を止める。minikube delete は止められずに終わることがあり（"Kubernetes: Running"）、
+# minikube の起動スクリプト（OpenRC 式）は kubelet を再起動し続けるラッパーの下で動かす
+stop_kubelet() {
+  if [[ -x /etc/init.d/kubelet ]]; then /etc/init.d/kubelet stop >/dev/null 2>&1 9>&- || true; fi
+  pkill -KILL -f openrc-restart-wrapper.sh 2>/dev/null || true
+  local dir exe pids=()
+  for dir in /proc/[0-9]*; do
+    exe=$(readlink "$dir/exe" 2>/dev/null) || continue
+    [[ $exe == /var/lib/minikube/binaries/*/kubelet* ]] && pids+=("${dir#/proc/}")
+  done
+  ((${#pids[@]} > 0)) || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  sleep 2
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  step "kubelet: stopped (pid ${pids[*]})"
+}
+
 stop_containerd() {
   if [[ -x /etc/init.d/containerd ]] && ledger_has file /etc/init.d/containerd; then
     /etc/init.d/containerd stop >>"$LOG_DIR/containerd.log" 2>&1 9>&- || true
