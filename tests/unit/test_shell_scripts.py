@@ -168,7 +168,8 @@ def test_the_ledger_puts_the_host_back_as_it_was(tmp_path: Path) -> None:
         back_up {host}/etc/hosts; echo '10.0.0.1 control-plane' >> {host}/etc/hosts
         back_up {host}/etc/absent; echo y > {host}/etc/absent
         claim_contents {host}/new-dir; mkdir -p {host}/new-dir/a/b
-        claim_contents {host}/kept; touch {host}/kept/added {host}/kept/sub/socket; mkdir -p {host}/kept/new/deep
+        claim_contents {host}/kept
+        touch {host}/kept/added {host}/kept/sub/socket; mkdir -p {host}/kept/new/deep
         claim_contents {host}/kept                 # 2 度目は一覧を取り直さない
         undo_ledger
     """
