@@ -4,6 +4,10 @@
 簡易 API（仕様書の API）は `{"detail": ...}`、Open Inference Protocol（V2、`/v2` の下）は
 `{"error": "..."}`。高速経路・FastAPI のルート・ミドルウェア（413・408・500）のどれもが
 `error_reply()` を通すので、同じ誤りには同じバイト列が返る。
+
+エラーの本文を書くこと自体は失敗しない: クライアントの値を返す（422 の `input`）のは JSON に書けて
+`ECHO_LIMIT` 以下のときだけで、それ以外は型と大きさだけを言う文字列に換える。それでも書けない値が
+残っていれば（64 ビットを超える整数、深すぎる入れ子など）、書けない部分を同じ説明に換えて書き直す。
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
 _CLOSE = (b"connection", b"close")
 INTERNAL_ERROR = "Internal server error"
+# 422 の detail にクライアントの値をそのまま返す上限（JSON にしたバイト数）と、loc の文字列の上限
+ECHO_LIMIT = 256
+LOC_LIMIT = 64
+# 書き直すときにたどる入れ子の深さ（orjson の上限 254 より十分浅く）
+_MAX_DEPTH = 32
 
 
 class ServiceError(Exception):
@@ -102,6 +111,86 @@ def status_of(error: Exception) -> int:
     return 500
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def describe(value: Any) -> str:
+    """値の型と大きさだけを言う（中身は出さない）。どんな値でも失敗しない。"""
+    if value is None:
+        return "<null>"
+    if isinstance(value, bool):
+        return "<boolean>"
+    if isinstance(value, int):
+        # str() は 4300 桁を超える整数で失敗するので、大きさはビット数で言う
+        return f"<integer of {_count(value.bit_length(), 'bit')}>"
+    if isinstance(value, float):
+        return "<number>"
+    if isinstance(value, str):
+        return f"<string of {_count(len(value), 'character')}>"
+    if isinstance(value, (list, tuple)):
+        return f"<array of {_count(len(value), 'item')}>"
+    if isinstance(value, dict):
+        return f"<object with {_count(len(value), 'key')}>"
+    return f"<{type(value).__name__}>"
+
+
+def echo(value: Any) -> Any:
+    """クライアントが送った値を detail に返せる形にする（JSON に書けて小さければそのまま）。"""
+    try:
+        if len(orjson.dumps(value)) <= ECHO_LIMIT:
+            return value
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    return describe(value)
+
+
+def echo_loc(loc: Any) -> list[str | int]:
+    """エラーの場所（本文のキーと添字）。長いキーは切り詰める。"""
+    bounded: list[str | int] = []
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            bounded.append(part)
+        else:
+            text = str(part)
+            bounded.append(text if len(text) <= LOC_LIMIT else f"{text[:LOC_LIMIT]}...")
+    return bounded
+
+
+def _writable(value: Any, depth: int = 0) -> Any:
+    """JSON に書けない部分を describe() の説明に換えた写し。"""
+    if isinstance(value, dict):
+        if depth >= _MAX_DEPTH:
+            return describe(value)
+        return {_writable_key(key): _writable(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        if depth >= _MAX_DEPTH:
+            return describe(value)
+        return [_writable(item, depth + 1) for item in value]
+    try:
+        orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return describe(value)
+    return value
+
+
+def _writable_key(key: Any) -> str:
+    text = key if isinstance(key, str) else describe(key)
+    try:
+        orjson.dumps(text)
+    except (orjson.JSONEncodeError, TypeError):
+        return describe(text)
+    return text
+
+
+def render(payload: Any) -> bytes:
+    """エラーの本文を JSON にする。書けない値があっても失敗せず、その部分を説明に換える。"""
+    try:
+        return orjson.dumps(payload)
+    except (orjson.JSONEncodeError, TypeError):
+        return orjson.dumps(_writable(payload))
+
+
 def error_reply(error: Exception, protocol: Protocol) -> Reply:
     """例外をそのプロトコルの形のエラー応答にする（表に無い例外は 500、中身は出さない）。"""
     status = status_of(error)
@@ -111,6 +200,11 @@ def error_reply(error: Exception, protocol: Protocol) -> Reply:
         message = error.errors if protocol == "simple" else error.message
     else:
         message = str(error)
-    payload = {"detail": message} if protocol == "simple" else {"error": message}
     close = [_CLOSE] if isinstance(error, ServiceError) and error.close else None
-    return reply(status, orjson.dumps(payload), JSON, close)
+    return message_reply(status, message, protocol, close)
+
+
+def message_reply(status: int, message: Any, protocol: Protocol, extra: Headers | None = None) -> Reply:
+    """エラーの本文の形（簡易 API は `{"detail": ...}`、V2 は `{"error": ...}`）はここだけで決める。"""
+    payload = {"detail": message} if protocol == "simple" else {"error": message}
+    return reply(status, render(payload), JSON, extra)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
+from service.app import errors
 from service.app.errors import (
     BodyTimeout,
     BodyTooLarge,
@@ -80,3 +82,52 @@ def test_connection_close_only_when_the_body_was_not_read_out() -> None:
 )
 def test_the_protocol_follows_the_path(path: str, protocol: str) -> None:
     assert protocol_of(path) == protocol
+
+
+# --- クライアントの値を書くこと: 失敗せず、大きさに上限がある -------------------------------------
+
+
+def test_echo_returns_small_writable_values_as_they_are() -> None:
+    assert errors.echo({"x": [1, 2.5, "a", None]}) == {"x": [1, 2.5, "a", None]}
+
+
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [
+        (478077284086472447983878144, "<integer of 89 bits>"),
+        (10**5000, "<integer of 16610 bits>"),  # str() ではこの桁数を書けない
+        ("a" * 5000, "<string of 5000 characters>"),
+        ("\ud800", "<string of 1 character>"),
+        ([2**64] * 3, "<array of 3 items>"),
+        ({"x": [2**70]}, "<object with 1 key>"),
+    ],
+    ids=["int-89-bits", "int-5001-digits", "long-string", "lone-surrogate", "array", "object"],
+)
+def test_echo_describes_what_cannot_be_written_or_is_too_big(value: object, described: str) -> None:
+    assert errors.echo(value) == described
+
+
+def test_echo_loc_cuts_long_keys_and_keeps_indexes() -> None:
+    assert errors.echo_loc(["data", 0, "k" * 100, True]) == ["data", 0, "k" * 64 + "...", "True"]
+
+
+def test_render_never_fails_and_describes_only_the_unwritable_parts() -> None:
+    deep: list[object] = []
+    node = deep
+    for _ in range(300):
+        node.append([])
+        node = node[0]  # type: ignore[assignment]
+    payload = {"detail": [{"input": 2**80, "ok": "fine", "\ud800": 1, "deep": deep}]}
+    written = orjson.loads(errors.render(payload))
+    item = written["detail"][0]
+    assert item["input"] == "<integer of 81 bits>"
+    assert item["ok"] == "fine"
+    assert item["<string of 1 character>"] == 1
+    assert json.dumps(item["deep"]).count("[") <= 40
+
+
+def test_an_error_reply_with_an_unwritable_detail_is_still_its_status() -> None:
+    error = errors.SchemaError([{"type": "x", "loc": ["body"], "input": 2**99}])
+    status, body, _ = errors.error_reply(error, "simple")
+    assert status == 422
+    assert orjson.loads(body)["detail"][0]["input"] == "<integer of 100 bits>"

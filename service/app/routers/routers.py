@@ -36,6 +36,8 @@ from service.app.errors import (
     Protocol,
     Reply,
     SchemaError,
+    echo,
+    echo_loc,
     error_reply,
     json_reply,
     protocol_of,
@@ -274,10 +276,10 @@ def _rows_by_pydantic(body: bytes) -> list[list[float]]:
     except ValidationError as error:
         errors = []
         for item in error.errors(include_url=False):
-            entry = {"type": item["type"], "loc": ["body", *item["loc"]], "msg": item["msg"]}
+            entry = {"type": item["type"], "loc": ["body", *echo_loc(item["loc"])], "msg": item["msg"]}
             if item["type"] != "json_invalid":
-                # 壊れた JSON 全体は送り返さない（最大 1 MiB になりうるため）
-                entry["input"] = item.get("input")
+                # 壊れた JSON 全体は送り返さない。値も、書けて小さいときだけそのまま返す
+                entry["input"] = echo(item.get("input"))
             errors.append(entry)
         raise SchemaError(errors) from None
 

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from starlette.exceptions import HTTPException
 
 from service import constants
 from service.app import v2
-from service.app.errors import Reply, ServiceError, error_reply
+from service.app.errors import Reply, ServiceError, error_reply, message_reply, protocol_of
 from service.app.routers.routers import (
     ENDPOINTS,
     Call,
@@ -139,5 +140,16 @@ def build_framework(state: ServiceState) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.service = state
+    app.add_exception_handler(HTTPException, _routing_error)
     add_routes(app)
     return app
+
+
+async def _routing_error(request: Request, error: Exception) -> Response:
+    """表に無いパス（404）やメソッド（405）も、パスのプロトコルのエラーの形で答える（/v2 の下は V2）。"""
+    assert isinstance(error, HTTPException)
+    headers = [
+        (key.lower().encode("latin-1"), value.encode("latin-1"))
+        for key, value in (error.headers or {}).items()
+    ]
+    return RawReply(message_reply(error.status_code, error.detail, protocol_of(request.url.path), headers))
