@@ -145,3 +145,54 @@ def test_down_on_nothing_is_a_no_op(mii: Mii, up: dict[str, Any]) -> None:
     result = mii("down", "-n", NAMESPACE)
     assert result.exit_code == 0, result.output
     assert "nothing to delete" in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_image(docker_client: Any) -> Iterator[str]:
+    """ローカルの Docker にだけある小さなイメージ（1 ファイル）。"""
+    import io
+    import tarfile
+
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in (("Dockerfile", b"FROM scratch\nCOPY hello /hello\n"), ("hello", b"hi\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    tag = f"mii-e2e-tiny:{int(time.time())}"
+    docker_client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, pull=False)
+    yield tag
+    docker_client.images.remove(tag, force=True)
+
+
+def _answers(program: str, *args: str) -> tuple[int, str, str]:
+    done = subprocess.run([program, *args], capture_output=True, text=True, timeout=300, check=False)
+    first_error = next((line for line in done.stderr.splitlines() if line.strip()), "")
+    return done.returncode, done.stdout, first_error
+
+
+def test_the_fake_minikube_answers_like_the_real_one(profile: str, tiny_image: str, tmp_path: Any) -> None:
+    """単体テストの偽の minikube（tests/fakes/cluster_tools.py）と本物に同じ呼び出しをして比べる。"""
+    from tests.fakes.cluster_tools import FakeClusterTools
+
+    fake = FakeClusterTools(tmp_path / "bin")
+    fake.minikube_profile(profile)
+    fake.local_images(tiny_image)
+    real, stand_in = shutil.which("minikube") or "minikube", str(fake.folder / "minikube")
+    calls = [
+        ("-p", profile, "image", "load", "mii-e2e-tiny:not-built", "--daemon"),  # 0 で終わり、何も入らない
+        ("-p", profile, "image", "load", tiny_image, "--daemon"),
+        ("-p", "mii-no-such-profile", "image", "ls", "--format", "json"),
+    ]
+    for call in calls:
+        real_code, _, real_error = _answers(real, *call)
+        fake_code, _, fake_error = _answers(stand_in, *call)
+        assert (fake_code, fake_error) == (real_code, real_error), call
+    listing = ("-p", profile, "image", "ls", "--format", "json")
+    real_list, fake_list = (json.loads(_answers(program, *listing)[1]) for program in (real, stand_in))
+    loaded = f"docker.io/library/{tiny_image}"
+    for listed in (real_list, fake_list):
+        assert {key for image in listed for key in image} == {"id", "repoDigests", "repoTags", "size"}
+        assert loaded in {tag for image in listed for tag in image["repoTags"]}
+        assert not any("not-built" in tag for image in listed for tag in image["repoTags"])
