@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import signal
 import traceback
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +17,14 @@ from typer.core import TyperGroup
 from mii_cli.commands import register
 from mii_cli.errors import MiiError
 from mii_cli.ui import console as out
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM を受けた。Ctrl-C と同じく、進行中の処理の後片付け（finally）を通って終わる。"""
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    raise Terminated
 
 
 class MiiGroup(TyperGroup):
@@ -27,9 +37,10 @@ class MiiGroup(TyperGroup):
         except MiiError as error:
             _report(ctx, error.message, error.hint, error.details)
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            out.console.print("[yellow]Interrupted[/yellow]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as interrupt:
+            terminated = isinstance(interrupt, Terminated)
+            out.console.print(f"[yellow]Interrupted{' (SIGTERM)' if terminated else ''}[/yellow]")
+            raise typer.Exit(143 if terminated else 130) from None
         except BrokenPipeError:
             # 読み手が先に閉じた（`mii ... | head`）: Click がエラーを出さずに終える
             raise
@@ -76,5 +87,6 @@ register(app)
 
 
 def main() -> None:
-    """コンソールスクリプト `mii` の入口。"""
+    """コンソールスクリプト `mii` の入口。SIGTERM（kill、CI の打ち切り）も Ctrl-C と同じに扱う。"""
+    signal.signal(signal.SIGTERM, _terminate)
     app()

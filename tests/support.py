@@ -103,3 +103,70 @@ class Mii:
         result = self(*args, "--json")
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
+
+
+class BackgroundLoad:
+    """クラスタ内の Job（`run_lb_check`）で Service へ負荷をかけ続けるスレッド。
+
+    `with BackgroundLoad(client, namespace, duration=90) as load:` の中で障害を起こし、
+    `load.result()` で Job の集計（失敗の数など）を受け取る。スレッドの例外は result() が投げ直す。
+    """
+
+    def __init__(self, client: Any, namespace: str, **options: Any) -> None:
+        import threading
+
+        self._outcome: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, args=(client, namespace, options), daemon=True)
+
+    def _run(self, client: Any, namespace: str, options: dict[str, Any]) -> None:
+        from mii_cli.kube.lbcheck import run_lb_check
+
+        try:
+            self._outcome["result"] = run_lb_check(client, namespace, **{"requests": 1, **options})
+        except Exception as error:  # noqa: BLE001  スレッドの失敗を本体へ渡す
+            self._outcome["error"] = error
+
+    def __enter__(self) -> BackgroundLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._thread.join(timeout=600)
+
+    def result(self) -> Any:
+        """Job の結果（LbCheckResult）。負荷の途中で失敗していればその例外。"""
+        self._thread.join(timeout=600)
+        assert not self._thread.is_alive(), "the in-cluster load did not finish"
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["result"]
+
+
+def wait_for_running_job(client: Any, namespace: str, job: str, timeout: float = 120.0) -> None:
+    """Job の Pod が動き出す（負荷がかかり始める）まで待つ。"""
+    import time
+
+    from kubernetes.client import CoreV1Api
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = CoreV1Api(client).list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+        if any(pod.status.phase == "Running" for pod in pods):
+            return
+        time.sleep(1)
+    raise AssertionError(f"the pod of job {job} did not start within {timeout:.0f}s")
+
+
+def relabelled_image(docker_client: Any, image: str, made_images: list[str]) -> str:
+    """同じ中身で ID だけ違うイメージ（ラベルを 1 つ足す）を作り、一意のタグを返す（made_images に足す）。"""
+    import io
+    import time
+
+    stamp = str(time.time_ns())
+    dockerfile = f"FROM {image}\nLABEL io.mii.e2e.rollout={stamp}\n".encode()
+    built, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), rm=True, pull=False)
+    repository, _, tag = image.rpartition(":")
+    new_tag = f"{tag.split('-')[0]}-e2e-{stamp}"
+    built.tag(repository, new_tag)
+    made_images.append(f"{repository}:{new_tag}")
+    return f"{repository}:{new_tag}"

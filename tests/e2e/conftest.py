@@ -82,3 +82,17 @@ def deployed(e2e: E2eSettings, mii: Mii, cluster: tuple[Any, Any], image: str) -
     yield result
     teardown = mii("teardown", "-n", e2e.namespace, "--timeout", "300")
     assert teardown.exit_code == 0, teardown.output
+
+
+@pytest.fixture(scope="module")
+def made_images(docker_client: Any) -> Iterator[list[str]]:
+    """テストが作ったイメージの参照を集め、モジュールの終わりにローカルのタグを消す（ビルドのたびに増やさない）。"""
+    import contextlib
+
+    from docker.errors import APIError
+
+    references: list[str] = []
+    yield references
+    for reference in references:
+        with contextlib.suppress(APIError):
+            docker_client.images.remove(reference)

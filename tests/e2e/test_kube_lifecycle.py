@@ -10,18 +10,14 @@ HPA の確認は最後に置く: 増えた Pod で小さなノードが埋まる
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mii_cli.kube.status import HpaState
-from tests.support import E2eSettings, Mii
+from tests.support import BackgroundLoad, E2eSettings, Mii, relabelled_image, wait_for_running_job
 
 # デプロイ（ロールアウトの待ち）や HPA の増加を含むので、1 つのテストの上限を長くする
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -95,30 +91,6 @@ def test_mii_status_shows_deployment_pods_service_and_hpa(
         assert expected in result.output, result.output
 
 
-@pytest.fixture(scope="module")
-def made_images(docker_client: Any) -> Iterator[list[str]]:
-    """テストが作ったイメージの参照を集め、モジュールの終わりにローカルのタグを消す（ビルドのたびに増やさない）。"""
-    from docker.errors import APIError
-
-    references: list[str] = []
-    yield references
-    for reference in references:
-        with contextlib.suppress(APIError):
-            docker_client.images.remove(reference)
-
-
-def _new_image(docker_client: Any, image: str, made_images: list[str]) -> str:
-    """同じ中身で ID だけ違うイメージ（ラベルを 1 つ足す）を作り、一意のタグを返す。"""
-    stamp = str(int(time.time()))
-    dockerfile = f"FROM {image}\nLABEL io.mii.e2e.rollout={stamp}\n".encode()
-    built, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), rm=True, pull=False)
-    repository, _, tag = image.rpartition(":")
-    new_tag = f"{tag.split('-')[0]}-e2e-{stamp}"
-    built.tag(repository, new_tag)
-    made_images.append(f"{repository}:{new_tag}")
-    return f"{repository}:{new_tag}"
-
-
 def test_rolling_update_under_load_drops_no_request(
     e2e: E2eSettings,
     mii: Mii,
@@ -129,30 +101,28 @@ def test_rolling_update_under_load_drops_no_request(
     made_images: list[str],
 ) -> None:
     from mii_cli.kube.images import ensure_in_cluster
-    from mii_cli.kube.lbcheck import run_lb_check
+    from mii_cli.kube.lbcheck import JOB_NAME
 
     client, info = cluster
     # イメージを先にクラスタへ渡し（push または読み込み）、負荷の間に更新が収まるようにする
-    new_image = ensure_in_cluster(info, _new_image(docker_client, image, made_images), registry=e2e.registry)
+    relabelled = relabelled_image(docker_client, image, made_images)
+    new_image = ensure_in_cluster(info, relabelled, registry=e2e.registry)
     if new_image not in made_images:
         made_images.append(new_image)
-    outcome: dict[str, Any] = {}
-
-    def load() -> None:
-        try:
-            outcome["result"] = run_lb_check(client, e2e.namespace, requests=1, duration=90, timeout=300)
-        except Exception as error:  # noqa: BLE001  スレッドの失敗を本体へ渡す
-            outcome["error"] = error
-
-    worker = threading.Thread(target=load)
-    worker.start()
-    time.sleep(15)  # Job の Pod が動き出して負荷をかけ始めるまで
-    result = mii.json(
-        "deploy", "-n", e2e.namespace, "--image", new_image, "--no-load", "--timeout", "300", *e2e.sizing_args
-    )
-    worker.join(timeout=400)
-    assert "error" not in outcome, outcome.get("error")
-    load_result = outcome["result"]
+    with BackgroundLoad(client, e2e.namespace, duration=90, timeout=300) as load:
+        wait_for_running_job(client, e2e.namespace, JOB_NAME)
+        result = mii.json(
+            "deploy",
+            "-n",
+            e2e.namespace,
+            "--image",
+            new_image,
+            "--no-load",
+            "--timeout",
+            "300",
+            *e2e.sizing_args,
+        )
+    load_result = load.result()
     assert result["rollout"]["ready"] >= e2e.replicas
     assert {a["kind"]: a["action"] for a in result["applied"]}["Deployment"] == "configured"
     assert load_result.errors == 0, load_result.first_errors
@@ -178,47 +148,37 @@ def _hpa(client: Any, namespace: str) -> HpaState:
 def test_hpa_reads_cpu_from_metrics_server_and_scales_out_under_load(
     e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
 ) -> None:
-    from mii_cli.kube.lbcheck import LOAD_JOB_NAME, run_lb_check
+    from mii_cli.kube.lbcheck import LOAD_JOB_NAME
 
     client = cluster[0]
     assert deployed["metrics_api"], "the metrics API is not served (metrics-server)"
     hpa = _hpa(client, e2e.namespace)
     assert (hpa.min, hpa.max, hpa.cpu_target) == (min(3, e2e.replicas), max(10, e2e.replicas), 50)
-    outcome: dict[str, Any] = {}
-
-    def load() -> None:
-        try:
-            outcome["result"] = run_lb_check(
-                client,
-                e2e.namespace,
-                name=LOAD_JOB_NAME,
-                requests=1,
-                duration=150,
-                parallelism=3,
-                body=LOAD_BODY,
-                path="/predict",
-                cpu_limit="500m",
-                timeout=300,
-            )
-        except Exception as error:  # noqa: BLE001  スレッドの失敗を本体へ渡す
-            outcome["error"] = error
-
-    worker = threading.Thread(target=load)
-    worker.start()
     readings: list[tuple[Any, Any]] = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        hpa = _hpa(client, e2e.namespace)
-        readings.append((hpa.cpu_current, hpa.desired_replicas))
-        if hpa.cpu_current is not None and (hpa.desired_replicas or 0) > (hpa.min or 0):
-            break
-        time.sleep(5)
-    worker.join(timeout=400)
-    assert "error" not in outcome, outcome.get("error")
+    load = BackgroundLoad(
+        client,
+        e2e.namespace,
+        name=LOAD_JOB_NAME,
+        duration=150,
+        parallelism=3,
+        body=LOAD_BODY,
+        path="/predict",
+        cpu_limit="500m",
+        timeout=300,
+    )
+    with load:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            hpa = _hpa(client, e2e.namespace)
+            readings.append((hpa.cpu_current, hpa.desired_replicas))
+            if hpa.cpu_current is not None and (hpa.desired_replicas or 0) > (hpa.min or 0):
+                break
+            time.sleep(5)
+    result = load.result()
     assert hpa.cpu_current is not None, f"the HPA never read CPU usage: {readings}"
     scaled = (hpa.desired_replicas or 0) > (hpa.min or 0)
     assert scaled, f"the HPA did not scale out: (cpu %, desired replicas) {readings}"
-    assert outcome["result"].errors == 0, outcome["result"].first_errors
+    assert result.errors == 0, result.first_errors
 
 
 def test_teardown_removes_everything_and_waits(

@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import typer
@@ -95,6 +97,39 @@ def test_debug_shows_the_traceback(failing_command: typer.Typer) -> None:
 def test_interrupt_exits_130(failing_command: typer.Typer) -> None:
     result = runner.invoke(failing_command, ["fail-for-test", "interrupt"])
     assert result.exit_code == 130
+
+
+def test_sigterm_ends_a_running_command_like_ctrl_c_with_its_cleanup(tmp_path: Path) -> None:
+    """本物のプロセスに SIGTERM: 待っている処理の finally が走り、1 行と終了コード 143 で終わる。"""
+    program = tmp_path / "sleeper.py"
+    marker = tmp_path / "cleaned-up"
+    program.write_text(
+        "import sys, time\n"
+        "from mii_cli import cli\n"
+        "@cli.app.command('sleep-for-test')\n"
+        "def sleep() -> None:\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "sys.argv = ['mii', 'sleep-for-test']\n"
+        "cli.main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if "COV" not in k.upper()}
+    process = subprocess.Popen(
+        [sys.executable, str(program)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"ready\n"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 143
+    assert stderr.decode().strip() == "Interrupted (SIGTERM)"
+    assert marker.exists()
 
 
 @pytest.mark.parametrize(

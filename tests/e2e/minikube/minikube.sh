@@ -81,6 +81,8 @@ cmd_down() {
   undo_ledger
   rm -rf --one-file-system "$MINIKUBE_HOME_DIR" "$KUBECONFIG_FILE"
   verify_machine
+  # 状態の場所そのものも消す（ロックのファイルは開いたままでも消せる）
+  rm -rf --one-file-system "$STATE_DIR"
   step "down: done (build cache kept in $CACHE_DIR, logs in $LOG_DIR)"
 }
 

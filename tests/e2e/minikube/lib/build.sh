@@ -13,13 +13,15 @@ declare -A BUILD_OUTPUTS=(
   [minikube]=minikube
   [crictl]=crictl
   [coredns]=coredns
+  [kube-router]=kube-router
   [pause]=pause
 )
 # 名前 → ラッパーモジュールのディレクトリ
 declare -A BUILD_MODULES=(
-  [kubernetes]=kubernetes [etcd]=etcd [minikube]=minikube [crictl]=cri-tools [coredns]=coredns [pause]=kubernetes
+  [kubernetes]=kubernetes [etcd]=etcd [minikube]=minikube [crictl]=cri-tools [coredns]=coredns
+  [kube-router]=kube-router [pause]=kubernetes
 )
-BUILD_ORDER=(kubernetes etcd minikube crictl coredns pause)
+BUILD_ORDER=(kubernetes etcd minikube crictl coredns kube-router pause)
 
 go_env() {
   command -v go >/dev/null || die "the Go toolchain is missing (go is not on PATH); it is needed to build Kubernetes and minikube"
@@ -123,6 +125,16 @@ build_coredns() {
   mv -f "$VERSION_DIR/tmp/coredns" "$BIN/coredns"
 }
 
+# kube-router: テストのクラスタで NetworkPolicy を実際に効かせる（--run-firewall だけを使う）
+build_kube_router() {
+  local src
+  src=$(module_workdir kube-router)
+  cd "$src" || return
+  gocmd build -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    -o "$VERSION_DIR/tmp/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+  mv -f "$VERSION_DIR/tmp/kube-router" "$BIN/kube-router"
+}
+
 # pause: k8s.io/kubernetes モジュールにある pause.c を静的にコンパイルする
 build_pause() {
   local src kdir tag
@@ -157,7 +169,7 @@ build_all() {
       pending=("${pending[@]:1}")
       step "build: $name started (log: $LOG_DIR/build-$name.log)"
       : >"$LOG_DIR/build-$name.log"
-      ("build_$name") >>"$LOG_DIR/build-$name.log" 2>&1 9>&- &
+      ("build_${name//-/_}") >>"$LOG_DIR/build-$name.log" 2>&1 9>&- &
       pids[$name]=$!
       started[$name]=$SECONDS
     done

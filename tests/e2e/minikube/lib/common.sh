@@ -38,6 +38,7 @@ ETCD_VERSION=$(required_version "$MODULES/etcd/go.mod" go.etcd.io/etcd/server/v3
 MINIKUBE_VERSION=$(required_version "$MODULES/minikube/go.mod" k8s.io/minikube)
 CRICTL_VERSION=$(required_version "$MODULES/cri-tools/go.mod" sigs.k8s.io/cri-tools)
 COREDNS_VERSION=$(required_version "$MODULES/coredns/go.mod" github.com/coredns/coredns)
+KUBE_ROUTER_VERSION=$(required_version "$MODULES/kube-router/go.mod" github.com/cloudnativelabs/kube-router/v2)
 
 VERSION_DIR=$CACHE_DIR/$K8S_VERSION
 BIN=$VERSION_DIR/bin

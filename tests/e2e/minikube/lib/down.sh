@@ -120,6 +120,11 @@ cleanup_network() {
     done
     ip link del bridge 2>/dev/null || true
   fi
+  # kube-router の ipset（iptables の規則が消えた後でなければ消せない）
+  local set
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router)' || true); do
+    ipset destroy "$set" 2>/dev/null || true
+  done
   conntrack -D -s "$POD_CIDR" >/dev/null 2>&1 || true
   conntrack -D -d "$POD_CIDR" >/dev/null 2>&1 || true
   # containerd の CRI が作った Pod のネットワーク名前空間

@@ -7,7 +7,7 @@ REGISTRY_PIDFILE=$STATE_DIR/registry.pid
 ensure_packages() {
   local missing=() cmd pkg plugin
   for pkg in containerd:containerd runc:runc conntrack:conntrack iptables:iptables sudo:sudo socat:socat \
-    docker-registry:docker-registry debootstrap:debootstrap curl:curl gcc:gcc start-stop-daemon:dpkg; do
+    docker-registry:docker-registry debootstrap:debootstrap curl:curl gcc:gcc start-stop-daemon:dpkg ipset:ipset; do
     cmd=${pkg%%:*}
     command -v "$cmd" >/dev/null || missing+=("${pkg#*:}")
   done
@@ -86,7 +86,9 @@ claim_host_paths() {
     /etc/ssl/certs /usr/share/ca-certificates /etc/systemd/system/kubelet.service.d; do
     claim_contents "$path"
   done
-  for path in /etc/crictl.yaml /etc/init.d/kubelet /run/kubelet.pid \
+  # /usr/lib/modules と /run/xtables.lock は kube-proxy の hostPath（無ければ作られる）
+  claim_contents /usr/lib/modules
+  for path in /etc/crictl.yaml /etc/init.d/kubelet /run/kubelet.pid /run/xtables.lock \
     /etc/systemd/system/kubelet.service /lib/systemd/system/kubelet.service; do
     claim_path file "$path"
   done
@@ -158,6 +160,8 @@ machine_state() {
       -o -path /var/lib/dhcp -o -path /run/user -o -path /var/lib/systemd -o -path "$STATE_DIR" \
       -o -path /var/lib/mii-e2e -o -path /run/mii-e2e -o -path /var/lib/containers -o -path /run/netns \) -prune \
       -o -print 2>/dev/null | sed 's/^/path /' || true
+    find /usr/lib -maxdepth 1 -name modules | sed 's/^/path /' || true
+    ipset list -n 2>/dev/null | sed 's/^/ipset /' || true
     local file
     for file in /etc/hosts "$CONTAINERD_CONFIG" /etc/resolv.conf; do
       if [[ -f $file ]]; then echo "content $file $(sha256_of "$file")"; fi

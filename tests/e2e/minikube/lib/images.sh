@@ -3,9 +3,11 @@
 # kubeadm と minikube のアドオンが期待する名前の OCI イメージ（tar）を作り、containerd へ入れる。
 # Docker は使わない（Docker のイメージを増やさない）。tar は版ごとに $IMAGE_DIR にキャッシュする。
 
-IMAGE_RECIPE=1
+IMAGE_RECIPE=2
 METRICS_SERVER_IMAGE=metrics-server/metrics-server:$METRICS_SERVER_VERSION
 METRICS_SERVER_REGISTRY=registry.k8s.io
+# テストのクラスタにだけ入れる NetworkPolicy の実装（ローカルでビルドしたことが名前で分かるように）
+KUBE_ROUTER_IMAGE=localhost/mii-minikube/kube-router:$KUBE_ROUTER_VERSION
 
 # ファイル 1 つの sha256
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
@@ -54,15 +56,31 @@ binary_image() {
   rm -rf "$rootfs"
 }
 
-# kube-proxy は iptables・conntrack を呼ぶので、それらを持つ最小の Debian を土台にする（debootstrap）
-kube_proxy_image() {
-  local out=$1 name=$2 rootfs suite
+# kube-proxy と kube-router は iptables・ipset・conntrack を呼ぶので、それらを持つ最小の Debian
+# （debootstrap）を土台にする。土台は 1 度だけ作って tar で置いておく
+DEBIAN_PACKAGES=iptables,ipset,conntrack,netbase
+
+debian_rootfs() {
+  local dir=$1 cache=$IMAGE_DIR/debian-rootfs.r$IMAGE_RECIPE.tar suite
+  if [[ ! -f $cache ]]; then
+    suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    debootstrap --variant=minbase --include="$DEBIAN_PACKAGES" \
+      "$suite" "$dir" "${MII_MINIKUBE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc "$dir"/usr/share/man
+    tar --numeric-owner -C "$dir" -cf "$cache.tmp" .
+    mv -f "$cache.tmp" "$cache"
+    return
+  fi
+  tar --numeric-owner -C "$dir" -xf "$cache"
+}
+
+# 土台の Debian にバイナリ 1 つを足したイメージ
+#   debian_image OUT NAME BINARY
+debian_image() {
+  local out=$1 name=$2 binary=$3 rootfs
   rootfs=$(mktemp -d "$IMAGE_DIR/.rootfs.XXXXXX")
-  suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-  debootstrap --variant=minbase --include=iptables,conntrack,netbase \
-    "$suite" "$rootfs" "${MII_MINIKUBE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc "$rootfs"/usr/share/man
-  install -D -m 0755 "$BIN/kube-proxy" "$rootfs/usr/local/bin/kube-proxy"
+  debian_rootfs "$rootfs"
+  install -D -m 0755 "$binary" "$rootfs/usr/local/bin/$(basename "$binary")"
   oci_archive "$out" "$name" "$rootfs" \
     '{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"WorkingDir":"/"}'
   rm -rf "$rootfs"
@@ -79,7 +97,8 @@ make_image() {
   case ${repo##*/} in
     kube-apiserver | kube-controller-manager | kube-scheduler)
       binary_image "$out" "$name" "$BIN/${repo##*/}" "/usr/local/bin/${repo##*/}" "[\"/usr/local/bin/${repo##*/}\"]" ;;
-    kube-proxy) kube_proxy_image "$out" "$name" ;;
+    kube-proxy) debian_image "$out" "$name" "$BIN/kube-proxy" ;;
+    kube-router) debian_image "$out" "$name" "$BIN/kube-router" ;;
     etcd)
       [[ ${tag%%-*} == "${ETCD_VERSION#v}" ]] ||
         { echo "kubeadm wants $name but modules/etcd builds $ETCD_VERSION" >&2; return 1; }
@@ -100,10 +119,11 @@ make_image() {
   esac
 }
 
-# 作るイメージの一覧: kubeadm のものと metrics-server アドオンのもの
+# 作るイメージの一覧: kubeadm のもの、metrics-server アドオンのもの、kube-router
 cluster_images() {
   kubeadm_images
   echo "$METRICS_SERVER_REGISTRY/$METRICS_SERVER_IMAGE"
+  echo "$KUBE_ROUTER_IMAGE"
 }
 
 # イメージの中身になるバイナリ（これより古い tar は作り直す）

@@ -36,6 +36,12 @@ start_minikube() {
   run_step minikube-addons 300 mk addons disable storage-provisioner
   run_step minikube-addons 300 mk addons enable metrics-server \
     --images="MetricsServer=$METRICS_SERVER_IMAGE" --registries="MetricsServer=$METRICS_SERVER_REGISTRY"
+  if [[ ${MII_MINIKUBE_NETWORK_POLICY:-1} == 1 ]]; then
+    sed "s|@IMAGE@|$KUBE_ROUTER_IMAGE|" "$TEMPLATES/kube-router.yml" >"$STATE_DIR/kube-router.yml"
+    run_step kube-router 120 kc apply -f "$STATE_DIR/kube-router.yml"
+    run_step kube-router 180 kc -n kube-system rollout status daemonset/kube-router --timeout=170s
+    step "kube-router $KUBE_ROUTER_VERSION: enforcing NetworkPolicy (firewall only)"
+  fi
   step "minikube: started; waiting for the node and the metrics API"
   wait_until 300 "the node to be Ready" "$LOG_DIR/minikube-start.log" \
     kc wait --for=condition=Ready node --all --timeout=10s
