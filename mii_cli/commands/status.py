@@ -1,4 +1,4 @@
-"""`mii status`: Deployment・Pod・Service・HPA を 1 画面に。"""
+"""`mii status`: Deployment・Pod・Service・HPA・NetworkPolicy を 1 画面に。"""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def status(
     context: ContextOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the Deployment, pods, Service and HPA in one view."""
+    """Show the Deployment, pods, Service, HPA and NetworkPolicies in one view."""
     from mii_cli.kube.cluster import connect
     from mii_cli.kube.status import collect_status
     from mii_cli.ui.tables import status_view

@@ -12,5 +12,8 @@ NAMESPACE: Final = "model-in-image"
 APP_NAME: Final = "model-in-image"
 # Pod を選ぶラベル
 APP_LABEL: Final = f"app={APP_NAME}"
+# 確認の Job（lbcheck.py）の Pod のラベル。NetworkPolicy model-in-image-checks がこれで選ぶ
+CHECK_LABEL_KEY: Final = "app.kubernetes.io/component"
+CHECK_LABEL_VALUE: Final = "check"
 # サーバーサイドアプライのフィールドマネージャ
 FIELD_MANAGER: Final = "mii"

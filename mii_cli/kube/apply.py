@@ -29,6 +29,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts", True),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
     ("v1", "Service"): ("/api/v1", "services", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
     ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets", True),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): ("/apis/autoscaling/v2", "horizontalpodautoscalers", True),

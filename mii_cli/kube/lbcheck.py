@@ -2,6 +2,8 @@
 応答した Pod（`X-Served-By` ヘッダ）ごとの件数を JSON でログに出す。2 つ以上の Pod が答えれば合格。
 
 DNS 名ではなく ClusterIP を使う: クラスタの DNS（CoreDNS）が無くても kube-proxy の振り分けを確かめられる。
+Job の Pod は `app.kubernetes.io/component: check` を持ち、manifests/networkpolicy.yml の
+model-in-image-checks が許す通信（アプリの Pod のポート 8000 だけ。DNS も無し）しかしない。
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api
 
 from mii_cli.errors import ClusterError, WaitTimeout
-from mii_cli.kube import APP_NAME
+from mii_cli.kube import APP_NAME, CHECK_LABEL_KEY, CHECK_LABEL_VALUE
 from mii_cli.kube import api as kapi
 from mii_cli.kube.apply import server_side_apply
 from mii_cli.kube.render import Manifest
@@ -119,7 +121,12 @@ def job_manifest(
     Pod ごとに `requests` 件を送り、`duration` 秒に満たなければ時間いっぱいまで送り続ける
     （更新中・HPA の確認の負荷に使う）。`parallelism` 個の Pod が同時に送る。`body` があれば POST。
     """
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": APP_NAME}
+    # CHECK_LABEL_KEY の付いた Pod だけが、NetworkPolicy model-in-image-checks でアプリの Pod へ送れる
+    labels = {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/part-of": APP_NAME,
+        CHECK_LABEL_KEY: CHECK_LABEL_VALUE,
+    }
     arguments = [url, str(requests), f"{duration:g}", *([body] if body is not None else [])]
     return {
         "apiVersion": "batch/v1",
@@ -132,7 +139,7 @@ def job_manifest(
             "activeDeadlineSeconds": int(180 + duration),
             "ttlSecondsAfterFinished": 600,
             "template": {
-                # app=model-in-image を付けない（Service に選ばれないように）
+                # app=model-in-image を付けない（Service とアプリの NetworkPolicy に選ばれないように）
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",

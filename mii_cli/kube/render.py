@@ -16,11 +16,13 @@ from mii_cli.kube import APP_NAME
 
 Manifest = dict[str, Any]
 
-# 適用の順序（依存される側が先）。削除はこの逆順
+# 適用の順序（依存される側が先）。削除はこの逆順。
+# NetworkPolicy は Deployment より先: Pod が作られる前にポリシーがある
 KIND_ORDER: tuple[str, ...] = (
     "Namespace",
     "ServiceAccount",
     "ConfigMap",
+    "NetworkPolicy",
     "Service",
     "Deployment",
     "PodDisruptionBudget",

@@ -1,4 +1,5 @@
-"""`mii status`: Deployment・Pod・Service・HPA の状態を集めて `ClusterStatus` にする（描くのは CLI の層）。"""
+"""`mii status`: Deployment・Pod・Service・HPA・NetworkPolicy の状態を集めて `ClusterStatus` にする
+（描くのは CLI の層）。"""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client import ApiClient, AppsV1Api, AutoscalingV2Api, CoreV1Api
+from kubernetes.client import ApiClient, AppsV1Api, AutoscalingV2Api, CoreV1Api, NetworkingV1Api
 
 from mii_cli.errors import ClusterError
 from mii_cli.kube import APP_LABEL, APP_NAME
@@ -52,14 +53,31 @@ class HpaState(Result):
 
 
 @dataclass(frozen=True)
+class NetworkPolicyState(Result):
+    """NetworkPolicy が選ぶ Pod と、許す通信の要約。
+
+    `pod_selector` はラベルセレクタの文字列（`kubectl -l` の形。空なら Namespace のすべての Pod）。
+    `ingress`・`egress` は許す相手とポートを `, ` で並べたもの: 相手を限るなら `app=model-in-image:8000/TCP`、
+    送り元・宛先を限らないならポートだけ（`8000/TCP`）、ポートも限らないなら `all`。
+    何も許さなければ `none`、このポリシーがその向きを制限しなければ `unrestricted`。
+    """
+
+    name: str
+    pod_selector: str
+    ingress: str
+    egress: str
+
+
+@dataclass(frozen=True)
 class ClusterStatus(Result):
-    """Namespace のアプリの状態（無いオブジェクトは None）。"""
+    """Namespace のアプリの状態（無いオブジェクトは None、NetworkPolicy は Namespace のすべて）。"""
 
     namespace: str
     deployment: DeploymentState | None
     pods: list[PodRow]
     service: ServiceState | None
     hpa: HpaState | None
+    network_policies: list[NetworkPolicyState]
 
 
 def collect_status(client: ApiClient, namespace: str, *, now: datetime | None = None) -> ClusterStatus:
@@ -77,12 +95,21 @@ def collect_status(client: ApiClient, namespace: str, *, now: datetime | None = 
     pods = kapi.call(
         client, "listing pods", core.list_namespaced_pod, namespace, label_selector=APP_LABEL
     ).items
+    policies = kapi.call(
+        client,
+        "listing network policies",
+        NetworkingV1Api(client).list_namespaced_network_policy,
+        namespace,
+    ).items
     return ClusterStatus(
         namespace=namespace,
         deployment=None if deployment is None else deployment_state(deployment),
         pods=pod_rows(pods, now or datetime.now(UTC)),
         service=None if service is None else service_state(service),
         hpa=None if hpa is None else hpa_state(hpa),
+        network_policies=sorted(
+            (network_policy_state(policy) for policy in policies), key=lambda state: state.name
+        ),
     )
 
 
@@ -128,4 +155,76 @@ def hpa_state(hpa: Any) -> HpaState:
         desired_replicas=status.desired_replicas if status else None,
         cpu_current=_cpu_utilization(status.current_metrics if status else None, "current"),
         cpu_target=_cpu_utilization(hpa.spec.metrics, "target"),
+    )
+
+
+def label_selector(selector: Any) -> str:
+    """ラベルセレクタ（V1LabelSelector）を `kubectl -l` の文字列にする（空・None なら空文字列）。"""
+    if selector is None:
+        return ""
+    terms = [f"{key}={value}" for key, value in sorted((selector.match_labels or {}).items())]
+    for expression in selector.match_expressions or []:
+        key, operator, values = expression.key, expression.operator, ",".join(expression.values or [])
+        if operator == "In":
+            terms.append(f"{key} in ({values})")
+        elif operator == "NotIn":
+            terms.append(f"{key} notin ({values})")
+        elif operator == "Exists":
+            terms.append(key)
+        else:  # DoesNotExist
+            terms.append(f"!{key}")
+    return ",".join(terms)
+
+
+def _peer(peer: Any) -> str:
+    """NetworkPolicy の相手 1 つ（Pod のラベル、Namespace のラベル、IP の範囲）。"""
+    if peer.ip_block is not None:
+        excepted = peer.ip_block._except or []
+        return str(peer.ip_block.cidr) + (f" except {','.join(excepted)}" if excepted else "")
+    pods = label_selector(peer.pod_selector) if peer.pod_selector is not None else None
+    if peer.namespace_selector is None:
+        # namespaceSelector が無ければ、ポリシーと同じ Namespace の Pod
+        return pods or "all pods"
+    namespaces = label_selector(peer.namespace_selector)
+    return f"{pods or 'all pods'} in " + (f"namespaces {namespaces}" if namespaces else "all namespaces")
+
+
+def _port(port: Any) -> str:
+    """NetworkPolicy のポート 1 つ（`8000/TCP`、範囲なら `8000-8010/TCP`。プロトコルの既定は TCP）。"""
+    number = "all" if port.port is None else str(port.port)
+    if port.end_port is not None:
+        number += f"-{port.end_port}"
+    return f"{number}/{port.protocol or 'TCP'}"
+
+
+def _rules(rules: list[Any] | None, peers_of: str) -> str:
+    """ある向きの規則をまとめる（`NetworkPolicyState` の ingress・egress の形）。"""
+    allowed: list[str] = []
+    for rule in rules or []:
+        peers = [_peer(peer) for peer in getattr(rule, peers_of) or []]
+        ports = [_port(port) for port in rule.ports or []]
+        if not peers and not ports:
+            entries = ["all"]
+        elif not peers:
+            entries = ports
+        elif not ports:
+            entries = peers
+        else:
+            entries = [f"{peer}:{port}" for peer in peers for port in ports]
+        allowed.extend(entry for entry in entries if entry not in allowed)
+    return ", ".join(allowed) or "none"
+
+
+def network_policy_state(policy: Any) -> NetworkPolicyState:
+    """NetworkPolicy が選ぶ Pod と、許す入りと出の通信。"""
+    spec = policy.spec
+    types = spec.policy_types
+    if not types:
+        # API サーバーが埋めるのと同じ既定: Ingress は常に、Egress は規則があるときだけ
+        types = ["Ingress", *(["Egress"] if spec.egress else [])]
+    return NetworkPolicyState(
+        name=str(policy.metadata.name),
+        pod_selector=label_selector(spec.pod_selector),
+        ingress=_rules(spec.ingress, "_from") if "Ingress" in types else "unrestricted",
+        egress=_rules(spec.egress, "to") if "Egress" in types else "unrestricted",
     )

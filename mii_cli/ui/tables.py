@@ -10,7 +10,7 @@ from rich.text import Text
 from mii_cli.bench import TARGETS, BenchmarkReport
 from mii_cli.doctor import DoctorReport
 from mii_cli.kube.pods import PodRow
-from mii_cli.kube.status import ClusterStatus, HpaState
+from mii_cli.kube.status import ClusterStatus, HpaState, NetworkPolicyState
 from mii_cli.loadtest import LoadTestResult
 from mii_cli.smoke import SmokeReport
 
@@ -122,8 +122,22 @@ def _hpa_line(hpa: HpaState) -> str:
     )
 
 
+def _policy_line(policy: NetworkPolicyState) -> str:
+    """NetworkPolicy の 1 行（選ぶ Pod、許す入りと出）。"""
+    pods = policy.pod_selector or "all pods"
+    rest = f"{policy.name}: pods {pods}, ingress {policy.ingress}, egress {policy.egress}"
+    return f"[bold]NetworkPolicy[/bold] {escape(rest)}"
+
+
+# NetworkPolicy は API サーバーが受け付けても、ネットワークプラグインが実施しなければ何も止めない
+POLICY_ENFORCEMENT_NOTE = (
+    "  [dim]enforced only if the cluster's network plugin supports NetworkPolicy "
+    "(e.g. minikube start --cni=calico)[/dim]"
+)
+
+
 def status_view(status: ClusterStatus) -> Group:
-    """`mii status` の画面: Namespace・Deployment・Pod の表・Service・HPA。"""
+    """`mii status` の画面: Namespace・Deployment・Pod の表・Service・HPA・NetworkPolicy。"""
     parts: list[RenderableType] = [Text.from_markup(f"[bold]Namespace[/bold] {status.namespace}")]
     deployment = status.deployment
     if deployment:
@@ -146,6 +160,11 @@ def status_view(status: ClusterStatus) -> Group:
     parts.append(Text.from_markup(line))
     hpa = status.hpa
     parts.append(Text.from_markup(_hpa_line(hpa) if hpa else "[bold]HPA[/bold] [red]missing[/red]"))
+    if status.network_policies:
+        parts.extend(Text.from_markup(_policy_line(policy)) for policy in status.network_policies)
+        parts.append(Text.from_markup(POLICY_ENFORCEMENT_NOTE))
+    else:
+        parts.append(Text.from_markup("[bold]NetworkPolicy[/bold] [red]missing[/red]"))
     return Group(*parts)
 
 

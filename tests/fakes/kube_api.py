@@ -8,8 +8,11 @@
 本物（tests/e2e/cluster の Kubernetes 1.34）と同じに振る舞うところ（tests/e2e の突き合わせで確かめる）:
 - エラーの本文は Status（`reason`・`code`・`details`）。見つからない → 404 NotFound。
 - Service の作成時に ClusterIP を割り当てる。
+- NetworkPolicy（networking.k8s.io/v1）: 既定値（`policyTypes`、ポートの `protocol: TCP`）を埋め、
+  空の `ingress`・`egress` のリストは返さない（Go の omitempty）。
 - Namespace の DELETE は Namespace を `phase: Terminating` で返し、すぐには消えない（次の読み出しの後に
-  中身ごと消える）。消えかけの Namespace への適用は 403 Forbidden（NamespaceTerminating）。
+  中身ごと、どの API グループのオブジェクトも消える）。消えかけの Namespace への適用は 403 Forbidden
+  （NamespaceTerminating）。
 - 他のマネージャが持つフィールドを force なしで適用すると 409 Conflict。
 """
 
@@ -46,6 +49,18 @@ class Request:
     def param(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[0] if values else None
+
+
+def _default_network_policy(spec: dict[str, Any]) -> None:
+    """本物の API サーバーと同じく NetworkPolicy の spec の既定値を埋め、空の規則のリストを落とす。"""
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress", *(["Egress"] if spec.get("egress") else [])]
+    for direction in ("ingress", "egress"):
+        if direction in spec and not spec[direction]:
+            del spec[direction]
+        for rule in spec.get(direction) or []:
+            for port in rule.get("ports") or []:
+                port.setdefault("protocol", "TCP")
 
 
 def _merge(base: Any, patch: Any) -> Any:
@@ -240,10 +255,15 @@ class FakeApiServer:
             return
         del self.terminating[path]
         self._remove(path)
+        # 他の API グループ（apps・networking.k8s.io など）の、この Namespace のオブジェクトも消える
+        name = path.rsplit("/", 1)[-1]
+        inside = re.compile(rf"/apis/[^/]+/[^/]+/namespaces/{re.escape(name)}/")
+        for key in [p for p in self.objects if inside.match(p)]:
+            del self.objects[key]
 
     def _children(self, path: str, selector: str | None) -> list[dict[str, Any]] | None:
         """コレクションの GET（ラベルセレクタ `k=v` で絞る）。知らないパスなら None。"""
-        if not re.search(r"/(pods|events|jobs|deployments|services|namespaces)$", path):
+        if not re.search(r"/(pods|events|jobs|deployments|services|networkpolicies|namespaces)$", path):
             return None
         items = [
             obj
@@ -296,6 +316,8 @@ class FakeApiServer:
                 for e in live["metadata"].get("managedFields", [])
                 if "f:replicas" in e.get("fieldsV1", {}).get("f:spec", {})
             }
+        if new.get("kind") == "NetworkPolicy":
+            _default_network_policy(new.setdefault("spec", {}))
         sends_replicas = "replicas" in (body.get("spec") or {})
         others = sorted(replicas_owners - {manager})
         changes_replicas = live is not None and (body.get("spec") or {}).get("replicas") != (

@@ -51,15 +51,17 @@ def test_deploy_draws_each_step_as_a_line(kubeconfig: FakeApiServer) -> None:
     lines = result.output.splitlines()
     assert lines[0] == f"• cluster: docker-desktop (docker-desktop, v1.34.0) at {kubeconfig.url}"
     assert lines[1] == f"• image: docker-desktop runs on the local Docker engine, which has {IMAGE}"
-    assert lines[2:8] == [
+    assert lines[2:10] == [
         f"✓ image: {IMAGE}",
         f"✓ Namespace/{NAMESPACE} created",
+        "✓ NetworkPolicy/model-in-image created",
+        "✓ NetworkPolicy/model-in-image-checks created",
         "✓ Service/model-in-image created",
         "✓ Deployment/model-in-image created",
         "✓ PodDisruptionBudget/model-in-image created",
         "✓ HorizontalPodAutoscaler/model-in-image created",
     ]
-    assert lines[8].startswith(f"! the metrics API ({deploying.METRICS_PATH}) is not served")
+    assert lines[10].startswith(f"! the metrics API ({deploying.METRICS_PATH}) is not served")
     assert "✓ deployment/model-in-image: 4/4 pods ready" in lines
     assert f"✓ deployed {IMAGE} to namespace {NAMESPACE}" in lines
 
@@ -152,6 +154,20 @@ def test_dry_run_json_is_a_list_of_objects() -> None:
     result = runner.invoke(cli.app, ["deploy", "--dry-run", "--json", "--image", IMAGE])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == r.render(IMAGE, NAMESPACE)
+
+
+def test_dry_run_shows_the_network_policies_before_the_deployment() -> None:
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "-n", "demo"])
+    assert result.exit_code == 0, result.output
+    objects = list(yaml.safe_load_all(result.stdout))
+    names = [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
+    assert names.index("NetworkPolicy/model-in-image") < names.index("Deployment/model-in-image")
+    assert names.index("NetworkPolicy/model-in-image-checks") < names.index("Deployment/model-in-image")
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert [(p["apiVersion"], p["metadata"]["namespace"]) for p in policies] == [
+        ("networking.k8s.io/v1", "demo")
+    ] * 2
+    assert policies[0]["spec"]["egress"] == []
 
 
 def test_dry_run_without_docker_says_it_shows_the_manifests_image(monkeypatch: pytest.MonkeyPatch) -> None:

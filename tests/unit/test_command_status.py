@@ -18,12 +18,26 @@ def deploy(fake: FakeApiServer) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_status_json_has_the_deployment_pods_service_and_hpa(kubeconfig: FakeApiServer) -> None:
+def test_status_json_has_the_deployment_pods_service_hpa_and_policies(kubeconfig: FakeApiServer) -> None:
     deploy(kubeconfig)
     result = runner.invoke(cli.app, ["status", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"namespace", "deployment", "pods", "service", "hpa"}
+    assert set(payload) == {"namespace", "deployment", "pods", "service", "hpa", "network_policies"}
+    assert payload["network_policies"] == [
+        {
+            "name": "model-in-image",
+            "pod_selector": "app=model-in-image",
+            "ingress": "8000/TCP",
+            "egress": "none",
+        },
+        {
+            "name": "model-in-image-checks",
+            "pod_selector": "app.kubernetes.io/component=check",
+            "ingress": "none",
+            "egress": "app=model-in-image:8000/TCP",
+        },
+    ]
     assert payload["deployment"]["ready"] == 4
     assert set(payload["pods"][0]) == {"name", "ready", "state", "restarts", "node", "ip", "age"}
     assert payload["hpa"]["cpu_current"] is None
@@ -35,6 +49,12 @@ def test_status_shows_ready_pods_on_one_screen(kubeconfig: FakeApiServer) -> Non
     assert result.exit_code == 0, result.output
     assert "ready 4/4" in result.output
     assert "8000/TCP" in result.output
+    assert (
+        "NetworkPolicy model-in-image: pods app=model-in-image, ingress 8000/TCP, egress none"
+        in result.output
+    )
+    assert "egress app=model-in-image:8000/TCP" in result.output
+    assert "network plugin supports NetworkPolicy" in result.output
 
 
 def test_status_without_a_cluster_is_one_message(no_kubeconfig: None) -> None:

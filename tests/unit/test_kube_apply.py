@@ -21,6 +21,8 @@ def test_object_paths() -> None:
     objects = render(IMAGE, NS)
     assert [ap.object_path(o) for o in objects] == [
         f"/api/v1/namespaces/{NS}",
+        f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/model-in-image",
+        f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/model-in-image-checks",
         f"/api/v1/namespaces/{NS}/services/model-in-image",
         DEPLOYMENT,
         f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/model-in-image",
@@ -35,6 +37,8 @@ def test_first_apply_creates_in_order_with_the_mii_field_manager(fake_api: FakeA
     applied = ap.apply_all(client, render(IMAGE, NS))
     assert [(a.kind, a.action) for a in applied] == [
         ("Namespace", "created"),
+        ("NetworkPolicy", "created"),
+        ("NetworkPolicy", "created"),
         ("Service", "created"),
         ("Deployment", "created"),
         ("PodDisruptionBudget", "created"),
@@ -48,6 +52,23 @@ def test_first_apply_creates_in_order_with_the_mii_field_manager(fake_api: FakeA
         assert patch.headers["Content-Type"] == "application/apply-patch+yaml"
     assert fake_api.objects[DEPLOYMENT]["spec"]["replicas"] == 4
     assert applied[0] == ap.ApplyResult(kind="Namespace", name=NS, action="created")
+
+
+def test_the_network_policies_exist_before_the_deployment_is_applied(fake_api: FakeApiServer) -> None:
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/"
+    seen: list[str] = []
+
+    def record(path: str, obj: dict[str, Any]) -> None:
+        if obj["kind"] == "Deployment":
+            seen.extend(sorted(p.removeprefix(policies) for p in fake_api.objects if p.startswith(policies)))
+
+    fake_api.on_apply.append(record)
+    ap.apply_all(fake_api.client(), render(IMAGE, NS))
+    # Deployment の Pod が動き出すときには、もう両方のポリシーがある
+    assert seen == ["model-in-image", "model-in-image-checks"]
+    live = fake_api.objects[policies + "model-in-image"]
+    assert live["apiVersion"] == "networking.k8s.io/v1"
+    assert live["spec"]["policyTypes"] == ["Ingress", "Egress"]
 
 
 def test_second_apply_of_the_same_image_changes_nothing(fake_api: FakeApiServer) -> None:

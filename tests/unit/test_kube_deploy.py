@@ -44,7 +44,7 @@ def test_deploy_reports_its_steps_as_events_in_order(
         "ClusterConnected",
         "ImagePlanned",
         "ImageAvailable",
-        *["ObjectApplied"] * 5,
+        *["ObjectApplied"] * 7,
         "MetricsApiMissing",
         "RolloutProgress",
         "RolloutFinished",

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mii_cli.errors import ClusterError, WaitTimeout
-from mii_cli.kube import lbcheck
+from mii_cli.kube import CHECK_LABEL_KEY, CHECK_LABEL_VALUE, lbcheck
 from mii_cli.kube.lbcheck import LbCheckResult
 from tests.fakes.http import HttpStandIn
 from tests.fakes.kube_api import FakeApiServer
@@ -105,6 +105,27 @@ def test_the_check_runs_the_deployed_image_and_cleans_up(deployed_api: FakeApiSe
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     assert len(deployed_api.methods("DELETE", JOB)) == 2  # 前回の残りと、終わった後
     assert JOB not in deployed_api.objects
+
+
+@pytest.mark.parametrize("name", [lbcheck.JOB_NAME, lbcheck.LOAD_JOB_NAME])
+def test_the_job_pods_are_let_through_by_the_checks_policy_only(
+    deployed_api: FakeApiServer, name: str
+) -> None:
+    deployed_api.on_apply.append(
+        job_finishes(deployed_api, '{"requests": 4, "errors": 0, "served_by": {"a": 2, "b": 2}}')
+    )
+    lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, name=name, sleep=lambda _: None)
+    (sent,) = deployed_api.methods("PATCH", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}")
+    labels = sent.body["spec"]["template"]["metadata"]["labels"]
+    # デプロイした NetworkPolicy のうち、Job の Pod を選ぶのは確認用のものだけ
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/"
+    selecting = sorted(
+        obj["metadata"]["name"]
+        for path, obj in deployed_api.objects.items()
+        if path.startswith(policies) and obj["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    )
+    assert selecting == ["model-in-image-checks"]
+    assert labels[CHECK_LABEL_KEY] == CHECK_LABEL_VALUE
 
 
 def test_the_pods_of_this_job_are_chosen_by_its_uid(deployed_api: FakeApiServer) -> None:

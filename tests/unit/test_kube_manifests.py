@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mii_cli.errors import ConfigError
-from mii_cli.kube import APP_NAME, NAMESPACE
+from mii_cli.kube import APP_NAME, CHECK_LABEL_KEY, CHECK_LABEL_VALUE, NAMESPACE
 from mii_cli.kube import render as r
 from mii_cli.kube.lbcheck import job_manifest
 from service import constants
@@ -40,13 +40,34 @@ def rendered(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
 def test_every_yaml_file_is_listed_in_the_kustomization() -> None:
     on_disk = {p.name for p in MANIFESTS.glob("*.yml")}
     assert on_disk == {p.name for p in manifest_files()}
-    assert on_disk == {"namespace.yml", "deployment.yml", "service.yml", "hpa.yml", "pdb.yml"}
+    assert on_disk == {
+        "namespace.yml",
+        "networkpolicy.yml",
+        "deployment.yml",
+        "service.yml",
+        "hpa.yml",
+        "pdb.yml",
+    }
 
 
 def test_render_orders_objects_for_apply() -> None:
     objects = rendered()
     kinds = [o["kind"] for o in objects]
-    assert kinds == ["Namespace", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"]
+    assert kinds == [
+        "Namespace",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    ]
+    # NetworkPolicy は Deployment より先（Pod が守られないまま動き出さない）
+    assert kinds.index("NetworkPolicy") < kinds.index("Deployment")
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "NetworkPolicy"] == [
+        "model-in-image",
+        "model-in-image-checks",
+    ]
 
 
 def test_unknown_kinds_go_last() -> None:
@@ -72,7 +93,10 @@ def test_constants_match_the_manifests() -> None:
     objects = r.load_manifests(MANIFESTS)
     deployment = r.find(objects, "Deployment")
     assert r.find(objects, "Namespace")["metadata"]["name"] == NAMESPACE
-    assert {o["metadata"]["name"] for o in objects if o["kind"] != "Namespace"} == {APP_NAME}
+    others = [o for o in objects if o["kind"] not in ("Namespace", "NetworkPolicy")]
+    assert {o["metadata"]["name"] for o in others} == {APP_NAME}
+    policies = {o["metadata"]["name"] for o in objects if o["kind"] == "NetworkPolicy"}
+    assert policies == {APP_NAME, f"{APP_NAME}-checks"}
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"{IMAGE_REPOSITORY}:{constants.SERVICE_VERSION}"
 
@@ -109,9 +133,15 @@ def test_kubectl_kustomize_builds_the_same_objects() -> None:
     output = subprocess.run(
         ["kubectl", "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=True, timeout=60
     ).stdout
-    by_kustomize = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(output)}
-    ours = {(o["kind"], o["metadata"]["name"]): o for o in r.render(f"{IMAGE_REPOSITORY}:0.1.0", NAMESPACE)}
-    assert by_kustomize == ours
+    built = list(yaml.safe_load_all(output))
+    by_kustomize = {(o["kind"], o["metadata"]["name"]): o for o in built}
+    ours = r.render(f"{IMAGE_REPOSITORY}:0.1.0", NAMESPACE)
+    assert by_kustomize == {(o["kind"], o["metadata"]["name"]): o for o in ours}
+    # kubectl apply -k も mii deploy と同じ順に適用する
+    # （kustomization.yaml の sortOptions: fifo。NetworkPolicy が Deployment より先）
+    assert [(o["kind"], o["metadata"]["name"]) for o in built] == [
+        (o["kind"], o["metadata"]["name"]) for o in ours
+    ]
 
 
 # --- 公式スキーマ（オフライン） ---
@@ -272,3 +302,79 @@ def test_namespace_enforces_the_restricted_standard() -> None:
 def test_pdb_keeps_most_pods_up() -> None:
     pdb = r.find(rendered(), "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
+
+
+# --- NetworkPolicy: 受けるのはポート 8000 だけ、出ていく通信は無い。確認の Job はアプリの Pod へだけ ---
+
+
+def _policy(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == name]
+    return policy
+
+
+def _job_pod_labels(**options: Any) -> dict[str, str]:
+    job = job_manifest(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict/test", **options)
+    labels: dict[str, str] = job["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_the_model_pods_accept_only_port_8000_and_send_nothing() -> None:
+    objects = rendered()
+    spec = _policy(objects, APP_NAME)["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"app": "model-in-image"}}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    # 出ていく通信は何も許さない（DNS も）
+    assert spec["egress"] == []
+    # 送り元は限らず（プローブ・Service・port-forward）、ポート 8000/TCP だけ
+    assert spec["ingress"] == [{"ports": [{"protocol": "TCP", "port": constants.DEFAULT_PORT}]}]
+    # 選ぶのは Deployment の Pod（テンプレートのラベルに含まれる）
+    template_labels = r.find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= template_labels.items()
+    # 許すポートはコンテナのポート
+    assert constants.DEFAULT_PORT in {p["containerPort"] for p in _container(objects)["ports"]}
+
+
+def test_the_check_jobs_may_only_reach_the_model_pods_on_port_8000() -> None:
+    objects = rendered()
+    spec = _policy(objects, f"{APP_NAME}-checks")["spec"]
+    assert spec["podSelector"] == {"matchLabels": {CHECK_LABEL_KEY: CHECK_LABEL_VALUE}}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == []
+    (rule,) = spec["egress"]
+    # namespaceSelector も ipBlock も無い: 同じ Namespace のアプリの Pod だけ
+    assert rule["to"] == [{"podSelector": _policy(objects, APP_NAME)["spec"]["podSelector"]}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": constants.DEFAULT_PORT}]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"name": "mii-load", "duration": 60, "parallelism": 3, "body": "{}"}],
+    ids=["lb-check-job", "load-job"],
+)
+def test_the_check_job_pods_carry_the_label_of_the_checks_policy_only(options: dict[str, Any]) -> None:
+    objects = rendered()
+    labels = _job_pod_labels(**options)
+    checks = _policy(objects, f"{APP_NAME}-checks")["spec"]["podSelector"]["matchLabels"]
+    model = _policy(objects, APP_NAME)["spec"]["podSelector"]["matchLabels"]
+    assert checks.items() <= labels.items()
+    # アプリのポリシー（と Service）には選ばれない: 選ばれると出ていく通信を止められてしまう
+    assert not model.items() <= labels.items()
+    assert "app" not in labels
+    assert not r.find(objects, "Service")["spec"]["selector"].items() <= labels.items()
+    # 前からのラベルも残る
+    assert labels["app.kubernetes.io/name"] == options.get("name", "mii-lb-check")
+    assert labels["app.kubernetes.io/part-of"] == APP_NAME
+
+
+def test_the_policies_follow_the_namespace() -> None:
+    for policy in (o for o in rendered("staging") if o["kind"] == "NetworkPolicy"):
+        assert policy["metadata"]["namespace"] == "staging"
+        # 宛先は Namespace を名指ししない（同じ Namespace の Pod）ので、-n で変えても正しいまま
+        assert "namespaceSelector" not in str(policy["spec"])
+
+
+def test_the_schema_check_catches_a_broken_policy() -> None:
+    broken = _policy(rendered(), APP_NAME)
+    broken["spec"]["ingress"][0]["ports"][0]["protocol"] = ["TCP"]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)

@@ -34,6 +34,16 @@ def test_teardown_deletes_the_namespace_and_its_contents_and_waits(managed: Fake
     assert not [path for path in managed.objects if path.startswith(PATH)]
 
 
+def test_teardown_of_a_deployment_leaves_no_object_of_any_api_group(deployed_api: FakeApiServer) -> None:
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/"
+    assert len([path for path in deployed_api.objects if path.startswith(policies)]) == 2
+    result = teardown(deployed_api.client(), NAMESPACE, sleep=lambda _: None)
+    assert result.deleted
+    # Namespace ごと消すだけで、NetworkPolicy も Deployment も消える（個別に消すリクエストは無い）
+    assert not [path for path in deployed_api.objects if f"/namespaces/{NAMESPACE}" in path]
+    assert [r.path for r in deployed_api.methods("DELETE")] == [PATH]
+
+
 def test_teardown_polls_until_the_namespace_is_gone(managed: FakeApiServer) -> None:
     managed.terminating[PATH] = 3  # 削除の前の確認を含めて 3 回読まれるまで残る
     polls: list[float] = []

@@ -6,7 +6,7 @@ from rich.console import Console, RenderableType
 
 from mii_cli.doctor import DoctorCheck, DoctorReport
 from mii_cli.kube.pods import PodRow
-from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, ServiceState
+from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, NetworkPolicyState, ServiceState
 from mii_cli.loadtest import Collector, LoadTestOptions, LoadTestResult, summarize
 from mii_cli.smoke import CheckResult, SmokeReport
 from mii_cli.ui import tables
@@ -65,7 +65,20 @@ def pods() -> list[PodRow]:
     ]
 
 
-def status(hpa: HpaState | None) -> ClusterStatus:
+POLICIES = [
+    NetworkPolicyState(
+        name="model-in-image", pod_selector="app=model-in-image", ingress="8000/TCP", egress="none"
+    ),
+    NetworkPolicyState(
+        name="model-in-image-checks",
+        pod_selector="app.kubernetes.io/component=check",
+        ingress="none",
+        egress="app=model-in-image:8000/TCP",
+    ),
+]
+
+
+def status(hpa: HpaState | None, policies: list[NetworkPolicyState] = POLICIES) -> ClusterStatus:
     return ClusterStatus(
         namespace="model-in-image",
         deployment=DeploymentState(
@@ -76,6 +89,7 @@ def status(hpa: HpaState | None) -> ClusterStatus:
             name="model-in-image", type="ClusterIP", cluster_ip="10.96.0.10", ports=["8000/TCP"]
         ),
         hpa=hpa,
+        network_policies=policies,
     )
 
 
@@ -115,8 +129,35 @@ def test_a_new_hpa_without_metrics_does_not_read_as_scaling_to_zero() -> None:
 
 
 def test_missing_objects_are_marked_missing() -> None:
-    empty = ClusterStatus(namespace="model-in-image", deployment=None, pods=[], service=None, hpa=None)
-    assert text(tables.status_view(empty)).count("missing") == 3
+    empty = ClusterStatus(
+        namespace="model-in-image", deployment=None, pods=[], service=None, hpa=None, network_policies=[]
+    )
+    shown = text(tables.status_view(empty))
+    assert shown.count("missing") == 4
+    assert "NetworkPolicy missing" in shown
+    assert "network plugin" not in shown
+
+
+def test_the_status_view_shows_each_network_policy_and_that_enforcement_needs_the_plugin() -> None:
+    lines = text(tables.status_view(status(None))).splitlines()
+    assert "NetworkPolicy model-in-image: pods app=model-in-image, ingress 8000/TCP, egress none" in lines
+    assert (
+        "NetworkPolicy model-in-image-checks: pods app.kubernetes.io/component=check, ingress none, "
+        "egress app=model-in-image:8000/TCP" in lines
+    )
+    note = (
+        "  enforced only if the cluster's network plugin supports NetworkPolicy "
+        "(e.g. minikube start --cni=calico)"
+    )
+    # ポリシーの行の後に 1 度だけ
+    assert [line for line in lines if line][-1] == note
+    assert lines.count(note) == 1
+
+
+def test_a_policy_for_all_pods_with_brackets_is_drawn_as_text() -> None:
+    policy = NetworkPolicyState(name="p", pod_selector="", ingress="[x]", egress="unrestricted")
+    shown = text(tables.status_view(status(None, [policy])))
+    assert "NetworkPolicy p: pods all pods, ingress [x], egress unrestricted" in shown
 
 
 def test_the_rollout_pod_table_leaves_out_the_age() -> None:
