@@ -54,6 +54,17 @@ def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
     seen["same apply keeps resourceVersion"] = (
         service["metadata"]["resourceVersion"] == service_again["metadata"]["resourceVersion"]
     )
+    # NetworkPolicy: 既定の値（policyTypes・protocol）の補い方と空の egress の読み返し方（mii status が読む）
+    policies = [o for o in render(IMAGE, NAMESPACE) if o["kind"] == "NetworkPolicy"]
+    for policy in policies:
+        status, written = _apply(client, policy)
+        spec = written.get("spec") or {}
+        seen[f"networkpolicy {policy['metadata']['name']}"] = (
+            status,
+            spec.get("policyTypes"),
+            spec.get("ingress"),
+            spec.get("egress"),
+        )
     _, first = _apply(client, objects["Deployment"])
     _, again = _apply(client, objects["Deployment"])
     seen["same apply keeps the Deployment's generation"] = (
