@@ -72,12 +72,19 @@ ARG MODEL_SHA256=unknown
 ARG LABEL_SHA256=unknown
 ARG MODEL_INPUT=unknown
 ARG TRAINING=unknown
+# ベースイメージ: 指定の参照（FROM と同じ値）、レジストリのダイジェスト（無ければ空）、ローカルのイメージ ID
+ARG BASE_IMAGE
+ARG BASE_DIGEST=
+ARG BASE_IMAGE_ID=unknown
 LABEL org.opencontainers.image.title="model-in-image" \
       org.opencontainers.image.description="An ONNX model baked into a FastAPI + ONNX Runtime server (simple API and Open Inference Protocol V2)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      org.opencontainers.image.base.digest="${BASE_DIGEST}" \
+      io.mii.base-image.id="${BASE_IMAGE_ID}" \
       io.mii.model.file="${MODEL_FILE}" \
       io.mii.model.sha256="${MODEL_SHA256}" \
       io.mii.labels.sha256="${LABEL_SHA256}" \

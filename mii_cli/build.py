@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mii_cli.docker_engine import DockerClient, docker_client, split_reference
+from mii_cli.docker_engine import (
+    DockerClient,
+    check_reference,
+    docker_client,
+    local_image,
+    pull_image,
+    repo_digest,
+    split_reference,
+)
 from mii_cli.errors import DockerError, ModelError
 from mii_cli.results import Result
 from mii_cli.train import LABEL_FILENAME
@@ -91,6 +99,23 @@ class BuildRequest:
     sample: list[float] | None = None
     no_cache: bool = False
 
+    def __post_init__(self) -> None:
+        """ベースイメージの参照を確かめる（ダイジェスト付きなら sha256:<64 桁>。不正なら ConfigError）。"""
+        check_reference(self.base_image, "base image (--base-image, MII_BASE_IMAGE)")
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """ビルドに使うベースイメージ: 指定した参照、レジストリのダイジェスト、ローカルのイメージ ID。
+
+    `digest` はその参照のリポジトリの RepoDigests（レジストリから取ったイメージのマニフェストの
+    ダイジェスト）。ローカルで作った・読み込んだイメージには無い（None）。`image_id` は常にある。
+    """
+
+    reference: str
+    digest: str | None
+    image_id: str
+
 
 @dataclass(frozen=True)
 class BuildResult(Result):
@@ -102,7 +127,10 @@ class BuildResult(Result):
     size_bytes: int
     model_sha256: str
     label_sha256: str | None
+    # ベースイメージ: 指定の参照、レジストリのダイジェスト（無ければ None）、ローカルのイメージ ID
     base_image: str
+    base_digest: str | None
+    base_image_id: str
     steps: int
     cached_steps: int
     labels: dict[str, str] = field(default_factory=dict)
@@ -199,9 +227,14 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def build_args(
-    root: Path, facts: ModelFacts, base_image: str, *, now: datetime | None = None
+    root: Path, facts: ModelFacts, base: BaseImage, *, now: datetime | None = None
 ) -> dict[str, str]:
-    """Dockerfile の ARG（OCI ラベルとモデルの情報）を作る。"""
+    """Dockerfile の ARG（OCI ラベル、ベースイメージ、モデルの情報）を作る。
+
+    BASE_IMAGE は指定の参照そのまま（`FROM ${BASE_IMAGE}` とラベル org.opencontainers.image.base.name）。
+    BASE_DIGEST（ラベル org.opencontainers.image.base.digest）はレジストリのダイジェスト、無ければ空。
+    BASE_IMAGE_ID（ラベル io.mii.base-image.id）はローカルのイメージ ID。
+    """
     training = facts.training or {}
     training_summary: dict[str, Any] = {
         key: training[key] for key in ("accuracy", "seed", "algorithm", "dataset") if key in training
@@ -215,7 +248,9 @@ def build_args(
         now = datetime.fromtimestamp(int(committed), UTC) if committed else datetime.now(UTC)
     created = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
-        "BASE_IMAGE": base_image,
+        "BASE_IMAGE": base.reference,
+        "BASE_DIGEST": base.digest or "",
+        "BASE_IMAGE_ID": base.image_id,
         "VERSION": SERVICE_VERSION,
         "REVISION": _git(root, "rev-parse", "HEAD") or "unknown",
         "CREATED": created,
@@ -229,6 +264,15 @@ def build_args(
         if training
         else "none",
     }
+
+
+def base_image_facts(reference: str, attrs: dict[str, Any]) -> BaseImage:
+    """ローカルのエンジンのイメージの詳細（`docker image inspect`）から、ベースイメージの記録を作る。"""
+    return BaseImage(
+        reference=reference,
+        digest=repo_digest(list(attrs.get("RepoDigests") or []), reference),
+        image_id=str(attrs.get("Id", "")),
+    )
 
 
 def unique_tag(repository: str, facts: ModelFacts, image_id: str) -> str:
@@ -326,6 +370,27 @@ def run_build(
     return progress
 
 
+def resolve_base_image(
+    client: DockerClient,
+    reference: str,
+    on_progress: Callable[[BuildProgress], None] | None = None,
+) -> BaseImage:
+    """ベースイメージをローカルのエンジンで調べる。無ければ（ビルドと同じく）レジストリから取る。
+
+    ビルドはローカルにあるベースをそのまま使う（pull=False）。ここで先に取っておけば、ビルドと
+    ラベルが同じイメージを指す。
+    """
+    image = local_image(client, reference)
+    if image is None:
+        if on_progress is not None:
+            on_progress(BuildProgress(description=f"pulling the base image {reference}"[:70]))
+        try:
+            image = pull_image(client, reference)
+        except DockerError as error:
+            raise DockerError(error.message, hint=failure_hint(error.message)) from None
+    return base_image_facts(reference, image.attrs)
+
+
 def build_image(
     request: BuildRequest,
     *,
@@ -335,7 +400,8 @@ def build_image(
     """モデルを検証し、イメージをビルドして、既定のタグと一意のタグを付ける。"""
     facts = inspect_model(request.model, request.labels, request.sample)
     client = client or docker_client()
-    args = build_args(request.root, facts, request.base_image)
+    base = resolve_base_image(client, request.base_image, on_progress)
+    args = build_args(request.root, facts, base)
     context = context_tar(context_files(request.root, facts))
     events = stream_build(
         client,
@@ -360,6 +426,8 @@ def build_image(
         model_sha256=facts.model_sha256,
         label_sha256=facts.label_sha256,
         base_image=request.base_image,
+        base_digest=base.digest,
+        base_image_id=base.image_id,
         steps=progress.total,
         cached_steps=progress.cached,
         labels=dict(image.labels or {}),

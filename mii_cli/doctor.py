@@ -21,6 +21,7 @@ import httpx
 
 from mii_cli.docker_engine import (
     DockerClient,
+    check_reference,
     docker_client,
     engine_version,
     local_image,
@@ -152,6 +153,7 @@ def check_base_image(probe: Probe) -> DoctorCheck:
 
     base = probe.settings.base_image
     try:
+        check_reference(base, "MII_BASE_IMAGE")
         client = probe.docker_engine()
         image = local_image(client, base)
     except MiiError as error:

@@ -23,12 +23,22 @@ def build_with_progress(request: BuildRequest) -> BuildResult:
         return build_image(request, on_progress=on_progress)
 
 
+def base_line(result: BuildResult) -> str:
+    """ベースイメージの 1 行: 指定の参照、レジストリのダイジェスト（無ければそう言う）、イメージ ID。"""
+    digest = f"digest {result.base_digest}" if result.base_digest else "no registry digest (a local image)"
+    return f"{result.base_image}, {digest}, image id {result.base_image_id}"
+
+
 def build(
     tag: Annotated[
         str | None, typer.Option(help="Image tag (default: model-in-image:0.1.0, MII_IMAGE_*).")
     ] = None,
     base_image: Annotated[
-        str | None, typer.Option(help="Base image (default: python:3.13-slim, MII_BASE_IMAGE).")
+        str | None,
+        typer.Option(
+            help="Base image, by tag or pinned by digest (name[:tag]@sha256:...) "
+            "(default: python:3.13-slim, MII_BASE_IMAGE)."
+        ),
     ] = None,
     network: Annotated[
         str | None, typer.Option(help="Network for RUN steps, e.g. host (MII_BUILD_NETWORK).")
@@ -69,6 +79,7 @@ def build(
     for name in result.tags:
         out.info(f"tag: {name}")
     out.info(f"model sha256: {result.model_sha256}")
+    out.info(f"base image: {base_line(result)}")
     out.info(f"next: `mii run --image {result.unique_tag}` or `mii deploy --image {result.unique_tag}`")
 
 

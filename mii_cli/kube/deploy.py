@@ -219,12 +219,14 @@ def deploy(
     plan = plan_image(info, image, registry=registry, load=load)
     emit(ImagePlanned(plan))
     _prepare_namespace(client, namespace, emit)
+    reference = plan.reference
     if plan.action != "use":
         emit(TransferringImage(image, plan.action))
-        carry_out(info, image, plan)
-    emit(ImageAvailable(plan.reference))
+        # push したなら、push が知らせたダイジェストで固定した参照になる
+        reference = carry_out(info, image, plan)
+    emit(ImageAvailable(reference))
     applied = apply_all(
-        client, render(plan.reference, namespace, sizing=sizing), on_applied=lambda r: emit(ObjectApplied(r))
+        client, render(reference, namespace, sizing=sizing), on_applied=lambda r: emit(ObjectApplied(r))
     )
     metrics = metrics_api_available(client)
     if not metrics:
@@ -236,14 +238,14 @@ def deploy(
             namespace,
             APP_NAME,
             timeout=timeout,
-            image_hint=missing_image_hint(info, plan.reference),
+            image_hint=missing_image_hint(info, reference),
             on_progress=emit,
         )
         emit(RolloutFinished(rollout))
     return DeployResult(
         cluster=info,
         namespace=namespace,
-        image=plan.reference,
+        image=reference,
         applied=applied,
         metrics_api=metrics,
         rollout=rollout,

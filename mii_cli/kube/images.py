@@ -3,7 +3,8 @@
 - 既定のイメージ: ローカルの Docker にある `model-in-image` の最新の一意なタグ（mii build が付ける）
 - minikube: `minikube -p PROFILE image load IMAGE --daemon` の後、`image ls` で入ったことを確かめる
 - kind: `kind load docker-image`（ノードへの取り込みで失敗したら 1 プラットフォームの tar で読み込み直す）
-- それ以外: `--registry` へ push
+- それ以外: `--registry` へ push し、push が知らせたダイジェストで固定した参照
+  （`REGISTRY/model-in-image:TAG@sha256:...`）をデプロイする
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 from mii_cli.docker_engine import (
     DockerClient,
     docker_client,
+    is_digest,
     normalized_reference,
+    pinned_reference,
     registry_of,
     split_reference,
 )
@@ -76,13 +79,18 @@ def has_registry(reference: str) -> bool:
 
 
 def registry_reference(registry: str, image: str) -> str:
-    """レジストリに置くときの参照（`REGISTRY/<名前>:<タグ>`）。"""
+    """レジストリに置くときの参照（`REGISTRY/<名前>:<タグ>`）。
+
+    ローカルの参照のダイジェストは落とす（レジストリでのダイジェストは push が知らせる）。
+    タグが無ければ push と同じく latest。
+    """
     registry = registry.strip().rstrip("/")
     if not registry or re.search(r"\s", registry):
         raise ConfigError(
             f"invalid registry {registry!r}", hint="pass --registry like localhost:5000 or ghcr.io/me"
         )
-    return f"{registry}/{image.rsplit('/', 1)[-1]}"
+    name, tag = split_reference(image)
+    return f"{registry}/{name.rsplit('/', 1)[-1]}:{tag}"
 
 
 def load_command(info: ClusterInfo, image: str) -> list[str] | None:
@@ -147,12 +155,31 @@ def run_load(command: list[str], timeout: float = 600.0, hint: str | None = None
         )
 
 
-def push(image: str, reference: str, client: DockerClient | None = None) -> None:
-    """ローカルのイメージに参照のタグを付け、Docker SDK でレジストリへ push する。"""
+def pushed_digest(line: Any, tag: str) -> str | None:
+    """push の進み具合の 1 行が知らせるダイジェスト（無ければ None）。
+
+    エンジンはマニフェストを置いた後に `{"aux": {"Tag": TAG, "Digest": "sha256:...", "Size": N}}` を送る
+    （moby の PushResult。その前の行 `TAG: digest: sha256:... size: N` と同じ値）。
+    """
+    aux = line.get("aux") if isinstance(line, dict) else None
+    if not isinstance(aux, dict) or not aux.get("Digest"):
+        return None
+    if aux.get("Tag") not in (None, "", tag):
+        return None
+    return str(aux["Digest"])
+
+
+def push(image: str, reference: str, client: DockerClient | None = None) -> str:
+    """ローカルのイメージに参照のタグを付け、Docker SDK でレジストリへ push し、ダイジェストを返す。
+
+    ダイジェスト（`sha256:...`）は push の進み具合が知らせるもの。知らせなければ DockerError
+    （タグだけでは、クラスタが取るイメージが push したものだと言えない）。
+    """
     import docker
 
     client = client or docker_client()
     repository, tag = split_reference(reference)
+    digest = None
     try:
         client.images.get(image).tag(repository, tag)
         for line in client.images.push(repository, tag=tag, stream=True, decode=True):
@@ -161,12 +188,22 @@ def push(image: str, reference: str, client: DockerClient | None = None) -> None
                     f"push of {reference} failed: {line['error']}",
                     hint="log in with docker login REGISTRY, or check the registry address",
                 )
+            digest = pushed_digest(line, tag) or digest
     except docker.errors.ImageNotFound:
         raise DockerError(f"image {image} is not in the local Docker engine", hint=BUILD_HINT) from None
     except docker.errors.DockerException as error:
         raise DockerError(
             f"push of {reference} failed: {error}", hint="check that the registry is reachable"
         ) from None
+    if digest is None or not is_digest(digest):
+        said = "no digest" if digest is None else f"a malformed digest {digest!r}"
+        raise DockerError(
+            f"push of {reference} reported {said}, so the cluster could not be pinned to what was pushed",
+            hint=f"check the registry and the engine with `docker push {reference}` "
+            "(it prints `digest: sha256:...`); then deploy that digest: "
+            f"mii deploy --image {reference}@sha256:...",
+        )
+    return digest
 
 
 def minikube_images(profile: str, timeout: float = 120.0) -> list[dict[str, Any]]:
@@ -355,8 +392,9 @@ def load_into_kind(info: ClusterInfo, image: str, client: DockerClient | None = 
 class ImagePlan:
     """イメージをクラスタから使えるようにする方法。`mii deploy` は実行の前にこれを知らせる。
 
-    action: push（レジストリへ push してその参照をデプロイ）、load（ノードへ読み込む）、
-    use（そのまま: 参照がレジストリを含む、--no-load、Docker Desktop）。
+    action: push（レジストリへ push し、その参照を push が知らせたダイジェストで固定してデプロイ）、
+    load（ノードへ読み込む）、use（そのまま: 参照がレジストリを含む、--no-load、Docker Desktop）。
+    push の `reference` はタグまで（ダイジェストは push してから分かる。`carry_out` が返す）。
     """
 
     action: str
@@ -371,7 +409,10 @@ def plan_image(info: ClusterInfo, image: str, *, registry: str | None = None, lo
     if registry:
         reference = registry_reference(registry, image)
         return ImagePlan(
-            "push", reference, f"push {image} to {registry} with Docker; the cluster pulls {reference}"
+            "push",
+            reference,
+            f"push {image} to {registry} with Docker; the cluster pulls {reference} "
+            "by the digest the push reports",
         )
     if has_registry(image):
         return ImagePlan("use", image, f"{image} names its registry; the cluster pulls it from there")
@@ -390,17 +431,19 @@ def plan_image(info: ClusterInfo, image: str, *, registry: str | None = None, lo
     )
 
 
-def carry_out(info: ClusterInfo, image: str, plan: ImagePlan, client: DockerClient | None = None) -> None:
-    """計画どおりにイメージを push するか、ノードへ読み込む。"""
+def carry_out(info: ClusterInfo, image: str, plan: ImagePlan, client: DockerClient | None = None) -> str:
+    """計画どおりにイメージを push するか、ノードへ読み込み、マニフェストに書く参照を返す。
+
+    push したなら、push が知らせたダイジェストで固定した参照（`REGISTRY/名前:タグ@sha256:...`）。
+    """
     if plan.action == "push":
-        push(image, plan.reference, client)
-        return
-    if plan.action != "load":
-        return
-    if info.flavor == MINIKUBE:
-        load_into_minikube(info, image)
-    elif info.flavor == KIND:
-        load_into_kind(info, image, client)
+        return pinned_reference(plan.reference, push(image, plan.reference, client))
+    if plan.action == "load":
+        if info.flavor == MINIKUBE:
+            load_into_minikube(info, image)
+        elif info.flavor == KIND:
+            load_into_kind(info, image, client)
+    return plan.reference
 
 
 def ensure_in_cluster(
@@ -411,7 +454,6 @@ def ensure_in_cluster(
     load: bool = True,
     client: DockerClient | None = None,
 ) -> str:
-    """イメージをクラスタから使えるようにし、マニフェストに書く参照を返す。"""
+    """イメージをクラスタから使えるようにし、マニフェストに書く参照（push ならダイジェスト付き）を返す。"""
     plan = plan_image(info, image, registry=registry, load=load)
-    carry_out(info, image, plan, client)
-    return plan.reference
+    return carry_out(info, image, plan, client)

@@ -9,6 +9,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient, AppsV1Api, AutoscalingV2Api, CoreV1Api, NetworkingV1Api
 
+from mii_cli.docker_engine import split_digest, split_reference, tag_of
 from mii_cli.errors import ClusterError
 from mii_cli.kube import APP_LABEL, APP_NAME
 from mii_cli.kube import api as kapi
@@ -19,7 +20,14 @@ from mii_cli.results import Result
 
 @dataclass(frozen=True)
 class DeploymentState(Result):
-    """Deployment のイメージとレプリカ数。"""
+    """Deployment のイメージとレプリカ数。
+
+    `image` はデプロイした参照そのまま。`repository`・`tag`・`digest` はそれを分けたもの（タグ・ダイジェストを
+    書いていなければ None）: `--registry` で push したイメージは `REGISTRY/model-in-image:TAG@sha256:...` で、
+    Kubernetes はダイジェストで取る（タグは読みやすさのため）。
+    """
+
+    computed = ("repository", "tag", "digest")
 
     name: str
     image: str
@@ -27,6 +35,21 @@ class DeploymentState(Result):
     ready: int
     updated: int
     available: int
+
+    @property
+    def repository(self) -> str:
+        """参照のリポジトリ（タグとダイジェストを除いたもの）。"""
+        return split_reference(self.image)[0]
+
+    @property
+    def tag(self) -> str | None:
+        """参照のタグ（書いていなければ None）。"""
+        return tag_of(self.image)
+
+    @property
+    def digest(self) -> str | None:
+        """参照のダイジェスト `sha256:...`（タグだけの参照なら None）。"""
+        return split_digest(self.image)[1]
 
 
 @dataclass(frozen=True)

@@ -145,9 +145,13 @@ def status_view(status: ClusterStatus) -> Group:
         parts.append(
             Text.from_markup(
                 f"[bold]Deployment[/bold] {deployment.name}: [{colour}]ready {deployment.ready}/"
-                f"{deployment.desired}[/{colour}], updated {deployment.updated}, image {deployment.image}"
+                f"{deployment.desired}[/{colour}], updated {deployment.updated}, "
+                f"image {escape(deployment.repository)}"
             )
         )
+        # 参照を分けて: タグ（読みやすさのため）と、Kubernetes が取るダイジェスト（--registry の push）
+        parts.append(Text(f"  tag {deployment.tag or 'none'}"))
+        parts.append(Text(f"  digest {deployment.digest or 'none (by tag)'}"))
     else:
         parts.append(Text.from_markup("[bold]Deployment[/bold] [red]missing[/red]"))
     parts.append(pod_table(status.pods, title="Pods"))

@@ -97,6 +97,54 @@ def test_model_and_labels_in_the_image_are_byte_identical(docker: Any, image: di
     assert oci["org.opencontainers.image.version"] == "0.1.0"
 
 
+def _repo_digests(docker: Any, reference: str) -> tuple[str, list[str]]:
+    """`docker image inspect` のイメージ ID と、参照のリポジトリの RepoDigests のダイジェスト。"""
+    attrs = docker.api.inspect_image(reference)
+    repository = reference.rsplit(":", 1)[0] if ":" in reference.rsplit("/", 1)[-1] else reference
+    digests = [
+        entry.split("@", 1)[1]
+        for entry in attrs.get("RepoDigests") or []
+        if entry.split("@", 1)[0] == repository
+    ]
+    return attrs["Id"], digests
+
+
+def test_the_labels_record_the_base_image_the_engine_has(docker: Any, image: dict[str, Any]) -> None:
+    base_id, digests = _repo_digests(docker, BASE_IMAGE)
+    labels = docker.images.get(image["unique_tag"]).labels
+    assert labels["org.opencontainers.image.base.name"] == BASE_IMAGE == image["base_image"]
+    assert labels["io.mii.base-image.id"] == base_id == image["base_image_id"]
+    # ローカルで作ったベース（localhost/python:3.13-slim）にはレジストリのダイジェストが無い: 空
+    assert labels["org.opencontainers.image.base.digest"] == (digests[0] if digests else "")
+    assert image["base_digest"] == (digests[0] if digests else None)
+
+
+def test_a_base_image_pinned_by_digest_reaches_from_verbatim(docker: Any, image: dict[str, Any]) -> None:
+    """ベースにレジストリのダイジェストがあるとき（レジストリから取ったベース）だけ。"""
+    _, digests = _repo_digests(docker, BASE_IMAGE)
+    if not digests:
+        pytest.skip(f"{BASE_IMAGE} has no registry digest (a local image); nothing to pin it by")
+    pinned = f"{BASE_IMAGE}@{digests[0]}"
+    args = ["build", "--tag", f"{REPOSITORY}:pinned", "--base-image", pinned, "--json"]
+    result = runner.invoke(cli.app, [*args, *(["--network", NETWORK] if NETWORK else [])])
+    assert result.exit_code == 0, result.output
+    built = json.loads(result.stdout)
+    try:
+        labels = docker.images.get(built["unique_tag"]).labels
+        assert labels["org.opencontainers.image.base.name"] == pinned
+        assert labels["org.opencontainers.image.base.digest"] == digests[0] == built["base_digest"]
+        assert labels["io.mii.base-image.id"] == image["base_image_id"]
+    finally:
+        for tag in built["tags"]:
+            docker.images.remove(tag, noprune=True)
+
+
+def test_a_malformed_base_image_digest_is_refused_before_the_build(docker: Any) -> None:
+    result = runner.invoke(cli.app, ["build", "--tag", TAG, "--base-image", f"{BASE_IMAGE}@sha256:abc"])
+    assert result.exit_code == 2
+    assert "malformed digest 'sha256:abc'" in result.output
+
+
 def test_image_holds_only_the_service_runtime(docker: Any, image: dict[str, Any]) -> None:
     script = (
         "import importlib.util as u, os, pwd;"

@@ -15,6 +15,8 @@ from mii_cli import build as building
 from mii_cli.errors import DockerError, ModelError
 from tests.support import ROOT
 
+LOCAL_BASE = building.BaseImage("localhost/python:3.11-slim", None, "sha256:" + "1" * 64)
+
 
 @pytest.fixture(scope="module")
 def facts(model_path: Path, label_path: Path) -> building.ModelFacts:
@@ -76,7 +78,7 @@ def test_a_model_without_labels_and_with_a_sample_sets_the_image_env(zoo: dict[s
     assert facts.label_sha256 is None
     files = building.context_files(ROOT, facts)
     assert not any(name.endswith("label.json") for name in files)
-    args = building.build_args(ROOT, facts, "base", now=datetime(2026, 1, 2, tzinfo=UTC))
+    args = building.build_args(ROOT, facts, LOCAL_BASE, now=datetime(2026, 1, 2, tzinfo=UTC))
     assert args["MODEL_FILEPATH"] == "/model_in_image_pattern/models/regressor.onnx"
     assert args["LABEL_FILEPATH"] == ""
     assert json.loads(args["SAMPLE_ROW"]) == [1.0, 2.0, 3.0]
@@ -112,10 +114,10 @@ def test_same_size_models_get_different_tar_times(tmp_path: Path) -> None:
 
 
 def test_build_args_carry_labels(facts: building.ModelFacts) -> None:
-    args = building.build_args(
-        ROOT, facts, "localhost/python:3.11-slim", now=datetime(2026, 1, 2, tzinfo=UTC)
-    )
+    args = building.build_args(ROOT, facts, LOCAL_BASE, now=datetime(2026, 1, 2, tzinfo=UTC))
     assert args["BASE_IMAGE"] == "localhost/python:3.11-slim"
+    assert args["BASE_DIGEST"] == ""  # ローカルで作ったベース: レジストリのダイジェストは無い
+    assert args["BASE_IMAGE_ID"] == LOCAL_BASE.image_id
     assert args["CREATED"] == "2026-01-02T00:00:00Z"
     assert args["MODEL_SHA256"] == facts.model_sha256
     assert args["LABEL_SHA256"] == facts.label_sha256

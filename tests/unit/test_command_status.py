@@ -39,6 +39,9 @@ def test_status_json_has_the_deployment_pods_service_hpa_and_policies(kubeconfig
         },
     ]
     assert payload["deployment"]["ready"] == 4
+    # タグとダイジェストは参照を分けたもの（タグだけでデプロイしたならダイジェストは無い）
+    assert (payload["deployment"]["image"], payload["deployment"]["tag"]) == (IMAGE, IMAGE.split(":")[1])
+    assert (payload["deployment"]["repository"], payload["deployment"]["digest"]) == ("model-in-image", None)
     assert set(payload["pods"][0]) == {"name", "ready", "state", "restarts", "node", "ip", "age"}
     assert payload["hpa"]["cpu_current"] is None
 
@@ -61,3 +64,24 @@ def test_status_without_a_cluster_is_one_message(no_kubeconfig: None) -> None:
     result = runner.invoke(cli.app, ["status"])
     assert result.exit_code == 5
     assert "Error: no kube config found" in result.output
+
+
+def test_status_shows_the_tag_and_digest_of_an_image_deployed_by_digest(kubeconfig: FakeApiServer) -> None:
+    digest = "sha256:" + "c" * 64
+    pinned = f"127.0.0.1:5000/{IMAGE}@{digest}"  # レジストリにあるイメージ: そのまま使う
+    deployed = runner.invoke(cli.app, ["deploy", "--image", pinned, "--json", "--timeout", "30"])
+    assert deployed.exit_code == 0, deployed.output
+    assert json.loads(deployed.stdout)["image"] == pinned
+    shown = runner.invoke(cli.app, ["status"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "image 127.0.0.1:5000/model-in-image" in shown.output
+    assert f"  tag {IMAGE.split(':')[1]}" in lines
+    assert f"  digest {digest}" in lines
+    payload = json.loads(runner.invoke(cli.app, ["status", "--json"]).stdout)["deployment"]
+    assert payload["image"] == pinned
+    assert (payload["repository"], payload["tag"], payload["digest"]) == (
+        "127.0.0.1:5000/model-in-image",
+        IMAGE.split(":")[1],
+        digest,
+    )

@@ -98,6 +98,24 @@ def test_a_base_image_out_of_reach_names_the_registry_less_settings(fake_docker:
         assert name in (check.hint or "")
 
 
+def test_a_base_image_pinned_by_digest_is_found_by_its_digest(fake_docker: FakeDockerEngine) -> None:
+    digest = "sha256:" + "d" * 64
+    fake_docker.images = [
+        {"Id": "sha256:" + "a" * 64, "RepoTags": [], "RepoDigests": [f"python@{digest}"], "Size": 1}
+    ]
+    check = doctor.check_base_image(
+        probe(fake_docker, settings=settings(base_image=f"python:3.13-slim@{digest}"))
+    )
+    assert check.ok, check.detail
+
+
+def test_a_malformed_base_image_digest_fails_before_asking_the_engine(fake_docker: FakeDockerEngine) -> None:
+    check = doctor.check_base_image(probe(fake_docker, settings=settings(base_image="python@sha256:abc")))
+    assert not check.ok
+    assert "malformed digest 'sha256:abc'" in check.detail
+    assert fake_docker.calls == []
+
+
 def test_without_an_engine_the_base_image_cannot_be_looked_for() -> None:
     check = doctor.check_base_image(probe())
     assert not check.ok

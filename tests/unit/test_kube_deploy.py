@@ -9,6 +9,8 @@ from mii_cli.kube import deploy as deploying
 from mii_cli.kube.cluster import ClusterInfo
 from mii_cli.kube.render import find, render
 from mii_cli.kube.rollout import RolloutProgress
+from mii_cli.kube.status import collect_status
+from tests.fakes.docker_engine import FakeDockerEngine
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import IMAGE, NAMESPACE, become_ready
 
@@ -133,3 +135,75 @@ def test_a_dry_run_without_docker_shows_the_manifests_image(monkeypatch: pytest.
     image = find(plan.objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == plan.image == deploying.manifest_image()
     assert plan.note == f"cannot reach the Docker engine; showing the manifests' image {plan.image}"
+
+
+# --- レジストリへ push したイメージはダイジェストでデプロイする ------------------------------------
+
+DEPLOYMENT = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/model-in-image"
+REGISTRY = "127.0.0.1:5000"
+
+
+@pytest.fixture
+def pushing(fake_docker: FakeDockerEngine, monkeypatch: pytest.MonkeyPatch) -> FakeDockerEngine:
+    """mii deploy が push に使う Docker エンジン（IMAGE を持つ代役）。"""
+    monkeypatch.setenv("DOCKER_HOST", fake_docker.url)
+    fake_docker.images = [{"Id": "sha256:" + "b" * 64, "RepoTags": [IMAGE], "Created": "2026"}]
+    return fake_docker
+
+
+def push_deploy(fake: FakeApiServer, **options: object) -> deploying.DeployResult:
+    other = ClusterInfo("ctx-other", fake.url, "other", "other")
+    return deploying.deploy(
+        namespace=NAMESPACE, image=IMAGE, registry=REGISTRY, client=fake.client(), info=other, **options
+    )  # type: ignore[arg-type]
+
+
+def test_a_pushed_image_is_deployed_by_the_digest_the_push_reports(
+    fake_api: FakeApiServer, pushing: FakeDockerEngine
+) -> None:
+    fake_api.on_apply.append(become_ready(fake_api))
+    events: list[object] = []
+    result = push_deploy(fake_api, timeout=30, on_event=events.append)
+    digest = FakeDockerEngine.digest_of(pushing.images[0])
+    pinned = f"{REGISTRY}/{IMAGE}@{digest}"
+    assert result.image == pinned
+    container = fake_api.objects[DEPLOYMENT]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == pinned
+    # 計画はタグまで（ダイジェストは push の後に分かる）、使える参照はダイジェスト付き
+    (planned,) = [e for e in events if isinstance(e, deploying.ImagePlanned)]
+    assert (planned.plan.action, planned.plan.reference) == ("push", f"{REGISTRY}/{IMAGE}")
+    assert deploying.ImageAvailable(pinned) in events
+    # mii status はタグとダイジェストを分けて示す
+    deployment = collect_status(fake_api.client(), NAMESPACE).deployment
+    assert deployment is not None
+    assert (deployment.image, deployment.tag, deployment.digest) == (pinned, IMAGE.split(":")[1], digest)
+
+
+def test_a_second_push_deploy_of_the_same_image_changes_nothing(
+    fake_api: FakeApiServer, pushing: FakeDockerEngine
+) -> None:
+    first = push_deploy(fake_api, wait=False)
+    second = push_deploy(fake_api, wait=False)
+    assert second.image == first.image
+    assert {a.action for a in second.applied} == {"unchanged"}
+    # ダイジェスト付きの参照をそのままもう一度デプロイしても同じ（e2e の「2 回目は unchanged」と同じ道筋）
+    again = deploying.deploy(
+        namespace=NAMESPACE,
+        image=first.image,
+        registry=REGISTRY,
+        client=fake_api.client(),
+        info=ClusterInfo("ctx-other", fake_api.url, "other", "other"),
+        wait=False,
+    )
+    assert again.image == first.image
+    assert {a.action for a in again.applied} == {"unchanged"}
+    assert sum("/push" in call for call in pushing.calls) == 2  # 3 回目は push しない
+
+
+def test_a_push_that_reports_no_digest_applies_nothing(
+    fake_api: FakeApiServer, pushing: FakeDockerEngine
+) -> None:
+    pushing.push_lines = [{"status": "Pushed"}]
+    with pytest.raises(DockerError, match="reported no digest"):
+        push_deploy(fake_api, wait=False)
+    assert not fake_api.methods("PATCH")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mii_cli import docker_engine
 from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.kube import cluster as c
 from mii_cli.kube import images as im
@@ -41,6 +42,10 @@ def test_has_registry(reference: str, expected: bool) -> None:
 def test_registry_reference() -> None:
     assert im.registry_reference("localhost:5000/", IMAGE) == f"localhost:5000/{IMAGE}"
     assert im.registry_reference("ghcr.io/me", "old.io/x/model-in-image:1") == "ghcr.io/me/model-in-image:1"
+    assert (
+        im.registry_reference("ghcr.io/me", "model-in-image@sha256:" + "c" * 64)
+        == "ghcr.io/me/model-in-image:latest"
+    )
     with pytest.raises(ConfigError, match="invalid registry"):
         im.registry_reference(" ", IMAGE)
 
@@ -367,7 +372,14 @@ def test_ensure_in_cluster_without_loading() -> None:
 @pytest.mark.parametrize(
     ("flavor", "image", "registry", "action", "reference", "says"),
     [
-        ("other", IMAGE, "127.0.0.1:5000", "push", f"127.0.0.1:5000/{IMAGE}", "push"),
+        (
+            "other",
+            IMAGE,
+            "127.0.0.1:5000",
+            "push",
+            f"127.0.0.1:5000/{IMAGE}",
+            "by the digest the push reports",
+        ),
         ("other", f"127.0.0.1:5000/{IMAGE}", "127.0.0.1:5000", "use", f"127.0.0.1:5000/{IMAGE}", "already"),
         ("other", f"127.0.0.1:5000/{IMAGE}", None, "use", f"127.0.0.1:5000/{IMAGE}", "names its registry"),
         ("minikube", IMAGE, None, "load", IMAGE, f"minikube -p x image load {IMAGE} --daemon"),
@@ -438,10 +450,69 @@ def test_the_default_image_follows_the_repository_setting(
 
 def test_pushing_tags_the_image_for_the_registry_and_pushes_it(engine: FakeDockerEngine) -> None:
     reference = im.ensure_in_cluster(info("other"), IMAGE, registry="localhost:5000", client=engine.client())
-    assert reference == f"localhost:5000/{IMAGE}"
+    # push が知らせたダイジェストで固定した参照（タグは読みやすさのために残る）
+    digest = FakeDockerEngine.digest_of(engine.images[1])
+    assert reference == f"localhost:5000/{IMAGE}@{digest}"
     tag_call = next(call for call in engine.calls if "/tag?" in call)
     assert "repo=localhost%3A5000%2Fmodel-in-image" in tag_call
     assert any("/images/localhost:5000/model-in-image/push" in call for call in engine.calls)
+    # 本物と同じく、エンジンは push したダイジェストをイメージに記録する
+    assert f"localhost:5000/model-in-image@{digest}" in engine.images[1]["RepoDigests"]
+
+
+def test_push_returns_the_digest_the_engine_reports(engine: FakeDockerEngine) -> None:
+    digest = im.push(IMAGE, "ghcr.io/me/model-in-image:1", engine.client())
+    assert digest == FakeDockerEngine.digest_of(engine.images[1])
+    assert docker_engine.is_digest(digest)
+    # 同じイメージをもう一度 push しても同じダイジェスト
+    assert im.push(IMAGE, "ghcr.io/me/model-in-image:1", engine.client()) == digest
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [{"status": "Pushed"}],  # ダイジェストを知らせない
+        [
+            {"status": "1: digest: sha256:abc size: 1"},
+            {"aux": {"Tag": "1", "Digest": "sha256:abc", "Size": 1}},
+        ],
+        [{"progressDetail": {}, "aux": {"Tag": "other", "Digest": "sha256:" + "c" * 64, "Size": 1}}],
+    ],
+    ids=["no-aux", "malformed-digest", "another-tag"],
+)
+def test_a_push_without_a_digest_for_the_tag_is_an_error(
+    engine: FakeDockerEngine, lines: list[dict[str, object]]
+) -> None:
+    engine.push_lines = lines
+    with pytest.raises(DockerError, match=r"push of ghcr.io/me/model-in-image:1 reported .*digest") as error:
+        im.push(IMAGE, "ghcr.io/me/model-in-image:1", engine.client())
+    assert "docker push ghcr.io/me/model-in-image:1" in (error.value.hint or "")
+
+
+def test_the_digest_is_read_from_the_aux_line_of_the_tag() -> None:
+    digest = "sha256:" + "c" * 64
+    assert (
+        im.pushed_digest({"progressDetail": {}, "aux": {"Tag": "1", "Digest": digest, "Size": 9}}, "1")
+        == digest
+    )
+    assert im.pushed_digest({"aux": {"Digest": digest}}, "1") == digest
+    assert im.pushed_digest({"status": f"1: digest: {digest} size: 9"}, "1") is None
+    assert im.pushed_digest({"aux": {"ID": digest}}, "1") is None
+    assert im.pushed_digest("text", "1") is None
+
+
+def test_a_digest_reference_with_a_registry_is_kept() -> None:
+    pinned = f"127.0.0.1:5000/{IMAGE}@sha256:" + "c" * 64
+    for registry in (None, "127.0.0.1:5000"):
+        plan = im.plan_image(info("other"), pinned, registry=registry)
+        assert (plan.action, plan.reference) == ("use", pinned)
+        assert im.ensure_in_cluster(info("other"), pinned, registry=registry) == pinned
+
+
+def test_a_local_digest_reference_is_pushed_by_its_tag() -> None:
+    local = f"{IMAGE}@sha256:" + "c" * 64
+    plan = im.plan_image(info("other"), local, registry="127.0.0.1:5000")
+    assert (plan.action, plan.reference) == ("push", f"127.0.0.1:5000/{IMAGE}")
 
 
 def test_a_refused_push_says_to_log_in(engine: FakeDockerEngine) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.console import Console, RenderableType
 
 from mii_cli.doctor import DoctorCheck, DoctorReport
@@ -126,6 +128,21 @@ def test_a_new_hpa_without_metrics_does_not_read_as_scaling_to_zero() -> None:
     assert "replicas 2 (min 2, max 10)" in shown
     assert "→ 0" not in shown
     assert "<unknown> (no metrics yet)" in shown
+
+
+def test_the_status_view_shows_the_tag_and_the_digest_of_the_image() -> None:
+    digest = "sha256:" + "c" * 64
+    pinned = f"127.0.0.1:5000/model-in-image:0.1.0-abc-def@{digest}"
+    state = DeploymentState(name="model-in-image", image=pinned, desired=2, ready=2, updated=2, available=2)
+    shown = text(tables.status_view(replace(status(None), deployment=state))).splitlines()
+    assert "Deployment model-in-image: ready 2/2, updated 2, image 127.0.0.1:5000/model-in-image" in shown
+    assert shown[2:4] == ["  tag 0.1.0-abc-def", f"  digest {digest}"]
+    by_tag = text(tables.status_view(status(None))).splitlines()
+    assert by_tag[1:4] == [
+        "Deployment model-in-image: ready 2/2, updated 2, image img",
+        "  tag 1",
+        "  digest none (by tag)",
+    ]
 
 
 def test_missing_objects_are_marked_missing() -> None:
