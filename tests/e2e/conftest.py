@@ -94,5 +94,6 @@ def made_images(docker_client: Any) -> Iterator[list[str]]:
     references: list[str] = []
     yield references
     for reference in references:
+        # レジストリへ push した参照は `REPO:TAG@sha256:...`: ローカルのタグは @ の前
         with contextlib.suppress(APIError):
-            docker_client.images.remove(reference)
+            docker_client.images.remove(reference.split("@", 1)[0])
