@@ -29,7 +29,7 @@ LOAD_BODY = json.dumps({"data": [[5.1, 3.5, 1.4, 0.2]] * 50})
 def test_rollout_has_the_requested_ready_pods(
     e2e: E2eSettings, mii: Mii, cluster: tuple[Any, Any], deployed: dict[str, Any]
 ) -> None:
-    from kubernetes.client import AppsV1Api
+    from kubernetes.client import AppsV1Api, CoreV1Api
 
     assert deployed["rollout"]["ready"] == e2e.replicas
     assert {a["kind"] for a in deployed["applied"]} >= {
@@ -39,7 +39,13 @@ def test_rollout_has_the_requested_ready_pods(
         "HorizontalPodAutoscaler",
     }
     if e2e.registry:
+        # push したイメージをダイジェストで: 動いているコンテナのイメージは push したものそのもの
         assert deployed["image"].startswith(f"{e2e.registry}/")
+        digest = deployed["image"].split("@", 1)[1]
+        assert digest.startswith("sha256:")
+        core = CoreV1Api(cluster[0])
+        pods = core.list_namespaced_pod(e2e.namespace, label_selector="app=model-in-image").items
+        assert {pod.status.container_statuses[0].image_id.rsplit("@", 1)[-1] for pod in pods} == {digest}
     deployment = AppsV1Api(cluster[0]).read_namespaced_deployment("model-in-image", e2e.namespace)
     resources = deployment.spec.template.spec.containers[0].resources
     assert resources.requests == resources.limits == {"cpu": e2e.cpu, "memory": e2e.memory}
