@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,30 +15,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service import constants
 
+# サンプルの行の形式はモデルの側（service.ml.sample）が決める。mii の --sample もここから読むので名前を出す
+from service.ml.sample import parse_sample as parse_sample
+
 
 class ConfigurationError(Exception):
     """設定値が不正なときの例外（メッセージは 1 行で、どの変数が何故だめかを示す）。"""
-
-
-SAMPLE_PROBLEM = "must be a non-empty JSON list of finite numbers, e.g. [5.1, 3.5, 1.4, 0.2]"
-
-
-def parse_sample(value: object) -> list[float]:
-    """サンプルの 1 行（数のリスト、またはその JSON）を確かめて float のリストにする。不正なら ValueError。
-
-    SAMPLE_ROW・`--sample`・training.json の `sample` の共通の検査。
-    """
-    if isinstance(value, str | bytes):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ValueError(SAMPLE_PROBLEM) from None
-    if not isinstance(value, list) or not value:
-        raise ValueError(SAMPLE_PROBLEM)
-    for item in value:
-        if not isinstance(item, int | float) or isinstance(item, bool) or not math.isfinite(item):
-            raise ValueError(SAMPLE_PROBLEM)
-    return [float(item) for item in value]
 
 
 class Settings(BaseSettings):

@@ -20,10 +20,11 @@ import traceback
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from service.app import v2
+from service.app import v2_codec
+from service.app.endpoints import fast_routes
+from service.app.handlers import cached_replies
 from service.app.metrics import Metrics
 from service.app.middleware import ASGIApp, Receive, Scope, Send, ServiceMiddleware
-from service.app.routers.routers import cached_replies, fast_routes
 from service.app.state import ServiceState
 from service.configurations import Settings, get_settings
 from service.ml.loading import load_model
@@ -79,7 +80,7 @@ class ServiceApp:
     def framework(self) -> FastAPI:
         """FastAPI のアプリ（最初に呼ばれたときに import して組み立てる）。"""
         if self._framework is None:
-            from service.app.routers.routes import build_framework
+            from service.app.fastapi_app import build_framework
 
             self._framework = build_framework(self.state.service)
             if self.state.service.ready:
@@ -121,7 +122,7 @@ class ServiceApp:
         if state.model_ is None:
             state.model_ = load_model_from(settings)
         state.cached.update(cached_replies(state))
-        state.v2_one_row.update(v2.one_row_json(state.model))
+        state.v2_one_row.update(v2_codec.one_row_json(state.model))
         if settings.fast_path:
             state.fast_routes.update(fast_routes(state))
         else:

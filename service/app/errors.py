@@ -1,4 +1,4 @@
-"""HTTP のエラーと応答の形（1 か所で決める）。
+"""HTTP のエラー: 例外・例外からステータスへの表・エラーの本文（1 か所で決める）。
 
 どの例外を何番のステータスにするかは `_STATUS` の表だけが決め、本文の形はプロトコルで決まる:
 簡易 API（仕様書の API）は `{"detail": ...}`、Open Inference Protocol（V2、`/v2` の下）は
@@ -8,6 +8,8 @@
 エラーの本文を書くこと自体は失敗しない: クライアントの値を返す（422 の `input`）のは JSON に書けて
 `ECHO_LIMIT` 以下のときだけで、それ以外は型と大きさだけを言う文字列に換える。それでも書けない値が
 残っていれば（64 ビットを超える整数、深すぎる入れ子など）、書けない部分を同じ説明に換えて書き直す。
+
+応答そのもの（`Reply` の型と `reply()`）は成功の応答と同じ `service.app.replies` のもので組み立てる。
 """
 
 from __future__ import annotations
@@ -16,15 +18,11 @@ from typing import Any, Literal
 
 import orjson
 
+from service.app.replies import JSON, Headers, Reply, reply
 from service.ml.prediction import InvalidInputError
 
 Protocol = Literal["simple", "v2"]
-Headers = list[tuple[bytes, bytes]]
-# 応答: (ステータス, 本文, ヘッダ)。ヘッダは content-type と content-length を含む
-Reply = tuple[int, bytes, Headers]
 
-JSON = b"application/json"
-OCTET_STREAM = b"application/octet-stream"
 _CLOSE = (b"connection", b"close")
 INTERNAL_ERROR = "Internal server error"
 # 422 の detail にクライアントの値をそのまま返す上限（JSON にしたバイト数）と、loc の文字列の上限
@@ -87,19 +85,6 @@ MAPPED_ERRORS = tuple(_STATUS)
 def protocol_of(path: str) -> Protocol:
     """パスからエラーの本文の形を決める（`/v2` の下は V2）。"""
     return "v2" if path == "/v2" or path.startswith("/v2/") else "simple"
-
-
-def reply(status: int, body: bytes, content_type: bytes = JSON, extra: Headers | None = None) -> Reply:
-    """応答を組み立てる。"""
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    if extra:
-        headers.extend(extra)
-    return status, body, headers
-
-
-def json_reply(status: int, payload: Any) -> Reply:
-    """JSON の応答を組み立てる。"""
-    return reply(status, orjson.dumps(payload))
 
 
 def status_of(error: Exception) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service.app.errors import Protocol, Reply
+from service.app.errors import Protocol
 from service.app.metrics import Metrics, RouteStats
-from service.app.v2 import OneRowJson
+from service.app.replies import Reply
+from service.app.v2_codec import OneRowJson
 from service.ml.prediction import TabularModel
 
 # 高速経路の 1 エンドポイント: (本文, Inference-Header-Content-Length, リクエスト ID) -> 応答

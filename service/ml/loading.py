@@ -7,7 +7,10 @@
 - 回帰器: それ以外で、float の出力 `[N]`・`[N, 1]`・`[N, K]` を持つもの。ラベルは無い。
 - ラベル: ラベルファイル（あれば）、無ければモデル自身のクラスラベル（分類器のみ）。
 - サンプル（/predict/test 用の 1 行）: 明示の指定、モデルの横の training.json の `sample`、
-  ゼロの 1 行の順に選ぶ。
+  ゼロの 1 行の順に選ぶ。行の形式の検査は `service.ml.sample`。
+
+モデルの層（`service.ml`）は設定（`service.configurations`）もアプリ（`service.app`）も読み込まない:
+読み込みの指定はすべて `load_model()` の引数で受け取る。
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
 from service import constants
-from service.configurations import parse_sample
 from service.ml.onnx_header import OnnxHeader, OnnxHeaderError, read_onnx_header
 from service.ml.prediction import (
     BoundRow,
@@ -34,6 +37,7 @@ from service.ml.prediction import (
     Task,
     TensorSpec,
 )
+from service.ml.sample import parse_sample
 from service.ml.zipmap import without_zipmap
 
 logger = logging.getLogger(__name__)
@@ -312,38 +316,56 @@ def _sample(
     return row, source  # type: ignore[return-value]
 
 
-def load_model(
-    model_path: Path | str,
-    label_path: Path | str | None = None,
-    *,
-    sample: list[float] | None = None,
-    name: str | None = None,
-    intra_op_threads: int = 1,
-    inter_op_threads: int = 1,
-    max_batch_rows: int = constants.DEFAULT_MAX_BATCH_ROWS,
-) -> TabularModel:
-    """モデル（とラベル）を読み込み、試し推論で整合性を確かめて返す。失敗時は ModelLoadError。"""
-    model_path = Path(model_path)
-    label_file = None if label_path is None else Path(label_path)
+class _Files(NamedTuple):
+    """読んだファイル: モデルのバイト列と、ラベルファイル（あれば）のバイト列とその中身。"""
+
+    model_bytes: bytes
+    label_bytes: bytes | None
+    labels: dict[str, str] | None
+
+
+def _read_files(model_path: Path, label_file: Path | None) -> _Files:
+    """モデルとラベルファイルを読む（ラベルファイルは index -> 名前 の形であることも確かめる）。"""
     model_bytes = _read_bytes(model_path, "model")
     label_bytes = None if label_file is None else _read_bytes(label_file, "label")
     file_labels = None if label_file is None else load_labels(label_file)
+    return _Files(model_bytes, label_bytes, file_labels)
+
+
+def _read_header(path: Path, model_bytes: bytes) -> OnnxHeader:
+    """ONNX のヘッダ（opset・作成者・グラフのクラスラベル）を読む。読めなければ ModelLoadError。"""
     try:
-        header = read_onnx_header(model_bytes)
+        return read_onnx_header(model_bytes)
     except OnnxHeaderError as error:
-        raise ModelLoadError(model_path, f"not a valid ONNX model ({error})") from None
-    session = _create_session(model_path, model_bytes, intra_op_threads, inter_op_threads)
-    model_input, width, fixed_batch = _check_input(model_path, session)
-    task, output = _choose_outputs(model_path, session, header, label_file is not None)
+        raise ModelLoadError(path, f"not a valid ONNX model ({error})") from None
+
+
+def _probe_runtime(
+    session: ort.InferenceSession, model_input: Any, output: Any, fixed_batch: int | None
+) -> Runtime:
+    """読み込んだセッションの呼び方（試し推論に使い、配信用の呼び方もこれを元にする）。"""
     dtype = _INPUT_DTYPES[model_input.type]
     run = _session_run(session)
     options = ort.RunOptions()
     # 求めた出力に要るノードだけを動かす（/predict はラベルの出力を計算しない）
     options.only_execute_path_to_fetches = True
-    probe_runtime = Runtime(run, model_input.name, dtype, output.name, {}, fixed_batch, options)
-    columns, keys = _probe(model_path, width, probe_runtime, output)
+    return Runtime(run, model_input.name, dtype, output.name, {}, fixed_batch, options)
 
-    # クラスラベル: ZipMap のキー、無ければグラフの分類器ノードの属性（列の数と合うときだけ）
+
+def _class_labels(
+    task: Task,
+    keys: tuple[int | str, ...] | None,
+    header: OnnxHeader,
+    columns: int,
+    file_labels: dict[str, str] | None,
+    label_file: Path | None,
+) -> tuple[list[int] | list[str] | None, dict[str, str] | None]:
+    """分類器の (クラスラベル, 応答に使うラベル名)。回帰器はどちらも None。
+
+    クラスラベルは ZipMap のキー、無ければグラフの分類器ノードの属性（列の数と合うときだけ）。
+    ラベル名はラベルファイル（クラスの数と合わなければ ModelLoadError）、無ければクラスラベル、
+    それも無ければ列の番号。
+    """
     classes: list[int] | list[str] | None = None
     labels: dict[str, str] | None = None
     if task == "classification":
@@ -361,11 +383,16 @@ def load_model(
         else:
             names = classes if classes is not None else list(range(columns))
             labels = {str(i): str(c) for i, c in enumerate(names)}
+    return classes, labels
 
-    sha256 = sha256_of(model_bytes)
-    facts = load_facts(model_path, sha256)
-    sample_row, sample_source = _sample(model_path, width, sample, facts)
 
+def _output_specs(
+    session: ort.InferenceSession, output: Any, keys: tuple[int | str, ...] | None
+) -> tuple[dict[str, tuple[int | str, ...]], list[TensorSpec]]:
+    """(配列にして返す ZipMap の出力 -> クラスの順のキー, V2 に見せる出力のテンソル)。
+
+    ZipMap の出力は /predict が返すものだけを `[N, C]` の FP32 として見せ、V2 のデータ型に無い出力は見せない。
+    """
     zipmaps: dict[str, tuple[int | str, ...]] = {}
     outputs: list[TensorSpec] = []
     for item in session.get_outputs():
@@ -377,34 +404,79 @@ def load_model(
         if item.type in V2_DATATYPES:
             shape = _dims(list(item.shape))
             outputs.append(TensorSpec(item.name, V2_DATATYPES[item.type], [-1, *shape[1:]]))
+    return zipmaps, outputs
+
+
+def _serving_runtime(
+    path: Path,
+    model_bytes: bytes,
+    session: ort.InferenceSession,
+    probe: Runtime,
+    keys: tuple[int | str, ...] | None,
+    zipmaps: dict[str, tuple[int | str, ...]],
+    rows: list[list[float]],
+    threads: tuple[int, int],
+) -> tuple[ort.InferenceSession, Runtime]:
+    """配信に使う (セッション, 呼び方)。
+
+    ZipMap の出力があれば、ZipMap を外したセッション（同じ値を辞書でなく配列で得る）で配信し、
+    元のセッションは捨てる。外せない・同じ答えと確かめられないときは元のセッションと ZipMap のまま。
+    """
     serving = session
     if keys is not None:
-        # 配信は ZipMap を外したセッションで（同じ値を辞書でなく配列で得る）。元のセッションは捨てる
-        stripped = _stripped_session(
-            model_path,
-            model_bytes,
-            session,
-            probe_runtime,
-            [[0.0] * width, sample_row],
-            (intra_op_threads, inter_op_threads),
-        )
+        stripped = _stripped_session(path, model_bytes, session, probe, rows, threads)
         if stripped is not None:
             serving, zipmaps = stripped, {}
-    serving_run = _session_run(serving)
-    runtime = Runtime(serving_run, model_input.name, dtype, output.name, zipmaps, fixed_batch, options)
-    # 1 行の推論（/predict の主な出力と、V2 の既定のすべての出力）は結び付けた入出力で
+    return serving, replace(probe, run=_session_run(serving), zipmaps=zipmaps)
+
+
+def _bind_rows(
+    serving: ort.InferenceSession,
+    runtime: Runtime,
+    outputs: list[TensorSpec],
+    rows: list[list[float]],
+    width: int,
+) -> dict[tuple[str, ...], BoundRow]:
+    """1 行の推論（/predict の主な出力と、V2 の既定のすべての出力）を結び付けた入出力で動かす準備。
+
+    バッチ次元が固定のモデルは結び付けない（その行数ずつに分けて普通の run で動かす）。
+    """
     bound: dict[tuple[str, ...], BoundRow] = {}
-    if fixed_batch is None:
-        for fetches in ([output.name], [spec.name for spec in outputs]):
-            row_binding = _bind_one_row(serving, runtime, fetches, [[0.0] * width, sample_row], width)
+    if runtime.fixed_batch is None:
+        for fetches in ([runtime.main_output], [spec.name for spec in outputs]):
+            row_binding = _bind_one_row(serving, runtime, fetches, rows, width)
             if row_binding is not None:
                 bound[tuple(fetches)] = row_binding
+    return bound
+
+
+def _model_info(
+    *,
+    model_path: Path,
+    label_file: Path | None,
+    files: _Files,
+    sha256: str,
+    header: OnnxHeader,
+    session: ort.InferenceSession,
+    model_input: Any,
+    width: int,
+    task: Task,
+    output: Any,
+    keys: tuple[int | str, ...] | None,
+    columns: int,
+    classes: list[int] | list[str] | None,
+    name: str | None,
+    facts: dict[str, Any] | None,
+    sample_row: list[float],
+    sample_source: SampleSource,
+) -> ModelInfo:
+    """/metadata とイメージのラベルに出すモデルの情報をまとめる（V2 の名前と版もここで決まる）。"""
     version = facts.get("version") if facts is not None else None
-    info = ModelInfo(
+    return ModelInfo(
         file_name=model_path.name,
         sha256=sha256,
         label_file_name=None if label_file is None else label_file.name,
-        label_sha256=None if label_bytes is None else sha256_of(label_bytes),
+        label_sha256=None if files.label_bytes is None else sha256_of(files.label_bytes),
         input_name=model_input.name,
         input_shape=list(model_input.shape),
         input_type=model_input.type,
@@ -427,6 +499,71 @@ def load_model(
         sample_source=sample_source,
         training=facts,
     )
+
+
+def _try_the_sample(path: Path, model: TabularModel) -> None:
+    """できあがったモデルでサンプルを推論してみる（配信と同じ経路で答えられることを確かめる）。"""
+    try:
+        model.predict(model.sample)
+    except Exception as error:  # noqa: BLE001
+        raise ModelLoadError(path, f"test prediction of the sample failed ({error})") from None
+
+
+def load_model(
+    model_path: Path | str,
+    label_path: Path | str | None = None,
+    *,
+    sample: list[float] | None = None,
+    name: str | None = None,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    max_batch_rows: int = constants.DEFAULT_MAX_BATCH_ROWS,
+) -> TabularModel:
+    """モデル（とラベル）を読み込み、試し推論で整合性を確かめて返す。失敗時は ModelLoadError。
+
+    手順: ファイルを読む → ヘッダを読む → セッションを開く → 入力を確かめる → タスクと出力を選ぶ →
+    ゼロの行で試し推論する → クラスラベルを決める → 学習の事実とサンプルを選ぶ → V2 の出力を決める →
+    配信用のセッション（ZipMap を外す）→ 1 行の推論の結び付け → 情報をまとめる → サンプルで試す。
+    """
+    model_path = Path(model_path)
+    label_file = None if label_path is None else Path(label_path)
+    threads = (intra_op_threads, inter_op_threads)
+    files = _read_files(model_path, label_file)
+    header = _read_header(model_path, files.model_bytes)
+    session = _create_session(model_path, files.model_bytes, *threads)
+    model_input, width, fixed_batch = _check_input(model_path, session)
+    task, output = _choose_outputs(model_path, session, header, label_file is not None)
+    probe_runtime = _probe_runtime(session, model_input, output, fixed_batch)
+    columns, keys = _probe(model_path, width, probe_runtime, output)
+    classes, labels = _class_labels(task, keys, header, columns, files.labels, label_file)
+    sha256 = sha256_of(files.model_bytes)
+    facts = load_facts(model_path, sha256)
+    sample_row, sample_source = _sample(model_path, width, sample, facts)
+    zipmaps, outputs = _output_specs(session, output, keys)
+    trial_rows = [[0.0] * width, sample_row]
+    serving, runtime = _serving_runtime(
+        model_path, files.model_bytes, session, probe_runtime, keys, zipmaps, trial_rows, threads
+    )
+    bound = _bind_rows(serving, runtime, outputs, trial_rows, width)
+    info = _model_info(
+        model_path=model_path,
+        label_file=label_file,
+        files=files,
+        sha256=sha256,
+        header=header,
+        session=session,
+        model_input=model_input,
+        width=width,
+        task=task,
+        output=output,
+        keys=keys,
+        columns=columns,
+        classes=classes,
+        name=name,
+        facts=facts,
+        sample_row=sample_row,
+        sample_source=sample_source,
+    )
     model = TabularModel(
         info=info,
         runtime=runtime,
@@ -436,8 +573,5 @@ def load_model(
         max_batch_rows=max_batch_rows,
         bound=bound,
     )
-    try:
-        model.predict(model.sample)
-    except Exception as error:  # noqa: BLE001
-        raise ModelLoadError(model_path, f"test prediction of the sample failed ({error})") from None
+    _try_the_sample(model_path, model)
     return model

@@ -131,21 +131,21 @@ def test_a_v2_json_answer_from_the_binding_is_byte_identical_to_the_plain_one(
 ) -> None:
     import orjson
 
-    from service.app import v2
+    from service.app import v2_codec
 
     model = load_model(model_path, label_path)
     tensor = {"name": model.info.input_name, "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[1]}
     body = orjson.dumps({"inputs": [tensor], **extra})
-    request = v2.parse_infer(model, body, None)
+    request = v2_codec.parse_infer(model, body, None)
     assert isinstance(request.batch, list)  # 1 行の JSON は配列にせず、struct で結び付けた入力に書く
-    one_row = v2.one_row_json(model)
+    one_row = v2_codec.one_row_json(model)
     assert model.infer_values(request.batch, tuple(request.outputs)) is not None
-    bound = v2.answer_infer(model, request, one_row)
-    plain = v2.render_infer(model, request, model.infer(request.batch, request.outputs))
-    assert bound == plain == v2.answer_infer(model, request, {})
+    bound = v2_codec.answer_infer(model, request, one_row)
+    plain = v2_codec.render_infer(model, request, model.infer(request.batch, request.outputs))
+    assert bound == plain == v2_codec.answer_infer(model, request, {})
     model.bound.clear()
     assert model.infer_values(request.batch, tuple(request.outputs)) is None
-    assert v2.answer_infer(model, request, one_row) == plain
+    assert v2_codec.answer_infer(model, request, one_row) == plain
 
 
 def test_a_v2_json_answer_while_the_binding_is_in_use_is_the_same_bytes(
@@ -153,18 +153,18 @@ def test_a_v2_json_answer_while_the_binding_is_in_use_is_the_same_bytes(
 ) -> None:
     import orjson
 
-    from service.app import v2
+    from service.app import v2_codec
 
     model = load_model(model_path, label_path)
     tensor = {"name": model.info.input_name, "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[2]}
-    request = v2.parse_infer(model, orjson.dumps({"inputs": [tensor]}), None)
-    one_row = v2.one_row_json(model)
-    free = v2.answer_infer(model, request, one_row)
+    request = v2_codec.parse_infer(model, orjson.dumps({"inputs": [tensor]}), None)
+    one_row = v2_codec.one_row_json(model)
+    free = v2_codec.answer_infer(model, request, one_row)
     binding = model.bound[tuple(model.output_names)]
     assert binding.lock.acquire(blocking=False)
     try:
         assert model.infer_values(request.batch, tuple(request.outputs)) is None
-        assert v2.answer_infer(model, request, one_row) == free
+        assert v2_codec.answer_infer(model, request, one_row) == free
     finally:
         binding.lock.release()
 

@@ -6,6 +6,10 @@
   （`Inference-Header-Content-Length` ヘッダ、`binary_data_size`・`binary_data`・
   `binary_data_output`）。`tritonclient.http` の既定（入力も出力もバイナリ）でそのまま使える。
 - 誤りは `InvalidInputError`（400）で、どのテンソルの何がいけないかを 1 行で示す。
+
+V2 の本文（テンソル）の読み書きだけを行う。パスのモデル名と版の確かめ・メトリクスは、これを呼ぶ
+V2 のハンドラ（`service.app.handlers`）が行う。モデルのメタデータの本文（`model_metadata`）と、
+1 行の答えの決まった部分（`one_row_json`）も、起動時にここで作る。
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from service.app.errors import OCTET_STREAM, Reply, json_reply, reply
+from service.app.replies import OCTET_STREAM, Reply, json_reply, reply
 from service.ml.prediction import InvalidInputError, TabularModel, TensorSpec
 
 HEADER_LENGTH = "inference-header-content-length"

@@ -1,8 +1,10 @@
-"""表（`service.app.routers.routers.ENDPOINTS`）から作る FastAPI のルート。
+"""FastAPI のアプリの組み立て: エンドポイントの表（`service.app.endpoints.ENDPOINTS`）から作るルート。
 
 OpenAPI のドキュメント（/docs・/openapi.json）と、FAST_PATH=false のときの経路。FastAPI を import するのは
 このモジュールだけで、FastAPI のアプリは最初に要るときに作る（`service.app.app.ServiceApp.framework`）。
 ハンドラの呼び出しとエラーの形は高速経路と同じ `respond()` なので、応答はバイト単位で同じになる。
+OpenAPI に載せるエラーのスキーマは `service.app.schemas` のもの。表に無いパスやメソッド（404・405）も、
+ここの `_routing_error` がパスのプロトコルのエラーの形で答える。
 """
 
 from __future__ import annotations
@@ -14,17 +16,12 @@ from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException
 
 from service import constants
-from service.app import v2
-from service.app.errors import Reply, ServiceError, error_reply, message_reply, protocol_of
-from service.app.routers.routers import (
-    ENDPOINTS,
-    Call,
-    Endpoint,
-    ErrorResponse,
-    V2Error,
-    ValidationErrorResponse,
-    respond,
-)
+from service.app import v2_codec
+from service.app.endpoints import ENDPOINTS, Endpoint, respond
+from service.app.errors import ServiceError, error_reply, message_reply, protocol_of
+from service.app.handlers import Call
+from service.app.replies import Reply
+from service.app.schemas import ErrorResponse, V2Error, ValidationErrorResponse
 from service.app.state import ServiceState
 from service.logs import request_id_var
 
@@ -60,7 +57,7 @@ def _route_for(endpoint: Endpoint) -> Callable[[Request], Any]:
             return RawReply(error_reply(error, endpoint.protocol))
         params = request.path_params
         call = Call(params.get("name", ""), params.get("version"), endpoint.path)
-        header_length = request.headers.get(v2.HEADER_LENGTH)
+        header_length = request.headers.get(v2_codec.HEADER_LENGTH)
         request_id = request_id_var.get().encode("latin-1")
         return RawReply(respond(endpoint, state, call, body, header_length, request_id))
 
