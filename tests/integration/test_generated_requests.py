@@ -169,11 +169,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, dict[st
 
 
 def operations(spec: dict[str, Any], method: str) -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (path, item[method])
-        for path, item in spec["paths"].items()
-        if method in item
-    ]
+    return [(path, item[method]) for path, item in spec["paths"].items() if method in item]
 
 
 def check_answer(spec: dict[str, Any], method: str, path: str, response: Any) -> None:
