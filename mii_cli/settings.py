@@ -20,10 +20,10 @@ from mii_cli.errors import ConfigError
 from service.constants import SERVICE_VERSION
 
 if TYPE_CHECKING:
-    from mii_cli.build import BuildRequest
+    from mii_cli.image.build import BuildRequest
+    from mii_cli.image.container import RunSpec
     from mii_cli.kube.render import Sizing
-    from mii_cli.run import RunSpec
-    from mii_cli.serve import ServeRequest
+    from mii_cli.model.serve import ServeRequest
 
 T = TypeVar("T")
 
@@ -107,7 +107,7 @@ def build_request(
     同梱のラベルは同梱のモデルのものなので、`model` を渡して `labels` を省いたときはラベル無し
     （分類器ならモデル自身のクラスラベルを使う）。
     """
-    from mii_cli.build import BuildRequest
+    from mii_cli.image.build import BuildRequest
     from mii_cli.paths import model_and_labels, project_root
 
     settings = get_cli_settings()
@@ -134,7 +134,7 @@ def run_spec(
     user: str | None = None,
 ) -> RunSpec:
     """`mii run` のコンテナの起動条件（イメージ・名前・制限は MII_*、既定は Pod と同じ制限）。"""
-    from mii_cli.run import RunSpec
+    from mii_cli.image.container import RunSpec
 
     settings = get_cli_settings()
     return RunSpec(
@@ -180,8 +180,8 @@ def serve_request(
     別のモデルにはラベル無し（同梱の label.json は同梱のモデルのもの。分類器はモデル自身の
     クラスラベルを使う）。
     """
+    from mii_cli.model.serve import ServeRequest
     from mii_cli.paths import model_and_labels
-    from mii_cli.serve import ServeRequest
 
     model_filepath: Path | None = None
     label_filepath: Path | str | None = labels

@@ -51,7 +51,7 @@ def expected_cases(reference_dir: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def tensor_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """zipmap=False で変換した（確率をテンソルで返す）モデル。"""
-    from mii_cli.train import fit, to_onnx
+    from mii_cli.model.train import fit, to_onnx
 
     pipeline, *_ = fit(42, 0.2)
     model = to_onnx(pipeline, zipmap=False)

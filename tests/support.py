@@ -119,7 +119,7 @@ class BackgroundLoad:
         self._thread = threading.Thread(target=self._run, args=(client, namespace, options), daemon=True)
 
     def _run(self, client: Any, namespace: str, options: dict[str, Any]) -> None:
-        from mii_cli.kube.lbcheck import run_lb_check
+        from mii_cli.probe.in_cluster import run_lb_check
 
         try:
             self._outcome["result"] = run_lb_check(client, namespace, **{"requests": 1, **options})

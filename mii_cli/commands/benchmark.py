@@ -38,8 +38,8 @@ def benchmark(
     The ceiling is a bare ASGI app started from the same image under the same limits and measured in
     turn with the service, so that the share (service req/s / ceiling req/s) compares across machines.
     """
-    from mii_cli import bench
-    from mii_cli.docker_engine import docker_client
+    from mii_cli.image import benchmark as bench
+    from mii_cli.image.docker import docker_client
     from mii_cli.settings import fill, get_cli_settings
     from mii_cli.ui.tables import benchmark_table
 

@@ -11,12 +11,12 @@ from mii_cli.commands.options import JsonOption, SampleOption, sample_row
 from mii_cli.ui import console as out
 
 if TYPE_CHECKING:
-    from mii_cli.build import BuildRequest, BuildResult
+    from mii_cli.image.build import BuildRequest, BuildResult
 
 
 def build_with_progress(request: BuildRequest) -> BuildResult:
     """ビルドのステップを進捗バーで見せながらビルドする（build・up の共通）。"""
-    from mii_cli.build import build_image
+    from mii_cli.image.build import build_image
     from mii_cli.ui.live import build_progress
 
     with build_progress() as on_progress:

@@ -20,7 +20,7 @@ from mii_cli.kube import NAMESPACE
 from mii_cli.ui import console as out
 
 if TYPE_CHECKING:
-    from mii_cli.kube.deploy import DeployResult
+    from mii_cli.workflows.deploy import DeployResult
 
 
 def print_deployed(result: DeployResult) -> None:
@@ -52,9 +52,9 @@ def deploy(
     as_json: JsonOption = False,
 ) -> None:
     """Deploy to Kubernetes: load or push the image, apply Namespace..HPA, wait for the rollout."""
-    from mii_cli.kube import deploy as deploying
     from mii_cli.settings import fill, get_cli_settings, sizing
     from mii_cli.ui.live import DeployView
+    from mii_cli.workflows import deploy as deploying
 
     chosen = sizing(replicas=replicas, cpu=cpu, memory=memory)
     if dry_run:
@@ -99,11 +99,11 @@ def up(
     """Build the image, deploy it and smoke-test it in the cluster, in one go."""
     from mii_cli.commands.build import build_with_progress
     from mii_cli.commands.smoke_test import judge_smoke
-    from mii_cli.kube import deploy as deploying
-    from mii_cli.kube import smoke as kube_smoke
     from mii_cli.kube.cluster import connect
+    from mii_cli.probe import cluster as kube_smoke
     from mii_cli.settings import build_request, fill, get_cli_settings, sizing
     from mii_cli.ui.live import DeployView
+    from mii_cli.workflows import deploy as deploying
 
     chosen = sizing(replicas=replicas, cpu=cpu, memory=memory)
     client, info = connect(context)

@@ -15,8 +15,8 @@ def doctor(context: ContextOption = None, as_json: JsonOption = False) -> None:
     Exits non-zero when a check the image commands need fails (Docker engine, base image, build
     network); the others are advice for the commands that use them.
     """
-    from mii_cli.doctor import Probe, diagnose
     from mii_cli.ui.tables import doctor_table
+    from mii_cli.workflows.doctor import Probe, diagnose
 
     with out.console.status("Checking Docker, the base image and the cluster..."):
         report = diagnose(Probe(context=context))

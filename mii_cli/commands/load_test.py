@@ -11,7 +11,7 @@ from mii_cli.errors import CheckFailed
 from mii_cli.ui import console as out
 
 if TYPE_CHECKING:
-    from mii_cli.loadtest import LoadProgress
+    from mii_cli.probe.load_test import LoadProgress
 
 
 def show_progress(progress: LoadProgress) -> None:
@@ -42,7 +42,7 @@ def load_test(
     # モジュール（kubernetes を使う表など）より先に当てないと、urllib3 が当てる前の SSLContext を
     # 掴んだまま残り、locust の読み込みが RecursionError で落ちる。loadtest は ssl を読み込まず、
     # run_load_test() が最初に locust を読み込むので、表は負荷をかけた後で読み込む。
-    from mii_cli import loadtest
+    from mii_cli.probe import load_test as loadtest
 
     options = loadtest.LoadTestOptions(
         url=url,

@@ -43,8 +43,8 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Run the image locally with the pod's limits (0.5 CPU, 300 MiB, read-only root) on 127.0.0.1."""
-    from mii_cli import run as running
-    from mii_cli.docker_engine import docker_client, remove_container
+    from mii_cli.image import container as running
+    from mii_cli.image.docker import docker_client, remove_container
     from mii_cli.settings import fill, get_cli_settings, run_spec
 
     settings = get_cli_settings()
@@ -78,7 +78,7 @@ def run(
 
 def stop(name: NameOption = None) -> None:
     """Stop and remove the container started by `mii run` (nothing to stop is not an error)."""
-    from mii_cli.docker_engine import docker_client, remove_container
+    from mii_cli.image.docker import docker_client, remove_container
     from mii_cli.settings import fill, get_cli_settings
 
     target = fill(name, get_cli_settings().container_name)

@@ -32,7 +32,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model locally with uvicorn (no Docker needed). Ctrl-C stops it."""
-    from mii_cli import serve as serving
+    from mii_cli.model import serve as serving
     from mii_cli.settings import serve_request
 
     request = serve_request(

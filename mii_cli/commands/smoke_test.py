@@ -13,7 +13,7 @@ from mii_cli.kube import NAMESPACE
 from mii_cli.ui import console as out
 
 if TYPE_CHECKING:
-    from mii_cli.smoke import SmokeReport
+    from mii_cli.probe.smoke_test import SmokeReport
 
 
 def judge_smoke(report: SmokeReport, *, show_table: bool, unreachable_hint: str, what: str = "smoke") -> None:
@@ -53,8 +53,8 @@ def smoke_test(
     """
     import functools
 
-    from mii_cli import smoke
     from mii_cli.paths import model_and_labels
+    from mii_cli.probe import smoke_test as smoke
 
     # 手元のモデルと答えを比べる（既定は同梱の models/。--model を足せばそれとも）
     models = None if model is None else [model_and_labels(model, labels), model_and_labels(None, None)]
@@ -62,7 +62,7 @@ def smoke_test(
     if url is None:
         # --url が無ければクラスタ上のサービスをポートフォワード越しに確かめる
         from mii_cli.kube.cluster import connect
-        from mii_cli.kube.smoke import cluster_smoke_test
+        from mii_cli.probe.cluster import cluster_smoke_test
 
         client, _ = connect(context)
         with out.console.status(f"Smoke-testing the Service in namespace {namespace}..."):

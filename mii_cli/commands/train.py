@@ -20,7 +20,7 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train the Iris SVC and write iris_svc.onnx, label.json and training.json."""
-    from mii_cli import train as training
+    from mii_cli.model import train as training
 
     with out.console.status("Training Pipeline(StandardScaler, SVC) on Iris..."):
         result = training.train(output, seed=seed, test_size=test_size)

@@ -17,12 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.status import Status
 from rich.text import Text
 
-from mii_cli.build import BuildProgress
-from mii_cli.kube import deploy as deploying
+from mii_cli.image.build import BuildProgress
 from mii_cli.kube.rollout import RolloutProgress
 from mii_cli.kube.teardown import NamespaceDeleting
 from mii_cli.ui import console as out
 from mii_cli.ui.tables import pod_table
+from mii_cli.workflows import deploy as deploying
 
 
 @contextmanager

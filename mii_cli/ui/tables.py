@@ -7,12 +7,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mii_cli.bench import TARGETS, BenchmarkReport
-from mii_cli.doctor import DoctorReport
+from mii_cli.image.benchmark import TARGETS, BenchmarkReport
 from mii_cli.kube.pods import PodRow
 from mii_cli.kube.status import ClusterStatus, HpaState, NetworkPolicyState
-from mii_cli.loadtest import LoadTestResult
-from mii_cli.smoke import SmokeReport
+from mii_cli.probe.load_test import LoadTestResult
+from mii_cli.probe.smoke_test import SmokeReport
+from mii_cli.workflows.doctor import DoctorReport
 
 PASS = "[green]PASS[/green]"
 FAIL = "[bold red]FAIL[/bold red]"

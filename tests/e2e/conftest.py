@@ -55,8 +55,8 @@ def cluster(e2e: E2eSettings) -> tuple[Any, Any]:
 @pytest.fixture(scope="session")
 def docker_client(e2e: E2eSettings, cluster: tuple[Any, Any]) -> Any:
     """Docker エンジン（届かなければスキップ）。"""
-    from mii_cli.docker_engine import docker_client as connect_docker
     from mii_cli.errors import MiiError
+    from mii_cli.image.docker import docker_client as connect_docker
 
     try:
         return connect_docker()
@@ -67,7 +67,7 @@ def docker_client(e2e: E2eSettings, cluster: tuple[Any, Any]) -> Any:
 @pytest.fixture(scope="session")
 def image(docker_client: Any) -> str:
     """`mii build` と同じ要求（MII_* の設定と同梱モデル）でイメージを作り、一意のタグを返す。"""
-    from mii_cli.build import build_image
+    from mii_cli.image.build import build_image
     from mii_cli.settings import build_request
 
     return build_image(build_request(), client=docker_client).unique_tag

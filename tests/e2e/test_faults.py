@@ -56,7 +56,7 @@ def test_a_pod_deleted_under_load_drops_no_request(
 ) -> None:
     from kubernetes.client import CoreV1Api
 
-    from mii_cli.kube.lbcheck import JOB_NAME
+    from mii_cli.probe.in_cluster import JOB_NAME
 
     client = cluster[0]
     with BackgroundLoad(client, e2e.namespace, duration=60, timeout=300) as load:
@@ -102,7 +102,7 @@ def test_a_server_killed_hard_is_restarted_and_few_requests_fail(
 ) -> None:
     from kubernetes.client import CoreV1Api
 
-    from mii_cli.kube.lbcheck import JOB_NAME
+    from mii_cli.probe.in_cluster import JOB_NAME
 
     client = cluster[0]
     pod = ready_pods(client, e2e.namespace)[0]
@@ -154,7 +154,7 @@ def test_an_interrupted_deploy_converges_when_run_again(
 ) -> None:
     from kubernetes.client import AppsV1Api, BatchV1Api
 
-    from mii_cli.kube.images import ensure_in_cluster
+    from mii_cli.image.delivery import ensure_in_cluster
 
     client, info = cluster
     new_image = ensure_in_cluster(

@@ -59,7 +59,7 @@ def test_every_endpoint_through_a_port_forward(
     e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
 ) -> None:
     from mii_cli.kube.portforward import forward_to_service
-    from mii_cli.smoke import run_smoke_test
+    from mii_cli.probe.smoke_test import run_smoke_test
 
     with forward_to_service(cluster[0], e2e.namespace, 8000) as forwarder:
         report = run_smoke_test(forwarder.url, timeout=10)
@@ -69,7 +69,7 @@ def test_every_endpoint_through_a_port_forward(
 def test_requests_are_load_balanced_over_pods(
     e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
 ) -> None:
-    from mii_cli.kube.lbcheck import run_lb_check
+    from mii_cli.probe.in_cluster import run_lb_check
 
     result = run_lb_check(cluster[0], e2e.namespace, requests=100)
     assert result.passed, result.detail
@@ -106,8 +106,8 @@ def test_rolling_update_under_load_drops_no_request(
     image: str,
     made_images: list[str],
 ) -> None:
-    from mii_cli.kube.images import ensure_in_cluster
-    from mii_cli.kube.lbcheck import JOB_NAME
+    from mii_cli.image.delivery import ensure_in_cluster
+    from mii_cli.probe.in_cluster import JOB_NAME
 
     client, info = cluster
     # イメージを先にクラスタへ渡し（push または読み込み）、負荷の間に更新が収まるようにする
@@ -154,7 +154,7 @@ def _hpa(client: Any, namespace: str) -> HpaState:
 def test_hpa_reads_cpu_from_metrics_server_and_scales_out_under_load(
     e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
 ) -> None:
-    from mii_cli.kube.lbcheck import LOAD_JOB_NAME
+    from mii_cli.probe.in_cluster import LOAD_JOB_NAME
 
     client = cluster[0]
     assert deployed["metrics_api"], "the metrics API is not served (metrics-server)"

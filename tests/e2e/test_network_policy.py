@@ -73,7 +73,7 @@ def test_the_cluster_accepts_the_policies_and_status_shows_them(
 def test_the_check_job_still_reaches_the_service(
     e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
 ) -> None:
-    from mii_cli.kube.lbcheck import run_lb_check
+    from mii_cli.probe.in_cluster import run_lb_check
 
     result = run_lb_check(cluster[0], e2e.namespace, requests=40)
     assert result.passed, result.detail

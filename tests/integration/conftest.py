@@ -122,8 +122,8 @@ def docker() -> Any:
     """本物の Docker エンジン（無ければスキップ。MII_REQUIRE_DOCKER=1 の CI では失敗）。"""
     import os
 
-    from mii_cli.docker_engine import docker_client
     from mii_cli.errors import DockerError
+    from mii_cli.image.docker import docker_client
 
     try:
         return docker_client()

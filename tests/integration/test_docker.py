@@ -23,12 +23,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from mii_cli import build as building
 from mii_cli import cli
-from mii_cli import run as running
-from mii_cli.docker_engine import remove_container
 from mii_cli.errors import DockerError
-from mii_cli.smoke import run_smoke_test
+from mii_cli.image import build as building
+from mii_cli.image import container as running
+from mii_cli.image.docker import remove_container
+from mii_cli.probe.smoke_test import run_smoke_test
 from tests.support import MODELS, ROOT, free_port
 
 pytestmark = pytest.mark.docker
@@ -317,7 +317,7 @@ def test_mismatched_labels_fail_the_docker_build_itself(
 def test_model_change_gets_a_new_unique_tag_and_reuses_dependency_layers(
     docker: Any, image: dict[str, Any], tmp_path: Path
 ) -> None:
-    from mii_cli.train import train
+    from mii_cli.model.train import train
 
     train(tmp_path, seed=7)
     started = time.monotonic()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mii_cli import doctor
 from mii_cli.settings import CliSettings, get_cli_settings
+from mii_cli.workflows import doctor
 from tests.support import Mii
 
 pytestmark = pytest.mark.docker

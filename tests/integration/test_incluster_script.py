@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-from mii_cli.kube import lbcheck
-from mii_cli.kube.lbcheck import LbCheckResult
+from mii_cli.probe import in_cluster as lbcheck
+from mii_cli.probe.in_cluster import LbCheckResult
 
 
 def _run(*args: str) -> LbCheckResult:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mii_cli import cli
-from mii_cli.smoke import run_smoke_test, smoke_plan
+from mii_cli.probe.smoke_test import run_smoke_test, smoke_plan
 from tests.fakes.http import asgi_server
 from tests.fakes.services import broken_service, rewriting_proxy, subtly_wrong_service
 from tests.support import free_port

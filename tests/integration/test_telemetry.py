@@ -119,7 +119,7 @@ def test_the_image_entry_points_leave_no_telemetry_files(tmp_path: Path) -> None
 # mii build はビルドの前に手元でモデルを確かめる（inspect_model）
 _MODEL_CHECK = (
     "import sys, pathlib\n"
-    "from mii_cli.build import inspect_model\n"
+    "from mii_cli.image.build import inspect_model\n"
     "inspect_model(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))"
 )
 

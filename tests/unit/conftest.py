@@ -63,7 +63,7 @@ def no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def deployed_api(fake_api: FakeApiServer) -> FakeApiServer:
     """アプリをデプロイ済み（Ready な Pod と ClusterIP の Service）の代役の API サーバー。"""
-    from mii_cli.kube.deploy import deploy
+    from mii_cli.workflows.deploy import deploy
 
     fake_api.on_apply.append(become_ready(fake_api))
     deploy(namespace=NAMESPACE, image=IMAGE, client=fake_api.client(), info=DOCKER_DESKTOP, wait=False)

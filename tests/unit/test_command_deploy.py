@@ -10,11 +10,11 @@ import yaml
 from typer.testing import CliRunner
 
 from mii_cli import cli
-from mii_cli.build import BuildRequest
-from mii_cli.kube import deploy as deploying
+from mii_cli.image.build import BuildRequest
 from mii_cli.kube import render as r
-from mii_cli.kube import smoke as kube_smoke
-from mii_cli.smoke import CheckResult, SmokeReport
+from mii_cli.probe import cluster as kube_smoke
+from mii_cli.probe.smoke_test import CheckResult, SmokeReport
+from mii_cli.workflows import deploy as deploying
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import IMAGE, NAMESPACE
 
@@ -115,7 +115,7 @@ def test_up_fails_when_the_cluster_smoke_test_fails(
 def test_up_builds_the_image_it_deploys(kubeconfig: FakeApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from mii_cli import build as building
+    from mii_cli.image import build as building
 
     built: list[BuildRequest] = []
 

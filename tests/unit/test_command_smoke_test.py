@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mii_cli import cli
-from mii_cli.kube import smoke as kube_smoke
-from mii_cli.smoke import CheckResult, SmokeReport
+from mii_cli.probe import cluster as kube_smoke
+from mii_cli.probe.smoke_test import CheckResult, SmokeReport
 from tests.fakes.kube_api import FakeApiServer
 
 runner = CliRunner()

@@ -14,7 +14,7 @@ import yaml
 from mii_cli.errors import ConfigError
 from mii_cli.kube import APP_NAME, CHECK_LABEL_KEY, CHECK_LABEL_VALUE, NAMESPACE
 from mii_cli.kube import render as r
-from mii_cli.kube.lbcheck import job_manifest
+from mii_cli.probe.in_cluster import job_manifest
 from service import constants
 from tests.support import MANIFESTS
 

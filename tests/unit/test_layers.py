@@ -53,7 +53,7 @@ LOWER = sorted(name for name in modules() if not in_cli_layer(name))
 def test_the_walk_finds_both_layers() -> None:
     names = modules()
     assert {"mii_cli.cli", "mii_cli.ui.console", "mii_cli.commands.deploy"} <= set(names)
-    assert {"mii_cli.kube.deploy", "mii_cli.smoke", "mii_cli.doctor"} <= set(LOWER)
+    assert {"mii_cli.workflows.deploy", "mii_cli.probe.smoke_test", "mii_cli.workflows.doctor"} <= set(LOWER)
 
 
 @pytest.mark.parametrize("module", LOWER)

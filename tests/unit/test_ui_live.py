@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from mii_cli.kube import deploy as deploying
 from mii_cli.kube.pods import PodRow
 from mii_cli.kube.rollout import RolloutProgress, RolloutResult
 from mii_cli.ui.live import DeployView, rollout_view
+from mii_cli.workflows import deploy as deploying
 
 
 def progress() -> RolloutProgress:

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 from rich.console import Console, RenderableType
 
-from mii_cli.doctor import DoctorCheck, DoctorReport
 from mii_cli.kube.pods import PodRow
 from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, NetworkPolicyState, ServiceState
-from mii_cli.loadtest import Collector, LoadTestOptions, LoadTestResult, summarize
-from mii_cli.smoke import CheckResult, SmokeReport
+from mii_cli.probe.load_test import Collector, LoadTestOptions, LoadTestResult, summarize
+from mii_cli.probe.smoke_test import CheckResult, SmokeReport
 from mii_cli.ui import tables
+from mii_cli.workflows.doctor import DoctorCheck, DoctorReport
 
 
 def text(renderable: RenderableType, width: int = 160) -> str:

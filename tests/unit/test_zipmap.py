@@ -80,7 +80,7 @@ def test_loading_a_zipmap_model_serves_from_the_stripped_session(model_path: Pat
 def test_loading_keeps_the_zipmap_session_when_the_stripped_one_answers_differently(
     model_path: Path, label_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mii_cli.train import fit, to_onnx
+    from mii_cli.model.train import fit, to_onnx
 
     # 別のシードで学習した（答えの違う）モデルから ZipMap を外したもの（入出力の名前は同じ）を渡す
     other = without_zipmap(to_onnx(fit(7, 0.5)[0]), "output_probability")

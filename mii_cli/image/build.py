@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mii_cli.docker_engine import (
+from mii_cli.errors import DockerError, ModelError
+from mii_cli.image.docker import (
     DockerClient,
     check_reference,
     docker_client,
@@ -27,9 +28,8 @@ from mii_cli.docker_engine import (
     repo_digest,
     split_reference,
 )
-from mii_cli.errors import DockerError, ModelError
+from mii_cli.model.train import LABEL_FILENAME
 from mii_cli.results import Result
-from mii_cli.train import LABEL_FILENAME
 from service.constants import DEFAULT_LABEL_FILEPATH, IMAGE_ROOT, SERVICE_VERSION, TRAINING_FACTS_FILENAME
 from service.ml.loading import load_model
 from service.ml.prediction import ModelLoadError

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mii_cli.errors import ModelError
-from mii_cli.train import train
+from mii_cli.model.train import train
 from service.ml.loading import load_model
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mii_cli import smoke
-from mii_cli.smoke import Facts, Mismatch
+from mii_cli.probe import smoke_test as smoke
+from mii_cli.probe.smoke_test import Facts, Mismatch
 
 SAMPLE_P = [0.97, 0.02, 0.01]
 LABELS = {"0": "setosa", "1": "versicolor", "2": "virginica"}

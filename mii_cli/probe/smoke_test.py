@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 
 from mii_cli.errors import ConfigError
+from mii_cli.probe.targets import BATCH_ROWS, normalize_url
 from mii_cli.results import Result, json_field
-from mii_cli.targets import BATCH_ROWS, normalize_url
 from service import constants
 
 # 確率の一致とみなす誤差（float32 の精度。同じモデルなら同じ値が返る）

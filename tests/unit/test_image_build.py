@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mii_cli import build as building
 from mii_cli.errors import DockerError, ModelError
+from mii_cli.image import build as building
 from tests.support import ROOT
 
 LOCAL_BASE = building.BaseImage("localhost/python:3.11-slim", None, "sha256:" + "1" * 64)

@@ -1,7 +1,7 @@
 """locust で負荷をかける部分（`mii load-test` の中でだけ読み込む）。
 
 locust は import した時点で gevent による monkeypatch（ssl を含む）を行うので、このモジュールは
-ssl・urllib3 を使うモジュールより先に読み込まなければならない。`mii_cli.loadtest.run_load_test()` が
+ssl・urllib3 を使うモジュールより先に読み込まなければならない。`mii_cli.probe.load_test.run_load_test()` が
 最初に読み込む。判定と集計は loadtest.py にある。
 """
 
@@ -21,7 +21,7 @@ from gevent import monkey
 # （urllib3 が元の SSLContext を掴んだまま残るため）。分かりにくい失敗の代わりに原因を言う。
 if "urllib3" in sys.modules and not monkey.is_module_patched("ssl"):
     raise ImportError(
-        "mii_cli.locust_runner must be imported before urllib3 (locust's gevent monkeypatch covers ssl)"
+        "mii_cli.probe.locust_runner must be imported before urllib3 (locust's gevent monkeypatch covers ssl)"
     )
 
 from locust import FastHttpUser, constant_throughput, task

@@ -11,8 +11,8 @@ import pytest
 from docker.utils import parse_bytes
 
 from mii_cli.errors import DockerError, WaitTimeout
+from mii_cli.image.container import CONTAINER_PORT, LogFollower, RunSpec, wait_ready
 from mii_cli.kube.render import cpu_millicores, find, load_manifests, memory_bytes
-from mii_cli.run import CONTAINER_PORT, LogFollower, RunSpec, wait_ready
 from mii_cli.settings import run_spec
 from tests.fakes.http import HttpStandIn
 

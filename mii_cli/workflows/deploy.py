@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from kubernetes.client import ApiClient
 
 from mii_cli.errors import MiiError
+from mii_cli.image.delivery import ImagePlan, carry_out, latest_local_image, missing_image_hint, plan_image
 from mii_cli.kube import APP_NAME
 from mii_cli.kube import api as kapi
 from mii_cli.kube.apply import ApplyResult, apply_all
 from mii_cli.kube.cluster import KIND, MINIKUBE, ClusterInfo, connect
-from mii_cli.kube.images import ImagePlan, carry_out, latest_local_image, missing_image_hint, plan_image
 from mii_cli.kube.namespace import ensure_managed, phase, read_namespace, wait_gone
 from mii_cli.kube.render import Manifest, Sizing, find, load_manifests, render
 from mii_cli.kube.rollout import RolloutProgress, RolloutResult, wait_for_rollout
+from mii_cli.probe.smoke_test import SmokeReport
 from mii_cli.results import Result
-from mii_cli.smoke import SmokeReport
 
 METRICS_PATH = "/apis/metrics.k8s.io/v1beta1"
 METRICS_SERVER_MANIFEST = (

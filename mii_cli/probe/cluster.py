@@ -12,9 +12,9 @@ from kubernetes.client import ApiClient
 
 from mii_cli.errors import ClusterError
 from mii_cli.kube import NAMESPACE
-from mii_cli.kube.lbcheck import LbCheckResult, run_lb_check
 from mii_cli.kube.portforward import forward_to_service
-from mii_cli.smoke import CheckResult, SmokeReport, run_smoke_test
+from mii_cli.probe.in_cluster import LbCheckResult, run_lb_check
+from mii_cli.probe.smoke_test import CheckResult, SmokeReport, run_smoke_test
 from service.constants import DEFAULT_PORT
 
 LB_CHECK_NAME = "load_balancing"

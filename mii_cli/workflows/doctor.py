@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from mii_cli.docker_engine import (
+from mii_cli.errors import MiiError
+from mii_cli.image.docker import (
     DockerClient,
     check_reference,
     docker_client,
@@ -28,7 +29,6 @@ from mii_cli.docker_engine import (
     network_exists,
     pull_problem,
 )
-from mii_cli.errors import MiiError
 from mii_cli.results import Result, hidden
 from mii_cli.settings import CliSettings, get_cli_settings
 from service.constants import DEFAULT_PORT
@@ -149,7 +149,7 @@ def check_docker(probe: Probe) -> DoctorCheck:
 
 def check_base_image(probe: Probe) -> DoctorCheck:
     """ベースイメージがローカルにあるか、無ければエンジンがレジストリから取れそうか。"""
-    from mii_cli.build import LOCAL_BASE_HINT
+    from mii_cli.image.build import LOCAL_BASE_HINT
 
     base = probe.settings.base_image
     try:
@@ -228,7 +228,7 @@ def check_kube_context(probe: Probe) -> DoctorCheck:
 
 def check_metrics_api(probe: Probe) -> DoctorCheck:
     """metrics API（metrics-server）が答えるか（HPA が CPU 使用率を読むのに要る）。"""
-    from mii_cli.kube.deploy import METRICS_PATH, metrics_api_available, metrics_hint
+    from mii_cli.workflows.deploy import METRICS_PATH, metrics_api_available, metrics_hint
 
     try:
         client, info = probe.cluster()

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from mii_cli import smoke
 from mii_cli.errors import ConfigError
+from mii_cli.probe import smoke_test as smoke
+from mii_cli.probe.smoke_test import CheckResult, SmokeReport, smoke_plan
 from mii_cli.results import to_json
-from mii_cli.smoke import CheckResult, SmokeReport, smoke_plan
 
 SIMPLE_API_ENDPOINTS = {
     ("GET", "/health"),

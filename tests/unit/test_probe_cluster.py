@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from mii_cli.kube import portforward
-from mii_cli.kube import smoke as kube_smoke
-from mii_cli.smoke import CheckResult, SmokeReport
+from mii_cli.probe import cluster as kube_smoke
+from mii_cli.probe.smoke_test import CheckResult, SmokeReport
 from tests.fakes.http import HttpStandIn
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import NAMESPACE, job_finishes

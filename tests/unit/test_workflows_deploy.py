@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from mii_cli.errors import ClusterError, DockerError
-from mii_cli.kube import deploy as deploying
 from mii_cli.kube.cluster import ClusterInfo
 from mii_cli.kube.render import find, render
 from mii_cli.kube.rollout import RolloutProgress
 from mii_cli.kube.status import collect_status
+from mii_cli.workflows import deploy as deploying
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import IMAGE, NAMESPACE, become_ready

@@ -2,7 +2,7 @@
 
 locust は import した時点で gevent による monkeypatch を行うため、このモジュールは locust を
 import しない（`mii --help` や他のコマンドに影響させない）。locust と gevent を使う部分は
-`mii_cli.locust_runner` にあり、`run_load_test()` の中で最初に読み込む。monkeypatch は
+`mii_cli.probe.locust_runner` にあり、`run_load_test()` の中で最初に読み込む。monkeypatch は
 ssl・urllib3 より先に当てる必要があるので、このモジュール自身も ssl を読み込むもの（httpx を使う
 smoke など）に依存しない。
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mii_cli.errors import CheckFailed, ConfigError
+from mii_cli.probe.targets import BATCH_ROWS, normalize_url
 from mii_cli.results import Result
-from mii_cli.targets import BATCH_ROWS, normalize_url
 from service import constants
 
 # 負荷に使う行はスモークテストのバッチと同じ（Iris の 3 品種から 1 行ずつ。ユーザーごとに順に回す）
@@ -287,7 +287,7 @@ def run_load_test(
     options.validate()
     url = normalize_url(options.url)
     # ここで初めて locust（と gevent の monkeypatch）を読み込む。ssl を読み込む _preflight より先に
-    from mii_cli import locust_runner
+    from mii_cli.probe import locust_runner
 
     _preflight(url, options.timeout_s)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from mii_cli import docker_engine
 from mii_cli.errors import DockerError
+from mii_cli.image import docker as docker_engine
 from tests.fakes.cluster_tools import normalize
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.support import free_port

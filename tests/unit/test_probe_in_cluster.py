@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from mii_cli.errors import ClusterError, WaitTimeout
-from mii_cli.kube import CHECK_LABEL_KEY, CHECK_LABEL_VALUE, lbcheck
-from mii_cli.kube.lbcheck import LbCheckResult
+from mii_cli.kube import CHECK_LABEL_KEY, CHECK_LABEL_VALUE
+from mii_cli.probe import in_cluster as lbcheck
+from mii_cli.probe.in_cluster import LbCheckResult
 from tests.fakes.http import HttpStandIn
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import IMAGE, JOB_UID, NAMESPACE, job_finishes

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from mii_cli import doctor
-from mii_cli.docker_engine import docker_client
+from mii_cli.image.docker import docker_client
 from mii_cli.kube.cluster import connect
 from mii_cli.settings import CliSettings
+from mii_cli.workflows import doctor
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.fakes.http import HttpStandIn
 from tests.fakes.kube_api import FakeApiServer, write_kubeconfig

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from typer.testing import CliRunner
 
-from mii_cli import build as building
 from mii_cli import cli
 from mii_cli.errors import ConfigError, DockerError
+from mii_cli.image import build as building
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.support import LABELS, MODEL, ROOT
 

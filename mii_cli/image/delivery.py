@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mii_cli.docker_engine import (
+from mii_cli.errors import ClusterError, ConfigError, DockerError
+from mii_cli.image.docker import (
     DockerClient,
     docker_client,
     is_digest,
@@ -26,7 +27,6 @@ from mii_cli.docker_engine import (
     registry_of,
     split_reference,
 )
-from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.kube.cluster import DOCKER_DESKTOP, KIND, MINIKUBE, ClusterInfo
 
 BUILD_HINT = "build it first with mii build (or pass --image)"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mii_cli import docker_engine
 from mii_cli.errors import ClusterError, ConfigError, DockerError
+from mii_cli.image import delivery as im
+from mii_cli.image import docker as docker_engine
 from mii_cli.kube import cluster as c
-from mii_cli.kube import images as im
 from tests.fakes.cluster_tools import FakeClusterTools
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.fakes.kube_api import write_kubeconfig

@@ -10,9 +10,16 @@ import types
 
 import pytest
 
-from mii_cli import loadtest
 from mii_cli.errors import ConfigError
-from mii_cli.loadtest import Collector, LoadProgress, LoadTestOptions, judge, parse_duration, percentile
+from mii_cli.probe import load_test as loadtest
+from mii_cli.probe.load_test import (
+    Collector,
+    LoadProgress,
+    LoadTestOptions,
+    judge,
+    parse_duration,
+    percentile,
+)
 from mii_cli.results import to_json
 from tests.support import ROOT
 
@@ -198,7 +205,7 @@ def test_the_result_json_has_the_options_targets_and_verdict() -> None:
 
 def test_importing_the_cli_does_not_import_locust_or_gevent() -> None:
     code = (
-        "import sys, mii_cli.cli, mii_cli.loadtest\n"
+        "import sys, mii_cli.cli, mii_cli.probe.load_test\n"
         "print(sorted(m for m in ('locust', 'gevent') if m in sys.modules))"
     )
     output = subprocess.run(
@@ -220,7 +227,8 @@ def test_the_cli_and_loadtest_load_without_ssl() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, mii_cli.cli, mii_cli.loadtest; print(sorted({'ssl', 'urllib3'} & set(sys.modules)))",
+            "import sys, mii_cli.cli, mii_cli.probe.load_test; "
+            "print(sorted({'ssl', 'urllib3'} & set(sys.modules)))",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -234,7 +242,7 @@ def test_the_cli_and_loadtest_load_without_ssl() -> None:
 def test_locust_runner_refuses_to_load_after_urllib3() -> None:
     # urllib3 の後では locust の読み込みが RecursionError になるので、その前に原因を言って止まる
     process = subprocess.run(
-        [sys.executable, "-c", "import urllib3, mii_cli.locust_runner"],
+        [sys.executable, "-c", "import urllib3, mii_cli.probe.locust_runner"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mii_cli.docker_engine import DockerClient, local_image, remove_container
 from mii_cli.errors import ConfigError, DockerError
+from mii_cli.image.container import RunSpec, start_container
+from mii_cli.image.docker import DockerClient, local_image, remove_container
 from mii_cli.results import Result
-from mii_cli.run import RunSpec, start_container
 
 BODY = '{"data": [[5.1, 3.5, 1.4, 0.2]]}'
 V2_BODY = (

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from mii_cli.docker_engine import MANAGED_LABEL, MANAGED_VALUE, DockerClient, local_image, remove_container
 from mii_cli.errors import DockerError, WaitTimeout
+from mii_cli.image.docker import MANAGED_LABEL, MANAGED_VALUE, DockerClient, local_image, remove_container
 from mii_cli.results import Result
 
 CONTAINER_PORT = "8000/tcp"

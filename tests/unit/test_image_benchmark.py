@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mii_cli import bench
 from mii_cli.errors import DockerError
+from mii_cli.image import benchmark as bench
 from mii_cli.results import to_json
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:18000/predict
