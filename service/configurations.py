@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service import constants
 
 # サンプルの行の形式はモデルの側（service.ml.sample）が決める。mii の --sample もここから読むので名前を出す
-from service.ml.sample import parse_sample as parse_sample
+from service.ml.sample import parse_sample
 
 
 class ConfigurationError(Exception):

@@ -105,24 +105,83 @@ class Mii:
         return json.loads(result.stdout)
 
 
-class BackgroundLoad:
-    """クラスタ内の Job（`run_lb_check`）で Service へ負荷をかけ続けるスレッド。
+# 負荷の Job が動かすスクリプト（確認のスクリプト check_requests.py と同じ形の結果を出す）。
+# 引数: URL・秒数・応答した Pod を示すヘッダの名前・（あれば）POST する JSON の本文
+LOAD_SCRIPT = """
+import collections, json, sys, time, urllib.request
+url, seconds, header = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+headers = {"Content-Type": "application/json"} if body else {}
+counts, errors, sent = collections.Counter(), [], 0
+deadline = time.monotonic() + seconds
+while sent == 0 or time.monotonic() < deadline:
+    sent += 1
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=5) as r:
+            r.read()
+            counts[r.headers.get(header) or "unknown"] += 1
+    except Exception as error:
+        errors.append(type(error).__name__ + ": " + str(error))
+print(json.dumps({"url": url, "requests": sent, "errors": len(errors),
+                  "first_errors": errors[:3], "served_by": dict(counts)}))
+""".strip()
+LOAD_JOB_NAME = "mii-e2e-load"
 
-    `with BackgroundLoad(client, namespace, duration=90) as load:` の中で障害を起こし、
+
+def load_job(
+    image: str,
+    namespace: str,
+    url: str,
+    *,
+    seconds: float,
+    name: str = LOAD_JOB_NAME,
+    parallelism: int = 1,
+    body: str | None = None,
+    cpu_limit: str = "200m",
+) -> dict[str, Any]:
+    """確認の Job（mii の check_job）を、`url` へ `seconds` 秒送り続ける負荷の Job に変えたもの。
+
+    セキュリティコンテキストや NetworkPolicy の印は mii の Job のまま。`parallelism` 個の Pod が
+    同時に送り、`body` があれば POST する。
+    """
+    from mii_cli.probe import in_cluster
+    from service.constants import SERVED_BY_HEADER
+
+    job = in_cluster.check_job(image, namespace, url, name=name)
+    spec = job["spec"]
+    spec.update(parallelism=parallelism, completions=parallelism, activeDeadlineSeconds=int(180 + seconds))
+    container = spec["template"]["spec"]["containers"][0]
+    container["command"] = ["python", "-c", LOAD_SCRIPT, url, f"{seconds:g}", SERVED_BY_HEADER]
+    container["command"] += [body] if body is not None else []
+    container["resources"]["limits"]["cpu"] = cpu_limit
+    return job
+
+
+class BackgroundLoad:
+    """クラスタ内の負荷の Job（`load_job`）で Service へ送り続けるスレッド。
+
+    `with BackgroundLoad(client, namespace, seconds=90) as load:` の中で障害を起こし、
     `load.result()` で Job の集計（失敗の数など）を受け取る。スレッドの例外は result() が投げ直す。
     """
 
-    def __init__(self, client: Any, namespace: str, **options: Any) -> None:
+    def __init__(self, client: Any, namespace: str, *, timeout: float = 300.0, **options: Any) -> None:
         import threading
 
+        self.name = options.get("name", LOAD_JOB_NAME)
         self._outcome: dict[str, Any] = {}
-        self._thread = threading.Thread(target=self._run, args=(client, namespace, options), daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(client, namespace, timeout, options), daemon=True
+        )
 
-    def _run(self, client: Any, namespace: str, options: dict[str, Any]) -> None:
-        from mii_cli.probe.in_cluster import run_lb_check
+    def _run(self, client: Any, namespace: str, timeout: float, options: dict[str, Any]) -> None:
+        from mii_cli.probe import in_cluster
+        from mii_cli.probe.in_cluster import run_job
 
         try:
-            self._outcome["result"] = run_lb_check(client, namespace, **{"requests": 1, **options})
+            path = options.pop("path", "/predict/test")
+            url = in_cluster.service_url(in_cluster.cluster_ip(client, namespace), path)
+            job = load_job(in_cluster.deployed_image(client, namespace), namespace, url, **options)
+            self._outcome["result"] = run_job(client, job, timeout=timeout + options["seconds"])
         except Exception as error:  # noqa: BLE001  スレッドの失敗を本体へ渡す
             self._outcome["error"] = error
 
@@ -131,11 +190,11 @@ class BackgroundLoad:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._thread.join(timeout=600)
+        self._thread.join(timeout=900)
 
     def result(self) -> Any:
         """Job の結果（LbCheckResult）。負荷の途中で失敗していればその例外。"""
-        self._thread.join(timeout=600)
+        self._thread.join(timeout=900)
         assert not self._thread.is_alive(), "the in-cluster load did not finish"
         if "error" in self._outcome:
             raise self._outcome["error"]

@@ -57,7 +57,7 @@ def build(
     as_json: JsonOption = False,
 ) -> None:
     """Bake the model and the server into an image (Docker SDK, classic builder)."""
-    from mii_cli.settings import build_request
+    from mii_cli.commands.requests import build_request
 
     request = build_request(
         tag=tag,

@@ -52,7 +52,8 @@ def deploy(
     as_json: JsonOption = False,
 ) -> None:
     """Deploy to Kubernetes: load or push the image, apply Namespace..HPA, wait for the rollout."""
-    from mii_cli.settings import fill, get_cli_settings, sizing
+    from mii_cli.commands.requests import sizing
+    from mii_cli.settings import fill, get_cli_settings
     from mii_cli.ui.live import DeployView
     from mii_cli.workflows import deploy as deploying
 
@@ -60,7 +61,7 @@ def deploy(
     if dry_run:
         from mii_cli.kube.render import to_yaml
 
-        plan = deploying.dry_run_objects(namespace, image, chosen)
+        plan = deploying.dry_run_objects(namespace, image, get_cli_settings().image_repository, chosen)
         if plan.note:
             out.info(plan.note)
         if as_json:
@@ -72,6 +73,7 @@ def deploy(
         result = deploying.deploy(
             namespace=namespace,
             image=image,
+            repository=get_cli_settings().image_repository,
             registry=fill(registry, get_cli_settings().registry),
             timeout=timeout,
             context=context,
@@ -98,12 +100,12 @@ def up(
 ) -> None:
     """Build the image, deploy it and smoke-test it in the cluster, in one go."""
     from mii_cli.commands.build import build_with_progress
+    from mii_cli.commands.requests import build_request, sizing
     from mii_cli.commands.smoke_test import judge_smoke
     from mii_cli.kube.cluster import connect
-    from mii_cli.probe import cluster as kube_smoke
-    from mii_cli.settings import build_request, fill, get_cli_settings, sizing
+    from mii_cli.settings import fill, get_cli_settings
     from mii_cli.ui.live import DeployView
-    from mii_cli.workflows import deploy as deploying
+    from mii_cli.workflows import up as workflow
 
     chosen = sizing(replicas=replicas, cpu=cpu, memory=memory)
     client, info = connect(context)
@@ -111,7 +113,12 @@ def up(
         image = build_with_progress(build_request()).unique_tag
         out.success(f"built {image}")
     with DeployView() as view:
-        deployed = deploying.deploy(
+
+        def deployed(result: DeployResult) -> None:
+            view.clear()
+            print_deployed(result)
+
+        result = workflow.up(
             namespace=namespace,
             image=image,
             registry=fill(registry, get_cli_settings().registry),
@@ -120,11 +127,12 @@ def up(
             client=client,
             info=info,
             on_event=view,
+            on_deployed=deployed,
         )
-    print_deployed(deployed)
-    report = kube_smoke.cluster_smoke_test(namespace=namespace, client=client)
+    report = result.smoke_test
+    assert report is not None
     if as_json:
-        out.print_json(deploying.UpResult(**vars(deployed), smoke_test=report))
+        out.print_json(result)
     judge_smoke(
         report,
         show_table=not as_json,

@@ -15,11 +15,19 @@ def doctor(context: ContextOption = None, as_json: JsonOption = False) -> None:
     Exits non-zero when a check the image commands need fails (Docker engine, base image, build
     network); the others are advice for the commands that use them.
     """
+    from mii_cli.settings import get_cli_settings
     from mii_cli.ui.tables import doctor_table
     from mii_cli.workflows.doctor import Probe, diagnose
 
+    settings = get_cli_settings()
+    probe = Probe(
+        base_image=settings.base_image,
+        build_network=settings.build_network,
+        registry=settings.registry,
+        context=context,
+    )
     with out.console.status("Checking Docker, the base image and the cluster..."):
-        report = diagnose(Probe(context=context))
+        report = diagnose(probe)
     if as_json:
         out.print_json(report)
     else:

@@ -79,7 +79,7 @@ NamespaceTimeoutOption = Annotated[
 
 def sample_row(text: str | None) -> list[float] | None:
     """--sample の JSON を数のリストにする（不正なら ConfigError。検査はサービスの SAMPLE_ROW と同じ）。"""
-    from service.configurations import parse_sample
+    from service.ml.sample import parse_sample
 
     if text is None:
         return None

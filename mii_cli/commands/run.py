@@ -43,9 +43,10 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Run the image locally with the pod's limits (0.5 CPU, 300 MiB, read-only root) on 127.0.0.1."""
+    from mii_cli.commands.requests import run_spec
     from mii_cli.image import container as running
     from mii_cli.image.docker import docker_client, remove_container
-    from mii_cli.settings import fill, get_cli_settings, run_spec
+    from mii_cli.settings import fill, get_cli_settings
 
     settings = get_cli_settings()
     spec = run_spec(image=image, name=name, port=port, cpus=cpus, memory=memory, user=user)

@@ -32,8 +32,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the model locally with uvicorn (no Docker needed). Ctrl-C stops it."""
+    from mii_cli.commands.requests import serve_request
     from mii_cli.model import serve as serving
-    from mii_cli.settings import serve_request
 
     request = serve_request(
         host=host,

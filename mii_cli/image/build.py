@@ -19,16 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mii_cli.errors import DockerError, ModelError
-from mii_cli.image.docker import (
-    DockerClient,
-    check_reference,
-    docker_client,
-    local_image,
-    pull_image,
-    repo_digest,
-    split_reference,
-)
+from mii_cli.image.docker import DockerClient, docker_client, local_image, pull_image
 from mii_cli.model.train import LABEL_FILENAME
+from mii_cli.references import check_reference, repo_digest, split_reference
 from mii_cli.results import Result
 from service.constants import DEFAULT_LABEL_FILEPATH, IMAGE_ROOT, SERVICE_VERSION, TRAINING_FACTS_FILENAME
 from service.ml.loading import load_model

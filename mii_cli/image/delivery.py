@@ -18,16 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mii_cli.errors import ClusterError, ConfigError, DockerError
-from mii_cli.image.docker import (
-    DockerClient,
-    docker_client,
-    is_digest,
-    normalized_reference,
-    pinned_reference,
-    registry_of,
-    split_reference,
-)
+from mii_cli.image.docker import DockerClient, docker_client
 from mii_cli.kube.cluster import DOCKER_DESKTOP, KIND, MINIKUBE, ClusterInfo
+from mii_cli.references import is_digest, normalized_reference, pinned_reference, registry_of, split_reference
 
 BUILD_HINT = "build it first with mii build (or pass --image)"
 KIND_HINT = "check that the cluster runs (kind get clusters) and the image exists locally (docker image ls)"
@@ -51,16 +44,10 @@ def pick_tag(tags: list[str], repository: str) -> str | None:
     return candidates[0] if candidates else None
 
 
-def latest_local_image(client: DockerClient | None = None, repository: str | None = None) -> str:
-    """ローカルの Docker で最も新しく作られた、mii build の一意なタグを返す。
-
-    リポジトリは既定で CLI の設定（MII_IMAGE_REPOSITORY、既定 model-in-image）。
-    """
+def latest_local_image(repository: str, client: DockerClient | None = None) -> str:
+    """ローカルの Docker で最も新しく作られた、リポジトリの mii build の一意なタグを返す。"""
     import docker
 
-    from mii_cli.settings import get_cli_settings
-
-    repository = repository or get_cli_settings().image_repository
     client = client or docker_client()
     try:
         images = client.images.list(name=repository)

@@ -166,9 +166,12 @@ class Sizing:
     memory: str | None = None
 
     def __post_init__(self) -> None:
-        """値を確かめる（不正なら ConfigError）。"""
+        """値を確かめる（オプションと MII_* の設定の値を確かめるのはここだけ。不正なら ConfigError）。"""
         if self.replicas is not None and not 1 <= self.replicas <= 100:
-            raise ConfigError(f"--replicas {self.replicas} is out of range", hint="use 1 to 100")
+            raise ConfigError(
+                f"--replicas {self.replicas} is out of range",
+                hint="use 1 to 100 (--replicas or MII_REPLICAS)",
+            )
         if self.cpu is not None:
             cpu_millicores(self.cpu)
         if self.memory is not None:

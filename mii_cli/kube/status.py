@@ -10,11 +10,11 @@ from typing import Any
 from kubernetes.client import ApiClient, AppsV1Api, AutoscalingV2Api, CoreV1Api, NetworkingV1Api
 
 from mii_cli.errors import ClusterError
-from mii_cli.image.docker import split_digest, split_reference, tag_of
 from mii_cli.kube import APP_LABEL, APP_NAME
 from mii_cli.kube import api as kapi
 from mii_cli.kube.namespace import read_namespace
 from mii_cli.kube.pods import PodRow, pod_rows
+from mii_cli.references import split_digest, split_reference, tag_of
 from mii_cli.results import Result
 
 

@@ -8,12 +8,16 @@ model-in-image-checks が許す通信（アプリの Pod のポート 8000 だ�
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes.client import ApiClient, AppsV1Api, BatchV1Api, CoreV1Api
 
 from mii_cli.errors import ClusterError, WaitTimeout
@@ -27,31 +31,12 @@ from service.constants import DEFAULT_PORT, SERVED_BY_HEADER
 JOB_NAME = "mii-lb-check"
 MIN_PODS = 2
 
-LOAD_JOB_NAME = "mii-load"
 _POLL = 1.0
 Sleep = Callable[[float], None]
-
-# Job のコンテナで動かすスクリプト（標準ライブラリだけ。接続ごとに kube-proxy が振り分ける）。
-# 引数: URL・件数・秒数・（あれば）POST する JSON の本文
-SCRIPT = f"""
-import collections, json, sys, time, urllib.request
-url, total = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + (float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
-body = sys.argv[4].encode() if len(sys.argv) > 4 else None
-headers = {{"Content-Type": "application/json"}} if body else {{}}
-counts, errors, sent = collections.Counter(), [], 0
-while sent < total or time.monotonic() < deadline:
-    sent += 1
-    try:
-        request = urllib.request.Request(url, data=body, headers=headers)
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
-            counts[response.headers.get("{SERVED_BY_HEADER}") or "unknown"] += 1
-    except Exception as error:
-        errors.append(type(error).__name__ + ": " + str(error))
-print(json.dumps({{"url": url, "requests": sent, "errors": len(errors),
-                  "first_errors": errors[:3], "served_by": dict(counts)}}))
-""".strip()
+_HERE = Path(__file__).parent
+# Job のコンテナで動かすスクリプトと Job のひな形（どちらもこのパッケージのファイル）
+SCRIPT = (_HERE / "check_requests.py").read_text(encoding="utf-8")
+JOB_TEMPLATE = _HERE / "check_job.yml"
 
 
 @dataclass(frozen=True)
@@ -104,75 +89,26 @@ def cluster_ip(client: ApiClient, namespace: str) -> str:
     return str(address)
 
 
-def job_manifest(
-    image: str,
-    namespace: str,
-    url: str,
-    *,
-    requests: int = 60,
-    duration: float = 0.0,
-    name: str = JOB_NAME,
-    parallelism: int = 1,
-    body: str | None = None,
-    cpu_limit: str = "200m",
-) -> Manifest:
-    """確認用の Job（アプリと同じイメージ、制限付きのセキュリティコンテキスト）。
+@cache
+def _template() -> Manifest:
+    job: Manifest = yaml.safe_load(JOB_TEMPLATE.read_text(encoding="utf-8"))
+    return job
 
-    Pod ごとに `requests` 件を送り、`duration` 秒に満たなければ時間いっぱいまで送り続ける
-    （更新中・HPA の確認の負荷に使う）。`parallelism` 個の Pod が同時に送る。`body` があれば POST。
-    """
-    # CHECK_LABEL_KEY の付いた Pod だけが、NetworkPolicy model-in-image-checks でアプリの Pod へ送れる
+
+def check_job(image: str, namespace: str, url: str, *, requests: int = 60, name: str = JOB_NAME) -> Manifest:
+    """確認の Job: `url` へ `requests` 件の GET を送り、応答した Pod を数える（ひな形 check_job.yml）。"""
+    job = copy.deepcopy(_template())
     labels = {
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/part-of": APP_NAME,
         CHECK_LABEL_KEY: CHECK_LABEL_VALUE,
     }
-    arguments = [url, str(requests), f"{duration:g}", *([body] if body is not None else [])]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "parallelism": parallelism,
-            "completions": parallelism,
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": int(180 + duration),
-            "ttlSecondsAfterFinished": 600,
-            "template": {
-                # app=model-in-image を付けない（Service とアプリの NetworkPolicy に選ばれないように）
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "enableServiceLinks": False,
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 0,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "lb-check",
-                            "image": image,
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["python", "-c", SCRIPT, *arguments],
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "64Mi"},
-                                "limits": {"cpu": cpu_limit, "memory": "128Mi"},
-                            },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "runAsNonRoot": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    job["metadata"].update(name=name, namespace=namespace, labels=labels)
+    job["spec"]["template"]["metadata"] = {"labels": dict(labels)}
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = image
+    container["command"] = ["python", "-c", SCRIPT, url, str(requests), SERVED_BY_HEADER]
+    return job
 
 
 def parse_result(log: str) -> LbCheckResult:
@@ -284,48 +220,28 @@ def _pod_logs(client: ApiClient, namespace: str, name: str, selector: str) -> li
     ]
 
 
-def run_lb_check(
+def run_job(
     client: ApiClient,
-    namespace: str,
+    job: Manifest,
     *,
-    requests: int = 60,
-    duration: float = 0.0,
     timeout: float = 180.0,
-    name: str = JOB_NAME,
-    parallelism: int = 1,
-    body: str | None = None,
-    path: str = "/predict/test",
-    cpu_limit: str = "200m",
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Sleep = time.sleep,
 ) -> LbCheckResult:
-    """クラスタ内の Job で Service に送り、結果を返す（`passed`・`detail` 付き）。終われば Job を消す。
+    """確認の Job を作り直して動かし、Pod ごとの結果をまとめて返す。終われば Job を消す。
 
-    既定はロードバランシングの確認（GET /predict/test を 60 件）。`duration`・`parallelism`・`body`
-    で、更新中や HPA の確認のための負荷にもなる。
+    Job のテンプレートは変えられないので、同じ名前の前の Job があれば消えるのを待ってから作る。
     """
-    image = deployed_image(client, namespace)
-    url = service_url(cluster_ip(client, namespace), path)
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     start = clock()
     _wait_deleted(client, namespace, name, start + timeout, clock, sleep)
-    manifest = job_manifest(
-        image,
-        namespace,
-        url,
-        requests=requests,
-        duration=duration,
-        name=name,
-        parallelism=parallelism,
-        body=body,
-        cpu_limit=cpu_limit,
-    )
-    created = server_side_apply(client, manifest)
+    created = server_side_apply(client, job)
     # 消した前回の Job の Pod は後からガベージコレクトされるので、今回の Job の uid で Pod を選ぶ
     job_uid = (created.get("metadata") or {}).get("uid")
     selector = f"batch.kubernetes.io/controller-uid={job_uid}" if job_uid else f"job-name={name}"
     try:
         succeeded = _wait_finished(
-            client, namespace, name, parallelism, start + timeout + duration, clock, sleep
+            client, namespace, name, int(job["spec"].get("completions") or 1), start + timeout, clock, sleep
         )
         logs = _pod_logs(client, namespace, name, selector)
         if not succeeded:
@@ -334,7 +250,22 @@ def run_lb_check(
                 hint=f"kubectl -n {namespace} logs job/{name}",
                 details="\n".join(logs[0].strip().splitlines()[-10:]) or None,
             )
-        result = merge_results([parse_result(log) for log in logs])
+        return merge_results([parse_result(log) for log in logs])
     finally:
         _delete_job(client, namespace, name)
+
+
+def run_lb_check(
+    client: ApiClient,
+    namespace: str,
+    *,
+    requests: int = 60,
+    timeout: float = 180.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> LbCheckResult:
+    """デプロイしたイメージの確認の Job から Service の ClusterIP へ送り、結果を返す（合否つき）。"""
+    image = deployed_image(client, namespace)
+    job = check_job(image, namespace, service_url(cluster_ip(client, namespace)), requests=requests)
+    result = run_job(client, job, timeout=timeout, clock=clock, sleep=sleep)
     return replace(result, image=image)

@@ -19,7 +19,6 @@ from mii_cli.kube.cluster import KIND, MINIKUBE, ClusterInfo, connect
 from mii_cli.kube.namespace import ensure_managed, phase, read_namespace, wait_gone
 from mii_cli.kube.render import Manifest, Sizing, find, load_manifests, render
 from mii_cli.kube.rollout import RolloutProgress, RolloutResult, wait_for_rollout
-from mii_cli.probe.smoke_test import SmokeReport
 from mii_cli.results import Result
 
 METRICS_PATH = "/apis/metrics.k8s.io/v1beta1"
@@ -41,13 +40,6 @@ class DeployResult(Result):
     applied: list[ApplyResult]
     metrics_api: bool
     rollout: RolloutResult | None = None
-
-
-@dataclass(frozen=True)
-class UpResult(DeployResult):
-    """`mii up` の結果: デプロイの結果とクラスタのスモークテスト。"""
-
-    smoke_test: SmokeReport | None = None
 
 
 @dataclass(frozen=True)
@@ -147,15 +139,17 @@ def manifest_image() -> str:
     return image
 
 
-def dry_run_objects(namespace: str, image: str | None, sizing: Sizing | None = None) -> DryRun:
+def dry_run_objects(
+    namespace: str, image: str | None, repository: str, sizing: Sizing | None = None
+) -> DryRun:
     """クラスタに触れずに、適用するオブジェクトを組み立てる。
 
-    --image が無ければローカルの最新イメージ、Docker に届かなければマニフェストのイメージを使う。
+    --image が無ければリポジトリのローカルの最新イメージ、Docker に届かなければマニフェストのイメージを使う。
     """
     note = None
     if image is None:
         try:
-            image = latest_local_image()
+            image = latest_local_image(repository)
         except MiiError as error:
             image = manifest_image()
             note = f"{error.message}; showing the manifests' image {image}"
@@ -197,6 +191,7 @@ def deploy(
     *,
     namespace: str,
     image: str | None = None,
+    repository: str = "",
     registry: str | None = None,
     timeout: float = 300.0,
     context: str | None = None,
@@ -209,13 +204,15 @@ def deploy(
 ) -> DeployResult:
     """デプロイの全体: 接続 → イメージの計画 → Namespace の確認 → イメージを渡す → 適用 → 待つ。
 
+    `image` が無ければ `repository` のローカルの最新の一意なタグをデプロイする。
+
     `on_event` を渡すと、それぞれの手順の進み具合をイベントで知らせる。
     """
     emit = on_event or _ignore
     if client is None or info is None:
         client, info = connect(context)
     emit(ClusterConnected(info))
-    image = image or latest_local_image()
+    image = image or latest_local_image(repository)
     plan = plan_image(info, image, registry=registry, load=load)
     emit(ImagePlanned(plan))
     _prepare_namespace(client, namespace, emit)

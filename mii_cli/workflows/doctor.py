@@ -22,15 +22,14 @@ import httpx
 from mii_cli.errors import MiiError
 from mii_cli.image.docker import (
     DockerClient,
-    check_reference,
     docker_client,
     engine_version,
     local_image,
     network_exists,
     pull_problem,
 )
+from mii_cli.references import check_reference
 from mii_cli.results import Result, hidden
-from mii_cli.settings import CliSettings, get_cli_settings
 from service.constants import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -88,9 +87,14 @@ def _connect_cluster(context: str | None) -> tuple[ApiClient, ClusterInfo]:
 
 @dataclass
 class Probe:
-    """点検する相手。Docker とクラスタへの接続は 1 度だけ試し、結果（または失敗）を覚えておく。"""
+    """点検する相手。Docker とクラスタへの接続は 1 度だけ試し、結果（または失敗）を覚えておく。
 
-    settings: CliSettings = field(default_factory=get_cli_settings)
+    ベースイメージ・ビルドのネットワーク・レジストリは、CLI の層が設定から埋めて渡す。
+    """
+
+    base_image: str
+    build_network: str | None
+    registry: str | None
     context: str | None = None
     docker: Callable[[], DockerClient] = _connect_docker
     connect: Connect = _connect_cluster
@@ -151,7 +155,7 @@ def check_base_image(probe: Probe) -> DoctorCheck:
     """ベースイメージがローカルにあるか、無ければエンジンがレジストリから取れそうか。"""
     from mii_cli.image.build import LOCAL_BASE_HINT
 
-    base = probe.settings.base_image
+    base = probe.base_image
     try:
         check_reference(base, "MII_BASE_IMAGE")
         client = probe.docker_engine()
@@ -182,7 +186,7 @@ def check_base_image(probe: Probe) -> DoctorCheck:
 
 def check_build_network(probe: Probe) -> DoctorCheck:
     """ビルドの RUN のネットワーク（MII_BUILD_NETWORK）がエンジンにあるか（無ければ既定のネットワーク）。"""
-    network = probe.settings.build_network
+    network = probe.build_network
     if network is None:
         return DoctorCheck(
             name="build-network",
@@ -266,7 +270,7 @@ def registry_problem(registry: str, *, timeout: float = REGISTRY_TIMEOUT) -> str
 
 def check_image_loader(probe: Probe) -> DoctorCheck:
     """イメージをクラスタへ渡す手段: MII_REGISTRY のレジストリ、または minikube・kind のコマンド。"""
-    registry = probe.settings.registry
+    registry = probe.registry
     if registry:
         problem = registry_problem(registry)
         if problem is None:
@@ -356,7 +360,6 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def diagnose(probe: Probe | None = None, checks: Sequence[Check] = CHECKS) -> DoctorReport:
+def diagnose(probe: Probe, checks: Sequence[Check] = CHECKS) -> DoctorReport:
     """すべての点検を順に行う。"""
-    probe = probe or Probe()
     return DoctorReport(checks=[check(probe) for check in checks])

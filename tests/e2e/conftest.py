@@ -67,8 +67,8 @@ def docker_client(e2e: E2eSettings, cluster: tuple[Any, Any]) -> Any:
 @pytest.fixture(scope="session")
 def image(docker_client: Any) -> str:
     """`mii build` と同じ要求（MII_* の設定と同梱モデル）でイメージを作り、一意のタグを返す。"""
+    from mii_cli.commands.requests import build_request
     from mii_cli.image.build import build_image
-    from mii_cli.settings import build_request
 
     return build_image(build_request(), client=docker_client).unique_tag
 

@@ -56,11 +56,9 @@ def test_a_pod_deleted_under_load_drops_no_request(
 ) -> None:
     from kubernetes.client import CoreV1Api
 
-    from mii_cli.probe.in_cluster import JOB_NAME
-
     client = cluster[0]
-    with BackgroundLoad(client, e2e.namespace, duration=60, timeout=300) as load:
-        wait_for_running_job(client, e2e.namespace, JOB_NAME)
+    with BackgroundLoad(client, e2e.namespace, seconds=60) as load:
+        wait_for_running_job(client, e2e.namespace, load.name)
         time.sleep(5)  # 負荷がすべての Pod に流れてから
         victim = ready_pods(client, e2e.namespace)[0].metadata.name
         CoreV1Api(client).delete_namespaced_pod(victim, e2e.namespace)
@@ -102,8 +100,6 @@ def test_a_server_killed_hard_is_restarted_and_few_requests_fail(
 ) -> None:
     from kubernetes.client import CoreV1Api
 
-    from mii_cli.probe.in_cluster import JOB_NAME
-
     client = cluster[0]
     pod = ready_pods(client, e2e.namespace)[0]
     name, status = pod.metadata.name, pod.status.container_statuses[0]
@@ -119,8 +115,8 @@ def test_a_server_killed_hard_is_restarted_and_few_requests_fail(
         current = CoreV1Api(client).read_namespaced_pod(name, e2e.namespace)
         return current.status.container_statuses[0].restart_count > restarts and _ready(current)
 
-    with BackgroundLoad(client, e2e.namespace, duration=60, timeout=300) as load:
-        wait_for_running_job(client, e2e.namespace, JOB_NAME)
+    with BackgroundLoad(client, e2e.namespace, seconds=60) as load:
+        wait_for_running_job(client, e2e.namespace, load.name)
         time.sleep(5)
         os.kill(pid, signal.SIGKILL)
         seconds = wait_until(recovered, 180, f"{name} was not restarted and ready again")

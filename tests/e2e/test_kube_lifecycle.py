@@ -107,7 +107,6 @@ def test_rolling_update_under_load_drops_no_request(
     made_images: list[str],
 ) -> None:
     from mii_cli.image.delivery import ensure_in_cluster
-    from mii_cli.probe.in_cluster import JOB_NAME
 
     client, info = cluster
     # イメージを先にクラスタへ渡し（push または読み込み）、負荷の間に更新が収まるようにする
@@ -115,8 +114,8 @@ def test_rolling_update_under_load_drops_no_request(
     new_image = ensure_in_cluster(info, relabelled, registry=e2e.registry)
     if new_image not in made_images:
         made_images.append(new_image)
-    with BackgroundLoad(client, e2e.namespace, duration=90, timeout=300) as load:
-        wait_for_running_job(client, e2e.namespace, JOB_NAME)
+    with BackgroundLoad(client, e2e.namespace, seconds=90) as load:
+        wait_for_running_job(client, e2e.namespace, load.name)
         result = mii.json(
             "deploy",
             "-n",
@@ -154,7 +153,6 @@ def _hpa(client: Any, namespace: str) -> HpaState:
 def test_hpa_reads_cpu_from_metrics_server_and_scales_out_under_load(
     e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]
 ) -> None:
-    from mii_cli.probe.in_cluster import LOAD_JOB_NAME
 
     client = cluster[0]
     assert deployed["metrics_api"], "the metrics API is not served (metrics-server)"
@@ -164,8 +162,8 @@ def test_hpa_reads_cpu_from_metrics_server_and_scales_out_under_load(
     load = BackgroundLoad(
         client,
         e2e.namespace,
-        name=LOAD_JOB_NAME,
-        duration=150,
+        name="mii-e2e-hpa-load",
+        seconds=150,
         parallelism=3,
         body=LOAD_BODY,
         path="/predict",

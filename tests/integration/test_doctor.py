@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mii_cli.settings import CliSettings, get_cli_settings
+from mii_cli.settings import get_cli_settings
 from mii_cli.workflows import doctor
 from tests.support import Mii
 
@@ -18,9 +18,9 @@ pytestmark = pytest.mark.docker
 BASE_IMAGE = os.environ.get("MII_BASE_IMAGE", "python:3.13-slim")
 
 
-def probe(**settings: Any) -> doctor.Probe:
+def probe(**inputs: Any) -> doctor.Probe:
     chosen: dict[str, Any] = {"base_image": BASE_IMAGE, "build_network": "host", "registry": None}
-    return doctor.Probe(settings=CliSettings(**{**chosen, **settings}))
+    return doctor.Probe(**{**chosen, **inputs})
 
 
 def test_the_engine_reports_its_version(docker: Any) -> None:

@@ -173,7 +173,7 @@ def test_dry_run_shows_the_network_policies_before_the_deployment() -> None:
 def test_dry_run_without_docker_says_it_shows_the_manifests_image(monkeypatch: pytest.MonkeyPatch) -> None:
     from mii_cli.errors import DockerError
 
-    def no_docker() -> str:
+    def no_docker(_repository: str) -> str:
         raise DockerError("cannot reach the Docker engine")
 
     monkeypatch.setattr(deploying, "latest_local_image", no_docker)
@@ -236,3 +236,24 @@ def test_the_sizing_option_wins_over_the_environment(monkeypatch: pytest.MonkeyP
     get_cli_settings.cache_clear()
     result = runner.invoke(cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--json", "--cpu", "300m"])
     assert _resources(json.loads(result.stdout))["limits"]["cpu"] == "300m"
+
+
+def test_the_default_image_follows_the_repository_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mii_cli.settings import get_cli_settings
+
+    asked: list[str] = []
+
+    def newest(repository: str) -> str:
+        asked.append(repository)
+        return f"{repository}:0.1.0-abc-def"
+
+    monkeypatch.setattr(deploying, "latest_local_image", newest)
+    monkeypatch.setenv("MII_IMAGE_REPOSITORY", "team/iris")
+    get_cli_settings.cache_clear()
+    result = runner.invoke(cli.app, ["deploy", "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    assert asked == ["team/iris"]
+    assert (
+        r.find(json.loads(result.stdout), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "team/iris:0.1.0-abc-def"
+    )

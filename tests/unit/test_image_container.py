@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from docker.utils import parse_bytes
 
+from mii_cli.commands.requests import run_spec
 from mii_cli.errors import DockerError, WaitTimeout
 from mii_cli.image.container import CONTAINER_PORT, LogFollower, RunSpec, wait_ready
 from mii_cli.kube.render import cpu_millicores, find, load_manifests, memory_bytes
-from mii_cli.settings import run_spec
 from tests.fakes.http import HttpStandIn
 
 

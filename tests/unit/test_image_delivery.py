@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mii_cli import references
 from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.image import delivery as im
-from mii_cli.image import docker as docker_engine
 from mii_cli.kube import cluster as c
 from tests.fakes.cluster_tools import FakeClusterTools
 from tests.fakes.docker_engine import FakeDockerEngine
@@ -414,27 +414,25 @@ def engine(fake_docker: FakeDockerEngine) -> FakeDockerEngine:
 
 
 def test_the_newest_unique_tag_is_the_default_image(engine: FakeDockerEngine) -> None:
-    assert im.latest_local_image(engine.client()) == IMAGE
+    assert im.latest_local_image("model-in-image", engine.client()) == IMAGE
     assert any("/images/json" in call for call in engine.calls)
 
 
 def test_no_local_image_says_build_it(fake_docker: FakeDockerEngine) -> None:
     with pytest.raises(ConfigError, match="no local image model-in-image") as error:
-        im.latest_local_image(fake_docker.client())
+        im.latest_local_image("model-in-image", fake_docker.client())
     assert "mii build" in (error.value.hint or "")
 
 
 def test_an_unreachable_docker_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_port()}")
     with pytest.raises(DockerError, match="cannot reach the Docker engine"):
-        im.latest_local_image()
+        im.latest_local_image("model-in-image")
 
 
-def test_the_default_image_follows_the_repository_setting(
-    fake_docker: FakeDockerEngine, monkeypatch: pytest.MonkeyPatch
+def test_the_default_image_is_the_newest_unique_tag_of_the_given_repository(
+    fake_docker: FakeDockerEngine,
 ) -> None:
-    from mii_cli.settings import get_cli_settings
-
     fake_docker.images = [
         {
             "Id": "sha256:" + "c" * 64,
@@ -443,9 +441,7 @@ def test_the_default_image_follows_the_repository_setting(
         },
         {"Id": "sha256:" + "d" * 64, "RepoTags": [IMAGE], "Created": "2027"},
     ]
-    monkeypatch.setenv("MII_IMAGE_REPOSITORY", "team/iris")
-    get_cli_settings.cache_clear()
-    assert im.latest_local_image(fake_docker.client()) == "team/iris:0.1.0-abc-def"
+    assert im.latest_local_image("team/iris", fake_docker.client()) == "team/iris:0.1.0-abc-def"
 
 
 def test_pushing_tags_the_image_for_the_registry_and_pushes_it(engine: FakeDockerEngine) -> None:
@@ -463,7 +459,7 @@ def test_pushing_tags_the_image_for_the_registry_and_pushes_it(engine: FakeDocke
 def test_push_returns_the_digest_the_engine_reports(engine: FakeDockerEngine) -> None:
     digest = im.push(IMAGE, "ghcr.io/me/model-in-image:1", engine.client())
     assert digest == FakeDockerEngine.digest_of(engine.images[1])
-    assert docker_engine.is_digest(digest)
+    assert references.is_digest(digest)
     # 同じイメージをもう一度 push しても同じダイジェスト
     assert im.push(IMAGE, "ghcr.io/me/model-in-image:1", engine.client()) == digest
 

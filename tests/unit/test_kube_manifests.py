@@ -14,9 +14,9 @@ import yaml
 from mii_cli.errors import ConfigError
 from mii_cli.kube import APP_NAME, CHECK_LABEL_KEY, CHECK_LABEL_VALUE, NAMESPACE
 from mii_cli.kube import render as r
-from mii_cli.probe.in_cluster import job_manifest
+from mii_cli.probe.in_cluster import check_job
 from service import constants
-from tests.support import MANIFESTS
+from tests.support import MANIFESTS, load_job
 
 IMAGE_REPOSITORY = "model-in-image"
 
@@ -151,15 +151,14 @@ def all_objects() -> list[tuple[str, dict[str, Any]]]:
     files = [(p.name, doc) for p in manifest_files() for doc in yaml.safe_load_all(p.read_text())]
     sent = [(f"rendered {o['kind']}", o) for o in rendered()]
     job = [
-        ("lb-check Job", job_manifest(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict/test")),
+        ("lb-check Job", check_job(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict/test")),
         (
-            "load Job",
-            job_manifest(
+            "e2e load Job",
+            load_job(
                 IMAGE,
                 NAMESPACE,
                 "http://10.96.0.10:8000/predict",
-                name="mii-load",
-                duration=60,
+                seconds=60,
                 parallelism=3,
                 body='{"data": [[5.1, 3.5, 1.4, 0.2]]}',
                 cpu_limit="500m",
@@ -276,7 +275,7 @@ def test_production_settings_of_the_deployment() -> None:
     "pod_spec",
     [
         r.find(r.render(IMAGE, NAMESPACE, MANIFESTS), "Deployment")["spec"]["template"]["spec"],
-        job_manifest(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict/test")["spec"]["template"]["spec"],
+        check_job(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict/test")["spec"]["template"]["spec"],
     ],
     ids=["deployment", "lb-check-job"],
 )
@@ -312,8 +311,12 @@ def _policy(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return policy
 
 
-def _job_pod_labels(**options: Any) -> dict[str, str]:
-    job = job_manifest(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict/test", **options)
+def _job_pod_labels(kind: str) -> dict[str, str]:
+    url = "http://10.96.0.10:8000/predict/test"
+    if kind == "check":
+        job = check_job(IMAGE, NAMESPACE, url)
+    else:
+        job = load_job(IMAGE, NAMESPACE, url, name="mii-load", seconds=60, parallelism=3, body="{}")
     labels: dict[str, str] = job["spec"]["template"]["metadata"]["labels"]
     return labels
 
@@ -346,14 +349,10 @@ def test_the_check_jobs_may_only_reach_the_model_pods_on_port_8000() -> None:
     assert rule["ports"] == [{"protocol": "TCP", "port": constants.DEFAULT_PORT}]
 
 
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"name": "mii-load", "duration": 60, "parallelism": 3, "body": "{}"}],
-    ids=["lb-check-job", "load-job"],
-)
-def test_the_check_job_pods_carry_the_label_of_the_checks_policy_only(options: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("kind", "name"), [("check", "mii-lb-check"), ("load", "mii-load")])
+def test_the_check_job_pods_carry_the_label_of_the_checks_policy_only(kind: str, name: str) -> None:
     objects = rendered()
-    labels = _job_pod_labels(**options)
+    labels = _job_pod_labels(kind)
     checks = _policy(objects, f"{APP_NAME}-checks")["spec"]["podSelector"]["matchLabels"]
     model = _policy(objects, APP_NAME)["spec"]["podSelector"]["matchLabels"]
     assert checks.items() <= labels.items()
@@ -362,7 +361,7 @@ def test_the_check_job_pods_carry_the_label_of_the_checks_policy_only(options: d
     assert "app" not in labels
     assert not r.find(objects, "Service")["spec"]["selector"].items() <= labels.items()
     # 前からのラベルも残る
-    assert labels["app.kubernetes.io/name"] == options.get("name", "mii-lb-check")
+    assert labels["app.kubernetes.io/name"] == name
     assert labels["app.kubernetes.io/part-of"] == APP_NAME
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mii_cli.settings import serve_request
+from mii_cli.commands.requests import serve_request
 from tests.support import LABELS, MODEL
 
 HOUSE = Path("/models/house.onnx")

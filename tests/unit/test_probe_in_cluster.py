@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import sys
 
 import pytest
 
-from mii_cli.errors import ClusterError, WaitTimeout
+from mii_cli.errors import ClusterError
 from mii_cli.kube import CHECK_LABEL_KEY, CHECK_LABEL_VALUE
 from mii_cli.probe import in_cluster as lbcheck
 from mii_cli.probe.in_cluster import LbCheckResult
+from service.constants import SERVED_BY_HEADER
 from tests.fakes.http import HttpStandIn
 from tests.fakes.kube_api import FakeApiServer
-from tests.fakes.kube_objects import IMAGE, JOB_UID, NAMESPACE, job_finishes
+from tests.fakes.kube_objects import IMAGE, NAMESPACE, job_finishes
+from tests.support import load_job
 
 JOB = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{lbcheck.JOB_NAME}"
 URL = "http://10.96.0.10:8000/predict/test"
@@ -62,26 +63,38 @@ def test_a_log_without_a_result_is_one_error_with_the_log() -> None:
 
 
 def test_the_script_counts_the_pods_with_the_standard_library(pod_stand_in: HttpStandIn) -> None:
-    result = script(f"{pod_stand_in.url}/predict/test", "3")
+    result = script(f"{pod_stand_in.url}/predict/test", "3", SERVED_BY_HEADER)
     assert result.served_by == {"model-in-image-0": 3}
 
 
-def test_the_script_keeps_sending_for_the_duration(pod_stand_in: HttpStandIn) -> None:
-    assert script(f"{pod_stand_in.url}/predict/test", "1", "0.3").requests > 1
-
-
 def test_the_job_passes_the_url_and_counts_to_the_script() -> None:
-    job = lbcheck.job_manifest(IMAGE, "demo", URL, requests=3)
-    assert job["spec"]["template"]["spec"]["containers"][0]["command"][3:] == [URL, "3", "0"]
+    job = lbcheck.check_job(IMAGE, "demo", URL, requests=3)
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python", "-c", lbcheck.SCRIPT]
+    assert command[3:] == [URL, "3", SERVED_BY_HEADER]
+    assert job["metadata"]["namespace"] == "demo"
     # Service に選ばれないよう、アプリのラベルを付けない
     assert "app" not in job["spec"]["template"]["metadata"]["labels"]
 
 
+def test_the_job_comes_from_its_template_with_a_restricted_pod() -> None:
+    job = lbcheck.check_job(IMAGE, "demo", URL)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["containers"][0]["image"] == IMAGE
+    # ひな形そのものは書き換えない（呼ぶたびに同じ Job）
+    assert lbcheck.check_job(IMAGE, "other", URL)["metadata"]["namespace"] == "other"
+    assert job["metadata"]["namespace"] == "demo"
+
+
 def test_a_load_job_runs_parallel_pods_that_post_a_body() -> None:
     body = '{"data": [[5.1, 3.5, 1.4, 0.2]]}'
-    job = lbcheck.job_manifest(IMAGE, "demo", "http://10.96.0.10:8000/predict", parallelism=3, body=body)
+    job = load_job(IMAGE, NAMESPACE, "http://10.96.0.10:8000/predict", seconds=30, parallelism=3, body=body)
     assert (job["spec"]["parallelism"], job["spec"]["completions"]) == (3, 3)
-    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == body
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-1] == body
+    assert command[3].endswith(":8000/predict")
 
 
 def test_results_of_parallel_job_pods_are_added_up() -> None:
@@ -108,14 +121,21 @@ def test_the_check_runs_the_deployed_image_and_cleans_up(deployed_api: FakeApiSe
     assert JOB not in deployed_api.objects
 
 
-@pytest.mark.parametrize("name", [lbcheck.JOB_NAME, lbcheck.LOAD_JOB_NAME])
+@pytest.mark.parametrize("which", ["check", "load"])
 def test_the_job_pods_are_let_through_by_the_checks_policy_only(
-    deployed_api: FakeApiServer, name: str
+    deployed_api: FakeApiServer, which: str
 ) -> None:
     deployed_api.on_apply.append(
         job_finishes(deployed_api, '{"requests": 4, "errors": 0, "served_by": {"a": 2, "b": 2}}')
     )
-    lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, name=name, sleep=lambda _: None)
+    client = deployed_api.client()
+    if which == "check":
+        name = lbcheck.JOB_NAME
+        lbcheck.run_lb_check(client, NAMESPACE, sleep=lambda _: None)
+    else:
+        job = load_job(IMAGE, NAMESPACE, URL, seconds=1)
+        name = job["metadata"]["name"]
+        lbcheck.run_job(client, job, sleep=lambda _: None)
     (sent,) = deployed_api.methods("PATCH", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}")
     labels = sent.body["spec"]["template"]["metadata"]["labels"]
     # デプロイした NetworkPolicy のうち、Job の Pod を選ぶのは確認用のものだけ
@@ -127,56 +147,3 @@ def test_the_job_pods_are_let_through_by_the_checks_policy_only(
     )
     assert selecting == ["model-in-image-checks"]
     assert labels[CHECK_LABEL_KEY] == CHECK_LABEL_VALUE
-
-
-def test_the_pods_of_this_job_are_chosen_by_its_uid(deployed_api: FakeApiServer) -> None:
-    deployed_api.on_apply.append(
-        job_finishes(deployed_api, '{"requests": 4, "errors": 0, "served_by": {"a": 2, "b": 2}}')
-    )
-    result = lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, sleep=lambda _: None)
-    selectors = [
-        p.param("labelSelector") for p in deployed_api.methods("GET", f"/api/v1/namespaces/{NAMESPACE}/pods")
-    ]
-    assert f"batch.kubernetes.io/controller-uid={JOB_UID}" in selectors
-    assert result.errors == 0  # 前回の Job の Pod（失敗 1 件）を拾っていない
-
-
-def test_without_a_deployment_there_is_nothing_to_check(fake_api: FakeApiServer) -> None:
-    with pytest.raises(ClusterError, match="no deployment"):
-        lbcheck.run_lb_check(fake_api.client(), NAMESPACE)
-
-
-def test_a_failed_job_shows_its_log(deployed_api: FakeApiServer) -> None:
-    deployed_api.on_apply.append(job_finishes(deployed_api, "Traceback: boom", succeeded=False))
-    with pytest.raises(ClusterError, match="job mii-lb-check failed") as error:
-        lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, sleep=lambda _: None)
-    assert "boom" in (error.value.details or "")
-
-
-def test_an_old_job_that_is_never_deleted_is_a_timeout(deployed_api: FakeApiServer) -> None:
-    deployed_api.routes[("DELETE", JOB)] = (200, {"kind": "Status"})
-    deployed_api.put(JOB, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": lbcheck.JOB_NAME}})
-    ticks = itertools.count(0, 100)
-    with pytest.raises(WaitTimeout, match="still being deleted"):
-        lbcheck.run_lb_check(
-            deployed_api.client(), NAMESPACE, timeout=150, sleep=lambda _: None, clock=lambda: next(ticks)
-        )
-
-
-def test_a_job_that_never_finishes_is_a_timeout(deployed_api: FakeApiServer) -> None:
-    ticks = itertools.count(0, 100)
-    with pytest.raises(WaitTimeout, match="did not finish"):
-        lbcheck.run_lb_check(
-            deployed_api.client(), NAMESPACE, timeout=150, sleep=lambda _: None, clock=lambda: next(ticks)
-        )
-    assert JOB not in deployed_api.objects  # 待ちきれなくても Job を残さない
-
-
-def test_a_finished_job_without_a_pod_is_one_error(deployed_api: FakeApiServer) -> None:
-    def finished_without_pods(path: str, obj: dict[str, object]) -> None:
-        if obj["kind"] == "Job":
-            obj["status"] = {"succeeded": 1}
-
-    deployed_api.on_apply.append(finished_without_pods)
-    with pytest.raises(ClusterError, match="has no pod"):
-        lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, sleep=lambda _: None)

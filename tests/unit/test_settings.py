@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from mii_cli.commands.requests import build_request, sizing
 from mii_cli.errors import ConfigError
-from mii_cli.settings import CliSettings, build_request, fill, get_cli_settings, sizing
+from mii_cli.settings import CliSettings, fill, get_cli_settings
 from tests.support import LABELS, MODEL, ROOT
 
 
@@ -70,3 +71,16 @@ def test_the_sizing_comes_from_the_settings_when_options_are_left_out(
 def test_without_settings_the_sizing_keeps_the_manifests() -> None:
     chosen = sizing()
     assert (chosen.replicas, chosen.cpu, chosen.memory) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({"replicas": "0"}, "--replicas 0 is out of range"), ({"pod_cpu": "fast"}, "--cpu 'fast' is not")],
+)
+def test_sizing_settings_are_checked_in_the_one_place_options_are(
+    monkeypatch: pytest.MonkeyPatch, setting: dict[str, str], message: str
+) -> None:
+    use(monkeypatch, **setting)
+    with pytest.raises(ConfigError, match=message) as error:
+        sizing()
+    assert "MII_REPLICAS" in (error.value.hint or "") or "250m" in (error.value.hint or "")

@@ -119,19 +119,22 @@ def test_the_kind_metrics_hint_allows_the_kubelet_certificate() -> None:
 
 
 def test_a_dry_run_uses_the_newest_local_build(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deploying, "latest_local_image", lambda: IMAGE)
-    plan = deploying.dry_run_objects(NAMESPACE, None)
+    monkeypatch.setattr(deploying, "latest_local_image", lambda repository: f"{repository}:0.1.0-a-b")
+    plan = deploying.dry_run_objects(NAMESPACE, None, "model-in-image")
+    assert plan.image == "model-in-image:0.1.0-a-b"
+    monkeypatch.setattr(deploying, "latest_local_image", lambda repository: IMAGE)
+    plan = deploying.dry_run_objects(NAMESPACE, None, "model-in-image")
     assert plan.image == IMAGE
     assert plan.note is None
     assert plan.objects == render(IMAGE, NAMESPACE)
 
 
 def test_a_dry_run_without_docker_shows_the_manifests_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_docker() -> str:
+    def no_docker(_repository: str) -> str:
         raise DockerError("cannot reach the Docker engine")
 
     monkeypatch.setattr(deploying, "latest_local_image", no_docker)
-    plan = deploying.dry_run_objects(NAMESPACE, None)
+    plan = deploying.dry_run_objects(NAMESPACE, None, "model-in-image")
     image = find(plan.objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == plan.image == deploying.manifest_image()
     assert plan.note == f"cannot reach the Docker engine; showing the manifests' image {plan.image}"

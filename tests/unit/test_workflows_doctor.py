@@ -11,7 +11,6 @@ import pytest
 
 from mii_cli.image.docker import docker_client
 from mii_cli.kube.cluster import connect
-from mii_cli.settings import CliSettings
 from mii_cli.workflows import doctor
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.fakes.http import HttpStandIn
@@ -19,12 +18,6 @@ from tests.fakes.kube_api import FakeApiServer, write_kubeconfig
 from tests.support import free_port
 
 BASE = "localhost/python:3.13-slim"
-
-
-def settings(**values: Any) -> CliSettings:
-    """環境変数に左右されない設定（点検が読む値だけを決める）。"""
-    chosen: dict[str, Any] = {"base_image": BASE, "build_network": None, "registry": None}
-    return CliSettings(**{**chosen, **values})
 
 
 def probe(engine: FakeDockerEngine | None = None, **options: Any) -> doctor.Probe:
@@ -36,7 +29,12 @@ def probe(engine: FakeDockerEngine | None = None, **options: Any) -> doctor.Prob
             patch.setenv("DOCKER_HOST", dead)
             return docker_client(timeout=2)
 
-    values: dict[str, Any] = {"settings": settings(), "docker": engine.client if engine else unreachable}
+    values: dict[str, Any] = {
+        "base_image": BASE,
+        "build_network": None,
+        "registry": None,
+        "docker": engine.client if engine else unreachable,
+    }
     return doctor.Probe(**{**values, **options})
 
 
@@ -103,14 +101,12 @@ def test_a_base_image_pinned_by_digest_is_found_by_its_digest(fake_docker: FakeD
     fake_docker.images = [
         {"Id": "sha256:" + "a" * 64, "RepoTags": [], "RepoDigests": [f"python@{digest}"], "Size": 1}
     ]
-    check = doctor.check_base_image(
-        probe(fake_docker, settings=settings(base_image=f"python:3.13-slim@{digest}"))
-    )
+    check = doctor.check_base_image(probe(fake_docker, base_image=f"python:3.13-slim@{digest}"))
     assert check.ok, check.detail
 
 
 def test_a_malformed_base_image_digest_fails_before_asking_the_engine(fake_docker: FakeDockerEngine) -> None:
-    check = doctor.check_base_image(probe(fake_docker, settings=settings(base_image="python@sha256:abc")))
+    check = doctor.check_base_image(probe(fake_docker, base_image="python@sha256:abc"))
     assert not check.ok
     assert "malformed digest 'sha256:abc'" in check.detail
     assert fake_docker.calls == []
@@ -129,13 +125,13 @@ def test_no_build_network_setting_uses_the_default_network() -> None:
 
 
 def test_a_build_network_of_the_engine_passes(fake_docker: FakeDockerEngine) -> None:
-    check = doctor.check_build_network(probe(fake_docker, settings=settings(build_network="host")))
+    check = doctor.check_build_network(probe(fake_docker, build_network="host"))
     assert check.ok
     assert check.detail == "RUN steps use the host network (MII_BUILD_NETWORK)"
 
 
 def test_a_build_network_the_engine_does_not_have_fails(fake_docker: FakeDockerEngine) -> None:
-    check = doctor.check_build_network(probe(fake_docker, settings=settings(build_network="hots")))
+    check = doctor.check_build_network(probe(fake_docker, build_network="hots"))
     assert not check.ok
     assert "MII_BUILD_NETWORK=hots" in check.detail
     assert "MII_BUILD_NETWORK=host" in (check.hint or "")
@@ -181,22 +177,20 @@ def registry() -> Iterator[HttpStandIn]:
 
 
 def test_a_registry_that_answers_the_registry_api_passes(registry: HttpStandIn, no_cluster: Any) -> None:
-    check = doctor.check_image_loader(
-        probe(settings=settings(registry=f"127.0.0.1:{registry.port}"), connect=no_cluster)
-    )
+    check = doctor.check_image_loader(probe(registry=f"127.0.0.1:{registry.port}", connect=no_cluster))
     assert check.ok
     assert registry.requests == ["/v2/"]
 
 
 def test_a_registry_that_does_not_answer_fails() -> None:
-    check = doctor.check_image_loader(probe(settings=settings(registry=f"127.0.0.1:{free_port()}")))
+    check = doctor.check_image_loader(probe(registry=f"127.0.0.1:{free_port()}"))
     assert not check.ok
     assert "ConnectError" in check.detail
 
 
 def test_a_server_that_is_not_a_registry_fails(registry: HttpStandIn) -> None:
     registry.routes = {}
-    check = doctor.check_image_loader(probe(settings=settings(registry=f"127.0.0.1:{registry.port}/team")))
+    check = doctor.check_image_loader(probe(registry=f"127.0.0.1:{registry.port}/team"))
     assert not check.ok
     assert "answered HTTP 404, not the registry API" in check.detail
 
