@@ -71,6 +71,8 @@ ARG MODEL_FILE=iris_svc.onnx
 ARG MODEL_SHA256=unknown
 ARG LABEL_SHA256=unknown
 ARG MODEL_INPUT=unknown
+# サンプルの 1 行へのモデルの答え（JSON。mii deploy が新しい Pod の /predict/test と比べる）
+ARG MODEL_SAMPLE_ANSWER=
 ARG TRAINING=unknown
 # ベースイメージ: 指定の参照（FROM と同じ値）、レジストリのダイジェスト（無ければ空）、ローカルのイメージ ID
 ARG BASE_IMAGE
@@ -89,6 +91,7 @@ LABEL org.opencontainers.image.title="model-in-image" \
       io.mii.model.sha256="${MODEL_SHA256}" \
       io.mii.labels.sha256="${LABEL_SHA256}" \
       io.mii.model.input="${MODEL_INPUT}" \
+      io.mii.model.sample-answer="${MODEL_SAMPLE_ANSWER}" \
       io.mii.model.training="${TRAINING}"
 
 USER 10001:0

@@ -15,6 +15,7 @@ from mii_cli.commands import (
     deploy,
     doctor,
     load_test,
+    release,
     run,
     serve,
     smoke_test,
@@ -24,7 +25,20 @@ from mii_cli.commands import (
 )
 
 # `mii --help` に並ぶ順
-MODULES = (train, serve, build, run, smoke_test, load_test, benchmark, deploy, status, teardown, doctor)
+MODULES = (
+    train,
+    serve,
+    build,
+    run,
+    smoke_test,
+    load_test,
+    benchmark,
+    deploy,
+    release,
+    status,
+    teardown,
+    doctor,
+)
 
 
 def register(app: typer.Typer) -> None:

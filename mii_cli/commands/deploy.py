@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mii_cli.commands.options import (
+    CanaryOption,
+    CanaryReplicasOption,
+    CompareRowsOption,
     ContextOption,
     CpuOption,
     JsonOption,
     MemoryOption,
     NamespaceOption,
+    NoRollbackOption,
     RegistryOption,
     ReplicasOption,
     RolloutTimeoutOption,
@@ -24,12 +29,30 @@ if TYPE_CHECKING:
 
 
 def print_deployed(result: DeployResult) -> None:
-    """デプロイの結果を人向けに 2 行で出す。"""
-    out.success(f"deployed {result.image} to namespace {result.namespace}")
+    """デプロイの結果を人向けに出す（canary なら比較の表と、次の一手）。"""
+    from mii_cli.ui.tables import verdict_table
+
+    revision = f" (revision {result.revision})" if result.revision is not None else ""
+    out.success(f"deployed {result.image} to {result.deployment} in namespace {result.namespace}{revision}")
+    if result.verdict is not None:
+        out.console.print(verdict_table(result.verdict))
+        out.info(
+            "next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it"
+        )
+        return
     out.info(
         "next: `mii smoke-test`, `mii status`, or port-forward: "
         f"kubectl -n {result.namespace} port-forward svc/model-in-image 8000:8000"
     )
+
+
+def compare_rows(path: Path | None) -> list[list[float]] | None:
+    """`--compare-rows` のファイルの行（無ければ None）。"""
+    if path is None:
+        return None
+    from mii_cli.probe.compare import read_rows
+
+    return read_rows(path)
 
 
 def deploy(
@@ -49,9 +72,17 @@ def deploy(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the objects that would be applied; needs no cluster.")
     ] = False,
+    canary: CanaryOption = False,
+    canary_replicas: CanaryReplicasOption = 1,
+    compare_rows_file: CompareRowsOption = None,
+    no_rollback: NoRollbackOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Deploy to Kubernetes: load or push the image, apply Namespace..HPA, wait for the rollout."""
+    """Deploy to Kubernetes: carry the image, apply, wait for the rollout, check the new pods.
+
+    If the rollout does not finish in time or a new pod fails the check, the Deployment is rolled
+    back to the revision that ran before (the canary is removed) and the command fails.
+    """
     from mii_cli.commands.requests import sizing
     from mii_cli.settings import fill, get_cli_settings
     from mii_cli.ui.live import DeployView
@@ -80,6 +111,10 @@ def deploy(
             load=load,
             sizing=chosen,
             on_event=view,
+            rollback_on_failure=not no_rollback,
+            canary=canary,
+            canary_replicas=canary_replicas,
+            compare_rows=compare_rows(compare_rows_file),
         )
     if as_json:
         out.print_json(result)
@@ -96,9 +131,13 @@ def up(
     memory: MemoryOption = None,
     timeout: RolloutTimeoutOption = 300.0,
     context: ContextOption = None,
+    canary: CanaryOption = False,
+    canary_replicas: CanaryReplicasOption = 1,
+    compare_rows_file: CompareRowsOption = None,
+    no_rollback: NoRollbackOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Build the image, deploy it and smoke-test it in the cluster, in one go."""
+    """Build the image, deploy it (gated, rolled back on failure) and smoke-test it in the cluster."""
     from mii_cli.commands.build import build_with_progress
     from mii_cli.commands.requests import build_request, sizing
     from mii_cli.commands.smoke_test import judge_smoke
@@ -128,6 +167,10 @@ def up(
             info=info,
             on_event=view,
             on_deployed=deployed,
+            rollback_on_failure=not no_rollback,
+            canary=canary,
+            canary_replicas=canary_replicas,
+            compare_rows=compare_rows(compare_rows_file),
         )
     report = result.smoke_test
     assert report is not None

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -90,3 +91,33 @@ def sample_row(text: str | None) -> list[float] | None:
             f"--sample must be a JSON list of finite numbers, got {text!r}",
             hint="for example --sample '[5.1, 3.5, 1.4, 0.2]' (one value per feature of the model)",
         ) from None
+
+
+CanaryOption = Annotated[
+    bool,
+    typer.Option(
+        "--canary",
+        help="Run the new image as a small second Deployment beside the stable one and compare them "
+        "(then mii promote or mii rollback).",
+    ),
+]
+CanaryReplicasOption = Annotated[
+    int, typer.Option("--canary-replicas", help="Pods of the canary Deployment.", min=1, max=10)
+]
+CompareRowsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--compare-rows",
+        help="Rows to compare the canary with the stable model on: CSV, or one JSON array per line.",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+NoRollbackOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-rollback",
+        help="When the rollout or the check of the new pods fails, leave the failed state for inspection.",
+    ),
+]

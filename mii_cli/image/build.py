@@ -77,6 +77,8 @@ class ModelFacts:
     training: dict[str, Any] | None
     # --sample で渡したサンプルの 1 行（イメージの SAMPLE_ROW になる）
     sample: list[float] | None = None
+    # サンプルの 1 行へのモデルの答え（`/predict/test` が返す値。デプロイ後の確認がラベルから読む）
+    sample_answer: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ def inspect_model(model: Path, labels: Path | None, sample: list[float] | None =
         num_classes=info.num_classes,
         training=info.training,
         sample=sample,
+        sample_answer=[float(value) for value in loaded.predict(loaded.sample)[0]],
     )
 
 
@@ -253,6 +256,7 @@ def build_args(
         "MODEL_SHA256": facts.model_sha256,
         "LABEL_SHA256": facts.label_sha256 or "none",
         "MODEL_INPUT": facts.input_signature,
+        "MODEL_SAMPLE_ANSWER": json.dumps(facts.sample_answer) if facts.sample_answer is not None else "",
         "TRAINING": json.dumps(training_summary, sort_keys=True, separators=(",", ":"))
         if training
         else "none",

@@ -10,8 +10,22 @@ from typing import Final
 # 既定の Namespace とアプリ名（Deployment・Service・HPA・PDB・コンテナの名前）
 NAMESPACE: Final = "model-in-image"
 APP_NAME: Final = "model-in-image"
-# Pod を選ぶラベル
+# 安定版の Deployment の Pod を選ぶラベル（Deployment の selector）
 APP_LABEL: Final = f"app={APP_NAME}"
+# Service・PodDisruptionBudget・NetworkPolicy が選ぶ、安定版と canary の両方の Pod が持つラベル
+SERVICE_LABEL_KEY: Final = "app.kubernetes.io/name"
+# 新しいモデルを少しだけ動かす 2 つ目の Deployment（`mii deploy --canary`）。HPA は持たない
+CANARY_NAME: Final = f"{APP_NAME}-canary"
+CANARY_LABEL: Final = f"app={CANARY_NAME}"
+# Pod のテンプレートに記録する、その Pod が持つモデル（イメージのラベルから。`mii history` が読む）
+MODEL_FILE_ANNOTATION: Final = "io.mii/model-file"
+MODEL_SHA256_ANNOTATION: Final = "io.mii/model-sha256"
+IMAGE_TAG_ANNOTATION: Final = "io.mii/image-tag"
+IMAGE_DIGEST_ANNOTATION: Final = "io.mii/image-digest"
+# サンプルの 1 行へのモデルの答え（JSON）。新しい Pod がこのモデルで答えるかの確かめに使う
+MODEL_SAMPLE_ANSWER_ANNOTATION: Final = "io.mii/model-sample-answer"
+# Deployment コントローラが ReplicaSet と Deployment に書く版の番号
+REVISION_ANNOTATION: Final = "deployment.kubernetes.io/revision"
 # 確認の Job（lbcheck.py）の Pod のラベル。NetworkPolicy model-in-image-checks がこれで選ぶ
 CHECK_LABEL_KEY: Final = "app.kubernetes.io/component"
 CHECK_LABEL_VALUE: Final = "check"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mii_cli.kube import CANARY_NAME, MODEL_SHA256_ANNOTATION
 from mii_cli.kube import api as kapi
 from mii_cli.results import Result
 
@@ -24,6 +25,9 @@ class PodRow(Result):
     node: str | None
     ip: str | None
     age: str
+    # その Pod が持つモデル（Pod の注釈の sha256。記録が無ければ None）と、canary の Pod か
+    model_sha256: str | None = None
+    canary: bool = False
 
 
 def ready_condition(pod: Any) -> bool:
@@ -73,6 +77,8 @@ def pod_row(pod: Any, now: datetime) -> PodRow:
         node=pod.spec.node_name if pod.spec else None,
         ip=pod.status.pod_ip if pod.status else None,
         age=age(pod.metadata.creation_timestamp, now),
+        model_sha256=(pod.metadata.annotations or {}).get(MODEL_SHA256_ANNOTATION),
+        canary=(pod.metadata.labels or {}).get("app") == CANARY_NAME,
     )
 
 

@@ -156,6 +156,13 @@ def ready_pod(client: ApiClient, namespace: str) -> str:
 
 
 @contextlib.contextmanager
+def forward_to_pod(client: ApiClient, namespace: str, pod: str, port: int) -> Iterator[PortForwarder]:
+    """名前を指定した Pod へのポートフォワードを開く（Service を通さず、その Pod だけを確かめる）。"""
+    with PortForwarder(pod_stream_opener(client, namespace, pod, port)) as forwarder:
+        yield forwarder
+
+
+@contextlib.contextmanager
 def forward_to_service(client: ApiClient, namespace: str, port: int) -> Iterator[PortForwarder]:
     """Service の Ready な Pod へのポートフォワードを開く。"""
     pod = ready_pod(client, namespace)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,7 +13,16 @@ from typing import Any
 import yaml
 
 from mii_cli.errors import ConfigError
-from mii_cli.kube import APP_NAME
+from mii_cli.kube import (
+    APP_NAME,
+    CANARY_NAME,
+    IMAGE_DIGEST_ANNOTATION,
+    IMAGE_TAG_ANNOTATION,
+    MODEL_FILE_ANNOTATION,
+    MODEL_SAMPLE_ANSWER_ANNOTATION,
+    MODEL_SHA256_ANNOTATION,
+    SERVICE_LABEL_KEY,
+)
 
 Manifest = dict[str, Any]
 
@@ -202,17 +212,68 @@ def set_sizing(objects: list[Manifest], sizing: Sizing) -> None:
 
 
 def render(
-    image: str, namespace: str, directory: Path | None = None, *, sizing: Sizing | None = None
+    image: str,
+    namespace: str,
+    directory: Path | None = None,
+    *,
+    sizing: Sizing | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> list[Manifest]:
-    """適用するオブジェクトを適用順に返す（イメージ・Namespace・大きさを設定済み）。"""
+    """適用するオブジェクトを適用順に返す（イメージ・Namespace・大きさを設定済み）。
+
+    `annotations` は Pod のテンプレートに足す（その Pod が持つモデルの記録）。
+    """
     objects = [copy.deepcopy(obj) for obj in load_manifests(directory)]
     for obj in objects:
         set_namespace(obj, namespace)
         if obj["kind"] == "Deployment":
             set_image(obj, image)
+            if annotations:
+                template = obj["spec"]["template"]["metadata"]
+                template["annotations"] = {**(template.get("annotations") or {}), **annotations}
     if sizing is not None:
         set_sizing(objects, sizing)
     return apply_order(objects)
+
+
+def model_annotations(
+    *,
+    model_file: str | None,
+    model_sha256: str | None,
+    image_tag: str | None,
+    image_digest: str | None,
+    sample_answer: Any = None,
+) -> dict[str, str]:
+    """Pod のテンプレートに書く、その Pod が持つモデルの記録（分かっているものだけ）。"""
+    values = {
+        MODEL_FILE_ANNOTATION: model_file,
+        MODEL_SHA256_ANNOTATION: model_sha256,
+        IMAGE_TAG_ANNOTATION: image_tag,
+        IMAGE_DIGEST_ANNOTATION: image_digest,
+        MODEL_SAMPLE_ANSWER_ANNOTATION: None if sample_answer is None else json.dumps(sample_answer),
+    }
+    return {key: value for key, value in values.items() if value}
+
+
+def canary_deployment(objects: list[Manifest], replicas: int) -> Manifest:
+    """安定版の Deployment から、同じ Service に並ぶ小さな 2 つ目の Deployment（canary）を作る。
+
+    Pod は Service・PDB・NetworkPolicy が選ぶラベル（SERVICE_LABEL_KEY）を安定版と共有し、
+    Deployment の selector（app）だけを分ける: 2 つの Deployment が互いの Pod を数えない。HPA は付けない。
+    """
+    if not 1 <= replicas <= 10:
+        raise ConfigError(f"--canary-replicas {replicas} is out of range", hint="use 1 to 10")
+    canary = copy.deepcopy(find(objects, "Deployment"))
+    labels = {"app": CANARY_NAME, SERVICE_LABEL_KEY: APP_NAME}
+    canary["metadata"]["name"] = CANARY_NAME
+    canary["metadata"]["labels"] = dict(labels)
+    spec = canary["spec"]
+    spec["replicas"] = replicas
+    spec["selector"] = {"matchLabels": {"app": CANARY_NAME}}
+    spec["template"]["metadata"]["labels"] = dict(labels)
+    for constraint in spec["template"]["spec"].get("topologySpreadConstraints") or []:
+        constraint["labelSelector"] = {"matchLabels": {"app": CANARY_NAME}}
+    return canary
 
 
 def find(objects: list[Manifest], kind: str) -> Manifest:

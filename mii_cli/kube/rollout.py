@@ -122,6 +122,12 @@ def _failure(problems: list[Problem], fallback: str, *, timed_out: bool) -> MiiE
     return error_type(message, hint=first.hint, details="\n".join(lines) or None)
 
 
+def selector_of(deployment: Any) -> str:
+    """Deployment の Pod を選ぶラベルセレクタ（`k=v,...`）。無ければアプリのラベル。"""
+    labels = getattr(getattr(deployment.spec, "selector", None), "match_labels", None) or {}
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items())) or APP_LABEL
+
+
 def wait_for_rollout(
     client: ApiClient,
     namespace: str,
@@ -145,7 +151,11 @@ def wait_for_rollout(
             client, "reading the deployment", apps.read_namespaced_deployment, name, namespace
         )
         pods = kapi.call(
-            client, "listing pods", core.list_namespaced_pod, namespace, label_selector=APP_LABEL
+            client,
+            "listing pods",
+            core.list_namespaced_pod,
+            namespace,
+            label_selector=selector_of(deployment),
         ).items
         elapsed = clock() - start
         if on_progress is not None:

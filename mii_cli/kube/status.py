@@ -10,7 +10,14 @@ from typing import Any
 from kubernetes.client import ApiClient, AppsV1Api, AutoscalingV2Api, CoreV1Api, NetworkingV1Api
 
 from mii_cli.errors import ClusterError
-from mii_cli.kube import APP_LABEL, APP_NAME
+from mii_cli.kube import (
+    APP_NAME,
+    CANARY_NAME,
+    MODEL_FILE_ANNOTATION,
+    MODEL_SHA256_ANNOTATION,
+    REVISION_ANNOTATION,
+    SERVICE_LABEL_KEY,
+)
 from mii_cli.kube import api as kapi
 from mii_cli.kube.namespace import read_namespace
 from mii_cli.kube.pods import PodRow, pod_rows
@@ -35,6 +42,10 @@ class DeploymentState(Result):
     ready: int
     updated: int
     available: int
+    # Pod のテンプレートに記録したモデル（mii deploy が書く。無ければ None）と、Deployment の版
+    model_sha256: str | None = None
+    model_file: str | None = None
+    revision: int | None = None
 
     @property
     def repository(self) -> str:
@@ -101,6 +112,8 @@ class ClusterStatus(Result):
     service: ServiceState | None
     hpa: HpaState | None
     network_policies: list[NetworkPolicyState]
+    # 新しいモデルを試している 2 つ目の Deployment（無ければ None）
+    canary: DeploymentState | None = None
 
 
 def collect_status(client: ApiClient, namespace: str, *, now: datetime | None = None) -> ClusterStatus:
@@ -111,12 +124,18 @@ def collect_status(client: ApiClient, namespace: str, *, now: datetime | None = 
     deployment = kapi.read(
         client, "reading the deployment", apps.read_namespaced_deployment, APP_NAME, namespace
     )
+    canary = kapi.read(client, "reading the canary", apps.read_namespaced_deployment, CANARY_NAME, namespace)
     service = kapi.read(client, "reading the service", core.read_namespaced_service, APP_NAME, namespace)
     hpa = kapi.read(
         client, "reading the HPA", autoscaling.read_namespaced_horizontal_pod_autoscaler, APP_NAME, namespace
     )
+    # 安定版と canary の Pod（Service が選ぶラベル）
     pods = kapi.call(
-        client, "listing pods", core.list_namespaced_pod, namespace, label_selector=APP_LABEL
+        client,
+        "listing pods",
+        core.list_namespaced_pod,
+        namespace,
+        label_selector=f"{SERVICE_LABEL_KEY}={APP_NAME}",
     ).items
     policies = kapi.call(
         client,
@@ -133,12 +152,16 @@ def collect_status(client: ApiClient, namespace: str, *, now: datetime | None = 
         network_policies=sorted(
             (network_policy_state(policy) for policy in policies), key=lambda state: state.name
         ),
+        canary=None if canary is None else deployment_state(canary),
     )
 
 
 def deployment_state(deployment: Any) -> DeploymentState:
     """Deployment のイメージとレプリカ数。"""
     status = deployment.status
+    template_metadata = deployment.spec.template.metadata
+    annotations = (template_metadata.annotations if template_metadata else None) or {}
+    revision = (deployment.metadata.annotations or {}).get(REVISION_ANNOTATION)
     return DeploymentState(
         name=str(deployment.metadata.name),
         image=str(deployment.spec.template.spec.containers[0].image),
@@ -146,6 +169,9 @@ def deployment_state(deployment: Any) -> DeploymentState:
         ready=(status.ready_replicas or 0) if status else 0,
         updated=(status.updated_replicas or 0) if status else 0,
         available=(status.available_replicas or 0) if status else 0,
+        model_sha256=annotations.get(MODEL_SHA256_ANNOTATION),
+        model_file=annotations.get(MODEL_FILE_ANNOTATION),
+        revision=int(revision) if revision and str(revision).isdigit() else None,
     )
 
 

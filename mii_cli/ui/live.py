@@ -130,6 +130,28 @@ class DeployView(_Transient):
         elif isinstance(event, deploying.RolloutFinished):
             result = event.result
             out.success(f"deployment/{result.deployment}: {result.ready}/{result.desired} pods ready")
+        elif isinstance(event, deploying.CheckingPods):
+            self.spin(f"Checking the {len(event.pods)} new pods of {event.deployment} one by one...")
+        elif isinstance(event, deploying.PodsChecked):
+            for check in event.result.pods:
+                (out.success if check.ok else out.warn)(f"pod {check.pod}: {check.detail}")
+        elif isinstance(event, deploying.RollingBack):
+            if event.revision is None:
+                self.spin(f"Removing {event.deployment}...")
+            else:
+                out.warn(f"{event.deployment}: {event.reason}")
+                self.spin(f"Rolling {event.deployment} back to revision {event.revision}...")
+        elif isinstance(event, deploying.RolledBack):
+            if event.revision is None:
+                out.success(f"removed {event.deployment}")
+            else:
+                out.success(
+                    f"deployment/{event.deployment} is back on revision {event.revision.number} "
+                    f"({event.revision.image})"
+                )
+        elif isinstance(event, deploying.Comparing):
+            rows = f"the sample rows and {event.rows} rows" if event.rows else "the sample rows"
+            self.spin(f"Comparing {event.canary_pod} with {event.stable_pod} on {rows}...")
 
 
 class TeardownView(_Transient):

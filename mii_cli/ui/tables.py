@@ -9,10 +9,14 @@ from rich.text import Text
 
 from mii_cli.image.benchmark import TARGETS, BenchmarkReport
 from mii_cli.kube.pods import PodRow
-from mii_cli.kube.status import ClusterStatus, HpaState, NetworkPolicyState
+from mii_cli.kube.revisions import Revision
+from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, NetworkPolicyState
+from mii_cli.probe.compare import Verdict
 from mii_cli.probe.load_test import LoadTestResult
+from mii_cli.probe.pods import PodsCheck
 from mii_cli.probe.smoke_test import SmokeReport
 from mii_cli.workflows.doctor import DoctorReport
+from mii_cli.workflows.release import History
 
 PASS = "[green]PASS[/green]"
 FAIL = "[bold red]FAIL[/bold red]"
@@ -100,13 +104,19 @@ def pod_table(
 ) -> Table:
     """Pod の表（`mii status` とロールアウトの表示）。"""
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    columns = [name_header, "ready", "state", "restarts", "node", *(["age"] if age else [])]
+    columns = [name_header, "ready", "state", "restarts", "node", "model", *(["age"] if age else [])]
     for column in columns:
         table.add_column(column)
     for row in rows:
-        cells = [row.name, _yes_no(row.ready), row.state, str(row.restarts), str(row.node or "-")]
+        model = short_sha(row.model_sha256) + (" (canary)" if row.canary else "")
+        cells = [row.name, _yes_no(row.ready), row.state, str(row.restarts), str(row.node or "-"), model]
         table.add_row(*cells, *([row.age] if age else []))
     return table
+
+
+def short_sha(sha256: str | None) -> str:
+    """モデルの sha256 の先頭 12 桁（記録が無ければ -）。"""
+    return sha256[:12] if sha256 else "-"
 
 
 def _hpa_line(hpa: HpaState) -> str:
@@ -136,24 +146,32 @@ POLICY_ENFORCEMENT_NOTE = (
 )
 
 
+def _deployment_lines(what: str, deployment: DeploymentState) -> list[RenderableType]:
+    """Deployment の行: Ready の数、イメージ（リポジトリ・タグ・ダイジェスト）、モデル、版。"""
+    colour = "green" if deployment.ready >= (deployment.desired or 0) else "yellow"
+    revision = f", revision {deployment.revision}" if deployment.revision is not None else ""
+    return [
+        Text.from_markup(
+            f"[bold]{what}[/bold] {deployment.name}: [{colour}]ready {deployment.ready}/"
+            f"{deployment.desired}[/{colour}], updated {deployment.updated}{revision}, "
+            f"image {escape(deployment.repository)}"
+        ),
+        # 参照を分けて: タグ（読みやすさのため）と、Kubernetes が取るダイジェスト（--registry の push）
+        Text(f"  tag {deployment.tag or 'none'}"),
+        Text(f"  digest {deployment.digest or 'none (by tag)'}"),
+        Text(f"  model {deployment.model_file or '?'} sha256 {deployment.model_sha256 or 'not recorded'}"),
+    ]
+
+
 def status_view(status: ClusterStatus) -> Group:
     """`mii status` の画面: Namespace・Deployment・Pod の表・Service・HPA・NetworkPolicy。"""
     parts: list[RenderableType] = [Text.from_markup(f"[bold]Namespace[/bold] {status.namespace}")]
-    deployment = status.deployment
-    if deployment:
-        colour = "green" if deployment.ready >= (deployment.desired or 0) else "yellow"
-        parts.append(
-            Text.from_markup(
-                f"[bold]Deployment[/bold] {deployment.name}: [{colour}]ready {deployment.ready}/"
-                f"{deployment.desired}[/{colour}], updated {deployment.updated}, "
-                f"image {escape(deployment.repository)}"
-            )
-        )
-        # 参照を分けて: タグ（読みやすさのため）と、Kubernetes が取るダイジェスト（--registry の push）
-        parts.append(Text(f"  tag {deployment.tag or 'none'}"))
-        parts.append(Text(f"  digest {deployment.digest or 'none (by tag)'}"))
+    if status.deployment:
+        parts.extend(_deployment_lines("Deployment", status.deployment))
     else:
         parts.append(Text.from_markup("[bold]Deployment[/bold] [red]missing[/red]"))
+    if status.canary:
+        parts.extend(_deployment_lines("Canary", status.canary))
     parts.append(pod_table(status.pods, title="Pods"))
     service = status.service
     if service:
@@ -170,6 +188,70 @@ def status_view(status: ClusterStatus) -> Group:
     else:
         parts.append(Text.from_markup("[bold]NetworkPolicy[/bold] [red]missing[/red]"))
     return Group(*parts)
+
+
+def pods_check_table(result: PodsCheck) -> Table:
+    """新しい Pod の確かめの表（Pod ごとに 1 行）。"""
+    table = Table(box=None, pad_edge=False)
+    for column in ("new pod", "result", "detail"):
+        table.add_column(column)
+    for check in result.pods:
+        table.add_row(check.pod, PASS if check.ok else FAIL, escape(check.detail))
+    return table
+
+
+def _difference(value: float | None, detail: str) -> str:
+    if value is None:
+        return detail or "-"
+    return f"{value:.6g}"
+
+
+def verdict_table(verdict: Verdict) -> Table:
+    """canary と安定版の比較の表。"""
+    table = Table(title="Canary vs stable", title_justify="left", box=None, pad_edge=False)
+    table.add_column("")
+    table.add_column("")
+    table.add_row(
+        "models", f"stable {short_sha(verdict.stable_model)} / canary {short_sha(verdict.canary_model)}"
+    )
+    table.add_row("rows compared", str(verdict.rows))
+    changes = "n/a (regressor)" if verdict.label_changes is None else str(verdict.label_changes)
+    table.add_row("label changes", changes)
+    for row in verdict.changed_rows:
+        table.add_row("", f"[dim]{escape(str(row))}[/dim]")
+    for difference in verdict.differences:
+        table.add_row(
+            f"largest difference: {difference.output}",
+            escape(_difference(difference.largest, difference.detail)),
+        )
+    table.add_row("same inputs", _yes_no(verdict.same_inputs))
+    same = "n/a (regressors)" if verdict.same_classes is None else _yes_no(verdict.same_classes)
+    table.add_row("same classes", same)
+    return table
+
+
+def history_table(history: History) -> Table:
+    """`mii history`: 版ごとのイメージとモデル（いま答えている版に印）。"""
+    table = Table(box=None, pad_edge=False)
+    for column in ("deployment", "revision", "image", "model", "sha256", "created", "serving"):
+        table.add_column(column)
+
+    def add(revisions: list[Revision]) -> None:
+        for revision in revisions:
+            serving = "[green]yes[/green]" if revision.current and revision.replicas else ""
+            table.add_row(
+                revision.deployment,
+                str(revision.number),
+                escape(revision.image),
+                escape(revision.model_file or "-"),
+                short_sha(revision.model_sha256),
+                revision.created,
+                serving,
+            )
+
+    add(history.stable)
+    add(history.canary)
+    return table
 
 
 def doctor_table(report: DoctorReport) -> Table:

@@ -35,6 +35,10 @@ def up(
     info: ClusterInfo,
     on_event: Callable[[DeployEvent], None] | None = None,
     on_deployed: Callable[[DeployResult], None] | None = None,
+    rollback_on_failure: bool = True,
+    canary: bool = False,
+    canary_replicas: int = 1,
+    compare_rows: list[list[float]] | None = None,
 ) -> UpResult:
     """デプロイし（ロールアウトまで待つ）、ポートフォワードとクラスタ内の Job でスモークテストする。
 
@@ -49,6 +53,10 @@ def up(
         client=client,
         info=info,
         on_event=on_event,
+        rollback_on_failure=rollback_on_failure,
+        canary=canary,
+        canary_replicas=canary_replicas,
+        compare_rows=compare_rows,
     )
     if on_deployed is not None:
         on_deployed(deployed)

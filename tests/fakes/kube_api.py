@@ -223,6 +223,8 @@ class FakeApiServer:
                 return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": children}
             return 404, _not_found(request.path)
         if request.method == "PATCH":
+            if request.headers.get("Content-Type") == "application/json-patch+json":
+                return self._json_patch(request)
             return self._apply(request)
         if request.method == "DELETE":
             if request.path not in self.objects:
@@ -263,17 +265,44 @@ class FakeApiServer:
 
     def _children(self, path: str, selector: str | None) -> list[dict[str, Any]] | None:
         """コレクションの GET（ラベルセレクタ `k=v` で絞る）。知らないパスなら None。"""
-        if not re.search(r"/(pods|events|jobs|deployments|services|networkpolicies|namespaces)$", path):
+        kinds = "pods|events|jobs|deployments|replicasets|services|networkpolicies|namespaces"
+        if not re.search(rf"/({kinds})$", path):
             return None
         items = [
             obj
             for key, obj in sorted(self.objects.items())
             if key.startswith(path + "/") and "/" not in key[len(path) + 1 :]
         ]
-        if selector:
-            name, _, value = selector.partition("=")
-            items = [obj for obj in items if (obj["metadata"].get("labels") or {}).get(name) == value]
+        # `k=v,k2=v2`: すべての条件に合うもの（本物の等価のセレクタと同じ）
+        for term in (selector or "").split(","):
+            if term:
+                name, _, value = term.partition("=")
+                items = [obj for obj in items if (obj["metadata"].get("labels") or {}).get(name) == value]
         return items
+
+    def _json_patch(self, request: Request) -> tuple[int, Any]:
+        """JSON Patch（RFC 6902 の replace と add。`kubectl rollout undo` が使う形）。"""
+        live = self.objects.get(request.path)
+        if live is None:
+            return 404, _not_found(request.path)
+        new = copy.deepcopy(live)
+        for operation in request.body:
+            if operation.get("op") not in ("replace", "add"):
+                return 422, status_body(422, f"unsupported patch operation {operation.get('op')!r}")
+            *parents, last = [part for part in operation["path"].split("/") if part]
+            target = new
+            for part in parents:
+                target = target.setdefault(part, {})
+            if operation["op"] == "replace" and last not in target:
+                return 422, status_body(422, f"the server rejected our request: no {operation['path']}")
+            target[last] = copy.deepcopy(operation["value"])
+        if new.get("spec") != live.get("spec"):
+            new["metadata"]["generation"] = int(live["metadata"].get("generation", 1)) + 1
+        new["metadata"]["resourceVersion"] = str(self._next())
+        self.objects[request.path] = new
+        for hook in self.on_apply:
+            hook(request.path, new)
+        return 200, new
 
     def _apply(self, request: Request) -> tuple[int, Any]:
         """サーバーサイドアプライの真似。"""
@@ -297,7 +326,10 @@ class FakeApiServer:
         if live is None:
             new = copy.deepcopy(body)
             new["metadata"].update(
-                resourceVersion=str(self._next()), generation=1, creationTimestamp="2025-01-01T00:00:00Z"
+                resourceVersion=str(self._next()),
+                generation=1,
+                creationTimestamp="2025-01-01T00:00:00Z",
+                uid=f"uid-{self.version}",
             )
             if (
                 new.get("kind") == "Service"

@@ -1,12 +1,17 @@
 """API サーバーの代役に置くもの: 公式クライアントのモデルの Pod とイベント、コントローラの代わりのフック。
 
 フック（`FakeApiServer.on_apply` に足す）は、本物のクラスタでコントローラがすることを真似る:
-- `become_ready`: Deployment が適用されたら status を埋め、Ready な Pod を置く
+- `become_ready`: Deployment が適用されたら、Deployment コントローラのように版（ReplicaSet）を決め、
+  status を埋め、その版の Ready な Pod を置く（Pod のテンプレートが変わらなければ版も変わらない。
+  前の版と同じテンプレートに戻れば、その ReplicaSet が次の番号をもらう: `kubectl rollout undo` と同じ）
 - `job_finishes`: Job が適用されたら終わらせ、Pod とそのログを置く
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +52,7 @@ def pod(
     restarts: int = 0,
     scheduled: tuple[str, str] | None = None,
     created: str = "2025-01-01T00:00:00Z",
+    annotations: dict[str, str] | None = None,
 ) -> V1Pod:
     """状態を指定した Pod（公式のモデル）。既定は Ready で動いているアプリの Pod。
 
@@ -85,6 +91,7 @@ def pod(
             name=name,
             namespace=namespace,
             labels=labels or {"app": "model-in-image"},
+            annotations=annotations,
             creation_timestamp=created,
         ),
         spec=V1PodSpec(containers=[], node_name=None if scheduled else "node-1"),
@@ -116,25 +123,115 @@ def put_pods(fake: FakeApiServer, *pods: V1Pod) -> None:
         fake.put(f"/api/v1/namespaces/{item.metadata.namespace}/pods/{item.metadata.name}", item)
 
 
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    """Pod のテンプレートの短いハッシュ（本物の pod-template-hash の代わり）。"""
+    labels = {
+        k: v
+        for k, v in (template.get("metadata", {}).get("labels") or {}).items()
+        if k != "pod-template-hash"
+    }
+    normalized = {**template, "metadata": {**template.get("metadata", {}), "labels": labels}}
+    return hashlib.sha256(json.dumps(normalized, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _revision(obj: dict[str, Any]) -> int:
+    return int((obj["metadata"].get("annotations") or {}).get(REVISION, 0))
+
+
+def roll_out(fake: FakeApiServer, deployment: dict[str, Any], *, restarts: int = 0) -> str:
+    """Deployment コントローラの代わり: 版を決め ReplicaSet と Pod を置く（返すのは今の版のハッシュ）。"""
+    namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+    template = deployment["spec"]["template"]
+    current_hash = template_hash(template)
+    prefix = f"/apis/apps/v1/namespaces/{namespace}/replicasets/"
+    owned = {
+        path: rs
+        for path, rs in fake.objects.items()
+        if path.startswith(prefix)
+        and any(ref.get("name") == name for ref in rs["metadata"].get("ownerReferences") or [])
+    }
+    newest = max((_revision(rs) for rs in owned.values()), default=0)
+    path = f"{prefix}{name}-{current_hash}"
+    existing = owned.get(path)
+    if existing is None or _revision(existing) != newest:
+        # 新しいテンプレートは新しい ReplicaSet に、前の版のテンプレートなら前の ReplicaSet に次の番号を
+        labels = {**(template["metadata"].get("labels") or {}), "pod-template-hash": current_hash}
+        rs = existing or {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": f"{name}-{current_hash}",
+                "namespace": namespace,
+                "labels": labels,
+                "creationTimestamp": f"2025-01-01T00:00:{len(owned):02d}Z",
+                "ownerReferences": [
+                    {
+                        "kind": "Deployment",
+                        "name": name,
+                        "uid": deployment["metadata"].get("uid"),
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    **copy.deepcopy(template),
+                    "metadata": {**template["metadata"], "labels": labels},
+                },
+            },
+        }
+        rs["metadata"].setdefault("annotations", {})[REVISION] = str(newest + 1)
+        fake.objects[path] = rs
+    replicas = int(deployment["spec"].get("replicas", 4))
+    for rs_path, rs in fake.objects.items():
+        if rs_path.startswith(prefix) and rs["metadata"]["name"].startswith(f"{name}-"):
+            count = replicas if rs_path == path else 0
+            rs["status"] = {"replicas": count, "readyReplicas": count}
+    deployment["metadata"].setdefault("annotations", {})[REVISION] = fake.objects[path]["metadata"][
+        "annotations"
+    ][REVISION]
+    deployment["status"] = {
+        "observedGeneration": deployment["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    }
+    pods = f"/api/v1/namespaces/{namespace}/pods/"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    for pod_path in [
+        p
+        for p, o in fake.objects.items()
+        if p.startswith(pods) and selector.items() <= (o["metadata"].get("labels") or {}).items()
+    ]:
+        del fake.objects[pod_path]
+    labels = {**(template["metadata"].get("labels") or {}), "pod-template-hash": current_hash}
+    put_pods(
+        fake,
+        *(
+            pod(
+                f"{name}-{i}",
+                namespace=namespace,
+                labels=labels,
+                annotations=template["metadata"].get("annotations"),
+                restarts=restarts,
+            )
+            for i in range(replicas)
+        ),
+    )
+    return current_hash
+
+
 def become_ready(fake: FakeApiServer, *, restarts: int = 0) -> Hook:
-    """Deployment が適用されたら、コントローラの代わりに status を埋め Ready な Pod を置くフック。"""
+    """Deployment が適用されたら、コントローラの代わりに版を決め、status を埋め Ready な Pod を置くフック。"""
 
     def hook(path: str, obj: dict[str, Any]) -> None:
-        if obj["kind"] != "Deployment":
-            return
-        replicas = obj["spec"].get("replicas", 4)
-        obj["status"] = {
-            "observedGeneration": obj["metadata"]["generation"],
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-        }
-        namespace = obj["metadata"]["namespace"]
-        put_pods(
-            fake,
-            *(pod(f"model-in-image-{i}", namespace=namespace, restarts=restarts) for i in range(replicas)),
-        )
+        if obj["kind"] == "Deployment":
+            roll_out(fake, obj, restarts=restarts)
 
     return hook
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,38 @@ def fake_docker() -> Iterator[FakeDockerEngine]:
     engine = FakeDockerEngine()
     yield engine
     engine.close()
+
+
+class PodChecks:
+    """デプロイの後の新しい Pod の確かめ（ポートフォワード）の代わり: 呼ばれた Pod を記録し、既定では通す。
+
+    本物の確かめ（check_service）は tests/integration でループバックの本物のサーバーに対して確かめる。
+    `failing` に Deployment の Pod の名前の先頭を入れると、その Pod は通らない。
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], str | None, Any]] = []
+        self.failing: set[str] = set()
+
+    def __call__(self, client: Any, namespace: str, pods: list[Any], **expected: Any) -> Any:
+        from mii_cli.probe.pods import PodCheck, PodsCheck
+
+        names = sorted(pod.metadata.name for pod in pods)
+        self.calls.append((names, expected.get("model_sha256"), expected.get("sample_answer")))
+        checks = [
+            PodCheck(pod=name, ok=not any(name.startswith(p) for p in self.failing), detail="stand-in")
+            for name in names
+        ]
+        return PodsCheck(pods=checks)
+
+
+@pytest.fixture(autouse=True)
+def pod_checks(monkeypatch: pytest.MonkeyPatch) -> PodChecks:
+    """新しい Pod の確かめとイメージのラベルの読み出しを、単体テストの中で完結させる。"""
+    from mii_cli.image.record import record_from_labels
+    from mii_cli.workflows import deploy as deploying
+
+    checks = PodChecks()
+    monkeypatch.setattr(deploying, "check_pods", checks)
+    monkeypatch.setattr(deploying, "read_record", lambda image, reference: record_from_labels(reference, {}))
+    return checks

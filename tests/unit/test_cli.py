@@ -27,7 +27,8 @@ COMMANDS = sorted(get_command(cli.app).commands)  # type: ignore[attr-defined]
 def test_the_app_has_the_commands_of_the_lifecycle() -> None:
     lifecycle = {"train", "serve", "build", "run", "stop", "smoke-test", "load-test", "benchmark"}
     kubernetes = {"deploy", "status", "teardown", "up", "down", "doctor"}
-    assert set(COMMANDS) == lifecycle | kubernetes
+    model_updates = {"promote", "rollback", "history"}
+    assert set(COMMANDS) == lifecycle | kubernetes | model_updates
 
 
 def test_help_lists_every_command() -> None:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from mii_cli import cli
 from mii_cli.image.build import BuildRequest
+from mii_cli.kube import APP_NAME as APP
 from mii_cli.kube import render as r
 from mii_cli.probe import cluster as kube_smoke
 from mii_cli.probe.smoke_test import CheckResult, SmokeReport
@@ -39,7 +40,24 @@ def test_deploy_json_is_the_deploy_result(kubeconfig: FakeApiServer) -> None:
     result = runner.invoke(cli.app, ["deploy", "--image", IMAGE, "--json", "--timeout", "30"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"cluster", "namespace", "image", "applied", "metrics_api", "rollout"}
+    assert set(payload) == {
+        "cluster",
+        "namespace",
+        "image",
+        "applied",
+        "metrics_api",
+        "rollout",
+        "deployment",
+        "revision",
+        "model",
+        "pods_check",
+        "verdict",
+    }
+    assert (payload["deployment"], payload["revision"], payload["verdict"]) == ("model-in-image", 1, None)
+    assert payload["pods_check"]["passed"] is True
+    assert [check["pod"] for check in payload["pods_check"]["pods"]] == [
+        f"model-in-image-{i}" for i in range(4)
+    ]
     assert payload["cluster"]["flavor"] == "docker-desktop"
     assert payload["applied"][0] == {"kind": "Namespace", "name": NAMESPACE, "action": "created"}
     assert (payload["rollout"]["ready"], payload["rollout"]["desired"]) == (4, 4)
@@ -63,7 +81,7 @@ def test_deploy_draws_each_step_as_a_line(kubeconfig: FakeApiServer) -> None:
     ]
     assert lines[10].startswith(f"! the metrics API ({deploying.METRICS_PATH}) is not served")
     assert "✓ deployment/model-in-image: 4/4 pods ready" in lines
-    assert f"✓ deployed {IMAGE} to namespace {NAMESPACE}" in lines
+    assert f"✓ deployed {IMAGE} to {APP} in namespace {NAMESPACE} (revision 1)" in lines
 
 
 def test_deploy_says_how_to_reach_the_service(kubeconfig: FakeApiServer) -> None:

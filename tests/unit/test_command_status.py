@@ -23,11 +23,11 @@ def test_status_json_has_the_deployment_pods_service_hpa_and_policies(kubeconfig
     result = runner.invoke(cli.app, ["status", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"namespace", "deployment", "pods", "service", "hpa", "network_policies"}
+    assert set(payload) == {"namespace", "deployment", "pods", "service", "hpa", "network_policies", "canary"}
     assert payload["network_policies"] == [
         {
             "name": "model-in-image",
-            "pod_selector": "app=model-in-image",
+            "pod_selector": "app.kubernetes.io/name=model-in-image",
             "ingress": "8000/TCP",
             "egress": "none",
         },
@@ -35,14 +35,25 @@ def test_status_json_has_the_deployment_pods_service_hpa_and_policies(kubeconfig
             "name": "model-in-image-checks",
             "pod_selector": "app.kubernetes.io/component=check",
             "ingress": "none",
-            "egress": "app=model-in-image:8000/TCP",
+            "egress": "app.kubernetes.io/name=model-in-image:8000/TCP",
         },
     ]
     assert payload["deployment"]["ready"] == 4
     # タグとダイジェストは参照を分けたもの（タグだけでデプロイしたならダイジェストは無い）
     assert (payload["deployment"]["image"], payload["deployment"]["tag"]) == (IMAGE, IMAGE.split(":")[1])
     assert (payload["deployment"]["repository"], payload["deployment"]["digest"]) == ("model-in-image", None)
-    assert set(payload["pods"][0]) == {"name", "ready", "state", "restarts", "node", "ip", "age"}
+    assert set(payload["pods"][0]) == {
+        "name",
+        "ready",
+        "state",
+        "restarts",
+        "node",
+        "ip",
+        "age",
+        "model_sha256",
+        "canary",
+    }
+    assert payload["canary"] is None
     assert payload["hpa"]["cpu_current"] is None
 
 
@@ -53,10 +64,10 @@ def test_status_shows_ready_pods_on_one_screen(kubeconfig: FakeApiServer) -> Non
     assert "ready 4/4" in result.output
     assert "8000/TCP" in result.output
     assert (
-        "NetworkPolicy model-in-image: pods app=model-in-image, ingress 8000/TCP, egress none"
-        in result.output
+        "NetworkPolicy model-in-image: pods app.kubernetes.io/name=model-in-image, "
+        "ingress 8000/TCP, egress none" in result.output
     )
-    assert "egress app=model-in-image:8000/TCP" in result.output
+    assert "egress app.kubernetes.io/name=model-in-image:8000/TCP" in result.output
     assert "network plugin supports NetworkPolicy" in result.output
 
 

@@ -324,7 +324,8 @@ def _job_pod_labels(kind: str) -> dict[str, str]:
 def test_the_model_pods_accept_only_port_8000_and_send_nothing() -> None:
     objects = rendered()
     spec = _policy(objects, APP_NAME)["spec"]
-    assert spec["podSelector"] == {"matchLabels": {"app": "model-in-image"}}
+    # 安定版と canary の両方の Pod（Service と同じラベル）を選ぶ
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "model-in-image"}}
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     # 出ていく通信は何も許さない（DNS も）
     assert spec["egress"] == []

@@ -88,13 +88,16 @@ def test_the_network_policies_show_the_pods_they_select_and_what_they_allow(
     policies = collect_status(deployed_api.client(), NAMESPACE).network_policies
     assert policies == [
         NetworkPolicyState(
-            name="model-in-image", pod_selector="app=model-in-image", ingress="8000/TCP", egress="none"
+            name="model-in-image",
+            pod_selector="app.kubernetes.io/name=model-in-image",
+            ingress="8000/TCP",
+            egress="none",
         ),
         NetworkPolicyState(
             name="model-in-image-checks",
             pod_selector="app.kubernetes.io/component=check",
             ingress="none",
-            egress="app=model-in-image:8000/TCP",
+            egress="app.kubernetes.io/name=model-in-image:8000/TCP",
         ),
     ]
 

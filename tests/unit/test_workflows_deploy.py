@@ -50,6 +50,8 @@ def test_deploy_reports_its_steps_as_events_in_order(
         "MetricsApiMissing",
         "RolloutProgress",
         "RolloutFinished",
+        "CheckingPods",
+        "PodsChecked",
     ]
     progress = next(e for e in events if isinstance(e, RolloutProgress))
     assert [pod.name for pod in progress.pods] == [f"model-in-image-{i}" for i in range(4)]

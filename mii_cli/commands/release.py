@@ -1,0 +1,89 @@
+"""`mii promote` / `mii rollback` / `mii history`: 新しいモデルを出した後の決め手と、版の履歴。"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mii_cli.commands.options import ContextOption, JsonOption, NamespaceOption, RolloutTimeoutOption
+from mii_cli.kube import NAMESPACE
+from mii_cli.ui import console as out
+
+
+def promote(
+    namespace: NamespaceOption = NAMESPACE,
+    timeout: RolloutTimeoutOption = 300.0,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll the stable pods to the canary's image (checked, undone on failure), then remove the canary."""
+    from mii_cli.kube.cluster import connect
+    from mii_cli.ui.live import DeployView
+    from mii_cli.workflows.release import promote as promoting
+
+    client, _ = connect(context)
+    with DeployView() as view:
+        result = promoting(client, namespace, timeout=timeout, on_event=view)
+    if as_json:
+        out.print_json(result)
+        return
+    sha = (result.model_sha256 or "not recorded")[:12]
+    out.success(f"promoted {result.image} (model {sha}) to revision {result.revision}; the canary is gone")
+
+
+def rollback(
+    namespace: NamespaceOption = NAMESPACE,
+    to_revision: Annotated[
+        int | None,
+        typer.Option(
+            "--to-revision", help="Revision to go back to (default: the one before; see mii history).", min=1
+        ),
+    ] = None,
+    timeout: RolloutTimeoutOption = 300.0,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove the canary; with no canary, roll the stable Deployment back to its previous revision."""
+    from mii_cli.kube.cluster import connect
+    from mii_cli.ui.live import DeployView
+    from mii_cli.workflows.release import roll_back
+
+    client, _ = connect(context)
+    with DeployView() as view:
+        result = roll_back(client, namespace, to_revision=to_revision, timeout=timeout, on_event=view)
+    if as_json:
+        out.print_json(result)
+    elif result.canary_removed:
+        out.success("rollback: removed the canary; the stable pods serve alone")
+    elif result.revision is not None:
+        out.success(
+            f"rollback: the stable pods run revision {result.revision.number} ({result.revision.image})"
+        )
+
+
+def history(
+    namespace: NamespaceOption = NAMESPACE,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the revisions of the Deployment (and the canary): image, model, sha256, which one serves."""
+    from mii_cli.kube.cluster import connect
+    from mii_cli.ui.tables import history_table
+    from mii_cli.workflows.release import history as reading
+
+    client, _ = connect(context)
+    result = reading(client, namespace)
+    if as_json:
+        out.print_json(result)
+    elif not result.stable and not result.canary:
+        out.info(f"no revisions in namespace {namespace}: nothing is deployed")
+    else:
+        out.console.print(history_table(result))
+
+
+def register(app: typer.Typer) -> None:
+    """コマンドを登録する。"""
+    app.command()(promote)
+    app.command()(rollback)
+    app.command()(history)

@@ -1,0 +1,164 @@
+"""新しいモデルを出した後の決め手: canary の昇格（promote）、取り消し（rollback）、版の履歴（history）。
+
+- promote: 安定版を canary のイメージへ普通のローリングアップデートで更新し（デプロイと同じ関門と
+  戻し）、それから canary を消す。どちらの間も Service の背後には Ready な Pod がいる。
+- rollback: canary があれば消す。無ければ安定版を前の版（または指定の版）に戻して待つ。
+- history: 安定版（と canary）の版ごとのイメージとモデル。
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubernetes.client import ApiClient
+
+from mii_cli.errors import ConfigError, MiiError
+from mii_cli.kube import APP_NAME, CANARY_NAME
+from mii_cli.kube.apply import ApplyResult, apply_all
+from mii_cli.kube.render import render
+from mii_cli.kube.revisions import Revision, read_deployment, revision_of, revisions, rollback
+from mii_cli.kube.rollout import RolloutResult, wait_for_rollout
+from mii_cli.probe.pods import PodsCheck
+from mii_cli.results import Result
+from mii_cli.workflows.deploy import (
+    DeployEvent,
+    ObjectApplied,
+    RolledBack,
+    RollingBack,
+    live_sizing,
+    record_annotations,
+    record_from_template,
+    remove_canary,
+    roll_out,
+    undo,
+)
+
+
+@dataclass(frozen=True)
+class PromoteResult(Result):
+    """昇格の結果: 安定版が動かすイメージとその版、新しい Pod の確かめ、canary を消したか。"""
+
+    namespace: str
+    image: str
+    model_sha256: str | None
+    applied: list[ApplyResult]
+    rollout: RolloutResult
+    revision: int | None
+    pods_check: PodsCheck | None
+    canary_removed: bool
+
+
+@dataclass(frozen=True)
+class RollbackResult(Result):
+    """取り消しの結果: canary を消したか、安定版を戻した版。"""
+
+    namespace: str
+    canary_removed: bool
+    revision: Revision | None = None
+    rollout: RolloutResult | None = None
+
+
+@dataclass(frozen=True)
+class History(Result):
+    """版の履歴（安定版と canary）。"""
+
+    namespace: str
+    stable: list[Revision] = field(default_factory=list)
+    canary: list[Revision] = field(default_factory=list)
+
+
+def _ignore(event: DeployEvent) -> None:
+    """イベントを捨てる。"""
+
+
+def promote(
+    client: ApiClient,
+    namespace: str,
+    *,
+    timeout: float = 300.0,
+    rollback_on_failure: bool = True,
+    on_event: Callable[[DeployEvent], None] | None = None,
+) -> PromoteResult:
+    """安定版を canary のイメージ（とモデルの記録）へ更新し、確かめてから canary を消す。"""
+    emit = on_event or _ignore
+    canary = read_deployment(client, namespace, CANARY_NAME)
+    if canary is None:
+        raise ConfigError(
+            f"there is no canary in namespace {namespace} to promote", hint="mii deploy --canary"
+        )
+    stable = read_deployment(client, namespace, APP_NAME)
+    if stable is None:
+        raise ConfigError(f"there is no deployment {APP_NAME} in namespace {namespace}", hint="mii deploy")
+    record = record_from_template(canary)
+    objects = render(
+        record.reference,
+        namespace,
+        sizing=live_sizing(stable, None),
+        annotations=record_annotations(record),
+    )
+    previous = revision_of(stable)
+    applied = apply_all(client, objects, on_applied=lambda r: emit(ObjectApplied(r)))
+    try:
+        rollout, pods_check = roll_out(
+            client, namespace, APP_NAME, record=record, timeout=timeout, image_hint="", check=True, emit=emit
+        )
+    except MiiError as failure:
+        raise undo(
+            client,
+            namespace,
+            failure,
+            previous=previous,
+            allowed=rollback_on_failure,
+            timeout=timeout,
+            emit=emit,
+        ) from None
+    emit(RollingBack(CANARY_NAME, "promoted", None))
+    removed = remove_canary(client, namespace, timeout=timeout)
+    emit(RolledBack(CANARY_NAME, None))
+    return PromoteResult(
+        namespace=namespace,
+        image=record.reference,
+        model_sha256=record.model_sha256,
+        applied=applied,
+        rollout=rollout,
+        revision=revision_of(read_deployment(client, namespace, APP_NAME)),
+        pods_check=pods_check,
+        canary_removed=removed,
+    )
+
+
+def roll_back(
+    client: ApiClient,
+    namespace: str,
+    *,
+    to_revision: int | None = None,
+    timeout: float = 300.0,
+    on_event: Callable[[DeployEvent], None] | None = None,
+) -> RollbackResult:
+    """canary があれば消す。無ければ安定版を前の版（`to_revision`）に戻し、戻り切るまで待つ。"""
+    emit = on_event or _ignore
+    if read_deployment(client, namespace, CANARY_NAME) is not None:
+        if to_revision is not None:
+            raise ConfigError(
+                "a canary is running: mii rollback removes it first",
+                hint="run mii rollback without --to-revision, then again with it",
+            )
+        emit(RollingBack(CANARY_NAME, "rollback", None))
+        removed = remove_canary(client, namespace, timeout=timeout)
+        emit(RolledBack(CANARY_NAME, None))
+        return RollbackResult(namespace=namespace, canary_removed=removed)
+    emit(RollingBack(APP_NAME, "rollback", to_revision))
+    target = rollback(client, namespace, APP_NAME, to_revision)
+    rollout = wait_for_rollout(client, namespace, APP_NAME, timeout=timeout, on_progress=emit)
+    emit(RolledBack(APP_NAME, target))
+    return RollbackResult(namespace=namespace, canary_removed=False, revision=target, rollout=rollout)
+
+
+def history(client: ApiClient, namespace: str) -> History:
+    """安定版と canary の版（古い順）。"""
+    return History(
+        namespace=namespace,
+        stable=revisions(client, namespace, APP_NAME),
+        canary=revisions(client, namespace, CANARY_NAME),
+    )
