@@ -114,7 +114,12 @@ class _Server:
     @property
     def sample(self) -> list[float] | None:
         sample = self.metadata.get("data_sample")
-        return [float(v) for v in sample] if isinstance(sample, list) and sample else None
+        # /metadata の data_sample は 1 行の 2 次元の配列（[[5.1, 3.5, 1.4, 0.2]]）
+        if isinstance(sample, list) and len(sample) == 1 and isinstance(sample[0], list):
+            sample = sample[0]
+        if not isinstance(sample, list) or not sample or not all(_number(v) for v in sample):
+            return None
+        return [float(v) for v in sample]
 
     def infer(self, rows: list[list[float]]) -> dict[str, list[Any]]:
         """行ごとの出力（出力の名前 -> 行ごとの値のリスト）。"""
