@@ -231,9 +231,29 @@ class FakeApiServer:
                 return 404, _not_found(request.path)
             if re.fullmatch(r"/api/v1/namespaces/[^/]+", request.path):
                 return self._delete_namespace(request.path)
+            self._collect_garbage(request.path)
             self._remove(request.path)
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         return 405, status_body(405, "method not allowed")
+
+    def _collect_garbage(self, path: str) -> None:
+        """Deployment を消すと、本物のガベージコレクタのように ReplicaSet とその Pod も消える。"""
+        deleted = self.objects.get(path) or {}
+        if deleted.get("kind") != "Deployment":
+            return
+        namespace, name = deleted["metadata"]["namespace"], deleted["metadata"]["name"]
+        selector = ((deleted.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        for key, obj in list(self.objects.items()):
+            labels = obj.get("metadata", {}).get("labels") or {}
+            owned = any(
+                ref.get("name") == name for ref in obj.get("metadata", {}).get("ownerReferences") or []
+            )
+            in_namespace = f"/namespaces/{namespace}/" in key
+            if in_namespace and (
+                (key.split("/")[-2] == "replicasets" and owned)
+                or (key.split("/")[-2] == "pods" and selector and selector.items() <= labels.items())
+            ):
+                del self.objects[key]
 
     def _remove(self, path: str) -> None:
         """オブジェクトと、その下のオブジェクトを消す。"""

@@ -141,8 +141,14 @@ def _revision(obj: dict[str, Any]) -> int:
     return int((obj["metadata"].get("annotations") or {}).get(REVISION, 0))
 
 
-def roll_out(fake: FakeApiServer, deployment: dict[str, Any], *, restarts: int = 0) -> str:
-    """Deployment コントローラの代わり: 版を決め ReplicaSet と Pod を置く（返すのは今の版のハッシュ）。"""
+def roll_out(
+    fake: FakeApiServer, deployment: dict[str, Any], *, restarts: int = 0, ready: bool = True
+) -> str:
+    """Deployment コントローラの代わり: 版を決め ReplicaSet と Pod を置く（返すのは今の版のハッシュ）。
+
+    `ready=False` は新しい版の Pod が起動に失敗し続けるロールアウト: 古い Pod は残って答え続け
+    （maxUnavailable: 0）、新しい Pod は CrashLoopBackOff のまま。
+    """
     namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
     template = deployment["spec"]["template"]
     current_hash = template_hash(template)
@@ -187,13 +193,44 @@ def roll_out(fake: FakeApiServer, deployment: dict[str, Any], *, restarts: int =
         rs["metadata"].setdefault("annotations", {})[REVISION] = str(newest + 1)
         fake.objects[path] = rs
     replicas = int(deployment["spec"].get("replicas", 4))
+    pods = f"/api/v1/namespaces/{namespace}/pods/"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    labels = {**(template["metadata"].get("labels") or {}), "pod-template-hash": current_hash}
+    deployment["metadata"].setdefault("annotations", {})[REVISION] = fake.objects[path]["metadata"][
+        "annotations"
+    ][REVISION]
+    if not ready:
+        old = [
+            p
+            for p, o in fake.objects.items()
+            if p.startswith(pods) and selector.items() <= (o["metadata"].get("labels") or {}).items()
+        ]
+        fake.objects[path]["status"] = {"replicas": replicas, "readyReplicas": 0}
+        deployment["status"] = {
+            "observedGeneration": deployment["metadata"]["generation"],
+            "replicas": replicas + len(old),
+            "updatedReplicas": replicas,
+            "readyReplicas": len(old),
+            "availableReplicas": len(old),
+        }
+        put_pods(
+            fake,
+            *(
+                pod(
+                    f"{name}-{current_hash}-{i}",
+                    namespace=namespace,
+                    labels=labels,
+                    ready=False,
+                    waiting=("CrashLoopBackOff", "back-off restarting failed container"),
+                )
+                for i in range(replicas)
+            ),
+        )
+        return current_hash
     for rs_path, rs in fake.objects.items():
         if rs_path.startswith(prefix) and rs["metadata"]["name"].startswith(f"{name}-"):
             count = replicas if rs_path == path else 0
             rs["status"] = {"replicas": count, "readyReplicas": count}
-    deployment["metadata"].setdefault("annotations", {})[REVISION] = fake.objects[path]["metadata"][
-        "annotations"
-    ][REVISION]
     deployment["status"] = {
         "observedGeneration": deployment["metadata"]["generation"],
         "replicas": replicas,
@@ -201,15 +238,12 @@ def roll_out(fake: FakeApiServer, deployment: dict[str, Any], *, restarts: int =
         "readyReplicas": replicas,
         "availableReplicas": replicas,
     }
-    pods = f"/api/v1/namespaces/{namespace}/pods/"
-    selector = deployment["spec"]["selector"]["matchLabels"]
     for pod_path in [
         p
         for p, o in fake.objects.items()
         if p.startswith(pods) and selector.items() <= (o["metadata"].get("labels") or {}).items()
     ]:
         del fake.objects[pod_path]
-    labels = {**(template["metadata"].get("labels") or {}), "pod-template-hash": current_hash}
     put_pods(
         fake,
         *(
@@ -226,12 +260,17 @@ def roll_out(fake: FakeApiServer, deployment: dict[str, Any], *, restarts: int =
     return current_hash
 
 
-def become_ready(fake: FakeApiServer, *, restarts: int = 0) -> Hook:
-    """Deployment が適用されたら、コントローラの代わりに版を決め、status を埋め Ready な Pod を置くフック。"""
+def become_ready(
+    fake: FakeApiServer, *, restarts: int = 0, stuck: Callable[[dict[str, Any]], bool] | None = None
+) -> Hook:
+    """Deployment が適用されたら、コントローラの代わりに版を決め、status を埋め Ready な Pod を置くフック。
+
+    `stuck(deployment)` が真の版は Ready にならない（新しい Pod が CrashLoopBackOff のまま）。
+    """
 
     def hook(path: str, obj: dict[str, Any]) -> None:
         if obj["kind"] == "Deployment":
-            roll_out(fake, obj, restarts=restarts)
+            roll_out(fake, obj, restarts=restarts, ready=not (stuck and stuck(obj)))
 
     return hook
 
