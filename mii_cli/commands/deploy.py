@@ -36,9 +36,7 @@ def print_deployed(result: DeployResult) -> None:
     out.success(f"deployed {result.image} to {result.deployment} in namespace {result.namespace}{revision}")
     if result.verdict is not None:
         out.console.print(verdict_table(result.verdict))
-        out.info(
-            "next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it"
-        )
+        out.info("next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it")
         return
     out.info(
         "next: `mii smoke-test`, `mii status`, or port-forward: "
