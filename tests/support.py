@@ -154,6 +154,9 @@ def load_job(
     container["command"] = ["python", "-c", LOAD_SCRIPT, url, f"{seconds:g}", SERVED_BY_HEADER]
     container["command"] += [body] if body is not None else []
     container["resources"]["limits"]["cpu"] = cpu_limit
+    if cpu_limit.endswith("m") and int(cpu_limit[:-1]) < 100:
+        # requests は limits を超えられない: 小さな上限（負荷を絞る）なら requests も同じにする
+        container["resources"]["requests"]["cpu"] = cpu_limit
     return job
 
 

@@ -399,8 +399,14 @@ def undo(
     if not allowed:
         return _failed(failure, f"{failure.message}; left as it is (--no-rollback): mii rollback undoes it")
     emit(RollingBack(APP_NAME, failure.message, previous))
-    target = rollback(client, namespace, APP_NAME, previous)
-    wait_for_rollout(client, namespace, APP_NAME, timeout=timeout)
+    try:
+        target = rollback(client, namespace, APP_NAME, previous)
+        wait_for_rollout(client, namespace, APP_NAME, timeout=timeout)
+    except MiiError as error:
+        return _failed(
+            failure,
+            f"{failure.message}; rolling back to revision {previous} did not finish either: {error.message}",
+        )
     emit(RolledBack(APP_NAME, target))
     return _failed(failure, f"{failure.message}; rolled back to revision {previous} ({target.image})")
 

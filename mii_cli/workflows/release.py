@@ -16,7 +16,7 @@ from kubernetes.client import ApiClient
 from mii_cli.errors import ConfigError, MiiError
 from mii_cli.kube import APP_NAME, CANARY_NAME
 from mii_cli.kube.apply import ApplyResult, apply_all
-from mii_cli.kube.render import render
+from mii_cli.kube.render import find, render
 from mii_cli.kube.revisions import Revision, read_deployment, revision_of, revisions, rollback
 from mii_cli.kube.rollout import RolloutResult, wait_for_rollout
 from mii_cli.probe.pods import PodsCheck
@@ -91,12 +91,18 @@ def promote(
     if stable is None:
         raise ConfigError(f"there is no deployment {APP_NAME} in namespace {namespace}", hint="mii deploy")
     record = record_from_template(canary)
-    objects = render(
-        record.reference,
-        namespace,
-        sizing=live_sizing(stable, None),
-        annotations=record_annotations(record),
-    )
+    # 変わるのは Deployment の Pod のテンプレートだけ: ほかのオブジェクト（HPA の下限・上限など）には触れない
+    objects = [
+        find(
+            render(
+                record.reference,
+                namespace,
+                sizing=live_sizing(stable, None),
+                annotations=record_annotations(record),
+            ),
+            "Deployment",
+        )
+    ]
     previous = revision_of(stable)
     applied = apply_all(client, objects, on_applied=lambda r: emit(ObjectApplied(r)))
     try:

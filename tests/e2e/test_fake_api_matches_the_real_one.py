@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 
+from mii_cli.kube import APP_NAME
 from mii_cli.kube import api as kapi
 from mii_cli.kube.apply import APPLY_CONTENT_TYPE, object_path
 from mii_cli.kube.render import render
+from mii_cli.kube.revisions import revisions, rollback
 from tests.fakes.kube_api import FakeApiServer
+from tests.fakes.kube_objects import become_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -38,6 +41,18 @@ def _shape(status: int, body: Any) -> tuple[int, str, str]:
     """比べる形: (コード, kind, reason)。"""
     body = body if isinstance(body, dict) else {}
     return status, str(body.get("kind", "")), str(body.get("reason", ""))
+
+
+def _settled(client: Any, current: int) -> list[tuple[int, str, bool]]:
+    """Deployment コントローラが今の版を `current` にするまで待ち、版の (番号, イメージ, 今か) を返す。"""
+    deadline = time.monotonic() + 60
+    found: list[tuple[int, str, bool]] = []
+    while time.monotonic() < deadline:
+        found = [(r.number, r.image, r.current) for r in revisions(client, NAMESPACE, APP_NAME)]
+        if any(number == current and now for number, _, now in found):
+            break
+        time.sleep(0.5)
+    return found
 
 
 def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
@@ -77,6 +92,13 @@ def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
         "spec": {"replicas": 7},
     }
     seen["conflict without force"] = _shape(*_apply(client, other, manager="someone-else", force=False))
+    # 版: 別のイメージで版が進み、前の版のテンプレートに戻すと（mii rollback と同じ JSON Patch）、
+    # その ReplicaSet が次の番号をもらう（Deployment コントローラの振る舞い。代役は become_ready が真似る）
+    second = {o["kind"]: o for o in render(f"{IMAGE}-second", NAMESPACE)}["Deployment"]
+    _apply(client, second)
+    seen["revisions after a new image"] = _settled(client, 2)
+    rollback(client, NAMESPACE, APP_NAME)
+    seen["revisions after a rollback"] = _settled(client, 3)
     status, deleted = kapi.request(client, "DELETE", f"/api/v1/namespaces/{NAMESPACE}")
     seen["delete namespace"] = (status, deleted.get("kind"), (deleted.get("status") or {}).get("phase"))
     late = {**objects["Service"], "metadata": {**objects["Service"]["metadata"], "name": "late"}}
@@ -106,7 +128,8 @@ def test_the_fake_api_server_answers_like_the_real_one(
         # 途中で失敗しても Namespace を残さない（残ると、使い回すクラスタでの次の回が最初から食い違う）
         kapi.request(real_client, "DELETE", f"/api/v1/namespaces/{NAMESPACE}")
         raise
-    # 代役の Namespace は、Terminating のまま 1 度読まれた後に消える
+    # 代役の Namespace は、Terminating のまま 1 度読まれた後に消える。版は代役のコントローラが決める
+    fake_api.on_apply.append(become_ready(fake_api))
     fake_client = fake_api.client()
     fake = _conversation(
         fake_client, lambda: kapi.request(fake_client, "GET", f"/api/v1/namespaces/{NAMESPACE}")
@@ -118,3 +141,4 @@ def test_the_fake_api_server_answers_like_the_real_one(
     assert real["delete namespace"] == (200, "Namespace", "Terminating")
     assert real["apply into a terminating namespace"] == (403, "Status", "Forbidden", True)
     assert real["namespace gone"] == 404
+    assert real["revisions after a rollback"] == [(2, f"{IMAGE}-second", False), (3, IMAGE, True)]

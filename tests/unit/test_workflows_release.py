@@ -278,3 +278,16 @@ def test_history_lists_the_revisions_with_their_models(
         (2, NEXT, SHA[NEXT], True),
     ]
     assert [(r.deployment, r.image) for r in found.canary] == [(CANARY_NAME, GOOD)]
+
+
+def test_a_rollback_that_does_not_finish_either_is_said(
+    fake_api: FakeApiServer, docker_desktop: ClusterInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken_cluster: list[bool] = []
+    fake_api.on_apply.append(become_ready(fake_api, stuck=lambda deployment: bool(broken_cluster)))
+    deploy(fake_api, docker_desktop, GOOD)
+    broken_cluster.append(True)  # 以後どの版も Ready にならない（ノードが壊れたなど）
+    with pytest.raises(ClusterError) as error:
+        deploy(fake_api, docker_desktop, NEXT)
+    assert "; rolling back to revision 1 did not finish either: " in error.value.message
+    assert running_image(fake_api) == GOOD  # 戻しは適用した（待ちが終わらなかった）

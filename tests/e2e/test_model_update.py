@@ -1,0 +1,208 @@
+"""新しいモデルを本物のクラスタへ安全に出す: canary と比較、昇格、取り消し、失敗の自動の戻し、履歴。
+
+どの手順もクラスタ内の Job から Service へ負荷を流しながら行い、失敗したリクエストが 0 件であることを
+確かめる。新しいモデルは同じデータを別の設定（乱数の種・検証の割合）で学習し直したもの: 同じ入力と
+クラスで、確率が違い、境目の近くではラベルも変わる。戻されるべきモデルは 2 つ: 起動できない
+（モデルのファイルが無い）イメージと、Ready になるがサンプルの答えがイメージの記録と違うイメージ。
+
+負荷の Job は CPU を 50m に絞る: 2 コアのノードで、安定版 2 Pod・canary 1 Pod・ローリングアップデートの
+追加の 1 Pod が同時に入り、HPA が負荷で Pod を増やさない大きさ。
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import BackgroundLoad, E2eSettings, Mii, wait_for_running_job
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+LOAD_SECONDS = 100
+# versicolor と virginica の境目の近くの格子: 学習し直したモデルとはいくつかの行でラベルが変わる
+BOUNDARY = [
+    [sepal_length, sepal_width, round(4.5 + 0.1 * i, 1), round(1.4 + 0.1 * j, 1)]
+    for sepal_length in (5.5, 6.0, 6.5)
+    for sepal_width in (2.5, 2.8, 3.1)
+    for i in range(8)
+    for j in range(6)
+]
+
+
+@pytest.fixture(scope="module")
+def new_model(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: Any, made_images: list[str]
+) -> dict[str, str]:
+    """別の設定で学習し直したモデルを焼き込んだイメージ（タグとモデルの sha256）。"""
+    from mii_cli.commands.requests import build_request
+    from mii_cli.image.build import build_image
+    from mii_cli.model.train import train
+
+    trained = train(tmp_path_factory.mktemp("retrained"), seed=7, test_size=0.3)
+    built = build_image(
+        build_request(model=Path(trained.model_path), labels=Path(trained.label_path)), client=docker_client
+    )
+    made_images.append(built.unique_tag)
+    return {"image": built.unique_tag, "sha256": trained.model_sha256}
+
+
+def derived_image(docker_client: Any, base: str, lines: str, made_images: list[str], tag: str) -> str:
+    """`FROM base` に行を足したイメージ（戻されるべきモデルを作る）。"""
+    dockerfile = f"FROM {base}\n{lines}\n".encode()
+    built, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), rm=True, pull=False)
+    repository = base.rpartition(":")[0]
+    reference = f"{repository}:{base.rpartition(':')[2].split('-')[0]}-{tag}-{built.id[7:19]}"
+    built.tag(*reference.rsplit(":", 1))
+    made_images.append(reference)
+    return reference
+
+
+@pytest.fixture(scope="module")
+def rows_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rows") / "boundary.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sepal_length", "sepal_width", "petal_length", "petal_width"])
+        writer.writerows(BOUNDARY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stable_sha(deployed: dict[str, Any]) -> str:
+    sha = (deployed.get("model") or {}).get("model_sha256")
+    assert sha, deployed.get("model")
+    return str(sha)
+
+
+def served_models(client: Any, namespace: str) -> set[str]:
+    """Service の背後の Ready な Pod それぞれが /metadata で名乗るモデルの sha256。"""
+    from kubernetes.client import CoreV1Api
+
+    from mii_cli.kube import APP_NAME, SERVICE_LABEL_KEY
+    from mii_cli.kube.pods import is_ready
+    from mii_cli.kube.portforward import forward_to_pod
+
+    pods = (
+        CoreV1Api(client)
+        .list_namespaced_pod(namespace, label_selector=f"{SERVICE_LABEL_KEY}={APP_NAME}")
+        .items
+    )
+    found = set()
+    for pod in pods:
+        if not is_ready(pod):
+            continue
+        with forward_to_pod(client, namespace, pod.metadata.name, 8000) as forwarder:
+            found.add(httpx.get(f"{forwarder.url}/metadata", timeout=10).json()["model"]["sha256"])
+    return found
+
+
+@pytest.fixture
+def load(e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]) -> Iterator[BackgroundLoad]:
+    """この手順のあいだ Service へ流す負荷（終わりに失敗が 0 件であることを確かめる）。"""
+    running = BackgroundLoad(cluster[0], e2e.namespace, seconds=LOAD_SECONDS, cpu_limit="50m")
+    with running:
+        wait_for_running_job(cluster[0], e2e.namespace, running.name)
+        yield running
+    result = running.result()
+    assert result.errors == 0, result.first_errors
+    assert result.requests > 50
+
+
+def test_a_new_model_goes_out_as_a_canary_with_a_verdict(
+    e2e: E2eSettings,
+    mii: Mii,
+    cluster: tuple[Any, Any],
+    new_model: dict[str, str],
+    stable_sha: str,
+    rows_file: Path,
+    load: BackgroundLoad,
+) -> None:
+    result = mii.json(
+        "deploy", "-n", e2e.namespace, "--image", new_model["image"], "--canary",
+        "--compare-rows", str(rows_file), "--timeout", "300", *e2e.sizing_args,
+    )  # fmt: skip
+    verdict = result["verdict"]
+    assert (verdict["stable_model"], verdict["canary_model"]) == (stable_sha, new_model["sha256"])
+    assert verdict["rows"] == len(BOUNDARY) + 1
+    assert verdict["label_changes"] > 0
+    assert verdict["same_inputs"] is True
+    assert verdict["same_classes"] is True
+    largest = {d["output"]: d["largest"] for d in verdict["differences"]}
+    assert largest["output_probability"] > 0
+    assert result["pods_check"]["passed"] is True
+    status = mii.json("status", "-n", e2e.namespace)
+    assert status["canary"]["model_sha256"] == new_model["sha256"]
+    assert status["deployment"]["model_sha256"] == stable_sha
+    assert served_models(cluster[0], e2e.namespace) == {stable_sha, new_model["sha256"]}
+
+
+def test_promote_rolls_every_pod_to_the_new_model(
+    e2e: E2eSettings, mii: Mii, cluster: tuple[Any, Any], new_model: dict[str, str], load: BackgroundLoad
+) -> None:
+    result = mii.json("promote", "-n", e2e.namespace, "--timeout", "300")
+    assert result["canary_removed"] is True
+    assert result["model_sha256"] == new_model["sha256"]
+    assert served_models(cluster[0], e2e.namespace) == {new_model["sha256"]}
+    assert mii.json("status", "-n", e2e.namespace)["canary"] is None
+
+
+def test_rollback_takes_it_back_to_the_previous_model(
+    e2e: E2eSettings, mii: Mii, cluster: tuple[Any, Any], stable_sha: str, load: BackgroundLoad
+) -> None:
+    result = mii.json("rollback", "-n", e2e.namespace, "--timeout", "300")
+    assert result["canary_removed"] is False
+    assert result["revision"]["model_sha256"] == stable_sha
+    assert served_models(cluster[0], e2e.namespace) == {stable_sha}
+
+
+@pytest.mark.parametrize(
+    ("lines", "tag", "failure"),
+    [
+        # モデルのファイルが無い: サーバーは起動に失敗し、Pod は Ready にならない
+        ("ENV MODEL_FILEPATH=/model_in_image_pattern/models/absent.onnx", "unready", "keeps crashing"),
+        # Ready になるが、イメージの記録（サンプルの答え）と違う答えを返す
+        ('LABEL io.mii.model.sample-answer="[0.5, 0.25, 0.25]"', "wronganswer", "failed the check"),
+    ],
+    ids=["never-ready", "fails-the-check"],
+)
+def test_a_bad_model_is_rolled_back_and_the_old_one_keeps_serving(
+    e2e: E2eSettings,
+    mii: Mii,
+    cluster: tuple[Any, Any],
+    docker_client: Any,
+    image: str,
+    made_images: list[str],
+    stable_sha: str,
+    lines: str,
+    tag: str,
+    failure: str,
+    load: BackgroundLoad,
+) -> None:
+    bad = derived_image(docker_client, image, lines, made_images, tag)
+    before = mii.json("status", "-n", e2e.namespace)["deployment"]["revision"]
+    result = mii("deploy", "-n", e2e.namespace, "--image", bad, "--timeout", "240", *e2e.sizing_args)
+    assert result.exit_code != 0, result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert failure in error
+    assert "; rolled back to revision " in error
+    assert served_models(cluster[0], e2e.namespace) == {stable_sha}
+    status = mii.json("status", "-n", e2e.namespace)
+    assert status["deployment"]["model_sha256"] == stable_sha
+    assert status["deployment"]["revision"] > before  # 戻した版は次の番号をもらう
+
+
+def test_history_lists_the_revisions_with_their_model_sha256(
+    e2e: E2eSettings, mii: Mii, new_model: dict[str, str], stable_sha: str
+) -> None:
+    history = mii.json("history", "-n", e2e.namespace)
+    shas = [revision["model_sha256"] for revision in history["stable"]]
+    assert {stable_sha, new_model["sha256"]} <= set(shas)
+    (current,) = [revision for revision in history["stable"] if revision["current"]]
+    assert current["model_sha256"] == stable_sha
+    assert history["canary"] == []
