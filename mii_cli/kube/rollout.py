@@ -122,6 +122,16 @@ def _failure(problems: list[Problem], fallback: str, *, timed_out: bool) -> MiiE
     return error_type(message, hint=first.hint, details="\n".join(lines) or None)
 
 
+def _of_template(pod: Any, deployment: Any) -> bool:
+    """Pod が Deployment の今のテンプレートのものか（消えかけでなく、イメージが同じ）。"""
+    if pod.metadata.deletion_timestamp is not None:
+        return False
+    containers = pod.spec.containers if pod.spec else None
+    if not containers:
+        return True
+    return bool(containers[0].image == deployment.spec.template.spec.containers[0].image)
+
+
 def selector_of(deployment: Any) -> str:
     """Deployment の Pod を選ぶラベルセレクタ（`k=v,...`）。無ければアプリのラベル。"""
     labels = getattr(getattr(deployment.spec, "selector", None), "match_labels", None) or {}
@@ -168,7 +178,9 @@ def wait_for_rollout(
                 seconds=elapsed,
             )
         stalled = deadline_exceeded(deployment)
-        fatal = [p for p in explain(pods, [], image_hint=image_hint) if p.fatal]
+        # 直らない失敗を探すのは今のテンプレートの Pod だけ（前の版に戻した直後の、消えていく Pod は除く）
+        current = [pod for pod in pods if _of_template(pod, deployment)]
+        fatal = [p for p in explain(current, [], image_hint=image_hint) if p.fatal]
         if fatal or stalled or elapsed >= timeout:
             problems = diagnose(client, namespace, pods, image_hint)
             problems.sort(key=lambda p: not p.fatal)

@@ -159,3 +159,34 @@ def test_progress_deadline_exceeded(fake_api: FakeApiServer) -> None:
     fake_api.put(DEPLOYMENT, deployment(ready=0, conditions=[condition]))
     with pytest.raises(ClusterError, match="ReplicaSet has timed out"):
         ro.wait_for_rollout(fake_api.client(), NS, timeout=600, sleep=lambda _: None)
+
+
+def test_crashing_pods_of_a_template_being_replaced_do_not_fail_the_rollout(fake_api: FakeApiServer) -> None:
+    """前の版に戻した直後: 消えていく版の Pod が CrashLoopBackOff でも、今のテンプレートの待ちは続く。"""
+    from kubernetes.client import V1Container
+
+    fake_api.put(DEPLOYMENT, deployment(ready=2))
+    crashing = pod("bad-0", waiting=("CrashLoopBackOff", "back-off"), ready=False)
+    crashing.spec.containers = [V1Container(name="model-in-image", image="model-in-image:bad")]
+    terminating = pod("bad-1", waiting=("CrashLoopBackOff", "back-off"), ready=False)
+    terminating.metadata.deletion_timestamp = "2025-01-01T00:00:05Z"
+    put_pods(fake_api, crashing, terminating)
+    polls: list[float] = []
+
+    def sleep(_: float) -> None:
+        polls.append(1)
+        fake_api.put(DEPLOYMENT, deployment())  # 次の読み出しではロールアウトが終わっている
+
+    result = ro.wait_for_rollout(fake_api.client(), NS, timeout=60, sleep=sleep, clock=clock())
+    assert (result.ready, len(polls)) == (4, 1)
+
+
+def test_a_crashing_pod_of_the_current_template_fails_at_once(fake_api: FakeApiServer) -> None:
+    from kubernetes.client import V1Container
+
+    fake_api.put(DEPLOYMENT, deployment(ready=2))
+    crashing = pod("new-0", waiting=("CrashLoopBackOff", "back-off"), ready=False)
+    crashing.spec.containers = [V1Container(name="model-in-image", image=IMAGE)]
+    put_pods(fake_api, crashing)
+    with pytest.raises(ClusterError, match="keeps crashing"):
+        ro.wait_for_rollout(fake_api.client(), NS, timeout=60, sleep=lambda _: None, clock=clock())
