@@ -26,7 +26,7 @@ IMAGE_DIGEST_ANNOTATION: Final = "io.mii/image-digest"
 MODEL_SAMPLE_ANSWER_ANNOTATION: Final = "io.mii/model-sample-answer"
 # Deployment コントローラが ReplicaSet と Deployment に書く版の番号
 REVISION_ANNOTATION: Final = "deployment.kubernetes.io/revision"
-# 確認の Job（lbcheck.py）の Pod のラベル。NetworkPolicy model-in-image-checks がこれで選ぶ
+# 確認の Job（probe/check_job.yml）の Pod のラベル。NetworkPolicy model-in-image-checks がこれで選ぶ
 CHECK_LABEL_KEY: Final = "app.kubernetes.io/component"
 CHECK_LABEL_VALUE: Final = "check"
 # サーバーサイドアプライのフィールドマネージャ

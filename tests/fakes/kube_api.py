@@ -5,7 +5,7 @@
 サーバーサイドアプライは、mii が頼る性質だけを真似る: 同じ内容なら resourceVersion を変えない、
 変われば上げる、マネージャが送らなくなった spec.replicas は他に所有者がいなければ消える。
 
-本物（tests/e2e/cluster の Kubernetes 1.34）と同じに振る舞うところ（tests/e2e の突き合わせで確かめる）:
+本物（テスト用の minikube の Kubernetes 1.34）と同じに振る舞うところ（tests/e2e の突き合わせで確かめる）:
 - エラーの本文は Status（`reason`・`code`・`details`）。見つからない → 404 NotFound。
 - Service の作成時に ClusterIP を割り当てる。
 - NetworkPolicy（networking.k8s.io/v1）: 既定値（`policyTypes`、ポートの `protocol: TCP`）を埋め、

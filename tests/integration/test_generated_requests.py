@@ -196,7 +196,7 @@ def post_bodies(client: TestClient, spec: dict[str, Any], path: str, operation: 
 
     @SETTINGS
     @given(body=st.one_of(from_schema(schema, schema.get("$defs", {})), anything))
-    @example(body={"x": [478077284086472447983878144]})  # 元の報告の例
+    @example(body={"x": [478077284086472447983878144]})  # 64 ビットを超える整数（そのままでは書けない値）
     @example(body={"data": [[478077284086472447983878144, 1, 2, 3]]})
     @example(body={"data": Raw('"\\ud800"')})
     def post(body: Any) -> None:

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from mii_cli.probe import in_cluster as lbcheck
+from mii_cli.probe import in_cluster
 from mii_cli.probe.in_cluster import LbCheckResult
 from service.constants import SERVED_BY_HEADER
 from tests.support import LOAD_SCRIPT
@@ -17,18 +17,18 @@ def _run(script: str, *args: str) -> LbCheckResult:
     output = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True, timeout=60
     ).stdout
-    return lbcheck.parse_result(output)
+    return in_cluster.parse_result(output)
 
 
 def test_the_script_counts_the_pods_that_answer(live_server: str) -> None:
-    result = _run(lbcheck.SCRIPT, f"{live_server}/predict/test", "5", SERVED_BY_HEADER)
+    result = _run(in_cluster.SCRIPT, f"{live_server}/predict/test", "5", SERVED_BY_HEADER)
     assert result.served_by == {"live-server": 5}
     assert result.errors == 0
 
 
 def test_the_script_reports_refused_requests_as_errors(live_server: str) -> None:
     # /predict は GET を受けない（405）: urllib は HTTPError を投げ、スクリプトはそれを失敗に数える
-    result = _run(lbcheck.SCRIPT, f"{live_server}/predict", "2", SERVED_BY_HEADER)
+    result = _run(in_cluster.SCRIPT, f"{live_server}/predict", "2", SERVED_BY_HEADER)
     assert result.errors == 2
     assert "HTTPError" in str(result.first_errors)
 

@@ -9,7 +9,7 @@ import pytest
 
 from mii_cli.errors import ClusterError
 from mii_cli.kube import CHECK_LABEL_KEY, CHECK_LABEL_VALUE
-from mii_cli.probe import in_cluster as lbcheck
+from mii_cli.probe import in_cluster
 from mii_cli.probe.in_cluster import LbCheckResult
 from service.constants import SERVED_BY_HEADER
 from tests.fakes.http import HttpStandIn
@@ -17,20 +17,24 @@ from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import IMAGE, NAMESPACE, job_finishes
 from tests.support import load_job
 
-JOB = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{lbcheck.JOB_NAME}"
+JOB = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{in_cluster.JOB_NAME}"
 URL = "http://10.96.0.10:8000/predict/test"
 
 
 def script(*args: str) -> LbCheckResult:
     """Job のスクリプトをこのマシンの Python で動かし、その出力を読む。"""
     output = subprocess.run(
-        [sys.executable, "-c", lbcheck.SCRIPT, *args], capture_output=True, text=True, check=True, timeout=30
+        [sys.executable, "-c", in_cluster.SCRIPT, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     ).stdout
-    return lbcheck.parse_result(output)
+    return in_cluster.parse_result(output)
 
 
 def test_the_last_json_line_of_the_log_is_the_result() -> None:
-    result = lbcheck.parse_result(
+    result = in_cluster.parse_result(
         'starting\n{"requests": 60, "errors": 0, "served_by": {"a": 31, "b": 29}}\n'
     )
     assert (result.requests, result.errors, result.served_by) == (60, 0, {"a": 31, "b": 29})
@@ -58,7 +62,7 @@ def test_failed_requests_fail_and_are_named() -> None:
 
 def test_a_log_without_a_result_is_one_error_with_the_log() -> None:
     with pytest.raises(ClusterError, match="printed no result") as error:
-        lbcheck.parse_result("Traceback\n{not json\n")
+        in_cluster.parse_result("Traceback\n{not json\n")
     assert "Traceback" in (error.value.details or "")
 
 
@@ -68,9 +72,9 @@ def test_the_script_counts_the_pods_with_the_standard_library(pod_stand_in: Http
 
 
 def test_the_job_passes_the_url_and_counts_to_the_script() -> None:
-    job = lbcheck.check_job(IMAGE, "demo", URL, requests=3)
+    job = in_cluster.check_job(IMAGE, "demo", URL, requests=3)
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[:3] == ["python", "-c", lbcheck.SCRIPT]
+    assert command[:3] == ["python", "-c", in_cluster.SCRIPT]
     assert command[3:] == [URL, "3", SERVED_BY_HEADER]
     assert job["metadata"]["namespace"] == "demo"
     # Service に選ばれないよう、アプリのラベルを付けない
@@ -78,13 +82,13 @@ def test_the_job_passes_the_url_and_counts_to_the_script() -> None:
 
 
 def test_the_job_comes_from_its_template_with_a_restricted_pod() -> None:
-    job = lbcheck.check_job(IMAGE, "demo", URL)
+    job = in_cluster.check_job(IMAGE, "demo", URL)
     pod = job["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["containers"][0]["image"] == IMAGE
     # ひな形そのものは書き換えない（呼ぶたびに同じ Job）
-    assert lbcheck.check_job(IMAGE, "other", URL)["metadata"]["namespace"] == "other"
+    assert in_cluster.check_job(IMAGE, "other", URL)["metadata"]["namespace"] == "other"
     assert job["metadata"]["namespace"] == "demo"
 
 
@@ -98,7 +102,7 @@ def test_a_load_job_runs_parallel_pods_that_post_a_body() -> None:
 
 
 def test_results_of_parallel_job_pods_are_added_up() -> None:
-    merged = lbcheck.merge_results(
+    merged = in_cluster.merge_results(
         [
             LbCheckResult(url="u", requests=10, errors=1, first_errors=["e1"], served_by={"a": 4, "b": 5}),
             LbCheckResult(url="u", requests=7, errors=0, served_by={"b": 7}),
@@ -113,7 +117,7 @@ def test_the_check_runs_the_deployed_image_and_cleans_up(deployed_api: FakeApiSe
     deployed_api.on_apply.append(
         job_finishes(deployed_api, '{"requests": 4, "errors": 0, "served_by": {"a": 2, "b": 2}}')
     )
-    result = lbcheck.run_lb_check(deployed_api.client(), NAMESPACE, requests=4, sleep=lambda _: None)
+    result = in_cluster.run_lb_check(deployed_api.client(), NAMESPACE, requests=4, sleep=lambda _: None)
     assert (result.passed, result.image) == (True, IMAGE)
     job = deployed_api.methods("PATCH", JOB)[0].body
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
@@ -130,12 +134,12 @@ def test_the_job_pods_are_let_through_by_the_checks_policy_only(
     )
     client = deployed_api.client()
     if which == "check":
-        name = lbcheck.JOB_NAME
-        lbcheck.run_lb_check(client, NAMESPACE, sleep=lambda _: None)
+        name = in_cluster.JOB_NAME
+        in_cluster.run_lb_check(client, NAMESPACE, sleep=lambda _: None)
     else:
         job = load_job(IMAGE, NAMESPACE, URL, seconds=1)
         name = job["metadata"]["name"]
-        lbcheck.run_job(client, job, sleep=lambda _: None)
+        in_cluster.run_job(client, job, sleep=lambda _: None)
     (sent,) = deployed_api.methods("PATCH", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}")
     labels = sent.body["spec"]["template"]["metadata"]["labels"]
     # デプロイした NetworkPolicy のうち、Job の Pod を選ぶのは確認用のものだけ
