@@ -436,6 +436,16 @@ def remove_canary(
     return True
 
 
+def withdraw_canary(
+    client: ApiClient, namespace: str, reason: str, *, timeout: float, emit: Callable[[DeployEvent], None]
+) -> bool:
+    """canary を消し（その Pod が消えるまで待ち）、その始まりと終わりをイベントで知らせる。無ければ False。"""
+    emit(RollingBack(CANARY_NAME, reason, None))
+    removed = remove_canary(client, namespace, timeout=timeout)
+    emit(RolledBack(CANARY_NAME, None))
+    return removed
+
+
 def _ready_pod(client: ApiClient, namespace: str, selector: str) -> str:
     core = CoreV1Api(client)
     pods = kapi.call(
@@ -543,9 +553,7 @@ def deploy(
                 raise _failed(
                     failure, f"{failure.message}; the canary is left running (--no-rollback)"
                 ) from None
-            emit(RollingBack(CANARY_NAME, failure.message, None))
-            remove_canary(client, namespace, timeout=timeout)
-            emit(RolledBack(CANARY_NAME, None))
+            withdraw_canary(client, namespace, failure.message, timeout=timeout, emit=emit)
             raise _failed(failure, f"{failure.message}; removed the canary") from None
         raise undo(
             client,

@@ -29,9 +29,9 @@ from mii_cli.workflows.deploy import (
     live_sizing,
     record_annotations,
     record_from_template,
-    remove_canary,
     roll_out,
     undo,
+    withdraw_canary,
 )
 
 
@@ -119,9 +119,7 @@ def promote(
             timeout=timeout,
             emit=emit,
         ) from None
-    emit(RollingBack(CANARY_NAME, "promoted", None))
-    removed = remove_canary(client, namespace, timeout=timeout)
-    emit(RolledBack(CANARY_NAME, None))
+    removed = withdraw_canary(client, namespace, "promoted", timeout=timeout, emit=emit)
     return PromoteResult(
         namespace=namespace,
         image=record.reference,
@@ -150,9 +148,7 @@ def roll_back(
                 "a canary is running: mii rollback removes it first",
                 hint="run mii rollback without --to-revision, then again with it",
             )
-        emit(RollingBack(CANARY_NAME, "rollback", None))
-        removed = remove_canary(client, namespace, timeout=timeout)
-        emit(RolledBack(CANARY_NAME, None))
+        removed = withdraw_canary(client, namespace, "rollback", timeout=timeout, emit=emit)
         return RollbackResult(namespace=namespace, canary_removed=removed)
     emit(RollingBack(APP_NAME, "rollback", to_revision))
     target = rollback(client, namespace, APP_NAME, to_revision)
