@@ -206,6 +206,46 @@ def test_an_unexpected_failure_names_the_file_and_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("minikube.sh: unexpected failure (exit 1) at test line ")
 
 
+def test_down_finds_the_machine_changed_and_fails(tmp_path: Path) -> None:
+    body = """
+        printf 'docker answers\\npath /etc/hosts\\n' >"$SNAPSHOT_FILE"
+        machine_state() { printf 'path /etc/hosts\\npath /run/containerd/containerd.sock\\n'; }
+        verify_machine
+    """
+    result = lib_call(tmp_path, body, check=False)
+    assert result.returncode == 1
+    assert "down left the machine different from before up" in result.stderr
+    assert "< docker answers" in result.stderr
+    assert "> path /run/containerd/containerd.sock" in result.stderr
+    assert (tmp_path / "state" / "machine-before-up").exists()  # 直してから down をやり直せる
+
+
+def test_recovering_an_interrupted_run_warns_and_forgets_the_old_snapshot(tmp_path: Path) -> None:
+    body = """
+        printf 'docker answers\\npath /etc/hosts\\n' >"$SNAPSHOT_FILE"
+        machine_state() { printf 'path /etc/hosts\\n'; }
+        verify_machine --warn
+    """
+    result = lib_call(tmp_path, body)
+    assert "warning: after the interrupted run the machine differs" in result.stderr
+    assert "< docker answers" in result.stderr
+    assert not (tmp_path / "state" / "machine-before-up").exists()  # 次の up が取り直す
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="minikube.sh down needs root")
+def test_recover_with_nothing_left_does_nothing(tmp_path: Path) -> None:
+    result = run_script("down", "--recover", env=script_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "down: nothing left from an earlier up" in result.stderr + result.stdout
+    assert not (tmp_path / "state").exists()
+
+
+def test_down_refuses_an_unknown_option(tmp_path: Path) -> None:
+    result = run_script("down", "--force", env=script_env(tmp_path))
+    assert result.returncode == 1
+    assert "down: unknown option --force" in result.stderr
+
+
 def test_oci_archive_is_a_valid_image_layout(tmp_path: Path) -> None:
     rootfs = tmp_path / "rootfs"
     (rootfs / "usr" / "local" / "bin").mkdir(parents=True)

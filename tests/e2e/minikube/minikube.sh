@@ -10,6 +10,10 @@
 #                           止まっているものがあれば 3。
 #   minikube.sh down        minikube delete と、up とminikube がホストに加えたものの後片付け。
 #                           最後に up の前のホストの要約と比べ、違いがあれば並べて失敗する。
+#   minikube.sh down --recover
+#                           途中で断たれた実行（ホストの再起動、CI の打ち切り）の残りを片付ける。
+#                           up の跡が無ければ何もしない。要約との違い（止まったままの Docker など）は
+#                           警告にとどめ、要約を捨てる（次の up が取り直す）。
 #
 # 材料はすべて公開のソースから: minikube・crictl・Kubernetes（kubeadm を含む）・etcd・CoreDNS・
 # metrics-server は Go モジュールプロキシ（modules/ のラッパーモジュール）から、containerd・runc・
@@ -63,7 +67,17 @@ cmd_up() {
 }
 
 cmd_down() {
+  local recover=false
+  case ${1:-} in
+    "") ;;
+    --recover) recover=true ;;
+    *) die "down: unknown option ${1}" ;;
+  esac
   require_root
+  if $recover && [[ ! -d $STATE_DIR ]]; then
+    step "down: nothing left from an earlier up"
+    return
+  fi
   take_lock
   step "down: stopping minikube"
   stop_minikube
@@ -80,7 +94,7 @@ cmd_down() {
   restore_sysctls
   undo_ledger
   rm -rf --one-file-system "$MINIKUBE_HOME_DIR" "$KUBECONFIG_FILE"
-  verify_machine
+  if $recover; then verify_machine --warn; else verify_machine; fi
   # 状態の場所そのものも消す（ロックのファイルは開いたままでも消せる）
   rm -rf --one-file-system "$STATE_DIR"
   step "down: done (build cache kept in $CACHE_DIR, logs in $LOG_DIR)"
@@ -117,7 +131,7 @@ usage() {
 
 case ${1:-} in
   up) cmd_up ;;
-  down) cmd_down ;;
+  down) cmd_down "${@:2}" ;;
   status) cmd_status ;;
   kubeconfig) cmd_kubeconfig ;;
   env) cmd_env ;;

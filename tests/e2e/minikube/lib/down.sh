@@ -145,14 +145,23 @@ cleanup_cgroups() {
   done
 }
 
-# up の前と今のホストの要約を比べる。違いがあれば並べて失敗にする
+# up の前と今のホストの要約を比べる。違いがあれば並べて失敗にする。--warn（途中で断たれた実行の
+# 後片付け）では違いを警告として並べるだけにし、要約は捨てる（次の up が取り直す）
 verify_machine() {
+  local warn=false
+  [[ ${1:-} == --warn ]] && warn=true
   [[ -f $SNAPSHOT_FILE ]] || return 0
   local now diff
   now=$(machine_state)
   diff=$(diff <(cat "$SNAPSHOT_FILE") <(echo "$now") | grep -E '^[<>]' || true)
   if [[ -n $diff ]]; then
     printf '%s\n' "$diff" >"$LOG_DIR/down-leftovers.txt"
+    if $warn; then
+      printf 'minikube.sh: warning: after the interrupted run the machine differs from before its up (< before, > now):\n%s\n' \
+        "$(head -n 40 <<<"$diff")" >&2
+      rm -f "$SNAPSHOT_FILE"
+      return 0
+    fi
     printf 'minikube.sh: down left the machine different from before up (< before, > now):\n%s\n' \
       "$(head -n 40 <<<"$diff")" >&2
     return 1
