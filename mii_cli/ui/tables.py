@@ -120,16 +120,22 @@ def short_sha(sha256: str | None) -> str:
 
 
 def _hpa_line(hpa: HpaState) -> str:
-    """HPA の 1 行（計測の前は目標のレプリカ数が 0 のままなので、「0 へ減らす」と読めないようにする）。"""
+    """HPA の 1 行（計測の前は目標のレプリカ数が 0 のままなので、「0 へ減らす」と読めないようにする。
+    作られた直後でコントローラがまだ何も書いていない値は - と出す）。"""
     if hpa.cpu_current is None:
-        replicas, cpu = f"{hpa.current_replicas}", "<unknown> (no metrics yet)"
+        replicas, cpu = _or_dash(hpa.current_replicas), "<unknown> (no metrics yet)"
     else:
-        replicas = f"{hpa.current_replicas} → {hpa.desired_replicas}"
+        replicas = f"{_or_dash(hpa.current_replicas)} → {_or_dash(hpa.desired_replicas)}"
         cpu = f"{hpa.cpu_current}%"
     return (
         f"[bold]HPA[/bold] {hpa.name}: replicas {replicas} "
-        f"(min {hpa.min}, max {hpa.max}), cpu {escape(cpu)} / {hpa.cpu_target}%"
+        f"(min {_or_dash(hpa.min)}, max {hpa.max}), cpu {escape(cpu)} / "
+        f"{'-' if hpa.cpu_target is None else f'{hpa.cpu_target}%'}"
     )
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _policy_line(policy: NetworkPolicyState) -> str:

@@ -130,6 +130,22 @@ def test_a_new_hpa_without_metrics_does_not_read_as_scaling_to_zero() -> None:
     assert "<unknown> (no metrics yet)" in shown
 
 
+def test_a_hpa_the_controller_has_not_written_yet_shows_dashes_not_none() -> None:
+    # 作られた直後の本物の HPA には status.currentReplicas が無い
+    hpa = HpaState(
+        name="model-in-image",
+        min=None,
+        max=10,
+        current_replicas=None,
+        desired_replicas=None,
+        cpu_current=None,
+        cpu_target=None,
+    )
+    shown = text(tables.status_view(status(hpa)))
+    assert "replicas - (min -, max 10), cpu <unknown> (no metrics yet) / -" in shown
+    assert "None" not in shown
+
+
 def test_the_status_view_shows_the_tag_and_the_digest_of_the_image() -> None:
     digest = "sha256:" + "c" * 64
     pinned = f"127.0.0.1:5000/model-in-image:0.1.0-abc-def@{digest}"
