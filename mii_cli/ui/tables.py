@@ -9,7 +9,6 @@ from rich.text import Text
 
 from mii_cli.image.benchmark import TARGETS, BenchmarkReport
 from mii_cli.kube.pods import PodRow
-from mii_cli.kube.revisions import Revision
 from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, NetworkPolicyState
 from mii_cli.probe.compare import Verdict
 from mii_cli.probe.load_test import LoadTestResult
@@ -236,28 +235,45 @@ def verdict_table(verdict: Verdict) -> Table:
     return table
 
 
-def history_table(history: History) -> Table:
-    """`mii history`: 版ごとのイメージとモデル（いま答えている版に印）。"""
-    table = Table(box=None, pad_edge=False)
-    for column in ("deployment", "revision", "image", "model", "sha256", "created", "serving"):
-        table.add_column(column)
-
-    def add(revisions: list[Revision]) -> None:
+def history_table(history: History) -> RenderableType:
+    """`mii history`: Deployment ごとに 1 つの表で、版ごとのイメージとモデル（いま答えている版に印）。
+    80 桁の端末でも読めるよう、短い列は折り返さず、イメージの参照だけを折り返す（ダイジェストは先頭 12 桁。
+    全部は --json に）。"""
+    tables = []
+    for revisions in (history.stable, history.canary):
+        if not revisions:
+            continue
+        table = Table(title=f"[bold]{escape(revisions[0].deployment)}[/bold]", title_justify="left", box=None)
+        table.add_column("rev", justify="right", no_wrap=True)
+        table.add_column("image", overflow="fold")
+        table.add_column("model", no_wrap=True, max_width=16, overflow="ellipsis")
+        table.add_column("sha256", no_wrap=True)
+        table.add_column("created", no_wrap=True)
+        table.add_column("serving", no_wrap=True)
         for revision in revisions:
-            serving = "[green]yes[/green]" if revision.current and revision.replicas else ""
             table.add_row(
-                revision.deployment,
                 str(revision.number),
-                escape(revision.image),
+                escape(_short_digest(revision.image)),
                 escape(revision.model_file or "-"),
                 short_sha(revision.model_sha256),
-                revision.created,
-                serving,
+                _minute(revision.created),
+                "[green]yes[/green]" if revision.current and revision.replicas else "",
             )
+        tables.append(table)
+    return Group(*tables)
 
-    add(history.stable)
-    add(history.canary)
-    return table
+
+def _short_digest(image: str) -> str:
+    """`repo:tag@sha256:<64 桁>` のダイジェストを先頭 12 桁にする（どの版かを見分けるには足りる）。"""
+    name, at, digest = image.partition("@sha256:")
+    return f"{name}@sha256:{digest[:12]}" if at else image
+
+
+def _minute(timestamp: str) -> str:
+    """Kubernetes の時刻（2026-12-05T11:50:03Z）を分まで（2026-12-05 11:50、UTC）。"""
+    if len(timestamp) >= 16 and timestamp[10] == "T":
+        return f"{timestamp[:10]} {timestamp[11:16]}"
+    return timestamp
 
 
 def doctor_table(report: DoctorReport) -> Table:

@@ -92,9 +92,10 @@ def test_history_draws_a_table_and_says_when_nothing_is_deployed(kubeconfig: Fak
     assert "nothing is deployed" in empty.output
     assert mii("deploy", "--image", FIRST, "--timeout", "30").exit_code == 0
     table = mii("history").output.splitlines()
-    assert table[0].split() == ["deployment", "revision", "image", "model", "sha256", "created", "serving"]
-    assert table[1].split()[:2] == [APP_NAME, "1"]
-    assert table[1].split()[-1] == "yes"
+    assert table[0].strip() == APP_NAME
+    assert table[1].split() == ["rev", "image", "model", "sha256", "created", "serving"]
+    assert table[2].split()[0] == "1"
+    assert table[2].split()[-1] == "yes"
 
 
 def test_rollback_on_a_first_deploy_is_one_error(kubeconfig: FakeApiServer) -> None:

@@ -7,11 +7,13 @@ from dataclasses import replace
 from rich.console import Console, RenderableType
 
 from mii_cli.kube.pods import PodRow
+from mii_cli.kube.revisions import Revision
 from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, NetworkPolicyState, ServiceState
 from mii_cli.probe.load_test import Collector, LoadTestOptions, LoadTestResult, summarize
 from mii_cli.probe.smoke_test import CheckResult, SmokeReport
 from mii_cli.ui import tables
 from mii_cli.workflows.doctor import DoctorCheck, DoctorReport
+from mii_cli.workflows.release import History
 
 
 def text(renderable: RenderableType, width: int = 160) -> str:
@@ -214,3 +216,45 @@ def test_the_doctor_table_gives_a_hint_only_for_failed_checks() -> None:
     assert "never shown" not in shown
     assert "Hint: use --base-image" in shown
     assert [row.split("│")[2].strip() for row in rows if row.split("│")[1].strip()] == ["ok", "FAIL", "warn"]
+
+
+def revision(deployment: str, number: int, image: str, *, current: bool) -> Revision:
+    return Revision(
+        deployment=deployment,
+        number=number,
+        image=image,
+        model_file="iris_svc.onnx",
+        model_sha256=f"{number}" * 64,
+        image_tag=None,
+        image_digest=None,
+        created="2026-12-05T11:50:03Z",
+        replicas=2 if current else 0,
+        ready=2 if current else 0,
+        current=current,
+    )
+
+
+def test_the_history_reads_in_an_80_column_terminal() -> None:
+    long_image = "127.0.0.1:5000/model-in-image:0.1.0-33715c8bad0a-4817bc07bfbb@sha256:" + "d" * 64
+    history = History(
+        namespace="model-in-image",
+        stable=[
+            revision("model-in-image", 1, "model-in-image:0.1.0-0f0af8a3bdef-860c7ac62aad", current=False),
+            revision("model-in-image", 2, long_image, current=True),
+        ],
+        canary=[revision("model-in-image-canary", 1, long_image, current=True)],
+    )
+    shown = text(tables.history_table(history), width=80)
+    lines = shown.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert [line.strip() for line in lines if line.startswith("model-in-image")] == [
+        "model-in-image",
+        "model-in-image-canary",
+    ]
+    # 短い列は切れず、長い参照は折り返す（ダイジェストは先頭 12 桁）
+    assert "2026-12-05 11:50" in shown
+    assert "222222222222" in shown
+    assert "iris_svc.onnx" in shown
+    assert "…" not in shown
+    assert "".join(shown.split()).count("@sha256:" + "d" * 12 + "iris") == 0  # 折り返しは image の列の中
+    assert "d" * 13 not in "".join(shown.split())
