@@ -119,12 +119,35 @@ def test_the_labels_record_the_base_image_the_engine_has(docker: Any, image: dic
     assert image["base_digest"] == (digests[0] if digests else None)
 
 
-def test_a_base_image_pinned_by_digest_reaches_from_verbatim(docker: Any, image: dict[str, Any]) -> None:
-    """ベースにレジストリのダイジェストがあるとき（レジストリから取ったベース）だけ。"""
+@pytest.fixture
+def base_with_digest(docker: Any) -> Iterator[tuple[str, str]]:
+    """レジストリのダイジェストを持つベース（リポジトリ, ダイジェスト）。ローカルで作ったベース（CI）には
+    ダイジェストが無いので、レジストリ（MII_E2E_REGISTRY か MII_REGISTRY）へ push して持たせる。"""
     _, digests = _repo_digests(docker, BASE_IMAGE)
-    if not digests:
-        pytest.skip(f"{BASE_IMAGE} has no registry digest (a local image); nothing to pin it by")
-    pinned = f"{BASE_IMAGE}@{digests[0]}"
+    if digests:
+        yield BASE_IMAGE.rsplit(":", 1)[0], digests[0]
+        return
+    registry = os.environ.get("MII_E2E_REGISTRY") or os.environ.get("MII_REGISTRY")
+    if not registry:
+        pytest.skip(f"{BASE_IMAGE} has no registry digest and no MII_REGISTRY to push it to")
+    repository = f"{registry}/mii-test-base"
+    docker.images.get(BASE_IMAGE).tag(repository, "3.13-slim")
+    try:
+        for line in docker.api.push(repository, "3.13-slim", stream=True, decode=True):
+            assert "error" not in line, line
+        _, digests = _repo_digests(docker, f"{repository}:3.13-slim")
+        assert digests, f"pushing {repository}:3.13-slim gave no digest"
+        yield repository, digests[0]
+    finally:
+        # タグを外せばそのリポジトリのダイジェストの参照も消える（ベースのイメージそのものは残る）
+        docker.images.remove(f"{repository}:3.13-slim", noprune=True)
+
+
+def test_a_base_image_pinned_by_digest_reaches_from_verbatim(
+    docker: Any, image: dict[str, Any], base_with_digest: tuple[str, str]
+) -> None:
+    repository, digest = base_with_digest
+    pinned = f"{repository}@{digest}"
     args = ["build", "--tag", f"{REPOSITORY}:pinned", "--base-image", pinned, "--json"]
     result = runner.invoke(cli.app, [*args, *(["--network", NETWORK] if NETWORK else [])])
     assert result.exit_code == 0, result.output
@@ -132,7 +155,7 @@ def test_a_base_image_pinned_by_digest_reaches_from_verbatim(docker: Any, image:
     try:
         labels = docker.images.get(built["unique_tag"]).labels
         assert labels["org.opencontainers.image.base.name"] == pinned
-        assert labels["org.opencontainers.image.base.digest"] == digests[0] == built["base_digest"]
+        assert labels["org.opencontainers.image.base.digest"] == digest == built["base_digest"]
         assert labels["io.mii.base-image.id"] == image["base_image_id"]
     finally:
         for tag in built["tags"]:
