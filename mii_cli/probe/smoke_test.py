@@ -368,12 +368,17 @@ def _need(value: Any, what: str) -> Any:
     return value
 
 
-def _numbers(value: Any, count: int, what: str) -> list[float]:
-    """`count` 個の有限の数のリストであることを確かめる。"""
+def _require_number_list(value: Any, what: str) -> None:
+    """数（bool ではない int か float）だけのリストであることを確かめる。"""
     if not isinstance(value, list) or not all(
         isinstance(p, int | float) and not isinstance(p, bool) for p in value
     ):
         raise Mismatch(f"{what} is not a list of numbers: {str(value)[:120]}")
+
+
+def _numbers(value: Any, count: int, what: str) -> list[float]:
+    """`count` 個の有限の数のリストであることを確かめる。"""
+    _require_number_list(value, what)
     if len(value) != count:
         raise Mismatch(f"{what} has {len(value)} values; the model has {count} outputs")
     if not all(math.isfinite(p) for p in value):
@@ -383,10 +388,7 @@ def _numbers(value: Any, count: int, what: str) -> list[float]:
 
 def _probabilities(value: Any, num_classes: int, what: str) -> list[float]:
     """クラス数ぶんの 0..1 の数で合計がほぼ 1 の確率であることを確かめる。"""
-    if not isinstance(value, list) or not all(
-        isinstance(p, int | float) and not isinstance(p, bool) for p in value
-    ):
-        raise Mismatch(f"{what} is not a list of numbers: {str(value)[:120]}")
+    _require_number_list(value, what)
     if len(value) != num_classes:
         raise Mismatch(f"{what} has {len(value)} probabilities; the model has {num_classes} classes")
     if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in value):
