@@ -48,6 +48,25 @@ def free_port() -> int:
         return port
 
 
+def free_port_pair(attempts: int = 50) -> int:
+    """次のポートも空いている、ループバックの空きポートを返す（`mii benchmark` の天井は --port の次を使う）。
+
+    空きポートはエフェメラルの範囲から来るので、次のポートは直前の接続（TIME_WAIT を含む）が
+    使っていることがある。
+    """
+    for _ in range(attempts):
+        port = free_port()
+        if port >= 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no pair of free loopback ports in {attempts} tries")
+
+
 @dataclass(frozen=True)
 class E2eSettings:
     """e2e テストの設定（環境変数 MII_E2E_*）。

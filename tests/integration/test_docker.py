@@ -29,7 +29,7 @@ from mii_cli.image import build as building
 from mii_cli.image import container as running
 from mii_cli.image.docker import remove_container
 from mii_cli.probe.smoke_test import run_smoke_test
-from tests.support import MODELS, ROOT, free_port
+from tests.support import MODELS, ROOT, free_port, free_port_pair
 
 pytestmark = pytest.mark.docker
 
@@ -497,7 +497,7 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
         "--rounds",
         "1",
     ]
-    result = runner.invoke(cli.app, [*common, "--port", str(free_port()), "--json"])
+    result = runner.invoke(cli.app, [*common, "--port", str(free_port_pair()), "--json"])
     assert result.exit_code in (0, 6), result.output  # 6: 目標未達（短い計測では起こりうる）
     report = json.loads(result.stdout)
     measured = report["measurements"]
@@ -520,7 +520,7 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
     assert measured["ceiling_rps"] > measured["max_rps"]
     assert report["details"]["errors"] == 0
     assert set(report["details"]["requests_per_cpu_second"]) == {"ceiling", "predict", "v2"}
-    table = runner.invoke(cli.app, [*common, "--port", str(free_port())])
+    table = runner.invoke(cli.app, [*common, "--port", str(free_port_pair())])
     assert table.exit_code in (0, 6), table.output
     assert "max_rps" in table.output
     assert "v2_share" in table.output
