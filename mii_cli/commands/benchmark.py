@@ -25,7 +25,10 @@ def benchmark(
     port: Annotated[
         int,
         typer.Option(
-            help="Port to publish on 127.0.0.1 (the ceiling app uses the next one).", min=1, max=65534
+            help="Port to publish on 127.0.0.1, or on the node under minikube docker-env "
+            "(the ceiling app uses the next one).",
+            min=1,
+            max=65534,
         ),
     ] = 18000,
     rounds: Annotated[
@@ -39,12 +42,14 @@ def benchmark(
     turn with the service, so that the share (service req/s / ceiling req/s) compares across machines.
     """
     from mii_cli.image import benchmark as bench
+    from mii_cli.image.daemon import current_daemon
     from mii_cli.image.docker import docker_client
     from mii_cli.settings import fill, get_cli_settings
     from mii_cli.ui.tables import benchmark_table
 
     settings = get_cli_settings()
     target = fill(image, settings.default_image)
+    address = current_daemon().publish_address()
     with out.console.status(f"Benchmarking {target} (about {(3 * rounds + 2) * duration + 15} s)..."):
         report = bench.run_benchmark(
             docker_client(),
@@ -54,6 +59,7 @@ def benchmark(
             seconds=duration,
             connections=connections,
             rounds=rounds,
+            address=address,
         )
     if as_json:
         out.print_json(report)

@@ -29,6 +29,16 @@ def base_line(result: BuildResult) -> str:
     return f"{result.base_image}, {digest}, image id {result.base_image_id}"
 
 
+def engine_line(result: BuildResult) -> str:
+    """ビルドしたエンジンの 1 行（docker-env なら、クラスタが読み込みなしで見ると添える）。"""
+    daemon = result.daemon
+    if daemon is None:
+        return "the local Docker engine"
+    if daemon.docker_env:
+        return f"{daemon.describe()}: minikube {daemon.minikube_profile} uses it without a load"
+    return daemon.describe()
+
+
 def build(
     tag: Annotated[
         str | None, typer.Option(help="Image tag (default: model-in-image:0.1.0, MII_IMAGE_*).")
@@ -56,8 +66,15 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild every step.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Bake the model and the server into an image (Docker SDK, classic builder)."""
+    """Bake the model and the server into an image (Docker SDK, classic builder).
+
+    The image goes to the Docker engine that DOCKER_HOST names: under `eval $(minikube docker-env)`
+    that is the minikube node's, where the cluster sees it without a load.
+    """
+    from dataclasses import replace
+
     from mii_cli.commands.requests import build_request
+    from mii_cli.image.daemon import current_daemon
 
     request = build_request(
         tag=tag,
@@ -68,7 +85,7 @@ def build(
         sample=sample_row(sample),
         no_cache=no_cache,
     )
-    result = build_with_progress(request)
+    result = replace(build_with_progress(request), daemon=current_daemon())
     if as_json:
         out.print_json(result)
         return
@@ -80,6 +97,7 @@ def build(
         out.info(f"tag: {name}")
     out.info(f"model sha256: {result.model_sha256}")
     out.info(f"base image: {base_line(result)}")
+    out.info(f"built into {engine_line(result)}")
     out.info(f"next: `mii run --image {result.unique_tag}` or `mii deploy --image {result.unique_tag}`")
 
 

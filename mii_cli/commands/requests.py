@@ -61,8 +61,13 @@ def run_spec(
     memory: str | None = None,
     user: str | None = None,
 ) -> RunSpec:
-    """`mii run` のコンテナの起動条件（イメージ・名前・制限は MII_*、既定は Pod と同じ制限）。"""
+    """`mii run` のコンテナの起動条件（イメージ・名前・制限は MII_*、既定は Pod と同じ制限）。
+
+    ポートは Docker のエンジンのあるマシンの、このマシンから届くアドレスに公開する（docker-env なら
+    ノードの IP。届くアドレスが無ければ DockerError）。
+    """
     from mii_cli.image.container import RunSpec
+    from mii_cli.image.daemon import current_daemon
 
     settings = get_cli_settings()
     return RunSpec(
@@ -72,6 +77,7 @@ def run_spec(
         cpus=fill(cpus, settings.cpus),
         memory=fill(memory, settings.memory),
         user=user,
+        address=current_daemon().publish_address(),
     )
 
 

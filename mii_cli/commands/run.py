@@ -23,7 +23,14 @@ def run(
     image: Annotated[
         str | None, typer.Option(help="Image to run (default: model-in-image:0.1.0, MII_IMAGE_*).")
     ] = None,
-    port: Annotated[int, typer.Option(help="Port to publish on 127.0.0.1.", min=1, max=65535)] = 8000,
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Port to publish on 127.0.0.1 (on the node's IP under minikube docker-env).",
+            min=1,
+            max=65535,
+        ),
+    ] = 8000,
     name: NameOption = None,
     cpus: Annotated[
         float | None, typer.Option(help="CPU limit (default: 0.5 like the pod, MII_CPUS).")

@@ -230,14 +230,15 @@ def run_benchmark(
     connections: int = 64,
     rates: tuple[float, ...] = (200.0, 1000.0),
     rounds: int = 3,
+    address: str = "127.0.0.1",
 ) -> BenchmarkReport:
-    """サービスと天井のコンテナを起動し、交互に測り、止めて、結果を返す。"""
+    """サービスと天井のコンテナを起動し、交互に測り、止めて、結果を返す（ポートは `address` に公開）。"""
     if shutil.which("wrk") is None:
         raise ConfigError("wrk is not installed", hint="install it: `sudo apt-get install wrk`")
     # 大きさは測る前に確かめる（数分測ってから、ベースイメージが無いと分かることのないように）
     added_mb = _added_mb(client, image, base_image)
-    spec = RunSpec(image=image, name=f"mii-bench-{port}", port=port)
-    ceiling_spec = RunSpec(image=image, name=f"mii-bench-ceiling-{port + 1}", port=port + 1)
+    spec = RunSpec(image=image, name=f"mii-bench-{port}", port=port, address=address)
+    ceiling_spec = RunSpec(image=image, name=f"mii-bench-ceiling-{port + 1}", port=port + 1, address=address)
     started = time.monotonic()
     # 起動から ready までを 5 ms 刻みで測る（start_container は失敗時にコンテナを消す）
     ready = start_container(client, spec, timeout=30, interval=0.005).ready_seconds

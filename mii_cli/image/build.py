@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mii_cli.errors import DockerError, ModelError
+from mii_cli.image.daemon import DockerDaemon
 from mii_cli.image.docker import DockerClient, docker_client, local_image, pull_image
 from mii_cli.model.train import LABEL_FILENAME
 from mii_cli.references import check_reference, repo_digest, split_reference
@@ -129,6 +130,8 @@ class BuildResult(Result):
     steps: int
     cached_steps: int
     labels: dict[str, str] = field(default_factory=dict)
+    # ビルドしたエンジン（minikube の docker-env ならノードの中のもの。CLI の層が埋める）
+    daemon: DockerDaemon | None = None
 
 
 # --- 描画（純粋な関数） -----------------------------------------------------------------------

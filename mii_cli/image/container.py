@@ -1,6 +1,8 @@
 """`mii run`: イメージを Pod と同じ制限（0.5 CPU・300 MiB・読み取り専用のルート）でローカルに動かす。
 
-コンテナのポートは 127.0.0.1 にだけ公開する。ready になるまで上限付きで待ち、URL を返す。
+コンテナのポートはこのマシンから届くアドレスにだけ公開する: ローカルのエンジンなら 127.0.0.1、
+minikube の docker-env ならノードの IP（image/daemon.py の `publish_address`）。ready になるまで上限付きで
+待ち、URL を返す。
 `mii benchmark` も同じ起動のしかた（`start_container`）でサービスと天井を動かす。
 """
 
@@ -33,13 +35,15 @@ class RunSpec:
     read_only: bool = True
     user: str | None = None
     environment: dict[str, str] | None = None
+    # ポートを公開するアドレス（エンジンのあるマシンの上の。既定はループバック）
+    address: str = "127.0.0.1"
 
     def docker_kwargs(self) -> dict[str, Any]:
         """Docker SDK の containers.run に渡す引数。"""
         kwargs: dict[str, Any] = {
             "name": self.name,
             "detach": True,
-            "ports": {CONTAINER_PORT: ("127.0.0.1", self.port)},
+            "ports": {CONTAINER_PORT: (self.address, self.port)},
             "nano_cpus": int(self.cpus * 1_000_000_000),
             "mem_limit": self.memory,
             "memswap_limit": self.memory,
@@ -55,7 +59,7 @@ class RunSpec:
     @property
     def url(self) -> str:
         """公開した URL。"""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
 
 @dataclass(frozen=True)

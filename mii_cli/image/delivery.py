@@ -1,7 +1,12 @@
 """デプロイするイメージを決め、クラスタから使えるようにする。
 
 - 既定のイメージ: ローカルの Docker にある `model-in-image` の最新の一意なタグ（mii build が付ける）
-- minikube: `minikube -p PROFILE image load IMAGE --daemon` の後、`image ls` で入ったことを確かめる
+- minikube の docker-env（`eval $(minikube -p P docker-env)`）で、kube context が同じプロファイル:
+  イメージはもうノードのエンジンにある（mii build がそこへ作った）。読み込まない。`image load` は
+  既定の `--overwrite=true` でノードのイメージを先に消すので、ここで走らせると作ったものを失う
+- minikube: `minikube -p PROFILE image load IMAGE --daemon` の後、`image ls` で入ったことを確かめる。
+  その前に、イメージがローカルの Docker にあるかを確かめる（無ければ `image load` は何も読み込まずに
+  0 で終わり、ノードにだけあるイメージ（docker-env の下で作ったもの）は消してしまう）
 - kind: `kind load docker-image`（ノードへの取り込みで失敗したら 1 プラットフォームの tar で読み込み直す）
 - それ以外: `--registry` へ push し、push が知らせたダイジェストで固定した参照
   （`REGISTRY/model-in-image:TAG@sha256:...`）をデプロイする
@@ -18,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mii_cli.errors import ClusterError, ConfigError, DockerError
-from mii_cli.image.docker import DockerClient, docker_client
+from mii_cli.image.daemon import DockerDaemon, docker_env_hint, unset_hint
+from mii_cli.image.docker import DockerClient, docker_client, local_image
 from mii_cli.kube.cluster import DOCKER_DESKTOP, KIND, MINIKUBE, ClusterInfo
 from mii_cli.references import is_digest, normalized_reference, pinned_reference, registry_of, split_reference
+from mii_cli.results import Result
 
 BUILD_HINT = "build it first with mii build (or pass --image)"
 KIND_HINT = "check that the cluster runs (kind get clusters) and the image exists locally (docker image ls)"
@@ -239,16 +246,41 @@ def holds_image(listed: list[dict[str, Any]], image: str) -> bool:
     return False
 
 
-def load_into_minikube(info: ClusterInfo, image: str, timeout: float = 600.0) -> None:
+def node_only_error(profile: str, image: str) -> ClusterError:
+    """イメージがノードにだけある（docker-env の下で作り、その変数がもう無い）ときのエラー。"""
+    return ClusterError(
+        f"{image} is only in minikube {profile}'s node (built there under docker-env), and the "
+        "docker-env variables are not set: minikube image load would remove it from the node "
+        "and load nothing",
+        hint=f"set them again and rerun, no load needed: {docker_env_hint(profile)}; "
+        "or deploy what the node holds with --no-load",
+    )
+
+
+def load_into_minikube(
+    info: ClusterInfo, image: str, client: DockerClient | None = None, timeout: float = 600.0
+) -> None:
     """ローカルの Docker のイメージを minikube のプロファイルへ読み込み、本当に入ったか確かめる。
 
     minikube v1.38.1 の `image load` は何も読み込まなくても 0 で終わる（イメージが無ければ
     `! The image '...' was not found; unable to add it to cache.` だけ、コンテナランタイムが
-    止まっていれば何も出さない）。そのため読み込んだ後に `image ls` の一覧で確かめる。
+    止まっていれば何も出さない）。そのうえ既定の `--overwrite=true` では、ノードにある同じ名前の
+    イメージを先に消してから読み込み元を探す。だから読み込む前にイメージがローカルにあるかを確かめ
+    （無ければノードの一覧を見て、ノードにだけあるのか、どこにも無いのかを伝える）、読み込んだ後にも
+    `image ls` の一覧で確かめる。
     """
     profile = info.name
     command = load_command(info, image)
     assert command is not None
+    if local_image(client or docker_client(), image) is None:
+        if holds_image(minikube_images(profile), image):
+            raise node_only_error(profile, image)
+        repository, _ = split_reference(image)
+        raise DockerError(
+            f"image {image} is not in the local Docker engine, so minikube image load would load "
+            "nothing (it exits 0 all the same)",
+            hint=f"{BUILD_HINT}; the local images are listed by docker image ls {repository}",
+        )
     result = run_tool(command, timeout)
     if result.returncode != 0:
         raise _failed(
@@ -376,11 +408,14 @@ def load_into_kind(info: ClusterInfo, image: str, client: DockerClient | None = 
 
 
 @dataclass(frozen=True)
-class ImagePlan:
-    """イメージをクラスタから使えるようにする方法。`mii deploy` は実行の前にこれを知らせる。
+class ImagePlan(Result):
+    """イメージをクラスタから使えるようにする方法。`mii deploy` は実行の前にこれを知らせ、結果の
+    JSON（`delivery`）にも残す。
 
-    action: push（レジストリへ push し、その参照を push が知らせたダイジェストで固定してデプロイ）、
-    load（ノードへ読み込む）、use（そのまま: 参照がレジストリを含む、--no-load、Docker Desktop）。
+    action: docker-env（minikube の docker-env: イメージはもうノードのエンジンにあり、読み込まない）、
+    push（レジストリへ push し、その参照を push が知らせたダイジェストで固定してデプロイ）、
+    load（ノードへ読み込む: minikube image load・kind load）、use（そのまま: 参照がレジストリを含む、
+    --no-load、Docker Desktop）。
     push の `reference` はタグまで（ダイジェストは push してから分かる。`carry_out` が返す）。
     """
 
@@ -389,10 +424,41 @@ class ImagePlan:
     detail: str
 
 
-def plan_image(info: ClusterInfo, image: str, *, registry: str | None = None, load: bool = True) -> ImagePlan:
-    """クラスタの種類とオプションから、イメージの渡し方を決める（何も実行しない）。"""
+def check_daemon(info: ClusterInfo, daemon: DockerDaemon) -> None:
+    """docker-env が今の kube context と別のクラスタを向いていれば ConfigError。
+
+    そのあいだ Docker の呼び出しは別の minikube のノードのエンジンへ届くので、そこで作ったイメージは
+    このクラスタには無く、そこから読み込むこともできない。
+    """
+    profile = daemon.minikube_profile
+    if profile is None or (info.flavor == MINIKUBE and info.name == profile):
+        return
+    cluster = f"minikube profile {info.name!r}" if info.flavor == MINIKUBE else f"a {info.flavor} cluster"
+    fix = f"point both at it: {docker_env_hint(info.name)}; or " if info.flavor == MINIKUBE else ""
+    raise ConfigError(
+        f"the Docker variables point at minikube profile {profile!r} (MINIKUBE_ACTIVE_DOCKERD), but the "
+        f"kube context {info.context!r} is {cluster}",
+        hint=f"{fix}drop the Docker variables: {unset_hint(profile)}",
+    )
+
+
+def plan_image(
+    info: ClusterInfo,
+    image: str,
+    *,
+    registry: str | None = None,
+    load: bool = True,
+    daemon: DockerDaemon | None = None,
+) -> ImagePlan:
+    """クラスタの種類・Docker のエンジン・オプションから、イメージの渡し方を決める（何も実行しない）。"""
+    daemon = daemon or DockerDaemon(host="")
     if registry and image.startswith(registry.strip().rstrip("/") + "/"):
         return ImagePlan("use", image, f"{image} is already in {registry}; the cluster pulls it from there")
+    if has_registry(image) and not registry:
+        return ImagePlan("use", image, f"{image} names its registry; the cluster pulls it from there")
+    if not load and not registry:
+        return ImagePlan("use", image, f"--no-load: the cluster's nodes must already hold {image}")
+    check_daemon(info, daemon)
     if registry:
         reference = registry_reference(registry, image)
         return ImagePlan(
@@ -401,10 +467,13 @@ def plan_image(info: ClusterInfo, image: str, *, registry: str | None = None, lo
             f"push {image} to {registry} with Docker; the cluster pulls {reference} "
             "by the digest the push reports",
         )
-    if has_registry(image):
-        return ImagePlan("use", image, f"{image} names its registry; the cluster pulls it from there")
-    if not load:
-        return ImagePlan("use", image, f"--no-load: the cluster's nodes must already hold {image}")
+    if daemon.docker_env:
+        return ImagePlan(
+            "docker-env",
+            image,
+            f"{image} is in minikube {daemon.minikube_profile}'s Docker engine (docker-env), where the "
+            "kubelet finds it: no image load",
+        )
     command = load_command(info, image)
     if command:
         return ImagePlan("load", image, f"load {image} into the {info.flavor} nodes: {' '.join(command)}")
@@ -419,15 +488,23 @@ def plan_image(info: ClusterInfo, image: str, *, registry: str | None = None, lo
 
 
 def carry_out(info: ClusterInfo, image: str, plan: ImagePlan, client: DockerClient | None = None) -> str:
-    """計画どおりにイメージを push するか、ノードへ読み込み、マニフェストに書く参照を返す。
+    """計画どおりにイメージを push するか、ノードへ読み込み（docker-env ならそこにあるかを確かめ）、
+    マニフェストに書く参照を返す。
 
     push したなら、push が知らせたダイジェストで固定した参照（`REGISTRY/名前:タグ@sha256:...`）。
     """
     if plan.action == "push":
         return pinned_reference(plan.reference, push(image, plan.reference, client))
-    if plan.action == "load":
+    if plan.action == "docker-env":
+        if local_image(client or docker_client(), image) is None:
+            raise DockerError(
+                f"image {image} is not in minikube {info.name}'s Docker engine (docker-env)",
+                hint=f"build it there with mii build while {docker_env_hint(info.name)} is in effect, "
+                "or pass --image",
+            )
+    elif plan.action == "load":
         if info.flavor == MINIKUBE:
-            load_into_minikube(info, image)
+            load_into_minikube(info, image, client)
         elif info.flavor == KIND:
             load_into_kind(info, image, client)
     return plan.reference
@@ -440,7 +517,8 @@ def ensure_in_cluster(
     registry: str | None = None,
     load: bool = True,
     client: DockerClient | None = None,
+    daemon: DockerDaemon | None = None,
 ) -> str:
     """イメージをクラスタから使えるようにし、マニフェストに書く参照（push ならダイジェスト付き）を返す。"""
-    plan = plan_image(info, image, registry=registry, load=load)
+    plan = plan_image(info, image, registry=registry, load=load, daemon=daemon)
     return carry_out(info, image, plan, client)

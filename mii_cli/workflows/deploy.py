@@ -20,7 +20,15 @@ from typing import Any
 from kubernetes.client import ApiClient, CoreV1Api
 
 from mii_cli.errors import CheckFailed, ClusterError, ConfigError, MiiError
-from mii_cli.image.delivery import ImagePlan, carry_out, latest_local_image, missing_image_hint, plan_image
+from mii_cli.image.daemon import DockerDaemon, current_daemon
+from mii_cli.image.delivery import (
+    ImagePlan,
+    carry_out,
+    check_daemon,
+    latest_local_image,
+    missing_image_hint,
+    plan_image,
+)
 from mii_cli.image.record import (
     MODEL_FILE_LABEL,
     MODEL_SHA256_LABEL,
@@ -93,6 +101,8 @@ class DeployResult(Result):
     pods_check: PodsCheck | None = None
     # canary のときだけ: 安定版との比較
     verdict: Verdict | None = None
+    # イメージの渡し方（docker-env・load・push・use）
+    delivery: ImagePlan | None = None
 
 
 @dataclass(frozen=True)
@@ -494,6 +504,7 @@ def deploy(
     canary: bool = False,
     canary_replicas: int = 1,
     compare_rows: list[list[float]] | None = None,
+    daemon: DockerDaemon | None = None,
 ) -> DeployResult:
     """デプロイの全体: 接続 → イメージの計画 → Namespace の確認 → イメージを渡す → 適用 → 待つ → 確かめる。
 
@@ -504,8 +515,11 @@ def deploy(
     if client is None or info is None:
         client, info = connect(context)
     emit(ClusterConnected(info))
-    image = image or latest_local_image(repository)
-    plan = plan_image(info, image, registry=registry, load=load)
+    daemon = daemon or current_daemon()
+    if image is None:
+        check_daemon(info, daemon)
+        image = latest_local_image(repository)
+    plan = plan_image(info, image, registry=registry, load=load, daemon=daemon)
     emit(ImagePlanned(plan))
     _prepare_namespace(client, namespace, emit)
     stable = read_deployment(client, namespace, APP_NAME)
@@ -516,8 +530,10 @@ def deploy(
         )
     reference = plan.reference
     if plan.action != "use":
-        emit(TransferringImage(image, plan.action))
-        # push したなら、push が知らせたダイジェストで固定した参照になる
+        if plan.action in ("push", "load"):
+            emit(TransferringImage(image, plan.action))
+        # push したなら、push が知らせたダイジェストで固定した参照になる（docker-env ならノードのエンジンに
+        # あることを確かめるだけ）
         reference = carry_out(info, image, plan)
     emit(ImageAvailable(reference))
     record = read_record(image, reference)
@@ -539,6 +555,7 @@ def deploy(
         metrics_api=metrics,
         deployment=name,
         model=record,
+        delivery=plan,
     )
     if not wait:
         return result
@@ -577,4 +594,5 @@ def deploy(
         model=record,
         pods_check=pods_check,
         verdict=verdict,
+        delivery=plan,
     )

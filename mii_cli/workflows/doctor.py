@@ -1,7 +1,8 @@
 """`mii doctor`: 何かが動かないときに最初に走らせる点検。
 
 Docker エンジン・ベースイメージ・ビルドのネットワーク（`mii build`・`mii run` に必須）と、
-kube context・metrics API・イメージの渡し方・wrk・ポート 8000（使うコマンドだけに要る、助言）を確かめ、
+kube context・ビルドの行き先（docker-env）・metrics API・イメージの渡し方・wrk・ポート 8000
+（使うコマンドだけに要る、助言）を確かめ、
 点検ごとに名前・合否・詳細・対処（`DoctorCheck`）を返す。描くのは CLI の層。
 
 点検は `Probe`（Docker への接続、クラスタへの接続、PATH の検索、ポート）を通して外を見るので、
@@ -20,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from mii_cli.errors import MiiError
+from mii_cli.image.daemon import DockerDaemon, current_daemon, stray_profile, unset_hint
+from mii_cli.image.delivery import check_daemon
 from mii_cli.image.docker import (
     DockerClient,
     docker_client,
@@ -100,6 +103,10 @@ class Probe:
     connect: Connect = _connect_cluster
     which: Callable[[str], str | None] = shutil.which
     port: int = DEFAULT_PORT
+    # Docker の呼び出しが届くエンジン（DOCKER_HOST・minikube の docker-env）と、DOCKER_HOST の無いまま
+    # 残った MINIKUBE_ACTIVE_DOCKERD
+    daemon: DockerDaemon = field(default_factory=current_daemon)
+    stray_profile: str | None = field(default_factory=stray_profile)
     _docker: Any = field(default=None, init=False, repr=False)
     _cluster: Any = field(default=None, init=False, repr=False)
 
@@ -147,8 +154,10 @@ def check_docker(probe: Probe) -> DoctorCheck:
         client = probe.docker_engine()
         version = engine_version(client)
     except MiiError as error:
-        return _failed("docker", error, required=True)
-    return DoctorCheck(name="docker", ok=True, detail=f"Docker engine {version}", required=True)
+        return _failed("docker", error, required=True, prefix=f"{probe.daemon.describe()}: ")
+    return DoctorCheck(
+        name="docker", ok=True, detail=f"{probe.daemon.describe()}: Docker {version}", required=True
+    )
 
 
 def check_base_image(probe: Probe) -> DoctorCheck:
@@ -230,6 +239,40 @@ def check_kube_context(probe: Probe) -> DoctorCheck:
     )
 
 
+def check_build_target(probe: Probe) -> DoctorCheck:
+    """ビルドがどのエンジンへ行き、今のクラスタがそのイメージを見るか（minikube の docker-env）。"""
+    name = "build-target"
+    daemon = probe.daemon
+    if probe.stray_profile is not None:
+        return DoctorCheck(
+            name=name,
+            ok=False,
+            detail=f"MINIKUBE_ACTIVE_DOCKERD={probe.stray_profile} is set but DOCKER_HOST is not, "
+            "so builds go to the local engine, not the node's",
+            hint=f"set both again: eval $(minikube -p {probe.stray_profile} docker-env); "
+            f"or clear both: {unset_hint(probe.stray_profile)}",
+        )
+    try:
+        _, info = probe.cluster()
+    except MiiError:
+        return DoctorCheck(
+            name=name, ok=True, detail=f"builds go to {daemon.describe()} (no cluster to compare)"
+        )
+    try:
+        check_daemon(info, daemon)
+    except MiiError as error:
+        return _failed(name, error, required=False)
+    if daemon.docker_env:
+        seen = f"the cluster of {info.context} uses them without a load"
+    elif info.flavor in ("minikube", "kind"):
+        seen = f"mii deploy loads them into the {info.flavor} nodes ({info.name})"
+    elif info.flavor == "docker-desktop":
+        seen = f"the cluster of {info.context} uses the local engine's images"
+    else:
+        seen = f"the cluster of {info.context} sees them only through a registry (MII_REGISTRY)"
+    return DoctorCheck(name=name, ok=True, detail=f"builds go to {daemon.describe()}; {seen}")
+
+
 def check_metrics_api(probe: Probe) -> DoctorCheck:
     """metrics API（metrics-server）が答えるか（HPA が CPU 使用率を読むのに要る）。"""
     from mii_cli.workflows.deploy import METRICS_PATH, metrics_api_available, metrics_hint
@@ -287,6 +330,13 @@ def check_image_loader(probe: Probe) -> DoctorCheck:
         _, info = probe.cluster()
     except MiiError as error:
         return _failed("image-loader", error, required=False, prefix="no cluster to load into: ")
+    daemon = probe.daemon
+    if daemon.docker_env and info.flavor == "minikube" and info.name == daemon.minikube_profile:
+        return DoctorCheck(
+            name="image-loader",
+            ok=True,
+            detail=f"none needed: builds go into minikube {info.name}'s node (docker-env)",
+        )
     if info.flavor in ("minikube", "kind"):
         path = probe.which(info.flavor)
         if path is not None:
@@ -353,6 +403,7 @@ CHECKS: tuple[Check, ...] = (
     check_base_image,
     check_build_network,
     check_kube_context,
+    check_build_target,
     check_metrics_api,
     check_image_loader,
     check_wrk,

@@ -13,6 +13,11 @@ pkg/minikube/image/{cache,image}.go、pkg/minikube/cruntime/docker.go、pkg/mini
   `! The image 'IMG' was not found; unable to add it to cache.` を標準エラーに出して **0 で終わる**。
   `--daemon` も `--remote` も無ければ、短い名前はまず Docker Hub に尋ね（`hub_lookups` に残る）、
   ローカルに無ければ Docker Hub のイメージを読み込む
+- 既定の `--overwrite=true`（image.go）: 読み込み元の見つからないイメージでも、LoadCachedImages は
+  ノードの同じ名前のイメージを先に消し（removeExistingImage）、それから無いキャッシュの tar で失敗する
+  （警告だけで 0）。docker-env の下で作り、ノードにだけあるイメージはこうして消える。
+  `--overwrite=false` ならノードにあるものは消さない。偽物は使用中のイメージ（本物では `docker rmi` が
+  断り、消えない）とキャッシュに残った古い tar（本物はそれを読み込む）を写さない
 - コンテナランタイムが止まったプロファイル（`running=False`）: `image load` は何も出さず、何も読み込まず
   0 で終わる。`image ls --format json` は空の配列 `[]`（ListImages は読めないノードを飛ばし、
   空のスライスを json.Marshal する）
@@ -89,9 +94,12 @@ def _image_id(name: str) -> str:
 class FakeClusterTools:
     """偽の minikube・kind を `folder` に書き、その状態をテストから準備・読み取りする。"""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, engine: Any = None) -> None:
+        """`engine`（FakeDockerEngine）を渡すと、`local_images` がそのエンジンにもイメージを足す
+        （mii は Docker SDK でローカルのイメージを確かめ、偽の minikube は状態のファイルを見る）。"""
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
+        self.engine = engine
         self.state_file = folder / "cluster-tools.json"
         self._save(
             {
@@ -135,6 +143,19 @@ class FakeClusterTools:
     def local_images(self, *images: str) -> None:
         """ローカルの Docker エンジンにあるイメージ（`docker image ls` に出る名前）。"""
         self._change("daemon", [*self.state()["daemon"], *images])
+        if self.engine is not None:
+            for image in images:
+                if self.engine.image(image) is None:
+                    digest = hashlib.sha256(image.encode()).hexdigest()
+                    self.engine.images.append(
+                        {"Id": f"sha256:{digest}", "RepoTags": [image], "Created": "2026-01-01T00:00:00Z"}
+                    )
+
+    def node_images(self, profile: str, *images: str) -> None:
+        """minikube のノードにだけあるイメージ（docker-env の下で `docker build` したもの）。"""
+        profiles = self.state()["minikube"]
+        profiles[profile]["images"].extend(normalize(image) for image in images)
+        self._change("minikube", profiles)
 
     def hub_images(self, *images: str) -> None:
         """Docker Hub にあるイメージ（--daemon を付けない minikube が取りに行く）。"""
@@ -257,6 +278,8 @@ def _minikube(args: list[str], state: dict[str, Any], path: Path) -> int:
         return _minikube_ls(args[2:], profile)
     daemon = "--daemon" in args
     remote = "--remote" in args
+    # cobra の真偽のフラグ: `--overwrite`・`--overwrite=true` は真、`--overwrite=false` は偽
+    overwrite = not any(arg in ("--overwrite=false", "--overwrite=0") for arg in args)
     images = [arg for arg in args[2:] if not arg.startswith("--")]
     if not daemon and not remote:
         daemon = remote = True  # image.go: ファイルでなければ両方から探す
@@ -265,6 +288,9 @@ def _minikube(args: list[str], state: dict[str, Any], path: Path) -> int:
         if found is None:
             # cache.go SaveToDir: errCacheImageDoesntExist は警告だけで、エラーにしない
             _err(f"! The image '{image}' was not found; unable to add it to cache.")
+            # LoadCachedImages（overwrite）: ノードのものを消してから、無い tar で失敗する（0 で終わる）
+            if overwrite and profile["running"] and normalize(image) in profile["images"]:
+                profile["images"].remove(normalize(image))
             continue
         # DoLoadImages: 動いていないノードは飛ばし、失敗しても 0 で終わる
         if profile["running"] and normalize(found) not in profile["images"]:

@@ -26,10 +26,13 @@ DOCKER_DESKTOP = ClusterInfo(
 
 @pytest.fixture(autouse=True)
 def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """CI や利用者がテスト用クラスタのために設定する MII_REGISTRY などに、単体テストは左右されない。"""
+    """CI や利用者がテスト用クラスタのために設定する MII_REGISTRY や docker-env に、単体テストは左右されない。"""
     from mii_cli.settings import get_cli_settings
 
     for name in ("MII_REGISTRY", "MII_REPLICAS", "MII_POD_CPU", "MII_POD_MEMORY"):
+        monkeypatch.delenv(name, raising=False)
+    # minikube の docker-env（e2e が設定することがある）にも左右されない: Docker は既定のエンジン
+    for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "MINIKUBE_ACTIVE_DOCKERD"):
         monkeypatch.delenv(name, raising=False)
     get_cli_settings.cache_clear()
     yield

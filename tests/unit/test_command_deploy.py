@@ -52,8 +52,14 @@ def test_deploy_json_is_the_deploy_result(kubeconfig: FakeApiServer) -> None:
         "model",
         "pods_check",
         "verdict",
+        "delivery",
     }
     assert (payload["deployment"], payload["revision"], payload["verdict"]) == ("model-in-image", 1, None)
+    assert payload["delivery"] == {
+        "action": "use",
+        "reference": IMAGE,
+        "detail": f"docker-desktop runs on the local Docker engine, which has {IMAGE}",
+    }
     assert payload["pods_check"]["passed"] is True
     assert [check["pod"] for check in payload["pods_check"]["pods"]] == [
         f"model-in-image-{i}" for i in range(4)

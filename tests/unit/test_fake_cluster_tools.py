@@ -64,6 +64,39 @@ def test_minikube_without_daemon_asks_docker_hub(tools: FakeClusterTools) -> Non
     assert f"docker.io/library/{IMAGE}" in tools.minikube_images("dev")
 
 
+def test_minikube_overwrite_removes_an_image_only_in_the_node(tools: FakeClusterTools) -> None:
+    """docker-env の下で作ったイメージを、その変数の無いまま `image load` すると、ノードから消え、0 で終わる。"""
+    tools.minikube_profile("dev")
+    tools.node_images("dev", IMAGE)
+    result = run(tools, "minikube", "-p", "dev", "image", "load", IMAGE, "--daemon")
+    assert (result.returncode, result.stderr) == (
+        0,
+        f"! The image '{IMAGE}' was not found; unable to add it to cache.\n",
+    )
+    assert f"docker.io/library/{IMAGE}" not in tools.minikube_images("dev")
+
+
+def test_minikube_without_overwrite_keeps_the_node_image(tools: FakeClusterTools) -> None:
+    tools.minikube_profile("dev")
+    tools.node_images("dev", IMAGE)
+    result = run(tools, "minikube", "-p", "dev", "image", "load", IMAGE, "--daemon", "--overwrite=false")
+    assert result.returncode == 0
+    assert f"docker.io/library/{IMAGE}" in tools.minikube_images("dev")
+
+
+def test_local_images_also_go_into_a_linked_engine(tmp_path: Path) -> None:
+    from tests.fakes.docker_engine import FakeDockerEngine
+
+    engine = FakeDockerEngine()
+    try:
+        tools = FakeClusterTools(tmp_path / "bin", engine=engine)
+        tools.local_images(IMAGE, IMAGE)
+        assert [image["RepoTags"] for image in engine.images] == [[IMAGE]]
+        assert engine.client().images.get(IMAGE).tags == [IMAGE]
+    finally:
+        engine.close()
+
+
 def test_a_stopped_minikube_runtime_says_nothing(tools: FakeClusterTools) -> None:
     tools.local_images(IMAGE)
     tools.minikube_profile("dev", running=False)

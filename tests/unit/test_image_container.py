@@ -49,6 +49,31 @@ def test_the_port_is_published_on_loopback_only() -> None:
     assert spec.url == "http://127.0.0.1:18001"
 
 
+def test_under_minikube_docker_env_the_port_is_published_on_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-env の下のコンテナはノードの中で動く: ノードの 127.0.0.1 にはこのマシンから届かない。"""
+    monkeypatch.setenv("DOCKER_HOST", "tcp://192.168.49.2:2376")
+    monkeypatch.setenv("MINIKUBE_ACTIVE_DOCKERD", "minikube")
+    spec = run_spec(port=18001)
+    assert spec.docker_kwargs()["ports"] == {CONTAINER_PORT: ("192.168.49.2", 18001)}
+    assert spec.url == "http://192.168.49.2:18001"
+
+
+def test_a_node_behind_a_forwarded_port_is_refused_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from mii_cli.cli import app
+
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:55003")
+    monkeypatch.setenv("MINIKUBE_ACTIVE_DOCKERD", "minikube")
+    result = CliRunner().invoke(app, ["run", "--detach"])
+    assert result.exit_code == 4
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Error: the Docker variables point at minikube minikube's engine")
+    assert "docker-env --unset" in result.output
+
+
 def test_the_user_option_replaces_the_image_user() -> None:
     assert RunSpec(image="img", name="n", port=1, user="12345").docker_kwargs()["user"] == "12345"
     assert "user" not in RunSpec(image="img", name="n", port=1).docker_kwargs()

@@ -10,6 +10,7 @@ import pytest
 from mii_cli import references
 from mii_cli.errors import ClusterError, ConfigError, DockerError
 from mii_cli.image import delivery as im
+from mii_cli.image.daemon import DockerDaemon
 from mii_cli.kube import cluster as c
 from tests.fakes.cluster_tools import FakeClusterTools
 from tests.fakes.docker_engine import FakeDockerEngine
@@ -81,10 +82,14 @@ def test_load_commands_per_cluster_kind() -> None:
 
 
 @pytest.fixture
-def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeClusterTools:
-    """PATH の先頭に置く偽の minikube（v1.38.1）と kind（v0.30.0）。"""
-    fake = FakeClusterTools(tmp_path / "bin")
+def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_docker: FakeDockerEngine) -> FakeClusterTools:
+    """PATH の先頭に置く偽の minikube（v1.38.1）と kind（v0.30.0）。
+
+    ローカルの Docker は代役のエンジン（DOCKER_HOST）で、`tools.local_images` はそこにもイメージを足す。
+    """
+    fake = FakeClusterTools(tmp_path / "bin", engine=fake_docker)
     monkeypatch.setenv("PATH", f"{fake.folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_HOST", fake_docker.url)
     return fake
 
 
@@ -106,22 +111,37 @@ def test_minikube_loads_from_the_daemon_and_checks_the_image_list(tools: FakeClu
     assert tools.state()["hub_lookups"] == []
 
 
-def test_a_minikube_load_that_loaded_nothing_is_an_error(tools: FakeClusterTools) -> None:
-    """イメージがローカルに無いと、minikube は警告だけ出して 0 で終わる。Docker Hub にも取りに行かない。"""
+def test_a_missing_image_is_refused_before_a_load_that_would_load_nothing(tools: FakeClusterTools) -> None:
+    """イメージがローカルに無ければ、minikube は警告だけ出して 0 で終わる。mii はその前に止まる。"""
     tools.minikube_profile("dev")
     tools.hub_images(IMAGE)
-    with pytest.raises(ClusterError) as error:
+    with pytest.raises(DockerError) as error:
         im.ensure_in_cluster(info("minikube", "dev"), IMAGE)
     assert error.value.message == (
-        f"minikube -p dev image load did not load {IMAGE}: it is not in the profile's image list"
+        f"image {IMAGE} is not in the local Docker engine, so minikube image load would load nothing "
+        "(it exits 0 all the same)"
     )
+    assert "mii build" in (error.value.hint or "")
     assert "docker image ls model-in-image" in (error.value.hint or "")
-    assert "minikube -p dev status" in (error.value.hint or "")
-    details = error.value.details or ""
-    assert f"! The image '{IMAGE}' was not found; unable to add it to cache." in details
-    assert f"none named {LOADED}" in details
-    assert LOADED not in tools.minikube_images("dev")
+    # ノードの一覧を見ただけで、読み込み（と Docker Hub への問い合わせ）はしない
+    assert tools.calls("minikube") == [["-p", "dev", "image", "ls", "--format", "json"]]
     assert tools.state()["hub_lookups"] == []
+
+
+def test_an_image_only_in_the_node_is_not_loaded_over(tools: FakeClusterTools) -> None:
+    """docker-env の下で作り、ノードにだけあるイメージは、変数の無いまま読み込むと消える: 読み込まない。"""
+    tools.minikube_profile("dev")
+    tools.node_images("dev", IMAGE)
+    with pytest.raises(ClusterError) as error:
+        im.ensure_in_cluster(info("minikube", "dev"), IMAGE)
+    assert error.value.message.startswith(
+        f"{IMAGE} is only in minikube dev's node (built there under docker-env)"
+    )
+    assert "minikube image load would remove it from the node" in error.value.message
+    assert "eval $(minikube -p dev docker-env)" in (error.value.hint or "")
+    assert "--no-load" in (error.value.hint or "")
+    assert [call[3] for call in tools.calls("minikube")] == ["ls"]
+    assert LOADED in tools.minikube_images("dev")
 
 
 def test_a_stopped_minikube_runtime_is_an_error(tools: FakeClusterTools) -> None:
@@ -521,3 +541,78 @@ def test_a_refused_push_says_to_log_in(engine: FakeDockerEngine) -> None:
 def test_pushing_a_missing_image_says_build_it(engine: FakeDockerEngine) -> None:
     with pytest.raises(DockerError, match="not in the local Docker engine"):
         im.push("model-in-image:missing", "ghcr.io/me/model-in-image", engine.client())
+
+
+# --- minikube の docker-env ---
+
+
+def docker_env(profile: str, host: str = "tcp://192.168.49.2:2376") -> DockerDaemon:
+    return DockerDaemon(host=host, minikube_profile=profile)
+
+
+def test_docker_env_for_the_context_s_profile_skips_the_load(tools: FakeClusterTools) -> None:
+    """docker-env の下で作ったイメージはノードのエンジンにある: `image load` は走らせない（消してしまう）。"""
+    tools.minikube_profile("dev")
+    tools.local_images(IMAGE)  # docker-env の下では、Docker SDK の「ローカル」はノードのエンジン
+    plan = im.plan_image(info("minikube", "dev"), IMAGE, daemon=docker_env("dev"))
+    assert (plan.action, plan.reference) == ("docker-env", IMAGE)
+    assert plan.detail == (
+        f"{IMAGE} is in minikube dev's Docker engine (docker-env), where the kubelet finds it: no image load"
+    )
+    assert im.carry_out(info("minikube", "dev"), IMAGE, plan) == IMAGE
+    assert tools.calls("minikube") == []
+
+
+def test_docker_env_without_the_image_is_one_error(tools: FakeClusterTools) -> None:
+    tools.minikube_profile("dev")
+    with pytest.raises(DockerError) as error:
+        im.ensure_in_cluster(info("minikube", "dev"), IMAGE, daemon=docker_env("dev"))
+    assert error.value.message == f"image {IMAGE} is not in minikube dev's Docker engine (docker-env)"
+    assert "eval $(minikube -p dev docker-env)" in (error.value.hint or "")
+    assert tools.calls("minikube") == []
+
+
+@pytest.mark.parametrize(
+    ("flavor", "name", "says", "fix"),
+    [
+        ("minikube", "prod", "is minikube profile 'prod'", "eval $(minikube -p prod docker-env)"),
+        ("kind", "ci", "is a kind cluster", None),
+        ("other", "x", "is a other cluster", None),
+        ("docker-desktop", "docker-desktop", "is a docker-desktop cluster", None),
+    ],
+)
+def test_docker_env_for_another_cluster_is_one_error(
+    tools: FakeClusterTools, flavor: str, name: str, says: str, fix: str | None
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        im.plan_image(info(flavor, name), IMAGE, daemon=docker_env("dev"))
+    assert error.value.message == (
+        f"the Docker variables point at minikube profile 'dev' (MINIKUBE_ACTIVE_DOCKERD), but the kube "
+        f"context 'ctx-{name}' {says}"
+    )
+    assert "eval $(minikube -p dev docker-env --unset)" in (error.value.hint or "")
+    if fix:
+        assert fix in (error.value.hint or "")
+    # push もその Docker からなので同じく止まる
+    with pytest.raises(ConfigError):
+        im.plan_image(info(flavor, name), IMAGE, registry="127.0.0.1:5000", daemon=docker_env("dev"))
+    assert tools.calls("minikube") == tools.calls("kind") == []
+
+
+def test_docker_env_does_not_matter_for_what_the_engine_does_not_carry() -> None:
+    """レジストリの参照と --no-load は Docker のエンジンを使わない。"""
+    pinned = f"ghcr.io/me/{IMAGE}"
+    assert im.plan_image(info("kind", "ci"), pinned, daemon=docker_env("dev")).action == "use"
+    assert im.plan_image(info("kind", "ci"), IMAGE, load=False, daemon=docker_env("dev")).action == "use"
+
+
+def test_docker_env_with_a_registry_pushes_from_the_node() -> None:
+    plan = im.plan_image(info("minikube", "dev"), IMAGE, registry="127.0.0.1:5000", daemon=docker_env("dev"))
+    assert (plan.action, plan.reference) == ("push", f"127.0.0.1:5000/{IMAGE}")
+
+
+def test_the_plan_is_a_result_for_json() -> None:
+    from mii_cli.results import to_json
+
+    plan = im.plan_image(info("minikube", "dev"), IMAGE, daemon=docker_env("dev"))
+    assert to_json(plan) == {"action": "docker-env", "reference": IMAGE, "detail": plan.detail}

@@ -212,3 +212,46 @@ def test_a_push_that_reports_no_digest_applies_nothing(
     with pytest.raises(DockerError, match="reported no digest"):
         push_deploy(fake_api, wait=False)
     assert not fake_api.methods("PATCH")
+
+
+# --- minikube の docker-env ---
+
+
+def test_under_docker_env_the_newest_image_in_the_node_is_deployed_without_a_load(
+    fake_api: FakeApiServer, pushing: FakeDockerEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker-env の下の Docker（ここでは代役）はノードのエンジン: そこの最新のイメージを、読み込まずに使う。"""
+    monkeypatch.setenv("MINIKUBE_ACTIVE_DOCKERD", "dev")
+    monkeypatch.setenv("PATH", "/nonexistent")  # minikube を呼べば失敗する
+    fake_api.on_apply.append(become_ready(fake_api))
+    events: list[object] = []
+    result = deploying.deploy(
+        namespace=NAMESPACE,
+        repository="model-in-image",
+        client=fake_api.client(),
+        info=ClusterInfo("dev", fake_api.url, "minikube", "dev"),
+        timeout=30,
+        on_event=events.append,
+    )
+    assert result.image == IMAGE
+    assert result.delivery is not None
+    assert result.delivery.action == "docker-env"
+    assert not any(isinstance(e, deploying.TransferringImage) for e in events)
+
+
+def test_docker_env_for_another_profile_stops_before_anything_is_applied(
+    fake_api: FakeApiServer, pushing: FakeDockerEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mii_cli.errors import ConfigError
+
+    monkeypatch.setenv("MINIKUBE_ACTIVE_DOCKERD", "old")
+    with pytest.raises(ConfigError, match="point at minikube profile 'old'"):
+        deploying.deploy(
+            namespace=NAMESPACE,
+            repository="model-in-image",
+            client=fake_api.client(),
+            info=ClusterInfo("dev", fake_api.url, "minikube", "dev"),
+        )
+    assert not fake_api.methods("PATCH")
+    # イメージの一覧も尋ねない（別のノードのイメージを選ばない）
+    assert not any("/images/json" in call for call in pushing.calls)

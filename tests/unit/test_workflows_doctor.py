@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mii_cli.image.daemon import DockerDaemon
 from mii_cli.image.docker import docker_client
 from mii_cli.kube.cluster import connect
 from mii_cli.workflows import doctor
@@ -66,13 +67,13 @@ def no_cluster(tmp_path: Path) -> Any:
 def test_a_reachable_engine_names_its_version(fake_docker: FakeDockerEngine) -> None:
     check = doctor.check_docker(probe(fake_docker))
     assert (check.name, check.ok, check.required) == ("docker", True, True)
-    assert check.detail == "Docker engine 28.0.0-fake, API 1.43"
+    assert check.detail == "the local Docker engine: Docker 28.0.0-fake, API 1.43"
 
 
 def test_an_unreachable_engine_fails_with_a_hint() -> None:
     check = doctor.check_docker(probe())
     assert not check.ok
-    assert check.detail.startswith("cannot reach the Docker engine")
+    assert check.detail.startswith("the local Docker engine: cannot reach the Docker engine")
     assert "DOCKER_HOST" in (check.hint or "")
 
 
@@ -242,6 +243,75 @@ def test_a_port_in_use_fails() -> None:
     assert "--port" in (check.hint or "")
 
 
+# --- ビルドの行き先（minikube の docker-env） ---------------------------------------------------
+
+
+def minikube_cluster(fake_api: FakeApiServer, tmp_path: Path, profile: str) -> Any:
+    """minikube のプロファイル（kube config のクラスタの項目の名前）の代役のクラスタにつなぐ connect。"""
+    config = write_kubeconfig(
+        tmp_path / f"{profile}.yaml",
+        fake_api.url,
+        context=profile,
+        cluster_name=profile,
+        extensions=[{"name": "cluster_info", "extension": {"provider": "minikube.sigs.k8s.io"}}],
+    )
+    return lambda name: connect(name, config_file=str(config))
+
+
+NODE = "tcp://192.168.49.2:2376"
+
+
+def test_docker_env_for_the_context_s_profile_needs_no_load(fake_api: FakeApiServer, tmp_path: Path) -> None:
+    docker_env = DockerDaemon(host=NODE, minikube_profile="dev")
+    checked = probe(connect=minikube_cluster(fake_api, tmp_path, "dev"), daemon=docker_env)
+    target = doctor.check_build_target(checked)
+    assert target.ok
+    assert target.detail == (
+        f"builds go to minikube dev's Docker engine at {NODE} (docker-env); the cluster of dev uses them "
+        "without a load"
+    )
+    loader = doctor.check_image_loader(checked)
+    assert (loader.ok, loader.detail) == (
+        True,
+        "none needed: builds go into minikube dev's node (docker-env)",
+    )
+
+
+def test_docker_env_for_another_profile_is_flagged(fake_api: FakeApiServer, tmp_path: Path) -> None:
+    docker_env = DockerDaemon(host=NODE, minikube_profile="old")
+    target = doctor.check_build_target(
+        probe(connect=minikube_cluster(fake_api, tmp_path, "dev"), daemon=docker_env)
+    )
+    assert not target.ok
+    assert "point at minikube profile 'old'" in target.detail
+    assert "eval $(minikube -p old docker-env --unset)" in (target.hint or "")
+
+
+def test_the_local_engine_with_minikube_says_deploy_loads(fake_api: FakeApiServer, tmp_path: Path) -> None:
+    target = doctor.check_build_target(probe(connect=minikube_cluster(fake_api, tmp_path, "dev")))
+    assert target.ok
+    assert target.detail == (
+        "builds go to the local Docker engine; mii deploy loads them into the minikube nodes (dev)"
+    )
+
+
+def test_a_left_over_active_dockerd_is_flagged(no_cluster: Any) -> None:
+    target = doctor.check_build_target(probe(connect=no_cluster, stray_profile="dev"))
+    assert not target.ok
+    assert "MINIKUBE_ACTIVE_DOCKERD=dev is set but DOCKER_HOST is not" in target.detail
+    assert "eval $(minikube -p dev docker-env)" in (target.hint or "")
+
+
+def test_no_cluster_still_names_the_engine(no_cluster: Any) -> None:
+    target = doctor.check_build_target(
+        probe(connect=no_cluster, daemon=DockerDaemon(host=NODE, minikube_profile="dev"))
+    )
+    assert (target.ok, target.detail) == (
+        True,
+        f"builds go to minikube dev's Docker engine at {NODE} (docker-env) (no cluster to compare)",
+    )
+
+
 # --- 全体 -------------------------------------------------------------------------------------
 
 
@@ -253,6 +323,7 @@ def test_the_report_has_every_check_in_order(fake_docker: FakeDockerEngine, no_c
         "base-image",
         "build-network",
         "kube-context",
+        "build-target",
         "metrics-api",
         "image-loader",
         "wrk",
