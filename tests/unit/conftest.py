@@ -26,7 +26,7 @@ DOCKER_DESKTOP = ClusterInfo(
 
 @pytest.fixture(autouse=True)
 def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """CI や利用者がテスト用クラスタのために設定する MII_REGISTRY や docker-env に、単体テストは左右されない。"""
+    """CI や利用者がテストのクラスタのために設定する MII_REGISTRY・docker-env に単体テストは左右されない。"""
     from mii_cli.settings import get_cli_settings
 
     for name in ("MII_REGISTRY", "MII_REPLICAS", "MII_POD_CPU", "MII_POD_MEMORY"):

@@ -65,7 +65,7 @@ def test_minikube_without_daemon_asks_docker_hub(tools: FakeClusterTools) -> Non
 
 
 def test_minikube_overwrite_removes_an_image_only_in_the_node(tools: FakeClusterTools) -> None:
-    """docker-env の下で作ったイメージを、その変数の無いまま `image load` すると、ノードから消え、0 で終わる。"""
+    """docker-env の下で作ったイメージを変数の無いまま `image load` すると、ノードから消えて 0 で終わる。"""
     tools.minikube_profile("dev")
     tools.node_images("dev", IMAGE)
     result = run(tools, "minikube", "-p", "dev", "image", "load", IMAGE, "--daemon")

@@ -220,7 +220,7 @@ def test_a_push_that_reports_no_digest_applies_nothing(
 def test_under_docker_env_the_newest_image_in_the_node_is_deployed_without_a_load(
     fake_api: FakeApiServer, pushing: FakeDockerEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """docker-env の下の Docker（ここでは代役）はノードのエンジン: そこの最新のイメージを、読み込まずに使う。"""
+    """docker-env の下の Docker（ここでは代役）はノードのエンジン: そこの最新のイメージを読み込まずに使う。"""
     monkeypatch.setenv("MINIKUBE_ACTIVE_DOCKERD", "dev")
     monkeypatch.setenv("PATH", "/nonexistent")  # minikube を呼べば失敗する
     fake_api.on_apply.append(become_ready(fake_api))
