@@ -51,6 +51,8 @@ def test_the_repository_has_the_scripts_this_file_checks() -> None:
         "tests/e2e/minikube/lib/common.sh",
         "tests/e2e/minikube/templates/systemctl",
         "tests/e2e/minikube/templates/containerd.init",
+        "tests/e2e/minikube/templates/mii-runc",
+        "tests/e2e/minikube/lib/kic.sh",
     } <= names
 
 
@@ -141,7 +143,7 @@ def lib_call(tmp_path: Path, body: str, *, check: bool = True) -> subprocess.Com
     program = (
         "set -Eeuo pipefail\n"
         f"HERE={MINIKUBE}\n"
-        'for lib in common build images host start down; do . "$HERE/lib/$lib.sh"; done\n'
+        'for lib in common build images host kic start down; do . "$HERE/lib/$lib.sh"; done\n'
         "trap 'on_error $LINENO test' ERR\n"
         f'mkdir -p "$STATE_DIR" "$LOG_DIR"\n{body}\n'
     )
@@ -276,6 +278,172 @@ def test_oci_archive_is_a_valid_image_layout(tmp_path: Path) -> None:
     assert config["rootfs"]["diff_ids"] == [manifest["layers"][0]["digest"]]
     assert config["config"]["Entrypoint"] == ["/usr/local/bin/tool"]
     assert hashlib.sha256(layer).hexdigest() == manifest["layers"][0]["digest"].removeprefix("sha256:")
+
+
+def test_docker_archive_is_what_docker_load_reads(tmp_path: Path) -> None:
+    """docker ドライバーのキャッシュ: 同じ設定とレイヤーを、manifest.json で指す `docker save` の形にする。"""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "bin" / "tool").write_text("#!/bin/sh\n")
+    oci, docker = tmp_path / "image.tar", tmp_path / "image.docker.tar"
+    body = f"""
+        IMAGE_DIR={tmp_path}
+        oci_archive {oci} registry.k8s.io/tool:v1 {rootfs} '{{"Entrypoint":["/bin/tool"]}}'
+        docker_archive {docker} registry.k8s.io/tool:v1 {oci}
+    """
+    lib_call(tmp_path, body)
+    with tarfile.open(oci) as tar:
+        oci_blobs = {m.name for m in tar.getmembers() if m.name.startswith("blobs/sha256/")}
+    with tarfile.open(docker) as tar:
+        names = {member.name for member in tar.getmembers() if member.isfile()}
+        (entry,) = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        config = json.loads(tar.extractfile(entry["Config"]).read())  # type: ignore[union-attr]
+        layers = [tar.extractfile(layer).read() for layer in entry["Layers"]]  # type: ignore[union-attr]
+    assert entry["RepoTags"] == ["registry.k8s.io/tool:v1"]
+    assert config["config"]["Entrypoint"] == ["/bin/tool"]
+    assert config["rootfs"]["diff_ids"] == [f"sha256:{hashlib.sha256(layer).hexdigest()}" for layer in layers]
+    # OCI のレイアウト（index.json とマニフェスト）は持たない: Docker 20.10 は manifest.json で読む
+    assert "index.json" not in names
+    assert "oci-layout" not in names
+    assert names == {"manifest.json", entry["Config"], *entry["Layers"]}
+    assert names - {"manifest.json"} < oci_blobs
+
+
+def test_the_driver_chooses_the_profile_and_the_state(tmp_path: Path) -> None:
+    def describe(driver: str) -> list[str]:
+        program = (
+            f'MII_MINIKUBE_DRIVER={driver}; HERE={MINIKUBE}; . "$HERE/lib/common.sh"; '
+            'echo "$PROFILE $STATE_DIR $LOG_DIR ${OTHER_STATE_DIR:-none}"'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MII_MINIKUBE")}
+        done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True, env=env)
+        return done.stdout.split()
+
+    assert describe("none") == [
+        "minikube",
+        "/var/lib/mii-minikube",
+        "/var/log/mii-minikube",
+        "/var/lib/mii-minikube-docker",
+    ]
+    assert describe("docker") == [
+        "mii-docker",
+        "/var/lib/mii-minikube-docker",
+        "/var/log/mii-minikube-docker",
+        "/var/lib/mii-minikube",
+    ]
+
+
+def test_an_unknown_driver_is_one_line(tmp_path: Path) -> None:
+    result = run_script("env", "--driver=kvm2", env=script_env(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "minikube.sh: unknown driver kvm2 (use --driver=none or --driver=docker)"
+
+
+def test_env_takes_the_driver_anywhere(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MII_MINIKUBE")}
+    for args in (("env", "--driver=docker"), ("--driver", "docker", "env")):
+        exports = run_script(*args, env=env).stdout
+        assert "export KUBECONFIG=/var/lib/mii-minikube-docker/kubeconfig" in exports
+
+
+# --- runc の包み（docker ドライバー: CAP_SYS_RESOURCE の無いホスト） ---------------------------------
+
+
+@pytest.fixture
+def real_runc(tmp_path: Path) -> Path:
+    """呼ばれた引数と、そのときの config.json・--process のファイルを記録する「本物の runc」。"""
+    runc = tmp_path / "runc"
+    runc.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" > {tmp_path}/runc.args\n'
+        f'for f in "$PWD/config.json" {tmp_path}/bundle/config.json {tmp_path}/process.json; do\n'
+        f'  [ -f "$f" ] && cp "$f" {tmp_path}/seen.$(basename $f)\n'
+        "done\n"
+        "exit 0\n"
+    )
+    runc.chmod(0o755)
+    return runc
+
+
+PRIVILEGED_PROCESS = {
+    "args": ["/sbin/init"],
+    "capabilities": {
+        "bounding": ["CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_SYS_ADMIN"],
+        "effective": ["CAP_SYS_RESOURCE", "CAP_NET_ADMIN"],
+    },
+    "oomScoreAdj": -998,
+    "rlimits": [
+        {"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576},
+        {"type": "RLIMIT_NPROC", "hard": 4096, "soft": 4096},
+    ],
+}
+
+
+def wrapper(real_runc: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MII_REAL_RUNC": str(real_runc)}
+    command = f'ulimit -Hn 20000; exec sh {MINIKUBE / "templates" / "mii-runc"} "$@"'
+    return subprocess.run(
+        ["bash", "-c", command, "mii-runc", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (Debian package)")
+def test_the_runc_wrapper_clamps_only_what_this_host_refuses(real_runc: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "process": PRIVILEGED_PROCESS}))
+    result = wrapper(
+        real_runc, "--root", "/run/x", "--log", "/tmp/l", "create", "--bundle", str(bundle), "c1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runc.args").read_text().split() == [
+        "--root", "/run/x", "--log", "/tmp/l", "create", "--bundle", str(bundle), "c1",
+    ]  # fmt: skip
+    process = json.loads((tmp_path / "seen.config.json").read_text())["process"]
+    assert process["capabilities"] == {
+        "bounding": ["CAP_CHOWN", "CAP_SYS_ADMIN"],
+        "effective": ["CAP_NET_ADMIN"],
+    }
+    assert process["oomScoreAdj"] == 0
+    assert process["rlimits"] == [
+        {"type": "RLIMIT_NOFILE", "hard": 20000, "soft": 20000},
+        {"type": "RLIMIT_NPROC", "hard": 4096, "soft": 4096},
+    ]
+    assert process["args"] == ["/sbin/init"]
+    assert json.loads((bundle / "config.json").read_text())["ociVersion"] == "1.0.2"
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (Debian package)")
+def test_the_runc_wrapper_clamps_an_exec_process(real_runc: Path, tmp_path: Path) -> None:
+    (tmp_path / "process.json").write_text(json.dumps(PRIVILEGED_PROCESS))
+    result = wrapper(real_runc, "exec", "--process", str(tmp_path / "process.json"), "--detach", "c1")
+    assert result.returncode == 0, result.stderr
+    process = json.loads((tmp_path / "seen.process.json").read_text())
+    assert "CAP_SYS_RESOURCE" not in process["capabilities"]["bounding"]
+    assert process["oomScoreAdj"] == 0
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (Debian package)")
+def test_the_runc_wrapper_leaves_other_commands_and_mild_requests_alone(
+    real_runc: Path, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    mild = {
+        "process": {"oomScoreAdj": 500, "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]}
+    }
+    (bundle / "config.json").write_text(json.dumps(mild))
+    assert wrapper(real_runc, "create", "--bundle", str(bundle), "c2").returncode == 0
+    assert json.loads((bundle / "config.json").read_text()) == mild
+    assert wrapper(real_runc, "state", "c2").returncode == 0
+    assert (tmp_path / "runc.args").read_text().split() == ["state", "c2"]
+    # --bundle が無ければ今のディレクトリのバンドル
+    assert wrapper(real_runc, "create", "c3", cwd=bundle).returncode == 0
 
 
 # --- ホストに置くひな形 --------------------------------------------------------------------

@@ -1,35 +1,58 @@
 #!/usr/bin/env bash
-# 本物の minikube（none ドライバー・containerd）を、公式のソースからビルドしてこのホストで動かす。
+# 本物の minikube を、公式のソースからビルドしてこのホストで動かす。ドライバーは 2 つ:
+#   --driver=none    （既定）kubelet と containerd をこのホストで直接動かす（プロファイル minikube）
+#   --driver=docker  利用者の minikube の既定: ノードは特権コンテナ（kicbase 互換のイメージを debootstrap から
+#                    作る）で、中に systemd・dockerd・cri-dockerd。`minikube docker-env` が使える（プロファイル
+#                    mii-docker）。2 つは同時には動かさない（片方を down してからもう片方を up する）
 #
-#   minikube.sh up          ビルド（初回のみ、版ごとにキャッシュ）し、ホストを準備して minikube start、
-#                           metrics-server アドオンを有効にし、ノードが Ready でメトリクスが取れるまで待つ。
-#   minikube.sh kubeconfig  kubeconfig のパスを出す（current-context は minikube）。
-#   minikube.sh env         このクラスタを使うための export 文（eval "$(minikube.sh env)"）:
-#                           KUBECONFIG、MINIKUBE_HOME、minikube と kubectl のある PATH。
-#   minikube.sh status      minikube status と、レジストリ・containerd の 1 行ずつ。すべて動いていれば 0、
-#                           止まっているものがあれば 3。
-#   minikube.sh down        minikube delete と、up とminikube がホストに加えたものの後片付け。
-#                           最後に up の前のホストの要約と比べ、違いがあれば並べて失敗する。
-#   minikube.sh down --recover
-#                           途中で断たれた実行（ホストの再起動、CI の打ち切り）の残りを片付ける。
-#                           up の跡が無ければ何もしない。要約との違い（止まったままの Docker など）は
-#                           警告にとどめ、要約を捨てる（次の up が取り直す）。
+#   minikube.sh up [--driver=D]          ビルド（初回のみ、版ごとにキャッシュ）し、ホストを準備して minikube start、
+#                                        metrics-server アドオンを有効にし、ノードが Ready でメトリクスが取れるまで待つ。
+#   minikube.sh kubeconfig [--driver=D]  kubeconfig のパスを出す（current-context はそのプロファイル）。
+#   minikube.sh env [--driver=D]         このクラスタを使うための export 文（eval "$(minikube.sh env)"）:
+#                                        KUBECONFIG、MINIKUBE_HOME、minikube と kubectl のある PATH。
+#   minikube.sh status [--driver=D]      minikube status と、（none）レジストリ・containerd の 1 行ずつ。
+#                                        すべて動いていれば 0、止まっているものがあれば 3。
+#   minikube.sh down [--driver=D]        minikube delete と、up と minikube がホストに加えたものの後片付け。
+#                                        最後に up の前のホストの要約と比べ、違いがあれば並べて失敗する。
+#   minikube.sh down --recover [--driver=D]
+#                                        途中で断たれた実行（ホストの再起動、CI の打ち切り）の残りを片付ける。
+#                                        up の跡が無ければ何もしない。要約との違い（止まったままの Docker など）は
+#                                        警告にとどめ、要約を捨てる（次の up が取り直す）。
 #
-# 材料はすべて公開のソースから: minikube・crictl・Kubernetes（kubeadm を含む）・etcd・CoreDNS・
+# 材料はすべて公開のソースから: minikube・crictl・cri-dockerd・Kubernetes（kubeadm を含む）・etcd・CoreDNS・
 # metrics-server は Go モジュールプロキシ（modules/ のラッパーモジュール）から、containerd・runc・
-# CNI プラグイン・docker-registry は Debian のパッケージから。クラスタのイメージはビルドした
-# バイナリから作って containerd へ入れる（lib/images.sh）。コンテナレジストリからは何も pull しない。
+# CNI プラグイン・docker-registry・ノードの Debian は Debian のパッケージから。クラスタのイメージはビルドした
+# バイナリから作って入れる（lib/images.sh）。コンテナレジストリからは何も pull しない。
 #
-# 構成: このファイルは入口だけ。処理は lib/*.sh（common: 場所・出力・台帳、build: ビルド、
-# images: イメージ、host: ホストの準備、start: minikube、down: 後片付け）、ホストに置くファイルの
-# ひな形は templates/ にある。
+# 構成: このファイルは入口だけ。処理は lib/*.sh（common: ドライバー・場所・出力・台帳、build: ビルド、
+# images: イメージ、host: ホストの準備、kic: docker ドライバーのノードのイメージと dockerd、start: minikube、
+# down: 後片付け）、ホストに置くファイルのひな形は templates/ にある。
 #
-# 必要なもの: root、Go（modules/*/go.mod の go 行以上）、apt。端末へのメッセージは英語。
-# アプリのイメージは `mii deploy`（minikube image load）か、レジストリ 127.0.0.1:5000 への push で入れる。
+# 必要なもの: root、Go（modules/*/go.mod の go 行以上）、apt、（docker ドライバー）動いている Docker。
+# 端末へのメッセージは英語。
+# アプリのイメージは `mii deploy`（minikube image load）、docker-env の下の `mii build`、または
+# （none）レジストリ 127.0.0.1:5000 への push で入れる。
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-for lib in common build images host start down; do
+
+# --driver=D（--driver D）をどこに書いてもよい。残りの引数はコマンドとそのオプション
+ARGS=()
+while (($# > 0)); do
+  case $1 in
+    --driver=*) MII_MINIKUBE_DRIVER=${1#--driver=} ;;
+    --driver)
+      MII_MINIKUBE_DRIVER=${2:-}
+      shift
+      ;;
+    *) ARGS+=("$1") ;;
+  esac
+  shift
+done
+set -- "${ARGS[@]+"${ARGS[@]}"}"
+export MII_MINIKUBE_DRIVER=${MII_MINIKUBE_DRIVER:-none}
+
+for lib in common build images host kic start down; do
   # shellcheck source=/dev/null
   . "$HERE/lib/$lib.sh"
 done
@@ -38,15 +61,17 @@ trap 'on_error $LINENO "${BASH_SOURCE[0]}"' ERR
 cmd_up() {
   require_root
   take_lock
-  step "up: minikube $MINIKUBE_VERSION, Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, CoreDNS $COREDNS_VERSION, metrics-server $METRICS_SERVER_VERSION"
+  require_other_driver_down
+  step "up: minikube $MINIKUBE_VERSION ($DRIVER driver), Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, CoreDNS $COREDNS_VERSION, metrics-server $METRICS_SERVER_VERSION"
   if minikube_running; then
-    start_registry
+    [[ $DRIVER == docker ]] || start_registry
     step "up: minikube is already running; KUBECONFIG=$KUBECONFIG_FILE"
     return
   fi
   ensure_packages
   build_all
   build_images
+  [[ $DRIVER != docker ]] || build_node_image
   # 利用者の PATH に出すのは minikube と kubectl だけ（env が $STATE_DIR/bin を足す）
   mkdir -p "$STATE_DIR/bin"
   ln -sfn "$BIN/minikube" "$STATE_DIR/bin/minikube"
@@ -57,13 +82,18 @@ cmd_up() {
     mv -f "$SNAPSHOT_FILE.tmp" "$SNAPSHOT_FILE"
   fi
   save_sysctls
-  claim_host_paths
-  install_tools
-  start_containerd
-  import_images
-  start_registry
-  start_minikube
-  step "up: minikube ready; KUBECONFIG=$KUBECONFIG_FILE (or eval \"\$($0 env)\")"
+  if [[ $DRIVER == docker ]]; then
+    install_runtime_wrapper
+    start_minikube_docker
+  else
+    claim_host_paths
+    install_tools
+    start_containerd
+    import_images
+    start_registry
+    start_minikube
+  fi
+  step "up: minikube ready; KUBECONFIG=$KUBECONFIG_FILE (or eval \"\$($0 env --driver=$DRIVER)\")"
 }
 
 cmd_down() {
@@ -75,22 +105,30 @@ cmd_down() {
   esac
   require_root
   if $recover && [[ ! -d $STATE_DIR ]]; then
-    step "down: nothing left from an earlier up"
+    step "down: nothing left from an earlier up ($DRIVER driver)"
     return
   fi
   take_lock
-  step "down: stopping minikube"
-  stop_minikube
-  stop_kubelet
-  kill_pods
-  stop_containerd
-  kill_pods
-  unmount_under /var/lib/kubelet
-  unmount_under /run/containerd
-  unmount_under /var/lib/containerd
-  cleanup_network
-  cleanup_cgroups
-  stop_registry
+  step "down: stopping minikube ($DRIVER driver)"
+  if [[ $DRIVER == docker ]]; then
+    local nodes
+    nodes=$(node_containers)
+    stop_minikube
+    cleanup_docker_objects "$nodes"
+    restore_docker_runtime
+  else
+    stop_minikube
+    stop_kubelet
+    kill_pods
+    stop_containerd
+    kill_pods
+    unmount_under /var/lib/kubelet
+    unmount_under /run/containerd
+    unmount_under /var/lib/containerd
+    cleanup_network
+    cleanup_cgroups
+    stop_registry
+  fi
   restore_sysctls
   undo_ledger
   rm -rf --one-file-system "$MINIKUBE_HOME_DIR" "$KUBECONFIG_FILE"
@@ -105,11 +143,13 @@ cmd_status() {
   if minikube_running; then
     mk status 2>/dev/null | sed 's/^/minikube: /'
   else
-    echo "minikube: not running"
+    echo "minikube: not running ($DRIVER driver)"
     bad=1
   fi
-  if containerd_running >/dev/null 2>&1; then echo "containerd: running on $CONTAINERD_SOCK"; else echo "containerd: stopped"; bad=1; fi
-  if registry_running >/dev/null 2>&1; then echo "registry: running on http://$REGISTRY_ADDR"; else echo "registry: stopped"; bad=1; fi
+  if [[ $DRIVER == none ]]; then
+    if containerd_running >/dev/null 2>&1; then echo "containerd: running on $CONTAINERD_SOCK"; else echo "containerd: stopped"; bad=1; fi
+    if registry_running >/dev/null 2>&1; then echo "registry: running on http://$REGISTRY_ADDR"; else echo "registry: stopped"; bad=1; fi
+  fi
   ((bad == 0)) || return 3
 }
 

@@ -15,13 +15,19 @@ declare -A BUILD_OUTPUTS=(
   [coredns]=coredns
   [kube-router]=kube-router
   [pause]=pause
+  [cri-dockerd]=cri-dockerd
 )
 # 名前 → ラッパーモジュールのディレクトリ
 declare -A BUILD_MODULES=(
   [kubernetes]=kubernetes [etcd]=etcd [minikube]=minikube [crictl]=cri-tools [coredns]=coredns
-  [kube-router]=kube-router [pause]=kubernetes
+  [kube-router]=kube-router [pause]=kubernetes [cri-dockerd]=cri-dockerd
 )
-BUILD_ORDER=(kubernetes etcd minikube crictl coredns kube-router pause)
+# ドライバーごとに要るもの: none は NetworkPolicy を効かせる kube-router、docker はノードの cri-dockerd
+if [[ $DRIVER == docker ]]; then
+  BUILD_ORDER=(kubernetes etcd minikube crictl coredns pause cri-dockerd)
+else
+  BUILD_ORDER=(kubernetes etcd minikube crictl coredns kube-router pause)
+fi
 
 go_env() {
   command -v go >/dev/null || die "the Go toolchain is missing (go is not on PATH); it is needed to build Kubernetes and minikube"
@@ -133,6 +139,28 @@ build_kube_router() {
   gocmd build -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
     -o "$VERSION_DIR/tmp/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
   mv -f "$VERSION_DIR/tmp/kube-router" "$BIN/kube-router"
+}
+
+# cri-dockerd: docker ドライバーのノードで kubelet（CRI）と dockerd をつなぐ
+build_cri_dockerd() {
+  local src pkg=github.com/Mirantis/cri-dockerd/cmd/version
+  src=$(module_workdir cri-dockerd)
+  cd "$src" || return
+  gocmd build -ldflags "-s -w -X $pkg.Version=${CRI_DOCKERD_VERSION#v} -X $pkg.GitCommit=mii" \
+    -o "$VERSION_DIR/tmp/cri-dockerd" github.com/Mirantis/cri-dockerd
+  mv -f "$VERSION_DIR/tmp/cri-dockerd" "$BIN/cri-dockerd"
+}
+
+# モジュールキャッシュの中のモジュールのソース（無ければダウンロードする）。ビルドしたモジュールの
+# ビルドしないファイル（minikube の kicbase の entrypoint、cri-dockerd の systemd のユニット）を読む
+#   module_dir MODULE VERSION
+module_dir() {
+  local path=$1 version=$2 dir
+  dir=$GO_CACHE_ROOT/mod/$(printf '%s' "$path" | sed 's/[A-Z]/!\L&/g')@$version
+  if [[ ! -d $dir ]]; then
+    (go_env && cd "$(mktemp -d)" && GOFLAGS=-mod=mod gocmd mod download "$path@$version") >&2 || return 1
+  fi
+  echo "$dir"
 }
 
 # pause: k8s.io/kubernetes モジュールにある pause.c を静的にコンパイルする

@@ -3,13 +3,36 @@
 # minikube.sh の共通部分: 場所と版、出力（step・die）、ロック、ログ付きの実行、待ち、
 # そして「このスクリプトがホストに加えたもの」の台帳（down はこれを見て元に戻す）。
 
-# --- 場所（環境変数で変えられる） ------------------------------------------------
-CACHE_DIR=${MII_MINIKUBE_CACHE_DIR:-/var/cache/mii-e2e}    # ビルド結果と Go のキャッシュ（down でも残す）
-STATE_DIR=${MII_MINIKUBE_STATE_DIR:-/var/lib/mii-minikube} # MINIKUBE_HOME・kubeconfig・台帳・レジストリ
-LOG_DIR=${MII_MINIKUBE_LOG_DIR:-/var/log/mii-minikube}     # 手順ごとのログ
+# --- ドライバー（minikube.sh が --driver から決める） ------------------------------------------
+#   none    kubelet と containerd をこのホストで直接動かす（root、systemd の無いホストでも）
+#   docker  ノードは特権コンテナ（kicbase 互換のイメージ）で、中に systemd・dockerd・cri-dockerd。
+#           利用者の minikube の既定。`minikube docker-env` が使える
+DRIVER=${MII_MINIKUBE_DRIVER:-none}
+case $DRIVER in
+  none)
+    # minikube の none ドライバーが受け付けるプロファイル名はこれだけ
+    PROFILE=minikube
+    DEFAULT_STATE_DIR=/var/lib/mii-minikube DEFAULT_LOG_DIR=/var/log/mii-minikube
+    OTHER_DRIVER=docker OTHER_STATE_DIR=/var/lib/mii-minikube-docker
+    ;;
+  docker)
+    # none のプロファイルと並んでも名前がぶつからないように、別の名前にする
+    PROFILE=mii-docker
+    DEFAULT_STATE_DIR=/var/lib/mii-minikube-docker DEFAULT_LOG_DIR=/var/log/mii-minikube-docker
+    OTHER_DRIVER=none OTHER_STATE_DIR=/var/lib/mii-minikube
+    ;;
+  *)
+    printf 'minikube.sh: unknown driver %s (use --driver=none or --driver=docker)\n' "$DRIVER" >&2
+    exit 2
+    ;;
+esac
 
-# minikube の none ドライバーが受け付けるプロファイル名はこれだけ
-PROFILE=minikube
+# --- 場所（環境変数で変えられる） ------------------------------------------------
+CACHE_DIR=${MII_MINIKUBE_CACHE_DIR:-/var/cache/mii-e2e} # ビルド結果と Go のキャッシュ（down でも残す。両ドライバー共通）
+STATE_DIR=${MII_MINIKUBE_STATE_DIR:-$DEFAULT_STATE_DIR}  # MINIKUBE_HOME・kubeconfig・台帳・レジストリ
+LOG_DIR=${MII_MINIKUBE_LOG_DIR:-$DEFAULT_LOG_DIR}        # 手順ごとのログ
+# 場所を変えたとき（テスト）は、もう一方のドライバーの状態は見ない
+[[ -z ${MII_MINIKUBE_STATE_DIR:-} ]] || OTHER_STATE_DIR=
 MINIKUBE_HOME_DIR=$STATE_DIR/home
 KUBECONFIG_FILE=$STATE_DIR/kubeconfig
 LEDGER=$STATE_DIR/ledger
@@ -39,6 +62,7 @@ MINIKUBE_VERSION=$(required_version "$MODULES/minikube/go.mod" k8s.io/minikube)
 CRICTL_VERSION=$(required_version "$MODULES/cri-tools/go.mod" sigs.k8s.io/cri-tools)
 COREDNS_VERSION=$(required_version "$MODULES/coredns/go.mod" github.com/coredns/coredns)
 KUBE_ROUTER_VERSION=$(required_version "$MODULES/kube-router/go.mod" github.com/cloudnativelabs/kube-router/v2)
+CRI_DOCKERD_VERSION=$(required_version "$MODULES/cri-dockerd/go.mod" github.com/Mirantis/cri-dockerd)
 
 VERSION_DIR=$CACHE_DIR/$K8S_VERSION
 BIN=$VERSION_DIR/bin
@@ -74,7 +98,14 @@ on_error() {
 }
 
 require_root() {
-  [[ $(id -u) -eq 0 ]] || die "must run as root (minikube's none driver runs the kubelet and containerd on this host)"
+  [[ $(id -u) -eq 0 ]] ||
+    die "must run as root (the none driver runs the kubelet on this host; the docker driver changes its dockerd)"
+}
+
+# 2 つのドライバーの minikube は同時には動かさない（ホストの要約と台帳がそれぞれ相手の変更を含んでしまう）
+require_other_driver_down() {
+  [[ -n $OTHER_STATE_DIR && -d $OTHER_STATE_DIR ]] || return 0
+  die "the $OTHER_DRIVER-driver minikube is up (or left over in $OTHER_STATE_DIR); run: $0 down --driver=$OTHER_DRIVER"
 }
 
 # 同時に 2 つの up/down が走らないようにする

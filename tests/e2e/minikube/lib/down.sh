@@ -4,12 +4,15 @@
 # 台帳のとおりに戻し、up の前に取ったホストの要約と比べる。
 
 POD_CIDR=10.244.0.0/16
-# kubelet と kube-proxy が書き換える sysctl（up の前の値を保存し、down で戻す）
+# kubelet と kube-proxy が書き換える sysctl（up の前の値を保存し、down で戻す）。docker ドライバーの
+# ノードは特権コンテナなので、その中の systemd-sysctl（Debian の既定の kernel.pid_max・fs.protected_*）も
+# 名前空間に分かれていない値をホストごと書き換える
 SAVED_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward
   net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
   net.netfilter.nf_conntrack_max net.netfilter.nf_conntrack_tcp_timeout_established
-  net.netfilter.nf_conntrack_tcp_timeout_close_wait)
+  net.netfilter.nf_conntrack_tcp_timeout_close_wait
+  kernel.pid_max fs.protected_fifos fs.protected_hardlinks fs.protected_regular fs.protected_symlinks)
 
 save_sysctls() {
   [[ -f $STATE_DIR/sysctl.saved ]] && return 0

@@ -7,7 +7,8 @@ REGISTRY_PIDFILE=$STATE_DIR/registry.pid
 ensure_packages() {
   local missing=() cmd pkg plugin
   for pkg in containerd:containerd runc:runc conntrack:conntrack iptables:iptables sudo:sudo socat:socat \
-    docker-registry:docker-registry debootstrap:debootstrap curl:curl gcc:gcc start-stop-daemon:dpkg ipset:ipset; do
+    docker-registry:docker-registry debootstrap:debootstrap curl:curl gcc:gcc start-stop-daemon:dpkg ipset:ipset \
+    jq:jq; do
     cmd=${pkg%%:*}
     command -v "$cmd" >/dev/null || missing+=("${pkg#*:}")
   done
@@ -171,8 +172,7 @@ machine_state() {
     iptables-save 2>/dev/null | grep -E -- '-[jg] (KUBE|CNI)' | sed 's/^/rule /' || true
     ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); if ($2 !~ /^veth/) print "link " $2}'
     awk '{print "mount " $5}' /proc/self/mountinfo | grep -v -E ' /(var/lib/docker|run/docker)/' || true
-    for file in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops net.ipv4.ip_forward \
-      net.bridge.bridge-nf-call-iptables net.ipv4.conf.all.route_localnet; do
+    for file in "${SAVED_SYSCTLS[@]}"; do
       echo "sysctl $file=$(sysctl -n "$file" 2>/dev/null)"
     done
     local comm
@@ -181,6 +181,15 @@ machine_state() {
       if pgrep -x "$comm" >/dev/null; then echo "process $comm"; fi
     done
     if pgrep -f "containerd --config $CONTAINERD_CONFIG" >/dev/null; then echo "process containerd (minikube)"; fi
-    if docker info >/dev/null 2>&1; then echo "docker answers"; fi
+    if docker info >/dev/null 2>&1; then
+      echo "docker answers"
+      # docker ドライバー: dockerd の既定のランタイム、ネットワーク、minikube のノードのコンテナとボリューム
+      echo "docker default-runtime $(docker info --format '{{.DefaultRuntime}}' 2>/dev/null)"
+      docker network ls --format '{{.Name}}' 2>/dev/null | sed 's/^/docker network /' || true
+      docker ps -a --filter label=created_by.minikube.sigs.k8s.io=true --format '{{.Names}}' 2>/dev/null |
+        sed 's/^/docker minikube-node /' || true
+      docker volume ls --filter label=created_by.minikube.sigs.k8s.io=true --format '{{.Name}}' 2>/dev/null |
+        sed 's/^/docker minikube-volume /' || true
+    fi
   } | LC_ALL=C sort -u
 }

@@ -119,11 +119,11 @@ make_image() {
   esac
 }
 
-# 作るイメージの一覧: kubeadm のもの、metrics-server アドオンのもの、kube-router
+# 作るイメージの一覧: kubeadm のもの、metrics-server アドオンのもの、（none ドライバーだけ）kube-router
 cluster_images() {
   kubeadm_images
   echo "$METRICS_SERVER_REGISTRY/$METRICS_SERVER_IMAGE"
-  echo "$KUBE_ROUTER_IMAGE"
+  [[ $DRIVER == docker ]] || echo "$KUBE_ROUTER_IMAGE"
 }
 
 # イメージの中身になるバイナリ（これより古い tar は作り直す）
@@ -139,6 +139,29 @@ archive_of() {
   echo "$IMAGE_DIR/$(echo "$1" | tr '/:' '__').r$IMAGE_RECIPE.tar"
 }
 
+# 同じイメージの `docker save` の形の tar（docker ドライバー: minikube はノードで docker load する）
+docker_archive_of() {
+  echo "$IMAGE_DIR/$(echo "$1" | tr '/:' '__').r$IMAGE_RECIPE.docker.tar"
+}
+
+# OCI の tar（oci_archive）を `docker load` の形（manifest.json と、設定とレイヤーのファイル）にする。
+# ノードの Docker 20.10 は OCI のレイアウトを読まない。中身（設定とレイヤー）は同じバイト列のまま
+#   docker_archive OUT NAME OCI_TAR
+docker_archive() {
+  local out=$1 name=$2 oci=$3 work manifest config layers
+  work=$(mktemp -d "$IMAGE_DIR/.docker.XXXXXX")
+  tar -C "$work" -xf "$oci"
+  manifest=$(jq -r '.manifests[0].digest | sub("^sha256:"; "")' "$work/index.json")
+  config=$(jq -r '.config.digest | sub("^sha256:"; "")' "$work/blobs/sha256/$manifest")
+  layers=$(jq -c '[.layers[].digest | sub("^sha256:"; "blobs/sha256/")]' "$work/blobs/sha256/$manifest")
+  jq -n -c --arg config "blobs/sha256/$config" --arg name "$name" --argjson layers "$layers" \
+    '[{Config: $config, RepoTags: [$name], Layers: $layers}]' >"$work/manifest.json"
+  rm -f "$work/index.json" "$work/oci-layout" "$work/blobs/sha256/$manifest"
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work" -cf "$out.tmp" manifest.json blobs
+  mv -f "$out.tmp" "$out"
+  rm -rf "$work"
+}
+
 # 足りない tar を作る
 build_images() {
   mkdir -p "$IMAGE_DIR"
@@ -151,6 +174,15 @@ build_images() {
     run_step "image-$(basename "${name%:*}")" 900 make_image "$name" "$out"
     made=$((made + 1))
   done < <(cluster_images)
+  if [[ $DRIVER == docker ]]; then
+    while IFS= read -r name; do
+      [[ -n $name ]] || continue
+      out=$(docker_archive_of "$name")
+      [[ -f $out && $out -nt $(archive_of "$name") ]] && continue
+      run_step "image-$(basename "${name%:*}")" 300 docker_archive "$out" "$name" "$(archive_of "$name")"
+      made=$((made + 1))
+    done < <(cluster_images)
+  fi
   ((made > 0)) || step "images: cached in $IMAGE_DIR"
 }
 
