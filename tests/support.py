@@ -110,16 +110,20 @@ class E2eSettings:
 
 
 class Mii:
-    """`mii` を CliRunner で実行する（終了コードは呼び出し側が確かめる）。"""
+    """`mii` を CliRunner で実行する（終了コードは呼び出し側が確かめる）。
 
-    def __call__(self, *args: str) -> Result:
+    `env` はその呼び出しのあいだだけの環境変数（値が None なら消す）: `eval $(minikube docker-env)` の
+    あるシェルで打ったのと同じにする。
+    """
+
+    def __call__(self, *args: str, env: dict[str, str | None] | None = None) -> Result:
         from mii_cli import cli
 
-        return CliRunner().invoke(cli.app, list(args))
+        return CliRunner().invoke(cli.app, list(args), env=env)
 
-    def json(self, *args: str) -> Any:
+    def json(self, *args: str, env: dict[str, str | None] | None = None) -> Any:
         """`mii ... --json` を実行し、成功を確かめて JSON を返す。"""
-        result = self(*args, "--json")
+        result = self(*args, "--json", env=env)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
@@ -251,3 +255,26 @@ def relabelled_image(docker_client: Any, image: str, made_images: list[str]) -> 
     built.tag(repository, new_tag)
     made_images.append(f"{repository}:{new_tag}")
     return f"{repository}:{new_tag}"
+
+
+def served_models(client: Any, namespace: str) -> set[str]:
+    """Service の背後の Ready な Pod がそれぞれ /metadata で名乗るモデルの sha256（ポートフォワード越し）。"""
+    import httpx
+    from kubernetes.client import CoreV1Api
+
+    from mii_cli.kube import APP_NAME, SERVICE_LABEL_KEY
+    from mii_cli.kube.pods import is_ready
+    from mii_cli.kube.portforward import forward_to_pod
+
+    pods = (
+        CoreV1Api(client)
+        .list_namespaced_pod(namespace, label_selector=f"{SERVICE_LABEL_KEY}={APP_NAME}")
+        .items
+    )
+    found = set()
+    for pod in pods:
+        if not is_ready(pod):
+            continue
+        with forward_to_pod(client, namespace, pod.metadata.name, 8000) as forwarder:
+            found.add(httpx.get(f"{forwarder.url}/metadata", timeout=10).json()["model"]["sha256"])
+    return found

@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support import BackgroundLoad, E2eSettings, Mii, wait_for_running_job
+from tests.support import BackgroundLoad, E2eSettings, Mii, served_models, wait_for_running_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -78,28 +77,6 @@ def stable_sha(deployed: dict[str, Any]) -> str:
     sha = (deployed.get("model") or {}).get("model_sha256")
     assert sha, deployed.get("model")
     return str(sha)
-
-
-def served_models(client: Any, namespace: str) -> set[str]:
-    """Service の背後の Ready な Pod それぞれが /metadata で名乗るモデルの sha256。"""
-    from kubernetes.client import CoreV1Api
-
-    from mii_cli.kube import APP_NAME, SERVICE_LABEL_KEY
-    from mii_cli.kube.pods import is_ready
-    from mii_cli.kube.portforward import forward_to_pod
-
-    pods = (
-        CoreV1Api(client)
-        .list_namespaced_pod(namespace, label_selector=f"{SERVICE_LABEL_KEY}={APP_NAME}")
-        .items
-    )
-    found = set()
-    for pod in pods:
-        if not is_ready(pod):
-            continue
-        with forward_to_pod(client, namespace, pod.metadata.name, 8000) as forwarder:
-            found.add(httpx.get(f"{forwarder.url}/metadata", timeout=10).json()["model"]["sha256"])
-    return found
 
 
 @pytest.fixture
