@@ -7,6 +7,9 @@ Docker SDK には型注釈が無いので、クライアントとイメージは
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mii_cli.errors import DockerError
@@ -22,19 +25,46 @@ MANAGED_VALUE = "mii"
 START_HINT = "start Docker (check with `docker info`), or set DOCKER_HOST"
 
 
-def docker_client(timeout: float = 120.0) -> DockerClient:
-    """Docker エンジンに接続する。届かなければ DockerError。"""
+# requests（Docker SDK の HTTP）は、これらの環境変数の CA の束を、セッションに設定した CA より優先する
+# （requests #3829）。TLS のエンジン（minikube の docker-env）では、その CA でエンジンの証明書を確かめる
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def docker_client(timeout: float = 120.0, environment: Mapping[str, str] | None = None) -> DockerClient:
+    """Docker エンジンに接続する（DOCKER_HOST・DOCKER_TLS_VERIFY・DOCKER_CERT_PATH に従う）。
+
+    届かなければ DockerError。
+
+    TLS で話すエンジン（`eval $(minikube docker-env)` の `tcp://<ノード>:2376`）には、DOCKER_CERT_PATH の
+    ca.pem で証明書を確かめる。REQUESTS_CA_BUNDLE などがあると requests はそちらを使って失敗するので、
+    そのエンジンとの接続では環境変数の CA も代理も読まない（Docker の CLI と同じく、エンジンへは直接）。
+    """
     import docker
     from docker.errors import DockerException
 
+    source = os.environ if environment is None else environment
+    tls = bool(source.get("DOCKER_TLS_VERIFY") or source.get("DOCKER_CERT_PATH"))
     try:
-        client = docker.from_env(timeout=int(timeout))
+        with _without(_CA_BUNDLE_VARIABLES if tls else ()):
+            client = docker.from_env(timeout=int(timeout), environment=environment)
+        if tls:
+            client.api.trust_env = False
         client.ping()
     except DockerException as error:
         raise DockerError(
             f"cannot reach the Docker engine ({str(error).splitlines()[0][:200]})", hint=START_HINT
         ) from None
     return client
+
+
+@contextlib.contextmanager
+def _without(names: tuple[str, ...]) -> Iterator[None]:
+    """環境変数をいくつか外して戻す（Docker SDK はクライアントを作るときにエンジンの版を尋ねる）。"""
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _engine_errors() -> tuple[type[BaseException], ...]:

@@ -90,10 +90,10 @@ def docker_env(profile: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def node_docker(docker_env: dict[str, str]) -> Any:
-    """ノードの中の dockerd（docker-env と同じ TLS の TCP で）。"""
-    import docker
+    """ノードの中の dockerd（docker-env と同じ TLS の TCP で。mii と同じ接続のしかた）。"""
+    from mii_cli.image.docker import docker_client
 
-    return docker.from_env(environment=docker_env, timeout=300)
+    return docker_client(timeout=300, environment=docker_env)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_docker_env_points_at_the_node_over_tls(
 
 
 def test_doctor_says_builds_go_to_the_node_and_need_no_load(
-    mii: Mii, docker_env: dict[str, str], profile: str
+    mii: Mii, docker_env: dict[str, str], profile: str, base_in_node: str
 ) -> None:
     checks = {check["name"]: check for check in mii.json("doctor", env=docker_env)["checks"]}
     assert checks["docker"]["detail"].startswith(

@@ -115,6 +115,7 @@ cmd_down() {
     nodes=$(node_containers)
     stop_minikube
     cleanup_docker_objects "$nodes"
+    cleanup_cgroup_hierarchies
     restore_docker_runtime
   else
     stop_minikube

@@ -175,6 +175,8 @@ machine_state() {
     for file in "${SAVED_SYSCTLS[@]}"; do
       echo "sysctl $file=$(sysctl -n "$file" 2>/dev/null)"
     done
+    # cgroup v1 の階層（コントローラの組）。docker ドライバーのノードは新しい階層を作ることがある
+    awk -F: '$1 != 0 && $2 != "" {print "cgroup-hierarchy " $2}' /proc/self/cgroup 2>/dev/null || true
     local comm
     for comm in kubelet kube-apiserver kube-controller kube-scheduler kube-proxy etcd coredns metrics-server \
       docker-registry containerd-shim; do

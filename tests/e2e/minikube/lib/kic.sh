@@ -244,3 +244,45 @@ cleanup_docker_objects() {
     done
   done
 }
+
+# cgroup v1 のホストでは、ノードの中の systemd が、ホストが使っていないコントローラ（hugetlb・perf_event・
+# net_cls,net_prio など）を自分の名前空間に mount し、カーネルに新しい階層を作る。ノードを消しても階層は
+# 残り、すべてのプロセスの /proc/PID/cgroup に現れる。ホストの containerd は mount の無い階層の cgroup を
+# 読めず（"cannot find cgroup mount destination"）、docker stats が 0 を返すようになる。
+
+# ホストに mount の無い cgroup v1 の階層（/proc/self/cgroup のコントローラの組）を 1 行ずつ
+unmounted_hierarchies() {
+  local controllers line mounted
+  while IFS= read -r controllers; do
+    [[ -n $controllers ]] || continue
+    mounted=false
+    while IFS= read -r line; do
+      [[ ",$line," == *",$controllers,"* ]] && mounted=true
+    done < <(awk '$(NF-2) == "cgroup" {print $NF}' /proc/self/mountinfo)
+    $mounted || echo "$controllers"
+  done < <(awk -F: '$1 != 0 && $2 != "" {print $2}' /proc/self/cgroup)
+}
+
+# そうした階層を一時的に mount し、子の cgroup を消して外す（子も mount も無い階層は、外したときに
+# カーネルが消す）。ノードのコンテナの cgroup は runc が少し遅れて消すので、無くなるまで数回繰り返す
+cleanup_cgroup_hierarchies() {
+  local dir controllers left removed=()
+  dir=$(mktemp -d /tmp/mii-cgroup.XXXXXX)
+  for _ in $(seq 1 15); do
+    left=$(unmounted_hierarchies)
+    [[ -n $left ]] || break
+    while IFS= read -r controllers; do
+      mount -t cgroup -o "$controllers" none "$dir" 2>/dev/null || continue
+      find "$dir" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
+      umount "$dir" 2>/dev/null || umount -l "$dir" 2>/dev/null || true
+      [[ " ${removed[*]} " == *" $controllers "* ]] || removed+=("$controllers")
+    done <<<"$left"
+    sleep 1
+  done
+  rmdir "$dir" 2>/dev/null || true
+  if ((${#removed[@]} > 0)); then
+    step "host: removed the cgroup v1 hierarchies the node created: ${removed[*]}"
+  fi
+  left=$(unmounted_hierarchies)
+  [[ -z $left ]] || step "host: could not remove the cgroup v1 hierarchies $(echo "$left" | tr '\n' ' ')"
+}
