@@ -346,6 +346,12 @@ def test_env_takes_the_driver_anywhere(tmp_path: Path) -> None:
         assert "export KUBECONFIG=/var/lib/mii-minikube-docker/kubeconfig" in exports
 
 
+def test_the_internal_entry_passes_driver_flags_through(tmp_path: Path) -> None:
+    """run_step が関数を動かす入口（_call）は、minikube start の --driver=none を取り去らない。"""
+    result = run_script("_call", "echo", "start", "--driver=none", "--force", env=script_env(tmp_path))
+    assert (result.returncode, result.stdout) == (0, "start --driver=none --force\n")
+
+
 # --- runc の包み（docker ドライバー: CAP_SYS_RESOURCE の無いホスト） ---------------------------------
 
 

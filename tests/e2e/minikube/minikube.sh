@@ -36,9 +36,10 @@ set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# --driver=D（--driver D）をどこに書いてもよい。残りの引数はコマンドとそのオプション
+# --driver=D（--driver D）をどこに書いてもよい。残りの引数はコマンドとそのオプション。
+# 内部の入口（_call）の引数は関数へそのまま渡す（minikube start の --driver を取り去らない）
 ARGS=()
-while (($# > 0)); do
+while (($# > 0)) && [[ ${ARGS[0]:-$1} != _call ]]; do
   case $1 in
     --driver=*) MII_MINIKUBE_DRIVER=${1#--driver=} ;;
     --driver)
@@ -49,7 +50,7 @@ while (($# > 0)); do
   esac
   shift
 done
-set -- "${ARGS[@]+"${ARGS[@]}"}"
+set -- "${ARGS[@]+"${ARGS[@]}"}" "$@"
 export MII_MINIKUBE_DRIVER=${MII_MINIKUBE_DRIVER:-none}
 
 for lib in common build images host kic start down; do
