@@ -1,7 +1,10 @@
-"""利用者の道筋を本物の minikube で: レジストリなしの `mii up`（イメージは `minikube image load` で入る）→
-`mii status`（HPA が CPU を読む）→ `mii smoke-test`（port-forward とクラスタ内の Job、2 つ以上の Pod）→
+"""利用者の道筋を本物の minikube（none ドライバー）で: レジストリなしの `mii up`（イメージは
+`minikube image load` で入る）→ `mii smoke-test`（port-forward とクラスタ内の Job、2 つ以上の Pod）→
 何も読み込まない `minikube image load` の前に `mii deploy` が 1 行のエラーで止まる → `mii teardown` →
 何も無いときの `mii down`。
+
+HPA が CPU を読むことは none では test_kube_lifecycle.py が（負荷で増えるまで）、docker ドライバーでは
+test_minikube_docker.py が確かめる（同じことを 2 度確かめない）。
 
 今の kube context が minikube のクラスタでなければスキップする。`MII_REQUIRE_MINIKUBE=1`（CI）では
 スキップせず失敗にする。CI は `tests/e2e/minikube/minikube.sh up` で起動した minikube に対して動かす。
@@ -93,19 +96,6 @@ def test_up_loads_the_image_through_minikube_without_a_registry(profile: str, up
     assert f"docker.io/library/{image}" in minikube_image_tags(profile)
     assert up["rollout"]["ready"] == 2
     assert up["smoke_test"]["passed"], up["smoke_test"]
-
-
-def test_status_shows_the_hpa_reading_cpu(mii: Mii, up: dict[str, Any]) -> None:
-    # metrics-server（minikube のアドオン）は 60 秒ごとに集めるので、最初の値まで待つ
-    deadline = time.monotonic() + 240
-    status = mii.json("status", "-n", NAMESPACE)
-    while status["hpa"]["cpu_current"] is None and time.monotonic() < deadline:
-        time.sleep(10)
-        status = mii.json("status", "-n", NAMESPACE)
-    assert status["hpa"]["cpu_current"] is not None, status["hpa"]
-    assert status["hpa"]["min"] == 2
-    assert sum(pod["ready"] for pod in status["pods"]) >= 2
-    assert status["deployment"]["image"] == up["image"]
 
 
 def test_smoke_test_through_a_port_forward_and_in_cluster_sees_two_pods(mii: Mii, up: dict[str, Any]) -> None:
