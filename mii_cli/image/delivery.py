@@ -115,13 +115,18 @@ def _tail(output: str, lines: int = 15) -> str:
     return "\n".join(output.strip().splitlines()[-lines:])
 
 
+def require_tool(tool: str) -> None:
+    """minikube・kind が PATH に無ければ ClusterError（Docker に問い合わせるより先に確かめる）。"""
+    if shutil.which(tool) is None:
+        raise ClusterError(
+            f"{tool} is not installed, so the image cannot be loaded into the cluster",
+            hint=f"install {tool}, or push to a registry with mii deploy --registry REGISTRY",
+        )
+
+
 def run_tool(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """minikube・kind を実行して結果を返す（無い・終わらないときだけ ClusterError。終了コードは見ない）。"""
-    if shutil.which(command[0]) is None:
-        raise ClusterError(
-            f"{command[0]} is not installed, so the image cannot be loaded into the cluster",
-            hint=f"install {command[0]}, or push to a registry with mii deploy --registry REGISTRY",
-        )
+    require_tool(command[0])
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -272,6 +277,7 @@ def load_into_minikube(
     profile = info.name
     command = load_command(info, image)
     assert command is not None
+    require_tool(command[0])
     if local_image(client or docker_client(), image) is None:
         if holds_image(minikube_images(profile), image):
             raise node_only_error(profile, image)

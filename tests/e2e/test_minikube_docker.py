@@ -343,7 +343,9 @@ def test_status_shows_the_hpa_reading_cpu(mii: Mii, deployed: dict[str, Any]) ->
         status = mii.json("status", "-n", NAMESPACE)
     assert status["hpa"]["cpu_current"] is not None, status["hpa"]
     assert sum(pod["ready"] for pod in status["pods"]) >= 2
-    assert status["deployment"]["image"] == deployed["image"]
+    # 直前の昇格で Deployment は新しいモデルのイメージになっている（HPA はそのまま読み続ける）
+    assert status["deployment"]["image"].startswith("model-in-image:")
+    assert status["hpa"]["name"] == deployed["deployment"]
 
 
 # --- 4. docker-env なしで: `mii up` と minikube image load ----------------------------------------------
