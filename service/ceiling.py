@@ -1,6 +1,7 @@
 """ベンチマークの天井: サービスと同じ uvicorn の設定で動く、何もしない ASGI アプリ。
 
-`python -m service.ceiling` として同じイメージ・同じ制限で起動し、`mii benchmark` が
+`python -m service.ceiling` として同じイメージ・同じ制限・素の uvicorn（httptools のプロトコルを
+サービスのもの（service/protocol.py）にしない）で起動し、`mii benchmark` が
 サービスと交互に測る。本文を読み切り、決まった JSON を返すだけなので、その req/s は
 「この CPU・この uvicorn で 1 リクエストに払う最低の費用」の上限になる。
 サービスの req/s をこれで割った値（share）はマシンの速さや混み具合に左右されにくい。
@@ -46,7 +47,7 @@ async def app(
 
 def main() -> None:
     """HOST・PORT の設定で起動する。"""
-    uvicorn.Server(uvicorn_config(app, load_settings())).run()
+    uvicorn.Server(uvicorn_config(app, load_settings(), bounded=False)).run()
 
 
 if __name__ == "__main__":

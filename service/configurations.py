@@ -72,6 +72,28 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=constants.DEFAULT_BODY_TIMEOUT_SECONDS, gt=0, le=3600)
     """本文が届き終わるまでの期限（BODY_TIMEOUT_SECONDS）。止まったクライアントには 408 を返して閉じる。"""
 
+    max_request_line_bytes: int = Field(
+        default=constants.DEFAULT_MAX_REQUEST_LINE_BYTES, ge=256, le=1024 * 1024
+    )
+    """リクエスト行（メソッド・パス・クエリ・版）の最大バイト数（MAX_REQUEST_LINE_BYTES）。超えると 414。"""
+
+    max_header_field_bytes: int = Field(
+        default=constants.DEFAULT_MAX_HEADER_FIELD_BYTES, ge=256, le=1024 * 1024
+    )
+    """ヘッダ 1 つ（名前と値）の最大バイト数（MAX_HEADER_FIELD_BYTES）。超えると 431 で閉じる。"""
+
+    max_header_count: int = Field(default=constants.DEFAULT_MAX_HEADER_COUNT, ge=8, le=10_000)
+    """ヘッダの最大の数（MAX_HEADER_COUNT）。超えると 431 で閉じる。"""
+
+    max_head_bytes: int = Field(default=constants.DEFAULT_MAX_HEAD_BYTES, ge=1024, le=16 * 1024 * 1024)
+    """リクエストの頭（リクエスト行とヘッダ）全体の最大バイト数（MAX_HEAD_BYTES）。超えると 431 で閉じる。"""
+
+    head_timeout_seconds: float = Field(default=constants.DEFAULT_HEAD_TIMEOUT_SECONDS, gt=0, le=3600)
+    """接続から（または次のリクエストの最初のバイトから）頭を読み終えるまでの期限（HEAD_TIMEOUT_SECONDS）。
+
+    過ぎれば、途中まで届いていれば 408、何も届いていなければ黙って閉じる。
+    """
+
     ort_intra_op_threads: int = Field(default=1, ge=1, le=64)
     """ONNX Runtime の演算内スレッド数（ORT_INTRA_OP_THREADS）。500m の Pod では 1 が最速。"""
 

@@ -34,6 +34,23 @@ DEFAULT_BODY_TIMEOUT_SECONDS: Final = 10.0
 # 上限を超えた本文を 413 の前に読み捨てる最大バイト数（これを超えたら読まずに接続を閉じる）
 DRAIN_MAX_BYTES: Final = 64 * 1024 * 1024
 
+# リクエストの頭（リクエスト行とヘッダ）の既定の上限。大きさは h11 と Node.js の 16 KiB、ヘッダ 1 つの
+# 8190 バイトと数の 100 は gunicorn（limit_request_field_size・limit_request_fields）と Envoy の
+# max_headers_count、リクエスト行の 8190 バイトは nginx の large_client_header_buffers の 8k に合わせる。
+# 時間は Envoy が端のプロキシに勧める request_headers_timeout の 10 秒
+DEFAULT_MAX_REQUEST_LINE_BYTES: Final = 8190
+DEFAULT_MAX_HEADER_FIELD_BYTES: Final = 8190
+DEFAULT_MAX_HEADER_COUNT: Final = 100
+DEFAULT_MAX_HEAD_BYTES: Final = 16 * 1024
+DEFAULT_HEAD_TIMEOUT_SECONDS: Final = 10.0
+# リクエストの合間に開いた接続を待つ秒数（uvicorn の timeout_keep_alive。nginx の keepalive_timeout と同じ）
+KEEP_ALIVE_SECONDS: Final = 75
+
+# ラベルファイルの上限: ファイルの大きさと、ラベル名 1 つの長さ（/label・/metadata・/predict/label の応答は
+# ラベルを含むので、ラベルの大きさがそのまま応答の大きさになる）
+MAX_LABEL_FILE_BYTES: Final = 1024 * 1024
+MAX_LABEL_NAME_CHARS: Final = 256
+
 # テスト推論に使うサンプル（元実装と同じ Iris の 1 行目）
 SAMPLE_DATA: Final[list[list[float]]] = [[5.1, 3.5, 1.4, 0.2]]
 

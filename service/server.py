@@ -6,6 +6,7 @@ uvicorn を起動する前に設定とモデルを検証し、問題があれば
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from typing import Any
 
@@ -13,8 +14,10 @@ import uvicorn
 
 from service.app.app import create_app, load_model_from
 from service.configurations import ConfigurationError, Settings, load_settings
+from service.constants import KEEP_ALIVE_SECONDS
 from service.logs import configure_logging
 from service.ml.prediction import ModelLoadError, TabularModel
+from service.protocol import HeadLimits, protocol_class
 
 logger = logging.getLogger(__name__)
 
@@ -36,32 +39,63 @@ def prepare(**overrides: Any) -> tuple[Settings, TabularModel]:
     return settings, model
 
 
-def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+def head_limits(settings: Settings) -> HeadLimits:
+    """設定から、リクエストの頭の上限。"""
+    return HeadLimits(
+        max_request_line_bytes=settings.max_request_line_bytes,
+        max_header_field_bytes=settings.max_header_field_bytes,
+        max_header_count=settings.max_header_count,
+        max_head_bytes=settings.max_head_bytes,
+        head_timeout=settings.head_timeout_seconds,
+    )
+
+
+def uvicorn_config(app: Any, settings: Settings, *, bounded: bool = True) -> uvicorn.Config:
     """uvicorn の設定（1 プロセス・uvloop・httptools）。サービスと、ベンチマークの天井の ASGI アプリで共通。
 
+    `bounded`（サービス）なら、httptools のプロトコルを service/protocol.py のもの（頭の大きさと時間の上限、
+    短い応答を 1 回の書き込みで）にする。天井は素の uvicorn（`bounded=False`）で測る。
     プロキシのヘッダ（X-Forwarded-*）は使わないので、uvicorn の ProxyHeadersMiddleware も通さない。
+    WebSocket も使わない（Upgrade のヘッダは無視して普通に答える）。
     """
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(head_limits(settings)) if bounded else "httptools",
+        ws="none",
         lifespan="on",
         log_config=None,
         access_log=False,
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
-        timeout_keep_alive=75,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
-def serve(settings: Settings, model: TabularModel) -> None:
-    """uvicorn でサービスを起動し、終了まで戻らない。"""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """待ち受けのソケットを先に作る（使用中なら OSError）。uvicorn が作るのと同じく SO_REUSEADDR。
+
+    `mii serve` は、待ち受けられると分かってから「serving ...」と出す（uvicorn は起動を知らせてから
+    bind に失敗する）。
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(settings: Settings, model: TabularModel, sock: socket.socket | None = None) -> None:
+    """uvicorn でサービスを起動し、終了まで戻らない（`sock` があればそこで待ち受ける）。"""
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, model)
-    uvicorn.Server(uvicorn_config(app.entry, settings)).run()
+    uvicorn.Server(uvicorn_config(app.entry, settings)).run(sockets=[sock] if sock is not None else None)
 
 
 def main() -> None:

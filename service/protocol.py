@@ -1,0 +1,309 @@
+"""HTTP/1.1 の接続の守りと書き込み: uvicorn の httptools のプロトコルを 2 か所だけ広げる。
+
+1. **リクエストの頭（リクエスト行とヘッダ）に上限をつける。** httptools（llhttp）は頭の大きさにも、
+   届くまでの時間にも上限を持たず、途中までのヘッダの値を Python の bytes に足し続ける。そこで:
+   - 大きさ: リクエスト行が `max_request_line_bytes` を超えれば 414、ヘッダ 1 つ（名前と値）が
+     `max_header_field_bytes` を、ヘッダの数が `max_header_count` を、頭全体が `max_head_bytes` を超えれば
+     431 を返して閉じる。終わらないヘッダ（値が届き続ける）にも効くように、頭の途中で受け取ったバイト数でも
+     数える。1 つの接続が頭のために持つメモリは、上限と 1 回の読み込み（uvloop は 256 KiB）の和で止まる。
+   - 時間: 接続してから、または次のリクエストの最初のバイトから、頭を読み終えるまでを `head_timeout`
+     秒に限る。何も送らない接続は黙って閉じ、途中まで送った接続には 408 を返して閉じる。リクエストの
+     合間の待ちは uvicorn の keep-alive の期限（`timeout_keep_alive`）のまま。
+   期限はリクエストごとのタイマーではなく、プロセスに 1 つの見回り（`HeadPatrol`）が守る（uvloop の
+   タイマーは 1 本の設定と取り消しに約 5 µs かかる。app/body.py と同じ考え）。
+2. **短い応答を 1 回の書き込みで送る。** uvicorn は応答のヘッダと本文を別々に `transport.write` する
+   （システムコールが 2 回）。ここではヘッダを持っておき、続く本文と 1 回で書く（`CoalescingTransport`）。
+   順序も中身も変わらない。
+
+どちらも uvicorn の `HttpToolsProtocol` のサブクラスで、uvicorn の公開の設定（`Config(http=...)`）に
+渡す。応答の作り方・keep-alive・パイプライン・100-continue・シャットダウンは uvicorn のまま。
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# 1 回の書き込みにまとめる上限（これより大きな本文は、まとめずにそのまま書く: 写す費用の方が大きい）
+COALESCE_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    """リクエストの頭の上限（service/configurations.py の設定から作る）。"""
+
+    max_request_line_bytes: int
+    max_header_field_bytes: int
+    max_header_count: int
+    max_head_bytes: int
+    head_timeout: float
+
+
+class HeadRejected(Exception):
+    """頭が上限を超えた（パーサのコールバックから投げ、data_received で応答にする）。"""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> bytes:
+    """頭を読み切れなかったときの応答（JSON の `{"detail": ...}`、接続を閉じる）。
+
+    ルートが決まる前なので、簡易 API のエラーと同じ形にする。メッセージは ASCII の固定の文だけ
+    （クライアントの値を含めない）。
+    """
+    body = b'{"detail":"' + message.encode("ascii") + b'"}'
+    phrase = http.HTTPStatus(status).phrase.encode("ascii")
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class CoalescingTransport:
+    """応答のヘッダ（ステータス行からの `write`）を持ち、続く本文の `write` と 1 回で書くトランスポート。
+
+    uvicorn の 1 つの応答は、ヘッダの `write` と本文の `write` が続く。ヘッダだけを持ち、次の `write` で
+    まとめて書く（タイマーも次のループの回りも要らない）。本文の無い応答（HEAD・204）や、本文の前に
+    止まった応答のヘッダは、応答の終わり（`flush`）か閉じる前に書く。`100 Continue` はすぐ書く
+    （クライアントはそれを待ってから本文を送る）。ほかは本物のトランスポートへ委ねる。
+    """
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        """応答のヘッダなら持ち、それ以外は持っていたヘッダと 1 回で書く。"""
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head + data if len(data) <= COALESCE_LIMIT else head)
+            if len(data) > COALESCE_LIMIT:
+                self._transport.write(data)
+            return
+        if data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        """持っているヘッダを書く。"""
+        head = self._head
+        if head is not None:
+            self._head = None
+            if not self._transport.is_closing():
+                self._transport.write(head)
+
+    def close(self) -> None:
+        """持っているヘッダを書いてから閉じる。"""
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class HeadPatrol:
+    """頭を読んでいる接続を見回り、期限を過ぎたものを閉じる（サーバーに 1 つ）。
+
+    接続は頭を読み始めた時刻（`head_since`）を持つ。見回りは `interval` 秒ごとに、期限を過ぎた
+    接続の `head_timed_out()` を呼ぶ。見る接続が無くなれば止まり、次の接続で再び始まる。
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.interval = min(1.0, timeout / 4)
+        self.watched: set[BoundedHttpToolsProtocol] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def watch(self, protocol: BoundedHttpToolsProtocol) -> None:
+        """接続を見回りに入れる（見回りが止まっていれば始める）。"""
+        self.watched.add(protocol)
+        if self._handle is None:
+            self._handle = self.loop.call_later(self.interval, self._round)
+
+    def forget(self, protocol: BoundedHttpToolsProtocol) -> None:
+        """閉じた接続を外す。"""
+        self.watched.discard(protocol)
+
+    def _round(self) -> None:
+        now = self.loop.time()
+        for protocol in list(self.watched):
+            since = protocol.head_since
+            if since is not None and now - since >= self.timeout:
+                protocol.head_timed_out()
+        self._handle = self.loop.call_later(self.interval, self._round) if self.watched else None
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """頭の大きさと時間に上限をつけ、短い応答を 1 回で書く httptools のプロトコル。
+
+    上限（`limits`）はクラスの属性: uvicorn はプロトコルのクラスを受け取り、決まった引数で作るので、
+    `protocol_class` が上限ごとのサブクラスを作る。
+    """
+
+    limits: ClassVar[HeadLimits]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """uvicorn の引数をそのまま受け取る。"""
+        super().__init__(*args, **kwargs)
+        # 頭を読み始めた時刻（読んでいなければ None。接続してから最初のバイトまでも数える）、頭の途中か、
+        # そこまでに受け取ったバイト数（かたまりごと）と、コールバックで数えた長さ・ヘッダの数
+        self.head_since: float | None = None
+        self._in_head = False
+        self._head_received = 0
+        self._head_bytes = 0
+        self._header_count = 0
+        self._rejected = False
+        self._patrol = self._server_patrol()
+
+    def _server_patrol(self) -> HeadPatrol:
+        """サーバー（uvicorn の ServerState）に 1 つの見回り。"""
+        patrol: HeadPatrol | None = getattr(self.server_state, "mii_head_patrol", None)
+        if patrol is None or patrol.loop is not self.loop:
+            patrol = HeadPatrol(self.loop, self.limits.head_timeout)
+            self.server_state.mii_head_patrol = patrol  # type: ignore[attr-defined]
+        return patrol
+
+    # --- 接続 --------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """接続を受け、何も届かなくても `head_timeout` で閉じるよう見回りに入れる。"""
+        super().connection_made(transport)
+        # 流れの制御（FlowControl）は本物のトランスポートを持ったまま、書き込みだけをまとめる
+        self.transport = CoalescingTransport(transport)  # type: ignore[assignment]
+        self.head_since = self.loop.time()
+        self._patrol.watch(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """見回りから外す。"""
+        self._patrol.forget(self)
+        self.head_since = None
+        super().connection_lost(exc)
+
+    # --- 受け取り ----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """頭の途中で届いたバイト数を数えてからパーサに渡し、パーサの拒否を応答にする。
+
+        頭が前のかたまりから続いていれば、渡す前に数える（上限を超えていればパーサに溜めさせない）。
+        このかたまりで頭が始まって終わらなければ、かたまり全体を頭の途中とみなして数える。
+        """
+        if self._rejected:
+            return
+        continuing = self._in_head
+        if continuing:
+            self._head_received += len(data)
+            if self._head_received > self.limits.max_head_bytes:
+                self._reject(431, f"request headers exceed {self.limits.max_head_bytes} bytes")
+                return
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as error:
+            if isinstance(error.__context__, HeadRejected):
+                self._reject(error.__context__.status, error.__context__.message)
+            else:
+                self._reject(400, "invalid HTTP request")
+            return
+        except httptools.HttpParserError:
+            self._reject(400, "invalid HTTP request")
+            return
+        except httptools.HttpParserUpgrade:
+            # WebSocket は使わない: Upgrade は無視して普通のリクエストとして答える（RFC 9110 7.8）
+            pass
+        if not continuing and self._in_head:
+            self._head_received = len(data)
+            if self._head_received > self.limits.max_head_bytes:
+                self._reject(431, f"request headers exceed {self.limits.max_head_bytes} bytes")
+
+    def _reject(self, status: int, message: str) -> None:
+        """頭の誤りに応答して閉じる（この接続では以後何も読まない）。"""
+        self._rejected = True
+        self.head_since = None
+        self._in_head = False
+        self.transport.write(error_response(status, message))
+        self.transport.close()
+
+    def head_timed_out(self) -> None:
+        """頭が期限までに届かなかった: 途中まで届いていれば 408、何も無ければ黙って閉じる。"""
+        if self._rejected or self.transport.is_closing():
+            self.head_since = None
+            return
+        if self._in_head:
+            self._reject(408, f"request headers not received within {self.limits.head_timeout:g} s")
+            return
+        self._rejected = True
+        self.head_since = None
+        self.transport.close()
+
+    # --- パーサのコールバック -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        """次のリクエストの最初のバイト: 頭の時間と大きさを数え始める。"""
+        super().on_message_begin()
+        self.head_since = self.loop.time()
+        self._in_head = True
+        self._head_received = 0
+        self._head_bytes = 0
+        self._header_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        """リクエスト行の長さを確かめる（414）。uvicorn の on_url と同じく URL をつなぐ。"""
+        self.url += url
+        self._head_bytes += len(url)
+        if len(self.url) > self.limits.max_request_line_bytes:
+            raise HeadRejected(414, f"request line exceeds {self.limits.max_request_line_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """ヘッダ 1 つの長さ、数、頭全体の長さを確かめる（431）。
+
+        受け取り方は uvicorn の on_header と同じ（名前を小文字にして並べ、100-continue を覚える）。
+        リクエストごとに何度も呼ばれるので、その上に関数の呼び出しを重ねない。
+        """
+        size = len(name) + len(value)
+        self._header_count += 1
+        self._head_bytes += size + 4
+        limits = self.limits
+        if size > limits.max_header_field_bytes:
+            raise HeadRejected(431, f"a request header exceeds {limits.max_header_field_bytes} bytes")
+        if self._header_count > limits.max_header_count:
+            raise HeadRejected(431, f"more than {limits.max_header_count} request headers")
+        if self._head_bytes > limits.max_head_bytes:
+            raise HeadRejected(431, f"request headers exceed {limits.max_head_bytes} bytes")
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        """頭を読み終えた: 時間の見張りを止めて、uvicorn の処理へ。"""
+        self.head_since = None
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        """応答を書き終えた: 本文の無い応答のヘッダも書いてから uvicorn の処理（keep-alive など）へ。"""
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().on_response_complete()
+
+
+def protocol_class(limits: HeadLimits) -> type[BoundedHttpToolsProtocol]:
+    """uvicorn の `Config(http=...)` に渡すプロトコルのクラス（上限を持たせたサブクラス）。"""
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})

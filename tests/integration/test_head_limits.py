@@ -1,0 +1,228 @@
+"""リクエストの頭（リクエスト行とヘッダ）の上限と、1 回の書き込み（service/protocol.py）を本物のサーバーで。
+
+`mii serve` を 127.0.0.1 で起動し、生のソケットで送る（httpx はヘッダの値を確かめてしまうので、攻撃の形を
+送れない）。大きすぎる頭は 431・414 で閉じ、止まった頭は 408 で閉じ、何も送らない接続は黙って閉じる。
+終わらないヘッダを送り続ける接続が 10 本あっても、サーバーのメモリは増えず、/health は答え続ける
+（数はテストが出す。時間の目標はベンチマークではなくここで緩く確かめるだけ）。
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service import constants
+
+# 期限の既定は 10 秒。テストでは 1 秒にして待ち時間を短くする
+HEAD_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def server(start_live_server: Callable[..., str]) -> str:
+    return start_live_server(env={"HEAD_TIMEOUT_SECONDS": str(HEAD_TIMEOUT)})
+
+
+def address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def exchange(url: str, data: bytes, *, timeout: float = 10.0, shut: bool = False) -> bytes:
+    """生のバイト列を送り、サーバーが閉じるまで（または timeout まで）読んだものを返す。"""
+    with socket.create_connection(address(url), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if shut:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def status_of(response: bytes) -> int:
+    assert response.startswith(b"HTTP/1.1 "), response[:200]
+    return int(response.split(b" ", 2)[1])
+
+
+def body_of(response: bytes) -> bytes:
+    return response.split(b"\r\n\r\n", 1)[1]
+
+
+GET = b"GET /health HTTP/1.1\r\nHost: x\r\n"
+
+
+def test_a_normal_request_still_answers(server: str) -> None:
+    response = exchange(server, GET + b"Connection: close\r\n\r\n")
+    assert status_of(response) == 200
+    assert body_of(response) == b'{"health":"ok"}'
+
+
+def test_headers_just_under_the_limits_are_accepted(server: str) -> None:
+    line = b"X-Long: " + b"a" * (constants.DEFAULT_MAX_HEADER_FIELD_BYTES - len("x-long") - 100)
+    many = b"".join(b"X-%d: 1\r\n" % i for i in range(constants.DEFAULT_MAX_HEADER_COUNT - 3))
+    assert status_of(exchange(server, GET + line + b"\r\nConnection: close\r\n\r\n")) == 200
+    assert status_of(exchange(server, GET + many + b"Connection: close\r\n\r\n")) == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "detail"),
+    [
+        (
+            GET + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n",
+            431,
+            f"a request header exceeds {constants.DEFAULT_MAX_HEADER_FIELD_BYTES} bytes",
+        ),
+        (
+            GET + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n",
+            431,
+            f"more than {constants.DEFAULT_MAX_HEADER_COUNT} request headers",
+        ),
+        (
+            GET + b"".join(b"X-%d: %s\r\n" % (i, b"b" * 3000) for i in range(8)) + b"\r\n",
+            431,
+            f"request headers exceed {constants.DEFAULT_MAX_HEAD_BYTES} bytes",
+        ),
+        (
+            b"GET /" + b"p" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            414,
+            f"request line exceeds {constants.DEFAULT_MAX_REQUEST_LINE_BYTES} bytes",
+        ),
+        (b"NOT HTTP\r\n\r\n", 400, "invalid HTTP request"),
+    ],
+    ids=["one-header", "header-count", "whole-head", "request-line", "garbage"],
+)
+def test_an_oversized_or_broken_head_is_refused_and_closed(
+    server: str, request_bytes: bytes, status: int, detail: str
+) -> None:
+    response = exchange(server, request_bytes)
+    assert status_of(response) == status
+    assert b"connection: close\r\n" in response
+    assert body_of(response) == b'{"detail":"' + detail.encode() + b'"}'
+
+
+def test_a_header_that_never_ends_is_cut_at_the_limit(server: str) -> None:
+    """値が届き続けるヘッダ（1 回では送り切れない大きさ）も、上限を超えたところで 431 で閉じる。"""
+    with socket.create_connection(address(server), timeout=10) as sock:
+        sock.sendall(GET + b"X-Big: ")
+        sent = 0
+        try:
+            while sent < 10 * 1024 * 1024:
+                sock.sendall(b"a" * 4096)
+                sent += 4096
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            response = sock.recv(65536)
+        except ConnectionResetError:
+            response = b""
+    assert sent < 1024 * 1024, f"the server read {sent} bytes of one header"
+    if response:  # 送り続けている間に閉じられると、応答はリセットで消えることがある
+        assert status_of(response) == 431
+
+
+def test_a_stalled_head_gets_408_and_an_idle_connection_is_closed(server: str) -> None:
+    started = time.monotonic()
+    stalled = exchange(server, GET + b"X-Partial: ", timeout=HEAD_TIMEOUT + 5)
+    assert status_of(stalled) == 408
+    assert body_of(stalled) == b'{"detail":"request headers not received within 1 s"}'
+    idle = exchange(server, b"", timeout=HEAD_TIMEOUT + 5)
+    assert idle == b""  # 何も言わない接続には何も言わずに閉じる
+    assert time.monotonic() - started < 2 * (HEAD_TIMEOUT + 2)
+
+
+def test_keep_alive_and_pipelining_still_work(server: str) -> None:
+    pipelined = GET + b"\r\n" + b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    response = exchange(server, pipelined)
+    assert response.count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_a_slow_but_steady_head_within_the_time_limit_is_answered(server: str) -> None:
+    with socket.create_connection(address(server), timeout=10) as sock:
+        for part in (b"GET /health ", b"HTTP/1.1\r\n", b"Host: x\r\n", b"Connection: close\r\n", b"\r\n"):
+            sock.sendall(part)
+            time.sleep(HEAD_TIMEOUT / 10)
+        assert status_of(sock.recv(65536)) == 200
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def server_pid(url: str) -> int:
+    """その URL で待ち受けるプロセス（`mii serve` は uvicorn を同じプロセスで動かす）。"""
+    port = address(url)[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+            inode = fields[9]
+    assert inode is not None
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if fd.readlink() == Path(f"socket:[{inode}]"):
+                return int(fd.parts[2])
+        except OSError:
+            continue
+    raise AssertionError(f"no process listens on port {port}")
+
+
+def test_ten_endless_headers_do_not_grow_memory_and_health_still_answers(
+    start_live_server: Callable[..., str],
+) -> None:
+    """Issue の攻撃: 10 本の接続が `X-Big: ` の後に 10 MB の `a` を送り、終わらせない。"""
+    url = start_live_server(env={"HEAD_TIMEOUT_SECONDS": "30", "POD_NAME": "attacked"})
+    pid = server_pid(url)
+    exchange(url, GET + b"Connection: close\r\n\r\n")
+    before = rss_kib(pid)
+    results: list[Any] = []
+
+    def attack() -> None:
+        try:
+            with socket.create_connection(address(url), timeout=30) as sock:
+                sock.sendall(GET + b"X-Big: ")
+                for _ in range(10 * 256):
+                    sock.sendall(b"a" * 4096)
+        except OSError as error:
+            results.append(type(error).__name__)
+
+    threads = [threading.Thread(target=attack, daemon=True) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    latencies = []
+    peak = before
+    for _ in range(20):
+        started = time.perf_counter()
+        response = exchange(url, GET + b"Connection: close\r\n\r\n", timeout=5)
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert status_of(response) == 200
+        peak = max(peak, rss_kib(pid))
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=30)
+    after = rss_kib(pid)
+    print(
+        f"\nheader attack: RSS {before / 1024:.1f} MiB before, peak {peak / 1024:.1f} MiB, "
+        f"{after / 1024:.1f} MiB after; /health p50 {sorted(latencies)[10]:.1f} ms, "
+        f"max {max(latencies):.1f} ms; attackers: {sorted(results)}"
+    )
+    assert peak - before < 8 * 1024, f"RSS grew by {(peak - before) / 1024:.1f} MiB"
+    assert len(results) == 10  # どの接続もサーバーに閉じられた
