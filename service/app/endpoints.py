@@ -313,10 +313,17 @@ def fast_routes(state: ServiceState) -> dict[tuple[str, str], FastRoute]:
         concrete = endpoint.path.format(name=info.name, version=info.version)
         version = info.version if "{version}" in endpoint.path else None
         call = Call(info.name, version, endpoint.path)
-        table[(endpoint.method, concrete)] = FastRoute(
-            answer=functools.partial(respond, endpoint, state, call),
-            stats=state.metrics.route(endpoint.method, endpoint.path),
-            protocol=endpoint.protocol,
-            reads_body=endpoint.reads_body,
-        )
+        for method in methods_of(endpoint):
+            table[(method, concrete)] = FastRoute(
+                answer=functools.partial(respond, endpoint, state, call),
+                stats=state.metrics.route(method, endpoint.path),
+                protocol=endpoint.protocol,
+                reads_body=endpoint.reads_body,
+            )
     return table
+
+
+def methods_of(endpoint: Endpoint) -> tuple[str, ...]:
+    """そのエンドポイントが答えるメソッド: GET は HEAD にも答える（RFC 9110 9.3.2: 同じヘッダで本文なし。
+    本文は uvicorn が HEAD の応答から外す）。"""
+    return ("GET", "HEAD") if endpoint.method == "GET" else (endpoint.method,)

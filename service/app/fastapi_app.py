@@ -17,9 +17,10 @@ from starlette.exceptions import HTTPException
 
 from service import constants
 from service.app import v2_codec
-from service.app.endpoints import ENDPOINTS, Endpoint, respond
+from service.app.endpoints import ENDPOINTS, Endpoint, methods_of, respond
 from service.app.errors import ServiceError, error_reply, message_reply, protocol_of
 from service.app.handlers import Call
+from service.app.openapi import exact_document
 from service.app.replies import Reply
 from service.app.schemas import ErrorResponse, V2Error, ValidationErrorResponse
 from service.app.state import ServiceState
@@ -79,30 +80,22 @@ def _responses(endpoint: Endpoint) -> dict[int | str, dict[str, Any]]:
 
 
 def _openapi_extra(endpoint: Endpoint) -> dict[str, Any] | None:
-    """本文のスキーマ（検証は自前）とパスの引数を OpenAPI に載せる。"""
+    """本文（検証は自前）とパスの引数を OpenAPI に載せる。
+
+    本文の正確なスキーマはモデルで決まるので、ここでは形だけを置き、モデルを読み込んだ後に
+    `service.app.openapi.exact_document` が書き直す（`build_framework`）。
+    """
     extra: dict[str, Any] = {}
     if endpoint.request_body is not None:
-        content = {"application/json": {"schema": endpoint.request_body.model_json_schema()}}
-        if endpoint.protocol == "v2":
-            content["application/octet-stream"] = {
-                "schema": {"type": "string", "format": "binary"},
-            }
-        extra["requestBody"] = {"required": True, "content": content}
+        extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in ("name", "version")
         if f"{{{name}}}" in endpoint.path
     ]
-    if endpoint.protocol == "v2" and endpoint.reads_body:
-        parameters.append(
-            {
-                "name": "Inference-Header-Content-Length",
-                "in": "header",
-                "required": False,
-                "description": "Length of the JSON header when binary tensors follow it.",
-                "schema": {"type": "integer"},
-            }
-        )
     if parameters:
         extra["parameters"] = parameters
     return extra or None
@@ -122,6 +115,9 @@ def add_routes(app: FastAPI) -> None:
             openapi_extra=_openapi_extra(endpoint),
             include_in_schema=endpoint.documented,
         )
+        if "HEAD" in methods_of(endpoint):
+            # HEAD は GET と同じ応答（本文は uvicorn が外す）。OpenAPI には GET だけを載せる
+            app.add_api_route(endpoint.path, _route_for(endpoint), methods=["HEAD"], include_in_schema=False)
 
 
 def build_framework(state: ServiceState) -> FastAPI:
@@ -139,6 +135,19 @@ def build_framework(state: ServiceState) -> FastAPI:
     app.state.service = state
     app.add_exception_handler(HTTPException, _routing_error)
     add_routes(app)
+    generic = app.openapi
+    exact: dict[str, Any] = {}
+
+    def contract() -> dict[str, Any]:
+        """モデルに合わせた文書（モデルを読み込む前は FastAPI の文書のまま、覚えない）。"""
+        if not exact:
+            document = generic()
+            if state.model_ is None:
+                return document
+            exact.update(exact_document(document, state.model))
+        return exact
+
+    app.openapi = contract  # type: ignore[method-assign]
     return app
 
 

@@ -26,6 +26,7 @@ from service.app.errors import NotFound, SchemaError, echo, echo_loc
 from service.app.replies import METRICS_CONTENT_TYPE, Reply, json_reply, reply
 from service.app.schemas import Data
 from service.app.state import ServiceState
+from service.ml.prediction import InvalidInputError
 
 
 class Call(NamedTuple):
@@ -146,6 +147,12 @@ def _rows_by_pydantic(body: bytes) -> list[list[float]]:
     try:
         return Data.model_validate_json(body).data
     except ValidationError as error:
+        if any(
+            item["type"] == "json_invalid" and "number out of range" in item["msg"]
+            for item in error.errors(include_url=False)
+        ):
+            # 桁の多すぎる数（`1` と 5000 個の 0）も、`1e400` と同じく値の誤り（400）: JSON としては正しい
+            raise InvalidInputError("a number in the body is out of the float32 range") from None
         errors = []
         for item in error.errors(include_url=False):
             entry = {"type": item["type"], "loc": ["body", *echo_loc(item["loc"])], "msg": item["msg"]}

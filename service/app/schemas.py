@@ -26,9 +26,15 @@ class Data(BaseModel):
 
 
 class ProbabilityResponse(BaseModel):
-    """推論結果。1 行なら答えのリスト（分類はクラスごとの確率、回帰は出力の値）、N 行ならリストのリスト。"""
+    """推論結果。1 行なら答えのリスト（分類はクラスごとの確率、回帰は出力の値）、N 行ならリストのリスト。
 
-    prediction: list[float] | list[list[float]]
+    モデルが無限大や NaN を計算した値（float32 の端の入力で積があふれる回帰器など）は、JSON に書けないので
+    null になる。
+    """
+
+    prediction: list[float | None] | list[list[float | None]] = Field(
+        description="Answers per row; a value the model computes as infinite or NaN is null."
+    )
 
 
 class LabelResponse(BaseModel):

@@ -50,28 +50,57 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Inference-Header-Content-Length の桁数の上限（本文の上限より十分大きく、int() の桁数の上限より十分小さい）
+_LENGTH_DIGITS = 18
+
+
+def header_length_value(header_length: str, body_length: int) -> int:
+    """Inference-Header-Content-Length を読む: ASCII の数字だけの、本文の中の長さ（1 以上）。
+
+    `str.isdigit()` は「²」や全角の数字も数字とみなし、`int()` はそれを読めずに落ちるので、ASCII に限る。
+    桁数にも上限を置く（Python の `int()` は 4300 桁を超える文字列を断る）。0 は JSON のヘッダが空で、
+    推論のリクエストにならないので断る。
+    """
+    if (
+        not header_length.isascii()
+        or not header_length.isdigit()
+        or len(header_length) > _LENGTH_DIGITS
+        or not 0 < int(header_length) <= body_length
+    ):
+        shown = header_length if len(header_length) <= 40 else header_length[:37] + "..."
+        raise InvalidInputError(
+            f"Inference-Header-Content-Length {shown!r} is not a length (ASCII digits, 1 or more) within "
+            f"the body of {body_length} bytes"
+        )
+    return int(header_length)
+
+
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """本文を JSON のヘッダとバイナリの部分に分ける。"""
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or int(header_length) > len(body):
-        raise InvalidInputError(
-            f"Inference-Header-Content-Length {header_length!r} is not a length within the body "
-            f"of {len(body)} bytes"
-        )
-    length = int(header_length)
+    length = header_length_value(header_length, len(body))
     return body[:length], body[length:]
 
 
 def _rows_from_json(model: TabularModel, name: str, data: Any, rows: int) -> np.ndarray | list[list[float]]:
-    """JSON の `data`（平ら、または行ごとの入れ子）を行に分けて検証する。"""
+    """JSON の `data`（平ら、または形のとおりの行ごとの入れ子）を行に分けて検証する。
+
+    入れ子なら、形 `[N, F]` のとおり N 個の行がそれぞれ F 個の数でなければならない（値の数が合っていても、
+    `[[1, 2], [3, 4]]` は形 `[1, 4]` の入れ子ではない）。
+    """
     width = model.width
     if not isinstance(data, list):
         raise InvalidInputError(f'input {name!r} needs "data" (a list of numbers) or binary data')
     if data and type(data[0]) is list:
-        flat = [value for row in data if type(row) is list for value in row]
-        if len(flat) != sum(len(row) if type(row) is list else 1 for row in data):
+        if any(type(row) is not list for row in data):
             raise InvalidInputError(f'input {name!r} mixes rows (lists) and single values in "data"')
+        if len(data) != rows or any(len(row) != width for row in data):
+            raise InvalidInputError(
+                f'input {name!r} has "data" nested as {_nesting(data)}; shape [{rows}, {width}] needs '
+                f"{rows} rows of {width} values (or all {rows * width} values in one flat list)"
+            )
+        flat = [value for row in data for value in row]
     else:
         flat = data
     for value in flat:
@@ -85,6 +114,13 @@ def _rows_from_json(model: TabularModel, name: str, data: Any, rows: int) -> np.
     if rows == 1:
         return model.small_rows([flat])
     return model.to_batch([flat[i : i + width] for i in range(0, len(flat), width)])
+
+
+def _nesting(data: list[Any]) -> str:
+    """入れ子の形の説明（`3 rows of 2, 2 and 4 values` など）。"""
+    lengths = [len(row) for row in data[:5]]
+    more = ", ..." if len(data) > 5 else ""
+    return f"{len(data)} rows of {', '.join(map(str, lengths))}{more} values"
 
 
 def _rows_from_binary(model: TabularModel, name: str, size: Any, binary: bytes, rows: int) -> np.ndarray:
@@ -130,21 +166,19 @@ def parse_infer(model: TabularModel, body: bytes, header_length: str | None) -> 
             f"input {name!r} has datatype {_describe(datatype)}; the model expects {spec.datatype}"
         )
     shape = tensor.get("shape")
-    if (
-        type(shape) is not list
-        or len(shape) != 2
-        or type(shape[0]) is not int
-        or type(shape[1]) is not int
-        or shape[1] != model.width
-        or shape[0] < 1
-    ):
+    dims = _dims(shape)
+    if dims is None or len(dims) != 2 or dims[1] != model.width or dims[0] < 1:
         raise InvalidInputError(
             f"input {name!r} has shape {_describe(shape)}; the model expects [N, {model.width}] with N >= 1"
         )
-    rows = shape[0]
+    rows = dims[0]
     model.check_rows(rows)
     parameters = tensor.get("parameters")
-    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidInputError(
+            f"input {name!r} has parameters {_describe(parameters)}; they must be a JSON object"
+        )
+    size = parameters.get("binary_data_size") if parameters is not None else None
     if size is not None:
         batch: np.ndarray | list[list[float]] = _rows_from_binary(model, name, size, binary, rows)
     elif binary:
@@ -153,7 +187,24 @@ def parse_infer(model: TabularModel, body: bytes, header_length: str | None) -> 
         batch = _rows_from_json(model, name, tensor.get("data"), rows)
     outputs, binary_flags = _requested_outputs(model, request)
     request_id = request.get("id")
-    return InferRequest(request_id if isinstance(request_id, str) else None, batch, outputs, binary_flags)
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInputError(f"the request id must be a string, got {_describe(request_id)}")
+    return InferRequest(request_id, batch, outputs, binary_flags)
+
+
+def _dims(shape: Any) -> list[int] | None:
+    """形の次元（整数のリスト）。JSON Schema と同じく、`2.0` のような整数の値の数も整数とみなす。"""
+    if type(shape) is not list:
+        return None
+    dims = []
+    for dim in shape:
+        if type(dim) is int:
+            dims.append(dim)
+        elif type(dim) is float and dim.is_integer():
+            dims.append(int(dim))
+        else:
+            return None
+    return dims
 
 
 def _flag(parameters: Any, name: str) -> bool | None:
@@ -177,6 +228,10 @@ def _requested_outputs(model: TabularModel, request: dict[str, Any]) -> tuple[li
         return known, [default_binary] * len(known)
     if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
         raise InvalidInputError('"outputs" must be a list of objects with a "name"')
+    if not requested:
+        raise InvalidInputError(
+            f'"outputs" is empty; name at least one of {", ".join(known)} (or leave it out)'
+        )
     names: list[str] = []
     binary: list[bool] = []
     for output in requested:

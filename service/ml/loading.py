@@ -63,6 +63,12 @@ _FLOAT_OUTPUTS = ("tensor(float)", "tensor(double)")
 _LABEL_OUTPUTS = ("tensor(int64)", "tensor(int32)", "tensor(string)")
 
 
+def _short(value: str) -> str:
+    """メッセージに出す値（長ければ切る）。"""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def sha256_of(data: bytes) -> str:
     """バイト列の sha256（16 進）を返す。"""
     return hashlib.sha256(data).hexdigest()
@@ -81,7 +87,19 @@ def _read_bytes(path: Path, what: str) -> bytes:
 
 
 def load_labels(path: Path) -> dict[str, str]:
-    """label.json を読み、{"0": "setosa", ...} の形であることを確かめる。"""
+    """label.json を読み、{"0": "setosa", ...} の形であることを確かめる。
+
+    ファイルは `MAX_LABEL_FILE_BYTES` まで、ラベル名 1 つは `MAX_LABEL_NAME_CHARS` 文字まで（ラベルは
+    /label・/metadata・/predict/label の応答にそのまま載る）。
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # 無い・読めないファイルは次の読み込みが伝える
+    if size > constants.MAX_LABEL_FILE_BYTES:
+        raise ModelLoadError(
+            path, f"label file is {size} bytes; the limit is {constants.MAX_LABEL_FILE_BYTES} bytes"
+        )
     raw = _read_bytes(path, "label")
     try:
         labels = json.loads(raw)
@@ -90,10 +108,15 @@ def load_labels(path: Path) -> dict[str, str]:
     if not isinstance(labels, dict) or not labels:
         raise ModelLoadError(path, "label file must be a non-empty JSON object of index -> name")
     for key, value in labels.items():
-        if not (key.isascii() and key.isdigit()) or str(int(key)) != key:
-            raise ModelLoadError(path, f"label key {key!r} is not a class index (0, 1, 2, ...)")
+        if not (key.isascii() and key.isdigit()) or len(key) > 9 or str(int(key)) != key:
+            raise ModelLoadError(path, f"label key {_short(key)} is not a class index (0, 1, 2, ...)")
         if not isinstance(value, str) or not value:
             raise ModelLoadError(path, f"label {key!r} must be a non-empty string")
+        if len(value) > constants.MAX_LABEL_NAME_CHARS:
+            raise ModelLoadError(
+                path,
+                f"label {key!r} is {len(value)} characters; the limit is {constants.MAX_LABEL_NAME_CHARS}",
+            )
     expected = {str(i) for i in range(len(labels))}
     if set(labels) != expected:
         raise ModelLoadError(path, f"label keys must be 0..{len(labels) - 1} without gaps")

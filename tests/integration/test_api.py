@@ -337,8 +337,44 @@ def test_openapi_documents_the_endpoints(client: TestClient) -> None:
     ]:
         assert path in spec["paths"], path
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert body["properties"]["data"]["type"] == "array"
+    assert body == {"$ref": "#/components/schemas/PredictRequest"}
+    data = spec["components"]["schemas"]["PredictRequest"]["properties"]["data"]
+    # このクライアントのモデル（4 特徴量）と設定（1 リクエスト最大 50 行）に合わせた形
+    assert (data["type"], data["minItems"], data["maxItems"]) == ("array", 1, 50)
+    row = spec["components"]["schemas"]["InputRow"]
+    assert (row["minItems"], row["maxItems"]) == (4, 4)
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/health", "/health/live", "/health/ready", "/metadata", "/predict/test", "/v2/health/ready"]
+)
+def test_head_answers_like_get_without_a_body(client: TestClient, path: str) -> None:
+    got, head = client.get(path), client.head(path)
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == got.headers["content-length"]
+
+
+def test_a_number_out_of_range_is_400_however_it_is_spelled(client: TestClient) -> None:
+    """`1e400` も `1` と 3000 個の `0` も、float32 に収まらない値（400）。JSON としては正しい。"""
+    for number in (b"1e400", b"-1e400", b"1" + b"0" * 3000, b"3.5e38"):
+        response = client.post("/predict", content=b'{"data": [[' + number + b", 1, 2, 3]]}")
+        assert response.status_code == 400, (number[:20], response.text)
+        assert "float32" in response.json()["detail"] or "not finite" in response.json()["detail"]
+
+
+def test_duplicate_keys_take_the_last_value_on_both_paths(client: TestClient) -> None:
+    """RFC 8259 は重複した名前の結果を決めていない: 多くのパーサと同じく最後のものを使う（docs/api.md）。"""
+    body = b'{"data": [[1, 1, 1, 1]], "data": [[5.1, 3.5, 1.4, 0.2]]}'
+    assert (
+        client.post("/predict", content=body).json()
+        == client.post("/predict", json={"data": [[5.1, 3.5, 1.4, 0.2]]}).json()
+    )
+    # よくある本文を外れた（pydantic で読み直す）本文でも同じ
+    odd = b'{"data": "x", "data": [[5.1, 3.5, 1.4, 0.2]]}'
+    assert client.post("/predict", content=odd).json() == client.post("/predict", content=body).json()
 
 
 def test_access_log_when_enabled(

@@ -123,6 +123,10 @@ def _conforming(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrate
     for key in ("anyOf", "oneOf"):
         if key in schema:
             return st.one_of([from_schema(option, defs) for option in schema[key]])
+    if "const" in schema:
+        return st.just(schema["const"])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
     kind = schema.get("type")
     if kind == "object":
         properties = {name: from_schema(sub, defs) for name, sub in schema.get("properties", {}).items()}
@@ -195,7 +199,7 @@ def post_bodies(client: TestClient, spec: dict[str, Any], path: str, operation: 
     target = concrete(path, "iris_svc", "1")
 
     @SETTINGS
-    @given(body=st.one_of(from_schema(schema, schema.get("$defs", {})), anything))
+    @given(body=st.one_of(from_schema(schema, spec["components"]["schemas"]), anything))
     @example(body={"x": [478077284086472447983878144]})  # 64 ビットを超える整数（そのままでは書けない値）
     @example(body={"data": [[478077284086472447983878144, 1, 2, 3]]})
     @example(body={"data": Raw('"\\ud800"')})

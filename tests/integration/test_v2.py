@@ -192,6 +192,39 @@ def test_requested_outputs_are_honoured_and_the_id_is_echoed(client: TestClient)
         ({"inputs": []}, 'needs "inputs"'),
         ([1, 2], "must be a JSON object"),
         (_infer_body("float_input", [SAMPLE] * 51), "data has 51 rows; at most 50"),
+        # 入れ子は形のとおりでなければならない: 値の数が合っていても、形 [1, 4] に 2 行 × 2 は断る
+        (
+            {
+                "inputs": [
+                    {"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [[1, 2], [3, 4]]}
+                ]
+            },
+            'has "data" nested as 2 rows of 2, 2 values; shape [1, 4] needs 1 rows of 4 values',
+        ),
+        (
+            {"inputs": [{"name": "float_input", "shape": [2, 4], "datatype": "FP32", "data": [SAMPLE * 2]}]},
+            "nested as 1 rows of 8 values; shape [2, 4] needs 2 rows of 4",
+        ),
+        (_infer_body("float_input", [SAMPLE], outputs=[]), '"outputs" is empty'),
+        (_infer_body("float_input", [SAMPLE], id=7), "the request id must be a string, got 7"),
+        (
+            {
+                "inputs": [
+                    {
+                        "name": "float_input",
+                        "shape": [1, 4],
+                        "datatype": "FP32",
+                        "data": SAMPLE,
+                        "parameters": [1],
+                    }
+                ]
+            },
+            "has parameters [1]; they must be a JSON object",
+        ),
+        (
+            {"inputs": [{"name": "float_input", "shape": [1.5, 4], "datatype": "FP32", "data": SAMPLE}]},
+            "has shape [1.5, 4]",
+        ),
     ],
 )
 def test_bad_inference_requests_are_400_with_a_reason(client: TestClient, body: Any, message: str) -> None:
@@ -224,6 +257,16 @@ def test_non_finite_and_malformed_bodies_are_400(client: TestClient) -> None:
         "/v2/models/iris_svc/infer", content=header, headers={"Inference-Header-Content-Length": "x"}
     )
     assert "Inference-Header-Content-Length 'x'" in wrong.json()["error"]
+
+
+def test_flat_data_and_data_nested_as_the_shape_says_are_the_same_request(client: TestClient) -> None:
+    rows = [SAMPLE, [6.7, 3.0, 5.2, 2.3]]
+    flat = _infer_body("float_input", rows)
+    nested = {"inputs": [{**flat["inputs"][0], "data": rows}]}
+    integral = {"inputs": [{**flat["inputs"][0], "shape": [2.0, 4.0]}]}  # JSON Schema の integer
+    answers = [client.post("/v2/models/iris_svc/infer", json=body) for body in (flat, nested, integral)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert answers[0].json() == answers[1].json() == answers[2].json()
 
 
 def test_unknown_model_and_version_are_404(client: TestClient) -> None:
