@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from mii_cli.commands import register
 from mii_cli.errors import MiiError
 from mii_cli.ui import console as out
+from mii_cli.ui.help import quiet_flag_types
 
 
 class Terminated(KeyboardInterrupt):
@@ -29,6 +30,13 @@ def _terminate(_signum: int, _frame: FrameType | None) -> None:
 
 class MiiGroup(TyperGroup):
     """例外を CLI の境界で 1 行のメッセージと終了コードに変えるコマンドグループ。"""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        """`--debug` はどこに書いてもよい（`--` より後ろは値なので動かさない）。"""
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[1:end]:
+            args = ["--debug", *[arg for arg in args[:end] if arg != "--debug"], *args[end:]]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         """サブコマンドを実行し、例外をメッセージにする（--debug ならトレースバックも出す）。"""
@@ -48,12 +56,8 @@ class MiiGroup(TyperGroup):
             if type(error).__module__.startswith(("typer", "click")):
                 # --help・使い方の誤り・Exit は Typer 自身に任せる
                 raise
-            _report(
-                ctx,
-                f"unexpected error: {type(error).__name__}: {error}",
-                "run again with --debug to see the traceback",
-                None,
-            )
+            message = f"unexpected error: {type(error).__name__}: {error}"
+            _report(ctx, message, "run again with --debug to see the traceback", None)
             raise typer.Exit(1) from None
 
 
@@ -62,6 +66,8 @@ def _report(ctx: typer.Context, message: str, hint: str | None, details: str | N
     trace = traceback.format_exc() if ctx.obj and ctx.obj.get("debug") else None
     out.error(message, hint=hint, details=details, trace=trace)
 
+
+quiet_flag_types()
 
 app = typer.Typer(
     cls=MiiGroup,

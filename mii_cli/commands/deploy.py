@@ -140,12 +140,16 @@ def up(
     from mii_cli.commands.requests import build_request, sizing
     from mii_cli.commands.smoke_test import judge_smoke
     from mii_cli.kube.cluster import connect
+    from mii_cli.kube.nodes import check_pod_fits
+    from mii_cli.kube.render import pod_requests
     from mii_cli.settings import fill, get_cli_settings
     from mii_cli.ui.live import DeployView
     from mii_cli.workflows import up as workflow
 
     chosen = sizing(replicas=replicas, cpu=cpu, memory=memory)
     client, info = connect(context)
+    # ビルドの前に: Pod がどのノードにも入らない大きさなら、何も作らずに止める
+    check_pod_fits(client, *pod_requests(chosen))
     if image is None:
         image = build_with_progress(build_request()).unique_tag
         out.success(f"built {image}")

@@ -48,7 +48,24 @@ SampleOption = Annotated[
         "(default: the model's training.json, else zeros)."
     ),
 ]
-NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Kubernetes namespace to use.")]
+
+
+def namespace_name(value: str) -> str:
+    """--namespace の値を、API サーバーと同じ規則（DNS-1123 のラベル）で確かめる。不正なら ConfigError。"""
+    from mii_cli.kube.quantity import label_problem
+
+    problem = label_problem(value)
+    if problem is not None:
+        raise ConfigError(
+            f"--namespace {value!r} is not a Kubernetes namespace name: {problem}",
+            hint="e.g. model-in-image or team-a (lower case letters, digits and '-', at most 63 characters)",
+        )
+    return value
+
+
+NamespaceOption = Annotated[
+    str, typer.Option("--namespace", "-n", help="Kubernetes namespace to use.", callback=namespace_name)
+]
 ContextOption = Annotated[
     str | None, typer.Option("--context", help="kube context to use (default: the current context).")
 ]

@@ -40,17 +40,9 @@ def teardown(
         out.info(f"namespace {namespace} does not exist: nothing to delete")
 
 
-def down(
-    namespace: NamespaceOption = NAMESPACE,
-    context: ContextOption = None,
-    timeout: NamespaceTimeoutOption = 180.0,
-    as_json: JsonOption = False,
-) -> None:
-    """Tear the deployment down (same as teardown)."""
-    teardown(namespace=namespace, context=context, timeout=timeout, as_json=as_json)
-
-
 def register(app: typer.Typer) -> None:
-    """コマンドを登録する。"""
+    """コマンドを登録する（`down` は `teardown` と同じ関数: オプションもすべて同じ）。"""
     app.command()(teardown)
-    app.command()(down)
+    app.command(
+        "down", help="Same as teardown: delete the namespace and wait until it is gone (--local: mii stop)."
+    )(teardown)

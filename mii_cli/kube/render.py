@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from mii_cli.kube import (
     MODEL_SHA256_ANNOTATION,
     SERVICE_LABEL_KEY,
 )
+from mii_cli.kube.quantity import parse_quantity
 
 Manifest = dict[str, Any]
 
@@ -111,33 +110,20 @@ def set_namespace(obj: Manifest, namespace: str) -> None:
         metadata["namespace"] = namespace
 
 
-# Kubernetes の量の接尾辞（メモリ）とその倍率
-_MEMORY_SUFFIXES = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
-_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>[A-Za-z]*)$")
 # サーバー 1 つが動くのに要る最小限（これ未満では起動しないか、負荷で OOMKilled になる）
 MIN_CPU_MILLICORES = 50
 MIN_MEMORY_BYTES = 96 * 2**20
 
 
 def cpu_millicores(text: str) -> int:
-    """CPU の量（`250m`・`0.5`・`1`）をミリコアにする。読めなければ ConfigError。"""
-    match = _QUANTITY.match(text.strip())
-    if match is None or match["suffix"] not in ("", "m"):
+    """CPU の量（`250m`・`0.5`・`1`）をミリコアにする。API サーバーが断る形や小さすぎれば ConfigError。"""
+    value = parse_quantity(text)
+    # 2 進の接尾辞（250Mi）も API サーバーは量とみなすが、CPU では 2 億個のコアになる: 書き間違いとして断る
+    if value is None or value < 0 or text.endswith("i"):
         raise ConfigError(
             f"--cpu {text!r} is not a CPU quantity", hint="use millicores or cores: 250m, 0.5, 1"
         )
-    number = Decimal(match["number"])
-    millicores = number if match["suffix"] == "m" else number * 1000
+    millicores = value * 1000
     if millicores != int(millicores):
         raise ConfigError(f"--cpu {text!r} is finer than a millicore", hint="e.g. 250m")
     if millicores < MIN_CPU_MILLICORES:
@@ -148,19 +134,18 @@ def cpu_millicores(text: str) -> int:
 
 
 def memory_bytes(text: str) -> int:
-    """メモリの量（`300Mi`・`512M`・`1Gi`）をバイトにする。読めなければ ConfigError。"""
-    match = _QUANTITY.match(text.strip())
-    if match is None or match["suffix"] not in _MEMORY_SUFFIXES:
+    """メモリの量（`300Mi`・`512M`・`1Gi`）をバイトにする。API サーバーが断る形や小さすぎれば ConfigError。"""
+    value = parse_quantity(text)
+    if value is None or value < 0:
         raise ConfigError(
             f"--memory {text!r} is not a memory quantity", hint="use a Kubernetes quantity: 300Mi, 512Mi, 1Gi"
         )
-    size = Decimal(match["number"]) * _MEMORY_SUFFIXES[match["suffix"]]
-    if size < MIN_MEMORY_BYTES:
+    if value < MIN_MEMORY_BYTES:
         raise ConfigError(
             f"--memory {text} is below the {MIN_MEMORY_BYTES // 2**20}Mi one server needs",
             hint="e.g. 300Mi (the server uses about 60 MiB under load)",
         )
-    return int(size)
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -186,6 +171,15 @@ class Sizing:
             cpu_millicores(self.cpu)
         if self.memory is not None:
             memory_bytes(self.memory)
+
+
+def pod_requests(sizing: Sizing | None) -> tuple[int, int]:
+    """Pod 1 つが要求する CPU（ミリコア）とメモリ（バイト）: 大きさの指定、無ければ manifests/ の値。"""
+    container = find(load_manifests(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    requests = (container.get("resources") or {}).get("requests") or {}
+    cpu = sizing.cpu if sizing and sizing.cpu is not None else str(requests["cpu"])
+    memory = sizing.memory if sizing and sizing.memory is not None else str(requests["memory"])
+    return cpu_millicores(cpu), memory_bytes(memory)
 
 
 def set_sizing(objects: list[Manifest], sizing: Sizing) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from mii_cli.errors import ConfigError, ModelError
 from service.configurations import Settings
 from service.ml.prediction import TabularModel
-from service.server import StartupError, prepare, serve
+from service.server import StartupError, listening_socket, prepare, serve
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,11 @@ class ServeRequest:
 
 @dataclass(frozen=True)
 class PreparedServer:
-    """設定とモデルを検証し終えた、起動するだけのサーバー。"""
+    """設定とモデルを検証し、待ち受けのソケットも作った、起動するだけのサーバー。"""
 
     settings: Settings
     model: TabularModel
+    sock: socket.socket
 
     @property
     def url(self) -> str:
@@ -56,25 +58,27 @@ class PreparedServer:
 
 
 def prepare_server(request: ServeRequest) -> PreparedServer:
-    """設定とモデルを検証する（読めなければ ModelError）。"""
+    """設定とモデルを検証し、待ち受けのソケットを作る（読めなければ ModelError、使用中なら ConfigError）。"""
     try:
         settings, model = prepare(**request.overrides())
     except StartupError as error:
         raise ModelError(str(error)) from None
-    return PreparedServer(settings, model)
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}",
+            hint="is another server using that port? pick one with --port (mii stop stops mii run)",
+        ) from None
+    return PreparedServer(settings, model, sock)
 
 
 def serve_until_stopped(server: PreparedServer) -> None:
     """uvicorn を起動し、Ctrl-C（または SIGTERM）で止まるまで戻らない。"""
     try:
-        serve(server.settings, server.model)
+        serve(server.settings, server.model, server.sock)
     except KeyboardInterrupt:
         # Ctrl-C は正常な停止（uvicorn は処理中のリクエストを終えてから戻る）
         pass
-    except SystemExit as error:
-        # uvicorn は待ち受けに失敗すると（ポートが使用中など）ログを 1 行出して SystemExit する
-        if error.code not in (0, None):
-            raise ConfigError(
-                f"cannot listen on {server.settings.host}:{server.settings.port}",
-                hint="is another server using that port? pick one with --port",
-            ) from None
+    finally:
+        server.sock.close()

@@ -50,6 +50,7 @@ from mii_cli.kube import api as kapi
 from mii_cli.kube.apply import ApplyResult, apply_all
 from mii_cli.kube.cluster import KIND, MINIKUBE, ClusterInfo, connect
 from mii_cli.kube.namespace import ensure_managed, phase, read_namespace, wait_gone
+from mii_cli.kube.nodes import check_pod_fits
 from mii_cli.kube.pods import is_ready
 from mii_cli.kube.portforward import forward_to_pod
 from mii_cli.kube.render import (
@@ -59,6 +60,7 @@ from mii_cli.kube.render import (
     find,
     load_manifests,
     model_annotations,
+    pod_requests,
     render,
 )
 from mii_cli.kube.revisions import (
@@ -528,6 +530,9 @@ def deploy(
             f"there is no deployment {APP_NAME} in namespace {namespace} to run a canary beside",
             hint="deploy the first model without --canary",
         )
+    chosen = live_sizing(stable, sizing) if canary else sizing
+    # どのノードにも入らない大きさなら、イメージを渡す前に止める（Pending のまま期限まで待たない）
+    check_pod_fits(client, *pod_requests(chosen))
     reference = plan.reference
     if plan.action != "use":
         if plan.action in ("push", "load"):
@@ -537,7 +542,6 @@ def deploy(
         reference = carry_out(info, image, plan)
     emit(ImageAvailable(reference))
     record = read_record(image, reference)
-    chosen = live_sizing(stable, sizing) if canary else sizing
     objects = render(reference, namespace, sizing=chosen, annotations=record_annotations(record))
     if canary:
         objects = [canary_deployment(objects, canary_replicas)]

@@ -285,7 +285,7 @@ class FakeApiServer:
 
     def _children(self, path: str, selector: str | None) -> list[dict[str, Any]] | None:
         """コレクションの GET（ラベルセレクタ `k=v` で絞る）。知らないパスなら None。"""
-        kinds = "pods|events|jobs|deployments|replicasets|services|networkpolicies|namespaces"
+        kinds = "pods|events|jobs|deployments|replicasets|services|networkpolicies|namespaces|nodes"
         if not re.search(rf"/({kinds})$", path):
             return None
         items = [

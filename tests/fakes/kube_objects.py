@@ -104,6 +104,22 @@ def pod(
     )
 
 
+def node(
+    name: str, cpu: str, memory: str, *, ready: bool = True, unschedulable: bool = False
+) -> dict[str, Any]:
+    """ノード 1 台の API オブジェクト（割り当て可能な CPU・メモリと Ready 条件）。"""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": {"unschedulable": unschedulable} if unschedulable else {},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
 def event(
     pod_name: str, reason: str, message: str, when: str = "2025-01-01T00:00:00Z", namespace: str = NAMESPACE
 ) -> CoreV1Event:

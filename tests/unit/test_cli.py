@@ -95,6 +95,52 @@ def test_debug_shows_the_traceback(failing_command: typer.Typer) -> None:
     assert "Traceback" in result.output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["fail-for-test", "--debug", "bug"], ["fail-for-test", "bug", "--debug"]],
+    ids=["after-the-command", "at-the-end"],
+)
+def test_debug_works_where_users_type_it(failing_command: typer.Typer, args: list[str]) -> None:
+    result = runner.invoke(failing_command, args)
+    assert result.exit_code == 1
+    assert "Traceback" in result.output
+
+
+def test_debug_after_a_double_dash_is_a_value(failing_command: typer.Typer) -> None:
+    result = runner.invoke(failing_command, ["fail-for-test", "--", "--debug"])
+    assert result.exit_code == 1  # "--debug" が kind: KeyError の想定外のエラー
+    assert "unexpected error: KeyError" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_flags_show_no_value_placeholder_in_help(command: str) -> None:
+    """on/off のフラグ（--json・--help など）に `<bool>` と出すと、値を書くように読める。"""
+    result = runner.invoke(cli.app, [command, "--help"])
+    assert "<bool>" not in result.output
+    assert "--help" in result.output
+
+
+def test_down_is_teardown_with_every_option() -> None:
+    teardown = runner.invoke(cli.app, ["teardown", "--help"]).output
+    down = runner.invoke(cli.app, ["down", "--help"]).output
+    options = [line.split()[1] for line in teardown.splitlines() if line.startswith("│ --")]
+    assert "--local" in options
+    assert options == [line.split()[1] for line in down.splitlines() if line.startswith("│ --")]
+    assert "Same as teardown" in down
+
+
+@pytest.mark.parametrize("command", ["deploy", "status", "teardown", "down", "history", "smoke-test"])
+@pytest.mark.parametrize("name", ["Bad_Name", "UPPER", "-x", "a" * 64, "with space"])
+def test_a_namespace_kubernetes_would_refuse_is_one_error_before_any_work(command: str, name: str) -> None:
+    args = [command, "--namespace", name, "--dry-run"] if command == "deploy" else [command, "-n", name]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 2, result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert error.startswith(f"Error: --namespace {name!r} is not a Kubernetes namespace name: ")
+    assert "Hint: e.g. model-in-image" in result.output
+
+
 def test_interrupt_exits_130(failing_command: typer.Typer) -> None:
     result = runner.invoke(failing_command, ["fail-for-test", "interrupt"])
     assert result.exit_code == 130

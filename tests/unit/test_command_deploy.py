@@ -157,6 +157,28 @@ def test_up_builds_the_image_it_deploys(kubeconfig: FakeApiServer, monkeypatch: 
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
 
 
+def test_up_refuses_a_size_no_node_can_hold_before_building(
+    kubeconfig: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mii_cli.image import build as building
+    from tests.fakes.kube_objects import node
+
+    kubeconfig.put("/api/v1/nodes/vm", node("vm", "2", "23Gi"))
+
+    def never_build(*args: object, **kwargs: object) -> None:
+        pytest.fail("built before checking the size")
+
+    monkeypatch.setattr(building, "build_image", never_build)
+    result = runner.invoke(cli.app, ["up", "--cpu", "4", "--memory", "1Ti"])
+    assert result.exit_code == 2, result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert error == (
+        "Error: no node of the cluster can give one pod 4000m of CPU (the most a node has is 2000m) and "
+        "1024.0Gi of memory (the most a node has is 23.0Gi)"
+    )
+    assert not kubeconfig.methods("PATCH")
+
+
 @pytest.mark.parametrize("command", [["deploy", "--image", IMAGE], ["up", "--image", IMAGE]])
 def test_without_a_cluster_the_command_is_one_message(no_kubeconfig: None, command: list[str]) -> None:
     result = runner.invoke(cli.app, command)
@@ -220,7 +242,7 @@ def test_the_dry_run_shows_the_sizing() -> None:
     assert result.exit_code == 0, result.output
     objects = list(yaml.safe_load_all(result.stdout))
     assert r.find(objects, "Deployment")["spec"]["replicas"] == 2
-    assert _resources(objects)["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    assert _resources(objects)["requests"] == {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "256Mi"}
     assert r.find(objects, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 2
 
 
@@ -250,7 +272,7 @@ def test_the_sizing_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 0, result.output
     objects = json.loads(result.stdout)
     assert r.find(objects, "Deployment")["spec"]["replicas"] == 2
-    assert _resources(objects)["limits"] == {"cpu": "250m", "memory": "256Mi"}
+    assert _resources(objects)["limits"] == {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "256Mi"}
 
 
 def test_the_sizing_option_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,3 +26,19 @@ def test_a_bad_sample_option_is_one_clear_error(value: str) -> None:
     assert result.exit_code == 2
     assert "--sample must be a JSON list of finite numbers" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_busy_port_is_one_error_before_anything_says_serving() -> None:
+    """使用中のポートでは「serving ...」も「Application startup complete」も出さず、1 行で止まる。"""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(cli.app, ["serve", "--port", str(port)])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0] == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "serving" not in result.output
+    assert "startup complete" not in result.output

@@ -254,8 +254,10 @@ def test_production_settings_of_the_deployment() -> None:
     assert (
         container["resources"]["requests"]
         == container["resources"]["limits"]
-        == {"cpu": "500m", "memory": "300Mi"}
+        == {"cpu": "500m", "memory": "300Mi", "ephemeral-storage": "256Mi"}
     )
+    # /tmp の emptyDir とログ（10Mi × 5）が収まる大きさ
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert "command" not in container
     assert "args" not in container

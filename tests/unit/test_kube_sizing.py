@@ -31,7 +31,7 @@ def test_without_sizing_the_specification_defaults_stay() -> None:
     deployment, manifest = r.find(objects, "Deployment"), _manifest("Deployment")
     assert deployment["spec"]["replicas"] == manifest["spec"]["replicas"] == 4
     assert _resources(objects) == manifest["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert _resources(objects)["limits"] == {"cpu": "500m", "memory": "300Mi"}
+    assert _resources(objects)["limits"] == {"cpu": "500m", "memory": "300Mi", "ephemeral-storage": "256Mi"}
     hpa = r.find(objects, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
 
@@ -39,7 +39,7 @@ def test_without_sizing_the_specification_defaults_stay() -> None:
 def test_a_small_node_sizing_sets_requests_equal_to_limits_and_the_hpa_minimum() -> None:
     objects = r.render(IMAGE, "demo", sizing=Sizing(replicas=2, cpu="250m", memory="256Mi"))
     assert r.find(objects, "Deployment")["spec"]["replicas"] == 2
-    expected = {"cpu": "250m", "memory": "256Mi"}
+    expected = {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "256Mi"}
     assert _resources(objects) == {"requests": expected, "limits": expected}
     hpa = r.find(objects, "HorizontalPodAutoscaler")["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
@@ -56,13 +56,17 @@ def test_sized_objects_validate_against_the_official_schema() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "millicores"), [("250m", 250), ("0.5", 500), ("1", 1000), ("1.5", 1500), (" 300m ", 300)]
+    ("text", "millicores"),
+    [("250m", 250), ("0.5", 500), ("1", 1000), ("1.5", 1500), (".25", 250), ("1e0", 1000), ("+500m", 500)],
 )
 def test_cpu_quantities(text: str, millicores: int) -> None:
     assert r.cpu_millicores(text) == millicores
 
 
-@pytest.mark.parametrize(("text", "size"), [("300Mi", 300 * 2**20), ("1Gi", 2**30), ("512M", 512 * 10**6)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("300Mi", 300 * 2**20), ("1Gi", 2**30), ("512M", 512 * 10**6), ("1e9", 10**9), ("0.5Gi", 2**29)],
+)
 def test_memory_quantities(text: str, size: int) -> None:
     assert r.memory_bytes(text) == size
 
@@ -75,6 +79,11 @@ def test_memory_quantities(text: str, size: int) -> None:
         ({"cpu": "250Mi"}, "--cpu '250Mi' is not a CPU quantity"),
         ({"cpu": "0.0005"}, "finer than a millicore"),
         ({"cpu": "10m"}, "below the 50m"),
+        # API サーバーと同じく、空白・負の値・知らない接尾辞は量ではない
+        ({"cpu": " 300m "}, "--cpu ' 300m ' is not a CPU quantity"),
+        ({"cpu": "-500m"}, "--cpu '-500m' is not a CPU quantity"),
+        ({"memory": "300 Mi"}, "--memory '300 Mi' is not a memory quantity"),
+        ({"memory": "1e400"}, "--memory '1e400' is not a memory quantity"),
         ({"memory": "lots"}, "--memory 'lots' is not a memory quantity"),
         ({"memory": "300Xi"}, "--memory '300Xi' is not a memory quantity"),
         ({"memory": "300"}, "below the 96Mi"),

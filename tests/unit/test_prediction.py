@@ -144,11 +144,21 @@ def test_truncated_model_is_reported(tmp_path: Path, model_path: Path, label_pat
         ('{"0": "a", "2": "b"}', "without gaps"),
         ('{"00": "a"}', "not a class index"),
         ('{"\u00b2": "a"}', "not a class index"),
+        ('{"' + "1" * 5000 + '": "a"}', "not a class index"),
+        ('{"0": "' + "x" * 257 + '"}', "label '0' is 257 characters; the limit is 256"),
     ],
 )
 def test_bad_label_file_is_reported(tmp_path: Path, content: str, message: str) -> None:
     with pytest.raises(ModelLoadError, match=message):
         load_labels(_write(tmp_path, "label.json", content))
+
+
+def test_a_label_file_over_a_mebibyte_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """10 MB の label.json は、読む前に（大きさで）断る: 応答に載るラベルを小さく保つ。"""
+    big = tmp_path / "label.json"
+    big.write_text(json.dumps({"0": "a" * 200, "pad": "x" * (1024 * 1024)}))
+    with pytest.raises(ModelLoadError, match=r"label file is \d+ bytes; the limit is 1048576 bytes"):
+        load_labels(big)
 
 
 def test_label_count_must_match_the_model(tmp_path: Path, model_path: Path) -> None:

@@ -255,3 +255,20 @@ def test_docker_env_for_another_profile_stops_before_anything_is_applied(
     assert not fake_api.methods("PATCH")
     # イメージの一覧も尋ねない（別のノードのイメージを選ばない）
     assert not any("/images/json" in call for call in pushing.calls)
+
+
+# --- ノードに入らない大きさ ---
+
+
+def test_a_pod_no_node_can_hold_stops_deploy_before_the_image_is_carried(
+    fake_api: FakeApiServer, pushing: FakeDockerEngine
+) -> None:
+    from mii_cli.errors import ConfigError
+    from mii_cli.kube.render import Sizing
+    from tests.fakes.kube_objects import node
+
+    fake_api.put("/api/v1/nodes/vm", node("vm", "2", "23Gi"))
+    with pytest.raises(ConfigError, match=r"no node of the cluster can give one pod 1024\.0Gi of memory"):
+        push_deploy(fake_api, sizing=Sizing(memory="1Ti"))
+    assert not any("/push" in call for call in pushing.calls)
+    assert not fake_api.methods("PATCH")

@@ -172,7 +172,7 @@ def test_a_canary_takes_the_stable_sizing_unless_given(
     resources = cluster.objects[f"{DEPLOYMENTS}/{CANARY_NAME}"]["spec"]["template"]["spec"]["containers"][0][
         "resources"
     ]
-    assert resources["limits"] == {"cpu": "250m", "memory": "256Mi"}
+    assert resources["limits"] == {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "256Mi"}
 
 
 def test_a_canary_needs_a_stable_deployment(cluster: FakeApiServer, docker_desktop: ClusterInfo) -> None:
