@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     過ぎれば、途中まで届いていれば 408、何も届いていなければ黙って閉じる。
     """
 
+    keep_alive_seconds: float = Field(default=constants.DEFAULT_KEEP_ALIVE_SECONDS, gt=0, le=3600)
+    """応答の後、次のリクエストを待って接続を開けておく秒数（KEEP_ALIVE_SECONDS）。過ぎれば黙って閉じる。
+
+    前にロードバランサーがあるなら、その idle timeout より長くする（短いと、ロードバランサーが使おうとした
+    接続をこちらが閉じる競り合いになる）。
+    """
+
     ort_intra_op_threads: int = Field(default=1, ge=1, le=64)
     """ONNX Runtime の演算内スレッド数（ORT_INTRA_OP_THREADS）。500m の Pod では 1 が最速。"""
 

@@ -44,7 +44,7 @@ DEFAULT_MAX_HEADER_COUNT: Final = 100
 DEFAULT_MAX_HEAD_BYTES: Final = 16 * 1024
 DEFAULT_HEAD_TIMEOUT_SECONDS: Final = 10.0
 # リクエストの合間に開いた接続を待つ秒数（uvicorn の timeout_keep_alive。nginx の keepalive_timeout と同じ）
-KEEP_ALIVE_SECONDS: Final = 75
+DEFAULT_KEEP_ALIVE_SECONDS: Final = 75.0
 
 # ラベルファイルの上限: ファイルの大きさと、ラベル名 1 つの長さ（/label・/metadata・/predict/label の応答は
 # ラベルを含むので、ラベルの大きさがそのまま応答の大きさになる）

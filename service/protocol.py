@@ -8,15 +8,16 @@
      数える。1 つの接続が頭のために持つメモリは、上限と 1 回の読み込み（uvloop は 256 KiB）の和で止まる。
    - 時間: 接続してから、または次のリクエストの最初のバイトから、頭を読み終えるまでを `head_timeout`
      秒に限る。何も送らない接続は黙って閉じ、途中まで送った接続には 408 を返して閉じる。リクエストの
-     合間の待ちは uvicorn の keep-alive の期限（`timeout_keep_alive`）のまま。
-   期限はリクエストごとのタイマーではなく、プロセスに 1 つの見回り（`HeadPatrol`）が守る（uvloop の
-   タイマーは 1 本の設定と取り消しに約 5 µs かかる。app/body.py と同じ考え）。
+     合間の待ちは uvicorn の keep-alive の期限（`timeout_keep_alive`）で閉じる。
+   どちらの期限もリクエストごとのタイマーではなく、プロセスに 1 つの見回り（`HeadPatrol`）が守る（uvicorn は
+   応答ごとに keep-alive のタイマーを作って消すが、uvloop のタイマーは 1 本の設定と取り消しに約 5 µs かかる。
+   app/body.py と同じ考え）。
 2. **短い応答を 1 回の書き込みで送る。** uvicorn は応答のヘッダと本文を別々に `transport.write` する
    （システムコールが 2 回）。ここではヘッダを持っておき、続く本文と 1 回で書く（`CoalescingTransport`）。
    順序も中身も変わらない。
 
 どちらも uvicorn の `HttpToolsProtocol` のサブクラスで、uvicorn の公開の設定（`Config(http=...)`）に
-渡す。応答の作り方・keep-alive・パイプライン・100-continue・シャットダウンは uvicorn のまま。
+渡す。応答の作り方・パイプライン・100-continue・シャットダウンは uvicorn のまま。
 """
 
 from __future__ import annotations
@@ -114,15 +115,22 @@ class CoalescingTransport:
         self.flush()
         self._transport.close()
 
+    def is_closing(self) -> bool:
+        """本物のトランスポートが閉じかけか（応答ごとに呼ばれるので `__getattr__` を通さない）。"""
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
 
 class HeadPatrol:
-    """頭を読んでいる接続を見回り、期限を過ぎたものを閉じる（サーバーに 1 つ）。
+    """接続を見回り、頭の期限や keep-alive の期限を過ぎたものを閉じる（サーバーに 1 つ）。
 
-    接続は頭を読み始めた時刻（`head_since`）を持つ。見回りは `interval` 秒ごとに、期限を過ぎた
-    接続の `head_timed_out()` を呼ぶ。見る接続が無くなれば止まり、次の接続で再び始まる。
+    接続は頭を読み始めた時刻（`head_since`）と、応答を終えて次のリクエストを待ち始めた時刻
+    （`idle_since`）を持つ。見回りは `interval` 秒ごとに、頭の期限を過ぎた接続の `head_timed_out()` を、
+    keep-alive の期限（uvicorn の `timeout_keep_alive`）を過ぎた接続を閉じる処理を呼ぶ。uvicorn は応答ごとに
+    keep-alive のタイマーを作って次のリクエストで消すが、その費用をリクエストごとに払わないよう、ここで
+    まとめて見る。見る接続が無くなれば止まり、次の接続で再び始まる。
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
@@ -148,6 +156,11 @@ class HeadPatrol:
             since = protocol.head_since
             if since is not None and now - since >= self.timeout:
                 protocol.head_timed_out()
+                continue
+            idle = protocol.idle_since
+            if idle is not None and now - idle >= protocol.timeout_keep_alive:
+                protocol.idle_since = None
+                protocol.timeout_keep_alive_handler()
         self._handle = self.loop.call_later(self.interval, self._round) if self.watched else None
 
 
@@ -166,6 +179,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # 頭を読み始めた時刻（読んでいなければ None。接続してから最初のバイトまでも数える）、頭の途中か、
         # そこまでに受け取ったバイト数（かたまりごと）と、コールバックで数えた長さ・ヘッダの数
         self.head_since: float | None = None
+        # 応答を終えて次のリクエストを待ち始めた時刻（keep-alive の期限。待っていなければ None）
+        self.idle_since: float | None = None
         self._in_head = False
         self._head_received = 0
         self._head_bytes = 0
@@ -195,6 +210,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """見回りから外す。"""
         self._patrol.forget(self)
         self.head_since = None
+        self.idle_since = None
         super().connection_lost(exc)
 
     # --- 受け取り ----------------------------------------------------------------------------
@@ -207,13 +223,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """
         if self._rejected:
             return
+        self.idle_since = None
         continuing = self._in_head
         if continuing:
             self._head_received += len(data)
             if self._head_received > self.limits.max_head_bytes:
                 self._reject(431, f"request headers exceed {self.limits.max_head_bytes} bytes")
                 return
-        self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as error:
@@ -299,9 +315,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        """応答を書き終えた: 本文の無い応答のヘッダも書いてから uvicorn の処理（keep-alive など）へ。"""
+        """応答を書き終えた: 本文の無い応答のヘッダも書き、次のリクエストへ。
+
+        uvicorn の on_response_complete と同じ順（数える、閉じかけなら終わり、読み取りを再開、
+        パイプラインの次を始める）で、keep-alive のタイマーの代わりに待ち始めた時刻を残す（見回りが閉じる）。
+        """
         self.transport.flush()  # type: ignore[attr-defined]
-        super().on_response_complete()
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.idle_since = self.loop.time()
 
 
 def protocol_class(limits: HeadLimits) -> type[BoundedHttpToolsProtocol]:

@@ -14,7 +14,6 @@ import uvicorn
 
 from service.app.app import create_app, load_model_from
 from service.configurations import ConfigurationError, Settings, load_settings
-from service.constants import KEEP_ALIVE_SECONDS
 from service.logs import configure_logging
 from service.ml.prediction import ModelLoadError, TabularModel
 from service.protocol import HeadLimits, protocol_class
@@ -71,7 +70,7 @@ def uvicorn_config(app: Any, settings: Settings, *, bounded: bool = True) -> uvi
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
     )
 
 

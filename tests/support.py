@@ -14,6 +14,8 @@ from typing import Any
 from click.testing import Result
 from typer.testing import CliRunner
 
+from service.configurations import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 MODEL = MODELS / "iris_svc.onnx"
@@ -21,23 +23,8 @@ LABELS = MODELS / "label.json"
 MANIFESTS = ROOT / "manifests"
 REFERENCE = ROOT.parent / "shared" / "reference"
 
-# サービスが読む環境変数（テストを動かす環境の設定で結果が変わらないように消す）
-SERVICE_ENV = (
-    "MODEL_FILEPATH",
-    "LABEL_FILEPATH",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "PORT",
-    "HOST",
-    "MAX_BATCH_ROWS",
-    "MAX_BODY_BYTES",
-    "ACCESS_LOG",
-    "POD_NAME",
-    "FAST_PATH",
-    "BODY_TIMEOUT_SECONDS",
-    "MODEL_NAME",
-    "SAMPLE_ROW",
-)
+# サービスが読む環境変数（テストを動かす環境の設定で結果が変わらないように消す）: 設定のすべてのフィールド
+SERVICE_ENV = tuple(name.upper() for name in Settings.model_fields)
 
 
 def free_port() -> int:

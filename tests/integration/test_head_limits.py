@@ -226,3 +226,50 @@ def test_ten_endless_headers_do_not_grow_memory_and_health_still_answers(
     )
     assert peak - before < 8 * 1024, f"RSS grew by {(peak - before) / 1024:.1f} MiB"
     assert len(results) == 10  # どの接続もサーバーに閉じられた
+
+
+# --- keep-alive: 応答の後に黙っている接続は期限で閉じ、使い続ける接続は閉じない ---
+
+KEEP_ALIVE = 1.0
+
+
+@pytest.fixture(scope="module")
+def short_keep_alive(start_live_server: Callable[..., str]) -> str:
+    return start_live_server(env={"KEEP_ALIVE_SECONDS": str(KEEP_ALIVE), "HEAD_TIMEOUT_SECONDS": "30"})
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """1 つの応答（Content-Length まで）を読む。"""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = int(next(line for line in lines if line.lower().startswith(b"content-length:"))[15:])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        body += chunk
+    return head
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time(short_keep_alive: str) -> None:
+    with socket.create_connection(address(short_keep_alive), timeout=KEEP_ALIVE + 5) as sock:
+        sock.sendall(GET + b"\r\n")
+        assert status_of(read_response(sock)) == 200
+        answered = time.monotonic()
+        assert sock.recv(65536) == b""  # 何も言わずに閉じる
+        waited = time.monotonic() - answered
+    # 見回りは 1 秒ごと（頭の期限の 1/4 と 1 秒の短いほう）なので、期限から見回り 1 回分までに閉じる
+    assert KEEP_ALIVE - 0.1 <= waited <= KEEP_ALIVE + 1.5, waited
+
+
+def test_a_connection_in_use_outlives_the_keep_alive_time(short_keep_alive: str) -> None:
+    with socket.create_connection(address(short_keep_alive), timeout=5) as sock:
+        started = time.monotonic()
+        while time.monotonic() - started < 3 * KEEP_ALIVE:
+            sock.sendall(GET + b"\r\n")
+            assert status_of(read_response(sock)) == 200
+            time.sleep(KEEP_ALIVE / 3)
