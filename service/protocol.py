@@ -5,10 +5,13 @@
    - 大きさ: リクエスト行が `max_request_line_bytes` を超えれば 414、ヘッダ 1 つ（名前と値）が
      `max_header_field_bytes` を、ヘッダの数が `max_header_count` を、頭全体が `max_head_bytes` を超えれば
      431 を返して閉じる。終わらないヘッダ（値が届き続ける）にも効くように、頭の途中で受け取ったバイト数でも
-     数える。1 つの接続が頭のために持つメモリは、上限と 1 回の読み込み（uvloop は 256 KiB）の和で止まる。
+     数える（頭に続く本文やパイプラインの次の要求は数えない）。1 つの接続が頭のために持つメモリは、
+     上限と 2 回の読み込み（uvloop は 1 回 256 KiB）の和で止まる。
    - 時間: 接続してから、または次のリクエストの最初のバイトから、頭を読み終えるまでを `head_timeout`
-     秒に限る。何も送らない接続は黙って閉じ、途中まで送った接続には 408 を返して閉じる。リクエストの
-     合間の待ちは uvicorn の keep-alive の期限（`timeout_keep_alive`）で閉じる。
+     秒に限る。何も送らない接続は黙って閉じ、途中まで送った接続には 408 を返して閉じる。前のリクエストに
+     答えている間（読むのを止めていることもある）は数えない。リクエストの合間の待ちは uvicorn の
+     keep-alive の期限（`timeout_keep_alive`）で閉じ、次のリクエストを始めないバイトでは延びない。
+   - 答えている最中に次の要求の頭を断るときは、前の要求に答え終えてから誤りを書いて閉じる。
    どちらの期限もリクエストごとのタイマーではなく、プロセスに 1 つの見回り（`HeadPatrol`）が守る（uvicorn は
    応答ごとに keep-alive のタイマーを作って消すが、uvloop のタイマーは 1 本の設定と取り消しに約 5 µs かかる。
    app/body.py と同じ考え）。
@@ -76,35 +79,46 @@ def error_response(status: int, message: str) -> bytes:
 class CoalescingTransport:
     """応答のヘッダ（ステータス行からの `write`）を持ち、続く本文の `write` と 1 回で書くトランスポート。
 
-    uvicorn の 1 つの応答は、ヘッダの `write` と本文の `write` が続く。ヘッダだけを持ち、次の `write` で
-    まとめて書く（タイマーも次のループの回りも要らない）。本文の無い応答（HEAD・204）や、本文の前に
-    止まった応答のヘッダは、応答の終わり（`flush`）か閉じる前に書く。`100 Continue` はすぐ書く
-    （クライアントはそれを待ってから本文を送る）。ほかは本物のトランスポートへ委ねる。
+    uvicorn の 1 つの応答は、ヘッダの `write` と本文の `write` が続く。応答の始まり（前の応答を書き終えた後の
+    最初の `write`）がステータス行なら持ち、次の `write` でまとめて書く（タイマーも次のループの回りも
+    要らない）。本文の無い応答（HEAD・204）や、本文の前に止まった応答のヘッダは、応答の終わり（`flush`）か
+    閉じる前に書く。`100 Continue` はすぐ書く（クライアントはそれを待ってから本文を送る）。本文の途中の
+    `write` は、たまたま `HTTP/1.1 ` で始まっても持たない。ほかは本物のトランスポートへ委ねる。
     """
 
-    __slots__ = ("_head", "_transport")
+    __slots__ = ("_head", "_starting", "_transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._head: bytes | None = None
+        # 次の write が応答の始まりか（応答を書き終えるたびに戻す）
+        self._starting = True
 
     def write(self, data: bytes) -> None:
         """応答のヘッダなら持ち、それ以外は持っていたヘッダと 1 回で書く。"""
         head = self._head
         if head is not None:
             self._head = None
-            self._transport.write(head + data if len(data) <= COALESCE_LIMIT else head)
-            if len(data) > COALESCE_LIMIT:
+            if len(data) <= COALESCE_LIMIT:
+                self._transport.write(head + data)
+            else:
+                self._transport.write(head)
                 self._transport.write(data)
             return
-        if data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
-            self._head = data
+        if self._starting and type(data) is bytes and data.startswith(b"HTTP/1.1 "):
+            if data.startswith(b"HTTP/1.1 100 "):
+                self._transport.write(data)  # 本当の応答はこの後に始まる
+            else:
+                self._head = data
+                self._starting = False
             return
+        self._starting = False
         self._transport.write(data)
 
     def flush(self) -> None:
-        """持っているヘッダを書く。"""
+        """持っているヘッダを書く（応答の終わり: 次の write は次の応答の始まり）。"""
         head = self._head
+        self._starting = True
         if head is not None:
             self._head = None
             if not self._transport.is_closing():
@@ -153,6 +167,9 @@ class HeadPatrol:
     def _round(self) -> None:
         now = self.loop.time()
         for protocol in list(self.watched):
+            if protocol.busy():
+                # 応答を書いている間（読むのを止めていることもある）は、クライアントを待っていない
+                continue
             since = protocol.head_since
             if since is not None and now - since >= self.timeout:
                 protocol.head_timed_out()
@@ -185,7 +202,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_received = 0
         self._head_bytes = 0
         self._header_count = 0
+        # 始まったリクエストの数（1 つのかたまりの中で次のリクエストが始まったかを見る）と、
+        # 読みかけのリクエストがあるか（始まって、まだ終わっていない）
+        self._messages = 0
+        self._message_open = False
         self._rejected = False
+        # 応答の途中で頭を断ったとき、前のリクエストに答え終えてから書く誤り（状態と文）
+        self._pending: tuple[int, str] | None = None
         self._patrol = self._server_patrol()
 
     def _server_patrol(self) -> HeadPatrol:
@@ -215,21 +238,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- 受け取り ----------------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
-        """頭の途中で届いたバイト数を数えてからパーサに渡し、パーサの拒否を応答にする。
+    def busy(self) -> bool:
+        """応答を書いている最中か、答えを待つリクエストが並んでいるか（そのあいだはクライアントを待っていない）。"""
+        cycle = self.cycle
+        return bool(self.pipeline) or (cycle is not None and not cycle.response_complete)
 
-        頭が前のかたまりから続いていれば、渡す前に数える（上限を超えていればパーサに溜めさせない）。
-        このかたまりで頭が始まって終わらなければ、かたまり全体を頭の途中とみなして数える。
+    def data_received(self, data: bytes) -> None:
+        """パーサに渡し、パーサの拒否を応答にし、頭の途中で受け取ったバイト数を数える。
+
+        頭がこのかたまりの前から続いていて、このかたまりでも終わらなければ、かたまり全体が頭のバイト。
+        何も読みかけていないところでこのかたまりの中で頭が始まって終わらなければ、これもかたまり全体。
+        前のリクエストの本文などの後で頭が始まって終わらなければ、数えられるのはコールバックで読み終えた
+        部分（リクエスト行と済んだヘッダ）だけで、読みかけの 1 つのヘッダは次のかたまりから数える。
+        本文や次のリクエストを頭に数えないので、正しい要求を断らない。1 つの接続が頭のために持つメモリは、
+        上限と 2 回の読み込み（uvloop は 1 回 256 KiB）の和で止まる。
         """
         if self._rejected:
             return
+        idle = self.idle_since
         self.idle_since = None
         continuing = self._in_head
-        if continuing:
-            self._head_received += len(data)
-            if self._head_received > self.limits.max_head_bytes:
-                self._reject(431, f"request headers exceed {self.limits.max_head_bytes} bytes")
-                return
+        opened = self._message_open
+        messages = self._messages
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as error:
@@ -244,16 +274,35 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:
             # WebSocket は使わない: Upgrade は無視して普通のリクエストとして答える（RFC 9110 7.8）
             pass
-        if not continuing and self._in_head:
-            self._head_received = len(data)
+        if self._in_head:
+            began = self._messages - messages
+            if continuing and not began:
+                self._head_received += len(data)
+            elif not opened and began == 1:
+                # 何も読みかけていないところで始まった頭: かたまり全体が頭（前の空行の分だけ多く数える）
+                self._head_received = len(data)
+            else:
+                self._head_received = self._head_bytes
             if self._head_received > self.limits.max_head_bytes:
                 self._reject(431, f"request headers exceed {self.limits.max_head_bytes} bytes")
+        elif messages == self._messages and not self.busy():
+            # 次のリクエストを始めないバイト（リクエストの間の改行、答えた後に届いた本文）では、
+            # 待ち始めた時刻を変えない（少しずつ送って接続を開けておけない）
+            self.idle_since = idle if idle is not None else self.loop.time()
 
     def _reject(self, status: int, message: str) -> None:
-        """頭の誤りに応答して閉じる（この接続では以後何も読まない）。"""
+        """頭の誤りに応答して閉じる（この接続では以後何も読まない）。
+
+        前のリクエストにまだ答えている（パイプライン）なら、それに答え終えてから書く（誤りが前の
+        リクエストの答えに見えないように）。
+        """
         self._rejected = True
         self.head_since = None
         self._in_head = False
+        if self.busy():
+            self._pending = (status, message)
+            self.flow.pause_reading()
+            return
         self.transport.write(error_response(status, message))
         self.transport.close()
 
@@ -274,7 +323,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         """次のリクエストの最初のバイト: 頭の時間と大きさを数え始める。"""
         super().on_message_begin()
-        self.head_since = self.loop.time()
+        self._messages += 1
+        self._message_open = True
+        # 前のリクエストに答えている間は時間を数えない（読むのを止めていることもある）。答え終えてから数える
+        self.head_since = None if self.busy() else self.loop.time()
         self._in_head = True
         self._head_received = 0
         self._head_bytes = 0
@@ -314,22 +366,40 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        """リクエストを読み終えた（本文まで）。"""
+        self._message_open = False
+        super().on_message_complete()
+
     def on_response_complete(self) -> None:
         """応答を書き終えた: 本文の無い応答のヘッダも書き、次のリクエストへ。
 
         uvicorn の on_response_complete と同じ順（数える、閉じかけなら終わり、読み取りを再開、
         パイプラインの次を始める）で、keep-alive のタイマーの代わりに待ち始めた時刻を残す（見回りが閉じる）。
+        並んだリクエストに答え終えてから、保留していた頭の誤りを書いて閉じる。
         """
         self.transport.flush()  # type: ignore[attr-defined]
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
         if self.pipeline:
+            if not self._rejected:
+                self.flow.resume_reading()
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
+            return
+        if self._pending is not None:
+            status, message = self._pending
+            self._pending = None
+            self.transport.write(error_response(status, message))
+            self.transport.close()
+            return
+        self.flow.resume_reading()
+        now = self.loop.time()
+        if self._in_head:
+            self.head_since = now  # 答えている間に届き始めた頭: ここから数える
         else:
-            self.idle_since = self.loop.time()
+            self.idle_since = now
 
 
 def protocol_class(limits: HeadLimits) -> type[BoundedHttpToolsProtocol]:

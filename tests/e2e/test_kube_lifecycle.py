@@ -49,11 +49,15 @@ def test_rollout_has_the_requested_ready_pods(
     deployment = AppsV1Api(cluster[0]).read_namespaced_deployment("model-in-image", e2e.namespace)
     resources = deployment.spec.template.spec.containers[0].resources
     # ephemeral-storage は既定のまま（/tmp とコンテナのログの分）
-    assert resources.requests == resources.limits == {
-        "cpu": e2e.cpu,
-        "memory": e2e.memory,
-        "ephemeral-storage": "256Mi",
-    }
+    assert (
+        resources.requests
+        == resources.limits
+        == {
+            "cpu": e2e.cpu,
+            "memory": e2e.memory,
+            "ephemeral-storage": "256Mi",
+        }
+    )
     status = mii.json("status", "-n", e2e.namespace)
     assert status["deployment"]["image"] == deployed["image"]
     assert sum(pod["ready"] for pod in status["pods"]) >= e2e.replicas

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -117,21 +118,26 @@ def test_an_oversized_or_broken_head_is_refused_and_closed(
 
 
 def test_a_header_that_never_ends_is_cut_at_the_limit(server: str) -> None:
-    """値が届き続けるヘッダ（1 回では送り切れない大きさ）も、上限を超えたところで 431 で閉じる。"""
+    """値が届き続けるヘッダ（1 回では送り切れない大きさ）も、上限を超えたところで 431 で閉じる。
+
+    送れたバイト数には、サーバーが読んだ分のほかにカーネルの送受信のバッファ（ループバックで合わせて
+    最大 10 MB ほど）が入る。サーバーが読み続ければ 64 MB すべてを送れるので、16 MB より手前で切られれば、
+    サーバーは上限で読むのをやめている（読んだ分のメモリは test_ten_endless_headers_... が測る）。
+    """
     with socket.create_connection(address(server), timeout=10) as sock:
         sock.sendall(GET + b"X-Big: ")
         sent = 0
         try:
-            while sent < 10 * 1024 * 1024:
-                sock.sendall(b"a" * 4096)
-                sent += 4096
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
         except (BrokenPipeError, ConnectionResetError):
             pass
         try:
             response = sock.recv(65536)
         except ConnectionResetError:
             response = b""
-    assert sent < 1024 * 1024, f"the server read {sent} bytes of one header"
+    assert sent < 16 * 1024 * 1024, f"the server read {sent} bytes of one header"
     if response:  # 送り続けている間に閉じられると、応答はリセットで消えることがある
         assert status_of(response) == 431
 
@@ -273,3 +279,100 @@ def test_a_connection_in_use_outlives_the_keep_alive_time(short_keep_alive: str)
             sock.sendall(GET + b"\r\n")
             assert status_of(read_response(sock)) == 200
             time.sleep(KEEP_ALIVE / 3)
+
+
+# --- 正しい要求は断らない: 頭に続く本文やパイプラインの次の要求は、頭の大きさに数えない ---
+
+BIG_BODY = (
+    '{"data": [' + ", ".join(["[5.1, 3.5, 1.4, 0.2]"] * 800) + "]}"
+).encode()  # 上限の 16 KiB より大きい
+
+
+def post(body: bytes, *, pad: int = 0) -> bytes:
+    extra = b"X-Pad: " + b"a" * pad + b"\r\n" if pad else b""
+    return (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + extra
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+def statuses(response: bytes) -> list[int]:
+    """続けて届いた応答のステータス（本文は JSON の数なので、ステータス行の形は本文に現れない）。"""
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", response)]
+
+
+def test_a_head_split_from_its_large_body_is_answered(server: str) -> None:
+    request = post(BIG_BODY) + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(address(server), timeout=10) as sock:
+        sock.sendall(request[:20])
+        time.sleep(0.2)
+        sock.sendall(request[20:])
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert statuses(received) == [200, 200]
+
+
+def test_pipelined_requests_with_large_heads_and_bodies_are_all_answered(server: str) -> None:
+    count = 40
+    body = ('{"data": [' + ", ".join(["[5.1, 3.5, 1.4, 0.2]"] * 300) + "]}").encode()
+    request = post(body, pad=6000) * count
+    with socket.create_connection(address(server), timeout=10) as sock:
+        sender = threading.Thread(target=sock.sendall, args=(request,), daemon=True)
+        sender.start()
+        received = b""
+        while len(statuses(received)) < count:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            received += chunk
+        sender.join(timeout=10)
+    assert statuses(received) == [200] * count
+
+
+def test_a_slow_reader_of_pipelined_answers_gets_every_answer(server: str) -> None:
+    """答えを読まないクライアントの前で、サーバーは読むのを止める: その間は頭の期限を数えない。"""
+    count = 40
+    # 行の上限（1,000 行）までのバッチ: 答えは 1 つ約 60 KB で、読まないクライアントの受信バッファをすぐ埋める
+    body = ('{"data": [' + ", ".join(["[5.1, 3.5, 1.4, 0.2]"] * 1000) + "]}").encode()
+    request = post(body, pad=6000) * count
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        sock.connect(address(server))
+        sock.settimeout(10)
+        sender = threading.Thread(target=sock.sendall, args=(request,), daemon=True)
+        sender.start()
+        time.sleep(3 * HEAD_TIMEOUT)  # 頭の期限より長く読まない
+        received = b""
+        while len(statuses(received)) < count:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            received += chunk
+        sender.join(timeout=10)
+    assert statuses(received) == [200] * count
+
+
+@pytest.mark.parametrize(
+    ("request_", "later"),
+    [
+        (GET + b"\r\n", b"\r\n"),  # リクエストの間の改行
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n", b"hello"),  # 答えた後に届いた本文
+    ],
+    ids=["blank-line", "body-after-the-answer"],
+)
+def test_bytes_that_start_no_request_do_not_keep_an_idle_connection_open(
+    short_keep_alive: str, request_: bytes, later: bytes
+) -> None:
+    with socket.create_connection(address(short_keep_alive), timeout=KEEP_ALIVE + 5) as sock:
+        sock.sendall(request_)
+        assert status_of(read_response(sock)) == 200
+        answered = time.monotonic()
+        time.sleep(KEEP_ALIVE / 2)
+        sock.sendall(later)
+        assert sock.recv(65536) == b""
+        waited = time.monotonic() - answered
+    # 待ち始めたのは答えた時: 後のバイトで延びない
+    assert waited <= KEEP_ALIVE + 1.5, waited
