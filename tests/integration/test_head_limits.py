@@ -376,3 +376,10 @@ def test_bytes_that_start_no_request_do_not_keep_an_idle_connection_open(
         waited = time.monotonic() - answered
     # 待ち始めたのは答えた時: 後のバイトで延びない
     assert waited <= KEEP_ALIVE + 1.5, waited
+
+
+def test_a_head_refused_behind_a_pipelined_request_is_answered_after_it(server: str) -> None:
+    """誤りが前の要求の答えに見えないように: 前の要求に 200 を返してから、431 で閉じる。"""
+    oversized = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    response = exchange(server, post(BIG_BODY) + oversized)
+    assert statuses(response) == [200, 431]
