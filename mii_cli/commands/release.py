@@ -24,7 +24,7 @@ def promote(
 
     client, _ = connect(context)
     with DeployView() as view:
-        result = promoting(client, namespace, timeout=timeout, on_event=view)
+        result = promoting(client, namespace, timeout=timeout, report=view)
     if as_json:
         out.print_json(result)
         return
@@ -51,7 +51,7 @@ def rollback(
 
     client, _ = connect(context)
     with DeployView() as view:
-        result = roll_back(client, namespace, to_revision=to_revision, timeout=timeout, on_event=view)
+        result = roll_back(client, namespace, to_revision=to_revision, timeout=timeout, report=view)
     if as_json:
         out.print_json(result)
     elif result.canary_removed:
