@@ -307,13 +307,11 @@ def test_the_default_image_follows_the_repository_setting(monkeypatch: pytest.Mo
 
 def test_deploy_and_up_take_the_same_shared_options() -> None:
     """共通のオプションは 1 か所（SHARED_OPTIONS）で定義され、両方のコマンドに同じ既定値で載る。"""
-    import click
     import typer.main
 
     from mii_cli.commands import deploy as commands
 
-    group = typer.main.get_command(cli.app)
-    assert isinstance(group, click.Group)
+    group: Any = typer.main.get_command(cli.app)
     shared = {name for name, _, _ in commands.SHARED_OPTIONS}
     for name in ("deploy", "up"):
         command = group.commands[name]
