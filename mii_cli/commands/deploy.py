@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,7 +28,7 @@ from mii_cli.kube import NAMESPACE
 from mii_cli.ui import console as out
 
 if TYPE_CHECKING:
-    from mii_cli.workflows.deploy import DeployResult
+    from mii_cli.workflows.deploy import DeployRequest, DeployResult
 
 
 def print_deployed(result: DeployResult) -> None:
@@ -53,134 +56,169 @@ def compare_rows(path: Path | None) -> list[list[float]] | None:
     return read_rows(path)
 
 
+# --- deploy と up が共有するオプション（ここだけで定義する） ------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """`mii deploy` と `mii up` の共通のオプションの値。"""
+
+    namespace: str
+    registry: str | None
+    replicas: int | None
+    cpu: str | None
+    memory: str | None
+    timeout: float
+    context: str | None
+    canary: bool
+    canary_replicas: int
+    compare_rows_file: Path | None
+    no_rollback: bool
+    as_json: bool
+
+    def request(self, image: str | None, *, load: bool = True) -> DeployRequest:
+        """ワークフローへの要求にする（設定 MII_* で埋め、行のファイルを読む）。"""
+        from mii_cli.commands.requests import sizing
+        from mii_cli.settings import fill, get_cli_settings
+        from mii_cli.workflows.deploy import DeployRequest
+
+        return DeployRequest(
+            namespace=self.namespace,
+            image=image,
+            repository=get_cli_settings().image_repository,
+            registry=fill(self.registry, get_cli_settings().registry),
+            timeout=self.timeout,
+            context=self.context,
+            load=load,
+            sizing=sizing(replicas=self.replicas, cpu=self.cpu, memory=self.memory),
+            rollback_on_failure=not self.no_rollback,
+            canary=self.canary,
+            canary_replicas=self.canary_replicas,
+            compare_rows=compare_rows(self.compare_rows_file),
+        )
+
+
+SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("namespace", NamespaceOption, NAMESPACE),
+    ("registry", RegistryOption, None),
+    ("replicas", ReplicasOption, None),
+    ("cpu", CpuOption, None),
+    ("memory", MemoryOption, None),
+    ("timeout", RolloutTimeoutOption, 300.0),
+    ("context", ContextOption, None),
+    ("canary", CanaryOption, False),
+    ("canary_replicas", CanaryReplicasOption, 1),
+    ("compare_rows_file", CompareRowsOption, None),
+    ("no_rollback", NoRollbackOption, False),
+    ("as_json", JsonOption, False),
+]
+
+
+def with_deploy_options(command: Callable[..., None]) -> Callable[..., None]:
+    """コマンドに共通のオプションを足し、その値を `options`（DeployOptions）として渡す。
+
+    Typer はコマンドの引数の並び（シグネチャ）からオプションを作るので、共通のオプションの後に
+    コマンド自身の引数を並べたシグネチャを持つ関数を返す。
+    """
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in SHARED_OPTIONS
+    ]
+    names = [name for name, _, _ in SHARED_OPTIONS]
+
+    def run(**values: Any) -> None:
+        options = DeployOptions(**{name: values.pop(name) for name in names})
+        command(options, **values)
+
+    parameters = shared + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+    run.__name__ = command.__name__
+    run.__qualname__ = command.__qualname__
+    run.__doc__ = command.__doc__
+    run.__module__ = command.__module__
+    run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run
+
+
+@with_deploy_options
 def deploy(
-    namespace: NamespaceOption = NAMESPACE,
+    options: DeployOptions,
     image: Annotated[
         str | None, typer.Option(help="Image reference (default: the newest local model-in-image build).")
     ] = None,
-    registry: RegistryOption = None,
-    replicas: ReplicasOption = None,
-    cpu: CpuOption = None,
-    memory: MemoryOption = None,
-    timeout: RolloutTimeoutOption = 300.0,
-    context: ContextOption = None,
     load: Annotated[
         bool, typer.Option("--load/--no-load", help="Load the local image into minikube/kind first.")
     ] = True,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the objects that would be applied; needs no cluster.")
     ] = False,
-    canary: CanaryOption = False,
-    canary_replicas: CanaryReplicasOption = 1,
-    compare_rows_file: CompareRowsOption = None,
-    no_rollback: NoRollbackOption = False,
-    as_json: JsonOption = False,
 ) -> None:
     """Deploy to Kubernetes: carry the image, apply, wait for the rollout, check the new pods.
 
     If the rollout does not finish in time or a new pod fails the check, the Deployment is rolled
     back to the revision that ran before (the canary is removed) and the command fails.
     """
-    from mii_cli.commands.requests import sizing
-    from mii_cli.settings import fill, get_cli_settings
     from mii_cli.ui.live import DeployView
     from mii_cli.workflows import deploy as deploying
 
-    chosen = sizing(replicas=replicas, cpu=cpu, memory=memory)
+    request = options.request(image, load=load)
     if dry_run:
         from mii_cli.kube.render import to_yaml
 
-        plan = deploying.dry_run_objects(namespace, image, get_cli_settings().image_repository, chosen)
+        plan = deploying.dry_run_objects(request.namespace, image, request.repository, request.sizing)
         if plan.note:
             out.info(plan.note)
-        if as_json:
+        if options.as_json:
             out.print_json(plan.objects)
         else:
             typer.echo(to_yaml(plan.objects), nl=False)
         return
     with DeployView() as view:
-        result = deploying.deploy(
-            namespace=namespace,
-            image=image,
-            repository=get_cli_settings().image_repository,
-            registry=fill(registry, get_cli_settings().registry),
-            timeout=timeout,
-            context=context,
-            load=load,
-            sizing=chosen,
-            on_event=view,
-            rollback_on_failure=not no_rollback,
-            canary=canary,
-            canary_replicas=canary_replicas,
-            compare_rows=compare_rows(compare_rows_file),
-        )
-    if as_json:
+        result = deploying.deploy(request, report=view)
+    if options.as_json:
         out.print_json(result)
     else:
         print_deployed(result)
 
 
+@with_deploy_options
 def up(
-    namespace: NamespaceOption = NAMESPACE,
+    options: DeployOptions,
     image: Annotated[str | None, typer.Option(help="Deploy this image instead of building one.")] = None,
-    registry: RegistryOption = None,
-    replicas: ReplicasOption = None,
-    cpu: CpuOption = None,
-    memory: MemoryOption = None,
-    timeout: RolloutTimeoutOption = 300.0,
-    context: ContextOption = None,
-    canary: CanaryOption = False,
-    canary_replicas: CanaryReplicasOption = 1,
-    compare_rows_file: CompareRowsOption = None,
-    no_rollback: NoRollbackOption = False,
-    as_json: JsonOption = False,
 ) -> None:
     """Build the image, deploy it (gated, rolled back on failure) and smoke-test it in the cluster."""
     from mii_cli.commands.build import build_with_progress
-    from mii_cli.commands.requests import build_request, sizing
+    from mii_cli.commands.requests import build_request
     from mii_cli.commands.smoke_test import judge_smoke
     from mii_cli.kube.cluster import connect
     from mii_cli.kube.nodes import check_pod_fits
     from mii_cli.kube.render import pod_requests
-    from mii_cli.settings import fill, get_cli_settings
     from mii_cli.ui.live import DeployView
     from mii_cli.workflows import up as workflow
 
-    chosen = sizing(replicas=replicas, cpu=cpu, memory=memory)
-    client, info = connect(context)
+    request = options.request(image)
+    client, info = connect(request.context)
     # ビルドの前に: Pod がどのノードにも入らない大きさなら、何も作らずに止める
-    check_pod_fits(client, *pod_requests(chosen))
+    check_pod_fits(client, *pod_requests(request.sizing))
     if image is None:
         image = build_with_progress(build_request()).unique_tag
         out.success(f"built {image}")
+        request = replace(request, image=image)
     with DeployView() as view:
 
         def deployed(result: DeployResult) -> None:
             view.clear()
             print_deployed(result)
 
-        result = workflow.up(
-            namespace=namespace,
-            image=image,
-            registry=fill(registry, get_cli_settings().registry),
-            timeout=timeout,
-            sizing=chosen,
-            client=client,
-            info=info,
-            on_event=view,
-            on_deployed=deployed,
-            rollback_on_failure=not no_rollback,
-            canary=canary,
-            canary_replicas=canary_replicas,
-            compare_rows=compare_rows(compare_rows_file),
-        )
+        result = workflow.up(request, client=client, info=info, report=view, on_deployed=deployed)
     report = result.smoke_test
     assert report is not None
-    if as_json:
+    if options.as_json:
         out.print_json(result)
     judge_smoke(
         report,
-        show_table=not as_json,
+        show_table=not options.as_json,
         unreachable_hint="check the pods with `mii status`",
         what="cluster smoke",
     )

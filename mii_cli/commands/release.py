@@ -6,7 +6,13 @@ from typing import Annotated
 
 import typer
 
-from mii_cli.commands.options import ContextOption, JsonOption, NamespaceOption, RolloutTimeoutOption
+from mii_cli.commands.options import (
+    CompareRowsOption,
+    ContextOption,
+    JsonOption,
+    NamespaceOption,
+    RolloutTimeoutOption,
+)
 from mii_cli.kube import NAMESPACE
 from mii_cli.ui import console as out
 
@@ -24,7 +30,7 @@ def promote(
 
     client, _ = connect(context)
     with DeployView() as view:
-        result = promoting(client, namespace, timeout=timeout, on_event=view)
+        result = promoting(client, namespace, timeout=timeout, report=view)
     if as_json:
         out.print_json(result)
         return
@@ -51,7 +57,7 @@ def rollback(
 
     client, _ = connect(context)
     with DeployView() as view:
-        result = roll_back(client, namespace, to_revision=to_revision, timeout=timeout, on_event=view)
+        result = roll_back(client, namespace, to_revision=to_revision, timeout=timeout, report=view)
     if as_json:
         out.print_json(result)
     elif result.canary_removed:
@@ -82,8 +88,31 @@ def history(
         out.console.print(history_table(result))
 
 
+def verdict(
+    namespace: NamespaceOption = NAMESPACE,
+    compare_rows_file: CompareRowsOption = None,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the canary beside the stable pods: requests, 5xx rate, p50/p99, answers on the same rows."""
+    from mii_cli.commands.deploy import compare_rows
+    from mii_cli.kube.cluster import connect
+    from mii_cli.ui.tables import canary_verdict_view
+    from mii_cli.workflows.verdict import canary_verdict
+
+    client, _ = connect(context)
+    with out.console.status("Reading both sides' metrics and comparing their answers..."):
+        result = canary_verdict(client, namespace, compare_rows(compare_rows_file))
+    if as_json:
+        out.print_json(result)
+        return
+    out.console.print(canary_verdict_view(result))
+    out.info("next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it")
+
+
 def register(app: typer.Typer) -> None:
     """コマンドを登録する。"""
     app.command()(promote)
     app.command()(rollback)
     app.command()(history)
+    app.command()(verdict)

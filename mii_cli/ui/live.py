@@ -1,6 +1,6 @@
 """進み具合の表示（Rich）: ビルドの進捗バー、デプロイの行とロールアウトのライブ表示、待つ間のスピナー。
 
-下の層は進み具合を値（`BuildProgress`）やイベント（`DeployEvent` など）でコールバックに渡す。
+下の層は進み具合を値（`BuildProgress`・手順の `StepStatus` など）でコールバックに渡す。
 ここのビューがそれを受けて描く。どのビューも `with` を抜けるとき（失敗したときも）表示を片付ける。
 """
 
@@ -22,7 +22,7 @@ from mii_cli.kube.rollout import RolloutProgress
 from mii_cli.kube.teardown import NamespaceDeleting
 from mii_cli.ui import console as out
 from mii_cli.ui.tables import pod_table
-from mii_cli.workflows import deploy as deploying
+from mii_cli.workflows.steps import StepStatus
 
 
 @contextmanager
@@ -99,59 +99,26 @@ class _Transient:
 
 
 class DeployView(_Transient):
-    """`mii deploy`・`mii up` の進み具合を、1 行ずつとロールアウトのライブ表示で描く。"""
+    """`mii deploy`・`mii up`・`mii promote`・`mii rollback` の手順の知らせを描く。
 
-    def __call__(self, event: deploying.DeployEvent) -> None:
-        """イベントを 1 つ描く。"""
-        if isinstance(event, RolloutProgress):
-            self.show(rollout_view(event))
+    始めた手順はスピナー、途中経過はロールアウトのライブ表示、ほかは 1 行（状態で記号が決まる）。
+    """
+
+    def __call__(self, status: StepStatus) -> None:
+        """知らせを 1 つ描く。"""
+        if status.state == "progress":
+            assert status.progress is not None
+            self.show(rollout_view(status.progress))
             return
         self.clear()
-        if isinstance(event, deploying.ClusterConnected):
-            info = event.info
-            version = info.version or "unknown version"
-            out.info(f"cluster: {info.context} ({info.flavor}, {version}) at {info.server}")
-        elif isinstance(event, deploying.ImagePlanned):
-            out.info(f"image: {event.plan.detail}")
-        elif isinstance(event, deploying.NamespaceStillDeleting):
-            out.info(f"namespace {event.namespace} is still being deleted; waiting")
-            self.spin(f"Waiting for namespace {event.namespace} to be deleted...")
-        elif isinstance(event, deploying.TransferringImage):
-            self.spin(f"Making {event.image} available to the cluster ({event.action})...")
-        elif isinstance(event, deploying.ImageAvailable):
-            out.success(f"image: {event.reference}")
-        elif isinstance(event, deploying.ObjectApplied):
-            out.success(f"{event.result.kind}/{event.result.name} {event.result.action}")
-        elif isinstance(event, deploying.MetricsApiMissing):
-            out.warn(
-                f"the metrics API ({event.path}) is not served, so the HPA cannot read CPU usage; "
-                f"enable it with: {event.hint}"
-            )
-        elif isinstance(event, deploying.RolloutFinished):
-            result = event.result
-            out.success(f"deployment/{result.deployment}: {result.ready}/{result.desired} pods ready")
-        elif isinstance(event, deploying.CheckingPods):
-            self.spin(f"Checking the {len(event.pods)} new pods of {event.deployment} one by one...")
-        elif isinstance(event, deploying.PodsChecked):
-            for check in event.result.pods:
-                (out.success if check.ok else out.warn)(f"pod {check.pod}: {check.detail}")
-        elif isinstance(event, deploying.RollingBack):
-            if event.revision is None:
-                self.spin(f"Removing {event.deployment}...")
-            else:
-                out.warn(f"{event.deployment}: {event.reason}")
-                self.spin(f"Rolling {event.deployment} back to revision {event.revision}...")
-        elif isinstance(event, deploying.RolledBack):
-            if event.revision is None:
-                out.success(f"removed {event.deployment}")
-            else:
-                out.success(
-                    f"deployment/{event.deployment} is back on revision {event.revision.number} "
-                    f"({event.revision.image})"
-                )
-        elif isinstance(event, deploying.Comparing):
-            rows = f"the sample rows and {event.rows} rows" if event.rows else "the sample rows"
-            self.spin(f"Comparing {event.canary_pod} with {event.stable_pod} on {rows}...")
+        if status.state == "start":
+            self.spin(status.message)
+        else:
+            LINES[status.state](status.message)
+
+
+# 状態ごとの 1 行の出し方
+LINES: dict[str, Callable[[str], None]] = {"info": out.info, "done": out.success, "warn": out.warn}
 
 
 class TeardownView(_Transient):

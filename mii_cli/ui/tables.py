@@ -16,6 +16,7 @@ from mii_cli.probe.pods import PodsCheck
 from mii_cli.probe.smoke_test import SmokeReport
 from mii_cli.workflows.doctor import DoctorReport
 from mii_cli.workflows.release import History
+from mii_cli.workflows.verdict import CanaryVerdict, Side
 
 PASS = "[green]PASS[/green]"
 FAIL = "[bold red]FAIL[/bold red]"
@@ -233,6 +234,35 @@ def verdict_table(verdict: Verdict) -> Table:
     same = "n/a (regressors)" if verdict.same_classes is None else _yes_no(verdict.same_classes)
     table.add_row("same classes", same)
     return table
+
+
+def _traffic_cells(side: Side) -> list[str]:
+    traffic = side.traffic
+    rate = "-" if traffic.error_rate is None else f"{traffic.error_rate:.2%}"
+    p50 = "-" if traffic.p50_ms is None else f"{traffic.p50_ms:.2f} ms"
+    p99 = "-" if traffic.p99_ms is None else f"{traffic.p99_ms:.2f} ms"
+    return [escape(side.deployment), str(len(side.pods)), str(traffic.requests), rate, p50, p99]
+
+
+def traffic_table(verdict: CanaryVerdict) -> Table:
+    """`mii verdict`: 両方の側の推論のリクエスト（Pod が起きてからの累積）。"""
+    table = Table(
+        title="Live traffic (since the pods started)", title_justify="left", box=None, pad_edge=False
+    )
+    for header in ("deployment", "pods", "requests", "errors (5xx)", "p50", "p99"):
+        table.add_column(header, justify="left" if header == "deployment" else "right")
+    for side in (verdict.stable, verdict.canary):
+        table.add_row(*_traffic_cells(side))
+    return table
+
+
+def canary_verdict_view(verdict: CanaryVerdict) -> RenderableType:
+    """`mii verdict` の表示: 生の通信の表と、同じ行での答えの表（読めなかった Pod があれば添える）。"""
+    parts: list[RenderableType] = [traffic_table(verdict), Text(""), verdict_table(verdict.answers)]
+    for side in (verdict.stable, verdict.canary):
+        for problem in side.unread:
+            parts.append(Text(f"not read: {problem}", style="yellow"))
+    return Group(*parts)
 
 
 def history_table(history: History) -> RenderableType:

@@ -7,14 +7,16 @@ Deployment を前の版に戻し、戻り切るまで待ってから、何が起
 `canary=True` なら、新しいイメージは安定版に並ぶ小さな 2 つ目の Deployment になり、確かめた後に
 安定版と同じ行で比べる（workflows/release.py が昇格と取り消しを受け持つ）。
 
-進み具合はイベント（`DeployEvent`）としてコールバックに渡す。端末に描くのは CLI の層。
+デプロイは小さな手順（`DeployStep`）の並びで、手順は 1 つの文脈（`DeployContext`）を読み書きし、
+進み具合を 1 つのコールバック（workflows/steps.py の `Status`）に知らせる。canary は手順の並びが
+違うだけ（`steps_for`）。端末に描くのは CLI の層。
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
@@ -71,10 +73,11 @@ from mii_cli.kube.revisions import (
     rollback,
     template_hash,
 )
-from mii_cli.kube.rollout import RolloutProgress, RolloutResult, wait_for_rollout
+from mii_cli.kube.rollout import RolloutResult, wait_for_rollout
 from mii_cli.probe.compare import Verdict, compare
 from mii_cli.probe.pods import PodsCheck, check_pods, new_pods
 from mii_cli.results import Result
+from mii_cli.workflows.steps import Report, Status
 from service.constants import DEFAULT_PORT
 
 METRICS_PATH = "/apis/metrics.k8s.io/v1beta1"
@@ -114,133 +117,6 @@ class DryRun:
     image: str
     objects: list[Manifest]
     note: str | None = None
-
-
-# --- 進み具合のイベント ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClusterConnected:
-    """クラスタに接続した。"""
-
-    info: ClusterInfo
-
-
-@dataclass(frozen=True)
-class ImagePlanned:
-    """イメージをどうクラスタへ渡すかを決めた（まだ何もしていない）。"""
-
-    plan: ImagePlan
-
-
-@dataclass(frozen=True)
-class NamespaceStillDeleting:
-    """前の `mii teardown` の Namespace がまだ消えかけている: 消えるまで待ち始めた。"""
-
-    namespace: str
-
-
-@dataclass(frozen=True)
-class TransferringImage:
-    """イメージを push するか、ノードへ読み込み始めた。"""
-
-    image: str
-    action: str
-
-
-@dataclass(frozen=True)
-class ImageAvailable:
-    """クラスタがこの参照のイメージを使える。"""
-
-    reference: str
-
-
-@dataclass(frozen=True)
-class ObjectApplied:
-    """オブジェクトを 1 つ適用した。"""
-
-    result: ApplyResult
-
-
-@dataclass(frozen=True)
-class MetricsApiMissing:
-    """metrics API が無い（HPA が CPU 使用率を読めない）。`hint` は入れ方。"""
-
-    path: str
-    hint: str
-
-
-@dataclass(frozen=True)
-class RolloutFinished:
-    """ロールアウトが終わった。"""
-
-    result: RolloutResult
-
-
-@dataclass(frozen=True)
-class CheckingPods:
-    """新しい版の Pod を 1 つずつ確かめ始めた。"""
-
-    deployment: str
-    pods: list[str]
-
-
-@dataclass(frozen=True)
-class PodsChecked:
-    """新しい版の Pod を確かめ終えた。"""
-
-    result: PodsCheck
-
-
-@dataclass(frozen=True)
-class RollingBack:
-    """デプロイが失敗したので戻し始めた（`revision` が None なら canary を消す）。"""
-
-    deployment: str
-    reason: str
-    revision: int | None
-
-
-@dataclass(frozen=True)
-class RolledBack:
-    """戻し終えた（前の版が Ready、または canary が消えた）。"""
-
-    deployment: str
-    revision: Revision | None
-
-
-@dataclass(frozen=True)
-class Comparing:
-    """canary と安定版を同じ行で比べ始めた。"""
-
-    canary_pod: str
-    stable_pod: str
-    rows: int
-
-
-DeployEvent = (
-    ClusterConnected
-    | ImagePlanned
-    | NamespaceStillDeleting
-    | TransferringImage
-    | ImageAvailable
-    | ObjectApplied
-    | MetricsApiMissing
-    | RolloutProgress
-    | RolloutFinished
-    | CheckingPods
-    | PodsChecked
-    | RollingBack
-    | RolledBack
-    | Comparing
-)
-
-
-def _ignore(event: DeployEvent) -> None:
-    """イベントを捨てる（コールバックが無いとき）。"""
-
-
-# --- 手順 ------------------------------------------------------------------------------------
 
 
 def manifest_image() -> str:
@@ -287,14 +163,15 @@ def metrics_hint(info: ClusterInfo) -> str:
     return command
 
 
-def _prepare_namespace(client: ApiClient, namespace: str, emit: Callable[[DeployEvent], None]) -> None:
+def prepare_namespace(client: ApiClient, namespace: str, status: Status) -> None:
     """他人の Namespace には入らず、前の teardown で消えかけていれば消えるまで待つ。"""
     existing = read_namespace(client, namespace)
     if existing is None:
         return
     ensure_managed(existing, namespace, "deploy into")
     if phase(existing) == "Terminating":
-        emit(NamespaceStillDeleting(namespace))
+        status.info("namespace", f"namespace {namespace} is still being deleted; waiting")
+        status.start("namespace", f"Waiting for namespace {namespace} to be deleted...")
         wait_gone(client, namespace)
 
 
@@ -338,17 +215,18 @@ def live_sizing(deployment: dict[str, Any] | None, sizing: Sizing | None) -> Siz
     )
 
 
+def applied_line(result: ApplyResult) -> str:
+    """適用したオブジェクト 1 つの行。"""
+    return f"{result.kind}/{result.name} {result.action}"
+
+
 def check_new_pods(
-    client: ApiClient,
-    namespace: str,
-    name: str,
-    record: ImageRecord | None,
-    emit: Callable[[DeployEvent], None],
+    client: ApiClient, namespace: str, name: str, record: ImageRecord | None, status: Status
 ) -> PodsCheck:
     """Deployment の今の版の Pod を 1 つずつ確かめる（Ready、全エンドポイント、モデル、サンプルの答え）。"""
     current = template_hash(client, namespace, name)
     pods = new_pods(client, namespace, current) if current else []
-    emit(CheckingPods(name, sorted(kapi.name_of(pod) for pod in pods)))
+    status.start("pods", f"Checking the {len(pods)} new pods of {name} one by one...")
     result = check_pods(
         client,
         namespace,
@@ -356,7 +234,8 @@ def check_new_pods(
         model_sha256=record.model_sha256 if record else None,
         sample_answer=record.sample_answer if record else None,
     )
-    emit(PodsChecked(result))
+    for check in result.pods:
+        (status.done if check.ok else status.warn)("pods", f"pod {check.pod}: {check.detail}")
     return result
 
 
@@ -374,16 +253,21 @@ def roll_out(
     timeout: float,
     image_hint: str,
     check: bool,
-    emit: Callable[[DeployEvent], None],
+    status: Status,
 ) -> tuple[RolloutResult, PodsCheck | None]:
     """ロールアウトを待ち、新しい版の Pod を確かめる。どちらかが通らなければ MiiError。"""
     rollout = wait_for_rollout(
-        client, namespace, name, timeout=timeout, image_hint=image_hint, on_progress=emit
+        client,
+        namespace,
+        name,
+        timeout=timeout,
+        image_hint=image_hint,
+        on_progress=status.progress("rollout"),
     )
-    emit(RolloutFinished(rollout))
+    status.done("rollout", f"deployment/{rollout.deployment}: {rollout.ready}/{rollout.desired} pods ready")
     if not check:
         return rollout, None
-    pods_check = check_new_pods(client, namespace, name, record, emit)
+    pods_check = check_new_pods(client, namespace, name, record, status)
     if not pods_check.passed:
         raise CheckFailed(
             f"the new pods of {name} failed the check: {pods_check.problem}",
@@ -400,7 +284,7 @@ def undo(
     previous: int | None,
     allowed: bool,
     timeout: float,
-    emit: Callable[[DeployEvent], None],
+    status: Status,
 ) -> MiiError:
     """安定版のデプロイの失敗を受けて、前の版に戻す（戻せなければそのまま）。投げる失敗を返す。"""
     current = revision_of(read_deployment(client, namespace, APP_NAME))
@@ -410,7 +294,8 @@ def undo(
         return _failed(failure, f"{failure.message} (the deployment was not changed)")
     if not allowed:
         return _failed(failure, f"{failure.message}; left as it is (--no-rollback): mii rollback undoes it")
-    emit(RollingBack(APP_NAME, failure.message, previous))
+    status.warn("rollback", f"{APP_NAME}: {failure.message}")
+    status.start("rollback", f"Rolling {APP_NAME} back to revision {previous}...")
     try:
         target = rollback(client, namespace, APP_NAME, previous)
         wait_for_rollout(client, namespace, APP_NAME, timeout=timeout)
@@ -419,8 +304,13 @@ def undo(
             failure,
             f"{failure.message}; rolling back to revision {previous} did not finish either: {error.message}",
         )
-    emit(RolledBack(APP_NAME, target))
+    status.done("rollback", rolled_back_line(target))
     return _failed(failure, f"{failure.message}; rolled back to revision {previous} ({target.image})")
+
+
+def rolled_back_line(target: Revision) -> str:
+    """安定版を戻し終えた行。"""
+    return f"deployment/{APP_NAME} is back on revision {target.number} ({target.image})"
 
 
 def remove_canary(
@@ -448,13 +338,11 @@ def remove_canary(
     return True
 
 
-def withdraw_canary(
-    client: ApiClient, namespace: str, reason: str, *, timeout: float, emit: Callable[[DeployEvent], None]
-) -> bool:
-    """canary を消し（その Pod が消えるまで待ち）、その始まりと終わりをイベントで知らせる。無ければ False。"""
-    emit(RollingBack(CANARY_NAME, reason, None))
+def withdraw_canary(client: ApiClient, namespace: str, *, timeout: float, status: Status) -> bool:
+    """canary を消し（その Pod が消えるまで待ち）、その始まりと終わりを知らせる。無ければ False。"""
+    status.start("canary", f"Removing {CANARY_NAME}...")
     removed = remove_canary(client, namespace, timeout=timeout)
-    emit(RolledBack(CANARY_NAME, None))
+    status.done("canary", f"removed {CANARY_NAME}")
     return removed
 
 
@@ -472,14 +360,15 @@ def _ready_pod(client: ApiClient, namespace: str, selector: str) -> str:
 
 
 def compare_with_stable(
-    client: ApiClient, namespace: str, rows: list[list[float]] | None, emit: Callable[[DeployEvent], None]
+    client: ApiClient, namespace: str, rows: list[list[float]] | None, status: Status
 ) -> Verdict:
     """canary の Pod と安定版の Pod に、それぞれポートフォワードして同じ行で比べる。"""
     canary_pod, stable_pod = (
         _ready_pod(client, namespace, CANARY_LABEL),
         _ready_pod(client, namespace, APP_LABEL),
     )
-    emit(Comparing(canary_pod, stable_pod, len(rows or [])))
+    what = f"the sample rows and {len(rows)} rows" if rows else "the sample rows"
+    status.start("compare", f"Comparing {canary_pod} with {stable_pod} on {what}...")
     with (
         forward_to_pod(client, namespace, stable_pod, DEFAULT_PORT) as stable,
         forward_to_pod(client, namespace, canary_pod, DEFAULT_PORT) as canary,
@@ -487,116 +376,243 @@ def compare_with_stable(
         return compare(stable.url, canary.url, rows)
 
 
-def deploy(
-    *,
-    namespace: str,
-    image: str | None = None,
-    repository: str = "",
-    registry: str | None = None,
-    timeout: float = 300.0,
-    context: str | None = None,
-    load: bool = True,
-    wait: bool = True,
-    sizing: Sizing | None = None,
-    client: ApiClient | None = None,
-    info: ClusterInfo | None = None,
-    on_event: Callable[[DeployEvent], None] | None = None,
-    check: bool = True,
-    rollback_on_failure: bool = True,
-    canary: bool = False,
-    canary_replicas: int = 1,
-    compare_rows: list[list[float]] | None = None,
-    daemon: DockerDaemon | None = None,
-) -> DeployResult:
-    """デプロイの全体: 接続 → イメージの計画 → Namespace の確認 → イメージを渡す → 適用 → 待つ → 確かめる。
+# --- デプロイの要求と文脈 ------------------------------------------------------------------------
 
-    `image` が無ければ `repository` のローカルの最新の一意なタグをデプロイする。失敗すれば前の版に
-    戻してから MiiError（`rollback_on_failure=False` なら戻さない）。`canary` なら安定版に並べて比べる。
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """何をどうデプロイするか（`mii deploy` と `mii up` が同じオプションから作る）。
+
+    `image` が無ければ `repository` のローカルの最新の一意なタグ。`registry` があれば push して
+    その参照を、`load` なら minikube・kind のノードへ読み込む。`check` は新しい Pod の確かめ、
+    `rollback_on_failure` は失敗したときの戻し。`canary` なら安定版に並べて `compare_rows` で比べる。
     """
-    emit = on_event or _ignore
-    if client is None or info is None:
-        client, info = connect(context)
-    emit(ClusterConnected(info))
-    daemon = daemon or current_daemon()
+
+    namespace: str
+    image: str | None = None
+    repository: str = ""
+    registry: str | None = None
+    timeout: float = 300.0
+    context: str | None = None
+    load: bool = True
+    wait: bool = True
+    sizing: Sizing | None = None
+    check: bool = True
+    rollback_on_failure: bool = True
+    canary: bool = False
+    canary_replicas: int = 1
+    compare_rows: list[list[float]] | None = None
+
+    @property
+    def deployment(self) -> str:
+        """デプロイする Deployment の名前（安定版か canary）。"""
+        return CANARY_NAME if self.canary else APP_NAME
+
+
+@dataclass
+class DeployContext:
+    """手順が共有する文脈: 要求・接続・知らせ口と、手順が順に埋めていく値。"""
+
+    request: DeployRequest
+    client: ApiClient
+    info: ClusterInfo
+    status: Status
+    daemon: DockerDaemon
+    image: str = ""
+    plan: ImagePlan | None = None
+    stable: dict[str, Any] | None = None
+    sizing: Sizing | None = None
+    reference: str = ""
+    record: ImageRecord | None = None
+    objects: list[Manifest] = field(default_factory=list)
+    applied: list[ApplyResult] = field(default_factory=list)
+    metrics_api: bool = False
+    rollout: RolloutResult | None = None
+    pods_check: PodsCheck | None = None
+    revision: int | None = None
+    verdict: Verdict | None = None
+
+    def result(self) -> DeployResult:
+        """ここまでの値をデプロイの結果にする。"""
+        return DeployResult(
+            cluster=self.info,
+            namespace=self.request.namespace,
+            image=self.reference,
+            applied=self.applied,
+            metrics_api=self.metrics_api,
+            rollout=self.rollout,
+            deployment=self.request.deployment,
+            revision=self.revision,
+            model=self.record,
+            pods_check=self.pods_check,
+            verdict=self.verdict,
+            delivery=self.plan,
+        )
+
+
+DeployStep = Callable[[DeployContext], None]
+
+
+# --- 手順（それぞれ文脈を読み、埋め、知らせる） --------------------------------------------------
+
+
+def plan_delivery(ctx: DeployContext) -> None:
+    """デプロイするイメージを決め、クラスタへの渡し方（docker-env・load・push・そのまま）を決める。"""
+    request = ctx.request
+    image = request.image
     if image is None:
-        check_daemon(info, daemon)
-        image = latest_local_image(repository)
-    plan = plan_image(info, image, registry=registry, load=load, daemon=daemon)
-    emit(ImagePlanned(plan))
-    _prepare_namespace(client, namespace, emit)
-    stable = read_deployment(client, namespace, APP_NAME)
-    if canary and stable is None:
+        check_daemon(ctx.info, ctx.daemon)
+        image = latest_local_image(request.repository)
+    ctx.image = image
+    ctx.plan = plan_image(ctx.info, image, registry=request.registry, load=request.load, daemon=ctx.daemon)
+    ctx.status.info("image", f"image: {ctx.plan.detail}")
+
+
+def check_namespace(ctx: DeployContext) -> None:
+    """Namespace が mii のものか（消えかけなら消えるまで待つ）。"""
+    prepare_namespace(ctx.client, ctx.request.namespace, ctx.status)
+
+
+def read_stable(ctx: DeployContext) -> None:
+    """動いている安定版を読み、Pod の大きさを決める（canary は安定版の大きさを引き継ぐ）。"""
+    request = ctx.request
+    ctx.stable = read_deployment(ctx.client, request.namespace, APP_NAME)
+    if request.canary and ctx.stable is None:
         raise ConfigError(
-            f"there is no deployment {APP_NAME} in namespace {namespace} to run a canary beside",
+            f"there is no deployment {APP_NAME} in namespace {request.namespace} to run a canary beside",
             hint="deploy the first model without --canary",
         )
-    chosen = live_sizing(stable, sizing) if canary else sizing
-    # どのノードにも入らない大きさなら、イメージを渡す前に止める（Pending のまま期限まで待たない）
-    check_pod_fits(client, *pod_requests(chosen))
+    ctx.sizing = live_sizing(ctx.stable, request.sizing) if request.canary else request.sizing
+
+
+def check_fit(ctx: DeployContext) -> None:
+    """どのノードにも入らない大きさなら、イメージを渡す前に止める（Pending のまま期限まで待たない）。"""
+    check_pod_fits(ctx.client, *pod_requests(ctx.sizing))
+
+
+def deliver_image(ctx: DeployContext) -> None:
+    """イメージをクラスタが使えるようにし（push・load・docker-env の確かめ）、その記録を読む。"""
+    plan = ctx.plan
+    assert plan is not None
     reference = plan.reference
     if plan.action != "use":
         if plan.action in ("push", "load"):
-            emit(TransferringImage(image, plan.action))
+            ctx.status.start("image", f"Making {ctx.image} available to the cluster ({plan.action})...")
         # push したなら、push が知らせたダイジェストで固定した参照になる（docker-env ならノードのエンジンに
         # あることを確かめるだけ）
-        reference = carry_out(info, image, plan)
-    emit(ImageAvailable(reference))
-    record = read_record(image, reference)
-    objects = render(reference, namespace, sizing=chosen, annotations=record_annotations(record))
-    if canary:
-        objects = [canary_deployment(objects, canary_replicas)]
-    name = CANARY_NAME if canary else APP_NAME
-    previous = revision_of(stable)
-    applied = apply_all(client, objects, on_applied=lambda r: emit(ObjectApplied(r)))
-    metrics = metrics_api_available(client)
-    if not metrics:
-        emit(MetricsApiMissing(METRICS_PATH, metrics_hint(info)))
-    result = DeployResult(
-        cluster=info,
-        namespace=namespace,
-        image=reference,
-        applied=applied,
-        metrics_api=metrics,
-        deployment=name,
-        model=record,
-        delivery=plan,
+        reference = carry_out(ctx.info, ctx.image, plan)
+    ctx.reference = reference
+    ctx.status.done("image", f"image: {reference}")
+    ctx.record = read_record(ctx.image, reference)
+
+
+def apply_objects(ctx: DeployContext) -> None:
+    """オブジェクトを組み立てて適用する（canary なら 2 つ目の Deployment だけ）。"""
+    assert ctx.record is not None
+    request = ctx.request
+    objects = render(
+        ctx.reference, request.namespace, sizing=ctx.sizing, annotations=record_annotations(ctx.record)
     )
-    if not wait:
-        return result
-    hint = missing_image_hint(info, reference)
+    ctx.objects = [canary_deployment(objects, request.canary_replicas)] if request.canary else objects
+    ctx.applied = apply_all(
+        ctx.client, ctx.objects, on_applied=lambda result: ctx.status.done("apply", applied_line(result))
+    )
+
+
+def check_metrics_api(ctx: DeployContext) -> None:
+    """metrics API があるか（無ければ HPA が CPU を読めないので、入れ方を添えて知らせる）。"""
+    ctx.metrics_api = metrics_api_available(ctx.client)
+    if not ctx.metrics_api:
+        ctx.status.warn(
+            "metrics",
+            f"the metrics API ({METRICS_PATH}) is not served, so the HPA cannot read CPU usage; "
+            f"enable it with: {metrics_hint(ctx.info)}",
+        )
+
+
+def wait_and_check(ctx: DeployContext) -> None:
+    """ロールアウトを待って新しい Pod を確かめる。通らなければ前の版に戻す（canary なら消す）。"""
+    request, client, namespace = ctx.request, ctx.client, ctx.request.namespace
+    name = request.deployment
     try:
-        rollout, pods_check = roll_out(
-            client, namespace, name, record=record, timeout=timeout, image_hint=hint, check=check, emit=emit
+        ctx.rollout, ctx.pods_check = roll_out(
+            client,
+            namespace,
+            name,
+            record=ctx.record,
+            timeout=request.timeout,
+            image_hint=missing_image_hint(ctx.info, ctx.reference),
+            check=request.check,
+            status=ctx.status,
         )
     except MiiError as failure:
-        if canary:
-            if not rollback_on_failure:
+        if request.canary:
+            if not request.rollback_on_failure:
                 raise _failed(
                     failure, f"{failure.message}; the canary is left running (--no-rollback)"
                 ) from None
-            withdraw_canary(client, namespace, failure.message, timeout=timeout, emit=emit)
+            ctx.status.warn("canary", f"{CANARY_NAME}: {failure.message}")
+            withdraw_canary(client, namespace, timeout=request.timeout, status=ctx.status)
             raise _failed(failure, f"{failure.message}; removed the canary") from None
         raise undo(
             client,
             namespace,
             failure,
-            previous=previous,
-            allowed=rollback_on_failure,
-            timeout=timeout,
-            emit=emit,
+            previous=revision_of(ctx.stable),
+            allowed=request.rollback_on_failure,
+            timeout=request.timeout,
+            status=ctx.status,
         ) from None
-    verdict = compare_with_stable(client, namespace, compare_rows, emit) if canary else None
-    return DeployResult(
-        cluster=info,
-        namespace=namespace,
-        image=reference,
-        applied=applied,
-        metrics_api=metrics,
-        rollout=rollout,
-        deployment=name,
-        revision=revision_of(read_deployment(client, namespace, name)),
-        model=record,
-        pods_check=pods_check,
-        verdict=verdict,
-        delivery=plan,
+    ctx.revision = revision_of(read_deployment(client, namespace, name))
+
+
+def compare_canary(ctx: DeployContext) -> None:
+    """canary と安定版を同じ行で比べる。"""
+    ctx.verdict = compare_with_stable(ctx.client, ctx.request.namespace, ctx.request.compare_rows, ctx.status)
+
+
+def steps_for(request: DeployRequest) -> list[DeployStep]:
+    """要求に合わせた手順の並び（待たないならロールアウトの前で終わり、canary なら比べて終わる）。"""
+    steps: list[DeployStep] = [
+        plan_delivery,
+        check_namespace,
+        read_stable,
+        check_fit,
+        deliver_image,
+        apply_objects,
+        check_metrics_api,
+    ]
+    if request.wait:
+        steps.append(wait_and_check)
+        if request.canary:
+            steps.append(compare_canary)
+    return steps
+
+
+def connected_line(info: ClusterInfo) -> str:
+    """接続したクラスタの行。"""
+    return f"cluster: {info.context} ({info.flavor}, {info.version or 'unknown version'}) at {info.server}"
+
+
+def deploy(
+    request: DeployRequest,
+    *,
+    client: ApiClient | None = None,
+    info: ClusterInfo | None = None,
+    report: Report | None = None,
+    daemon: DockerDaemon | None = None,
+) -> DeployResult:
+    """デプロイの全体: 接続し、要求に合わせた手順（`steps_for`）を順に動かす。
+
+    失敗すれば前の版に戻してから MiiError（`rollback_on_failure=False` なら戻さない）。
+    """
+    status = Status(report)
+    if client is None or info is None:
+        client, info = connect(request.context)
+    status.info("cluster", connected_line(info))
+    ctx = DeployContext(
+        request=request, client=client, info=info, status=status, daemon=daemon or current_daemon()
     )
+    for step in steps_for(request):
+        step(ctx)
+    return ctx.result()

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubernetes.client import ApiClient
@@ -22,17 +21,16 @@ from mii_cli.kube.rollout import RolloutResult, wait_for_rollout
 from mii_cli.probe.pods import PodsCheck
 from mii_cli.results import Result
 from mii_cli.workflows.deploy import (
-    DeployEvent,
-    ObjectApplied,
-    RolledBack,
-    RollingBack,
+    applied_line,
     live_sizing,
     record_annotations,
     record_from_template,
     roll_out,
+    rolled_back_line,
     undo,
     withdraw_canary,
 )
+from mii_cli.workflows.steps import Report, Status
 
 
 @dataclass(frozen=True)
@@ -68,20 +66,16 @@ class History(Result):
     canary: list[Revision] = field(default_factory=list)
 
 
-def _ignore(event: DeployEvent) -> None:
-    """イベントを捨てる。"""
-
-
 def promote(
     client: ApiClient,
     namespace: str,
     *,
     timeout: float = 300.0,
     rollback_on_failure: bool = True,
-    on_event: Callable[[DeployEvent], None] | None = None,
+    report: Report | None = None,
 ) -> PromoteResult:
     """安定版を canary のイメージ（とモデルの記録）へ更新し、確かめてから canary を消す。"""
-    emit = on_event or _ignore
+    status = Status(report)
     canary = read_deployment(client, namespace, CANARY_NAME)
     if canary is None:
         raise ConfigError(
@@ -104,10 +98,17 @@ def promote(
         )
     ]
     previous = revision_of(stable)
-    applied = apply_all(client, objects, on_applied=lambda r: emit(ObjectApplied(r)))
+    applied = apply_all(client, objects, on_applied=lambda result: status.done("apply", applied_line(result)))
     try:
         rollout, pods_check = roll_out(
-            client, namespace, APP_NAME, record=record, timeout=timeout, image_hint="", check=True, emit=emit
+            client,
+            namespace,
+            APP_NAME,
+            record=record,
+            timeout=timeout,
+            image_hint="",
+            check=True,
+            status=status,
         )
     except MiiError as failure:
         raise undo(
@@ -117,9 +118,9 @@ def promote(
             previous=previous,
             allowed=rollback_on_failure,
             timeout=timeout,
-            emit=emit,
+            status=status,
         ) from None
-    removed = withdraw_canary(client, namespace, "promoted", timeout=timeout, emit=emit)
+    removed = withdraw_canary(client, namespace, timeout=timeout, status=status)
     return PromoteResult(
         namespace=namespace,
         image=record.reference,
@@ -138,22 +139,25 @@ def roll_back(
     *,
     to_revision: int | None = None,
     timeout: float = 300.0,
-    on_event: Callable[[DeployEvent], None] | None = None,
+    report: Report | None = None,
 ) -> RollbackResult:
     """canary があれば消す。無ければ安定版を前の版（`to_revision`）に戻し、戻り切るまで待つ。"""
-    emit = on_event or _ignore
+    status = Status(report)
     if read_deployment(client, namespace, CANARY_NAME) is not None:
         if to_revision is not None:
             raise ConfigError(
                 "a canary is running: mii rollback removes it first",
                 hint="run mii rollback without --to-revision, then again with it",
             )
-        removed = withdraw_canary(client, namespace, "rollback", timeout=timeout, emit=emit)
+        removed = withdraw_canary(client, namespace, timeout=timeout, status=status)
         return RollbackResult(namespace=namespace, canary_removed=removed)
-    emit(RollingBack(APP_NAME, "rollback", to_revision))
+    to = "the previous revision" if to_revision is None else f"revision {to_revision}"
+    status.start("rollback", f"Rolling {APP_NAME} back to {to}...")
     target = rollback(client, namespace, APP_NAME, to_revision)
-    rollout = wait_for_rollout(client, namespace, APP_NAME, timeout=timeout, on_progress=emit)
-    emit(RolledBack(APP_NAME, target))
+    rollout = wait_for_rollout(
+        client, namespace, APP_NAME, timeout=timeout, on_progress=status.progress("rollback")
+    )
+    status.done("rollback", rolled_back_line(target))
     return RollbackResult(namespace=namespace, canary_removed=False, revision=target, rollout=rollout)
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from kubernetes.client import ApiClient
 
 from mii_cli.kube.cluster import ClusterInfo
-from mii_cli.kube.render import Sizing
 from mii_cli.probe import cluster as cluster_probe
 from mii_cli.probe.smoke_test import SmokeReport
-from mii_cli.workflows.deploy import DeployEvent, DeployResult, deploy
+from mii_cli.workflows.deploy import DeployRequest, DeployResult, deploy
+from mii_cli.workflows.steps import Report
 
 
 @dataclass(frozen=True)
@@ -25,40 +25,19 @@ class UpResult(DeployResult):
 
 
 def up(
+    request: DeployRequest,
     *,
-    namespace: str,
-    image: str,
-    registry: str | None,
-    timeout: float,
-    sizing: Sizing | None,
     client: ApiClient,
     info: ClusterInfo,
-    on_event: Callable[[DeployEvent], None] | None = None,
+    report: Report | None = None,
     on_deployed: Callable[[DeployResult], None] | None = None,
-    rollback_on_failure: bool = True,
-    canary: bool = False,
-    canary_replicas: int = 1,
-    compare_rows: list[list[float]] | None = None,
 ) -> UpResult:
     """デプロイし（ロールアウトまで待つ）、ポートフォワードとクラスタ内の Job でスモークテストする。
 
     `on_deployed` はデプロイが済んだところで（スモークテストの前に）呼ばれる。
     """
-    deployed = deploy(
-        namespace=namespace,
-        image=image,
-        registry=registry,
-        timeout=timeout,
-        sizing=sizing,
-        client=client,
-        info=info,
-        on_event=on_event,
-        rollback_on_failure=rollback_on_failure,
-        canary=canary,
-        canary_replicas=canary_replicas,
-        compare_rows=compare_rows,
-    )
+    deployed = deploy(request, client=client, info=info, report=report)
     if on_deployed is not None:
         on_deployed(deployed)
-    report = cluster_probe.cluster_smoke_test(namespace=namespace, client=client)
-    return UpResult(**vars(deployed), smoke_test=report)
+    smoke = cluster_probe.cluster_smoke_test(namespace=request.namespace, client=client)
+    return UpResult(**vars(deployed), smoke_test=smoke)

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from kubernetes.client import ApiClient, Configuration
 
@@ -147,7 +147,10 @@ class FakeApiServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
-                request = Request(self.command, parts.path, parse_qs(parts.query), self.headers, body)
+                # 本物の API サーバーと同じく、パスのエスケープ（プロキシの `name:port` の %3A など）を戻す
+                request = Request(
+                    self.command, unquote(parts.path), parse_qs(parts.query), self.headers, body
+                )
                 with server.lock:
                     server.requests.append(request)
                     code, payload = server.dispatch(request)

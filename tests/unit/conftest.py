@@ -67,10 +67,11 @@ def no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def deployed_api(fake_api: FakeApiServer) -> FakeApiServer:
     """アプリをデプロイ済み（Ready な Pod と ClusterIP の Service）の代役の API サーバー。"""
-    from mii_cli.workflows.deploy import deploy
+    from mii_cli.workflows.deploy import DeployRequest, deploy
 
     fake_api.on_apply.append(become_ready(fake_api))
-    deploy(namespace=NAMESPACE, image=IMAGE, client=fake_api.client(), info=DOCKER_DESKTOP, wait=False)
+    request = DeployRequest(namespace=NAMESPACE, image=IMAGE, wait=False)
+    deploy(request, client=fake_api.client(), info=DOCKER_DESKTOP)
     return fake_api
 
 

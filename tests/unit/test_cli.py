@@ -27,7 +27,7 @@ COMMANDS = sorted(get_command(cli.app).commands)  # type: ignore[attr-defined]
 def test_the_app_has_the_commands_of_the_lifecycle() -> None:
     lifecycle = {"train", "serve", "build", "run", "stop", "smoke-test", "load-test", "benchmark"}
     kubernetes = {"deploy", "status", "teardown", "up", "down", "doctor"}
-    model_updates = {"promote", "rollback", "history"}
+    model_updates = {"promote", "rollback", "history", "verdict"}
     assert set(COMMANDS) == lifecycle | kubernetes | model_updates
 
 

@@ -303,3 +303,21 @@ def test_the_default_image_follows_the_repository_setting(monkeypatch: pytest.Mo
         r.find(json.loads(result.stdout), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
         == "team/iris:0.1.0-abc-def"
     )
+
+
+def test_deploy_and_up_take_the_same_shared_options() -> None:
+    """共通のオプションは 1 か所（SHARED_OPTIONS）で定義され、両方のコマンドに同じ既定値で載る。"""
+    import typer.main
+
+    from mii_cli.commands import deploy as commands
+
+    group: Any = typer.main.get_command(cli.app)
+    shared = {name for name, _, _ in commands.SHARED_OPTIONS}
+    for name in ("deploy", "up"):
+        command = group.commands[name]
+        params = {param.name: param for param in command.params}
+        assert shared <= set(params), (name, shared - set(params))
+        assert params["timeout"].default == 300.0
+        assert params["namespace"].opts == ["--namespace", "-n"]
+    assert {"load", "dry_run"} <= {param.name for param in group.commands["deploy"].params}
+    assert not {"load", "dry_run"} & {param.name for param in group.commands["up"].params}

@@ -6,9 +6,9 @@ import pytest
 from rich.console import Console
 
 from mii_cli.kube.pods import PodRow
-from mii_cli.kube.rollout import RolloutProgress, RolloutResult
+from mii_cli.kube.rollout import RolloutProgress
 from mii_cli.ui.live import DeployView, rollout_view
-from mii_cli.workflows import deploy as deploying
+from mii_cli.workflows.steps import StepStatus
 
 
 def progress() -> RolloutProgress:
@@ -39,13 +39,12 @@ def test_the_rollout_view_shows_the_counts_and_the_pods() -> None:
 
 def test_the_deploy_view_draws_lines_and_clears_the_live_view(capsys: pytest.CaptureFixture[str]) -> None:
     with DeployView() as view:
-        view(deploying.NamespaceStillDeleting("model-in-image"))
-        view(progress())
-        view(
-            deploying.RolloutFinished(
-                RolloutResult(deployment="model-in-image", ready=4, desired=4, seconds=9.0)
-            )
-        )
+        view(StepStatus("namespace", "info", "namespace model-in-image is still being deleted; waiting"))
+        view(StepStatus("namespace", "start", "Waiting for namespace model-in-image to be deleted..."))
+        view(StepStatus("rollout", "progress", progress=progress()))
+        view(StepStatus("rollout", "done", "deployment/model-in-image: 4/4 pods ready"))
+        view(StepStatus("pods", "warn", "pod model-in-image-1: no answer"))
     err = capsys.readouterr().err
     assert "• namespace model-in-image is still being deleted; waiting" in err
     assert "✓ deployment/model-in-image: 4/4 pods ready" in err
+    assert "! pod model-in-image-1: no answer" in err

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mii_cli.errors import ClusterError, DockerError
 from mii_cli.kube.cluster import ClusterInfo
 from mii_cli.kube.render import find, render
-from mii_cli.kube.rollout import RolloutProgress
 from mii_cli.kube.status import collect_status
 from mii_cli.workflows import deploy as deploying
+from mii_cli.workflows.steps import StepStatus
 from tests.fakes.docker_engine import FakeDockerEngine
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import IMAGE, NAMESPACE, become_ready
@@ -18,8 +20,14 @@ MANAGED = {"app.kubernetes.io/managed-by": "mii"}
 NAMESPACE_PATH = f"/api/v1/namespaces/{NAMESPACE}"
 
 
-def deploy(fake: FakeApiServer, info: ClusterInfo, **options: object) -> deploying.DeployResult:
-    return deploying.deploy(namespace=NAMESPACE, image=IMAGE, client=fake.client(), info=info, **options)  # type: ignore[arg-type]
+def run(fake: FakeApiServer, info: ClusterInfo, report: Any = None, **options: Any) -> deploying.DeployResult:
+    """要求（`options` は DeployRequest のフィールド）を作ってデプロイする。"""
+    request = deploying.DeployRequest(**{"namespace": NAMESPACE, **options})
+    return deploying.deploy(request, client=fake.client(), info=info, report=report)
+
+
+def deploy(fake: FakeApiServer, info: ClusterInfo, **options: Any) -> deploying.DeployResult:
+    return run(fake, info, **{"image": IMAGE, **options})
 
 
 def test_deploy_applies_every_object_and_waits_for_the_pods(
@@ -35,37 +43,63 @@ def test_deploy_applies_every_object_and_waits_for_the_pods(
     assert (result.rollout.ready, result.rollout.desired) == (4, 4)
 
 
-def test_deploy_reports_its_steps_as_events_in_order(
+def test_deploy_reports_its_steps_through_one_callback_in_order(
     fake_api: FakeApiServer, docker_desktop: ClusterInfo
 ) -> None:
     fake_api.on_apply.append(become_ready(fake_api))
-    events: list[object] = []
-    deploy(fake_api, docker_desktop, timeout=30, on_event=events.append)
-    kinds = [type(e).__name__ for e in events]
-    assert kinds == [
-        "ClusterConnected",
-        "ImagePlanned",
-        "ImageAvailable",
-        *["ObjectApplied"] * 7,
-        "MetricsApiMissing",
-        "RolloutProgress",
-        "RolloutFinished",
-        "CheckingPods",
-        "PodsChecked",
+    seen: list[StepStatus] = []
+    deploy(fake_api, docker_desktop, timeout=30, report=seen.append)
+    steps = [(s.step, s.state) for s in seen if s.state != "progress"]
+    assert steps == [
+        ("cluster", "info"),
+        ("image", "info"),
+        ("image", "done"),
+        *[("apply", "done")] * 7,
+        ("metrics", "warn"),
+        ("rollout", "done"),
+        ("pods", "start"),
+        *[("pods", "done")] * 4,
     ]
-    progress = next(e for e in events if isinstance(e, RolloutProgress))
+    assert seen[2].message == f"image: {IMAGE}"
+    assert seen[3].message == f"Namespace/{NAMESPACE} created"
+    (progress, *_) = [s.progress for s in seen if s.state == "progress"]
+    assert progress is not None
     assert [pod.name for pod in progress.pods] == [f"model-in-image-{i}" for i in range(4)]
+
+
+def test_the_steps_follow_the_request() -> None:
+    """待たなければロールアウトの前で終わり、canary なら比べて終わる（手順を足すのは並びだけ）。"""
+    names = [step.__name__ for step in deploying.steps_for(deploying.DeployRequest(namespace="n"))]
+    assert names == [
+        "plan_delivery",
+        "check_namespace",
+        "read_stable",
+        "check_fit",
+        "deliver_image",
+        "apply_objects",
+        "check_metrics_api",
+        "wait_and_check",
+    ]
+    assert deploying.steps_for(deploying.DeployRequest(namespace="n", wait=False)) == [
+        step
+        for step in deploying.steps_for(deploying.DeployRequest(namespace="n"))
+        if step.__name__ != "wait_and_check"
+    ]
+    canary = deploying.steps_for(deploying.DeployRequest(namespace="n", canary=True))
+    assert canary[-1] is deploying.compare_canary
+    assert deploying.DeployRequest(namespace="n", canary=True).deployment == "model-in-image-canary"
 
 
 def test_a_missing_metrics_api_is_reported_with_how_to_enable_it(
     fake_api: FakeApiServer, docker_desktop: ClusterInfo
 ) -> None:
-    events: list[object] = []
-    result = deploy(fake_api, docker_desktop, wait=False, on_event=events.append)
-    (missing,) = [e for e in events if isinstance(e, deploying.MetricsApiMissing)]
+    seen: list[StepStatus] = []
+    result = deploy(fake_api, docker_desktop, wait=False, report=seen.append)
+    (missing,) = [s for s in seen if s.step == "metrics"]
     assert result.metrics_api is False
-    assert missing.path == deploying.METRICS_PATH
-    assert missing.hint.startswith("kubectl apply -f")
+    assert missing.state == "warn"
+    assert f"the metrics API ({deploying.METRICS_PATH}) is not served" in missing.message
+    assert "enable it with: kubectl apply -f" in missing.message
 
 
 def test_a_served_metrics_api_is_recorded_and_nothing_waits_without_wait(
@@ -85,12 +119,12 @@ def test_deploy_waits_for_a_namespace_that_is_still_being_deleted(
         {"metadata": {"name": NAMESPACE, "labels": MANAGED}, "status": {"phase": "Terminating"}},
     )
     fake_api.terminating[NAMESPACE_PATH] = 1  # 1 度 Terminating と読まれた後に消える
-    events: list[object] = []
-    deploy(fake_api, docker_desktop, wait=False, on_event=events.append)
-    applied = [e.result for e in events if isinstance(e, deploying.ObjectApplied)]
-    assert deploying.NamespaceStillDeleting(NAMESPACE) in events
+    seen: list[StepStatus] = []
+    deploy(fake_api, docker_desktop, wait=False, report=seen.append)
+    applied = [s.message for s in seen if s.step == "apply"]
+    assert StepStatus("namespace", "info", f"namespace {NAMESPACE} is still being deleted; waiting") in seen
     # 消えるのを待ってから作り直す（消えかけの Namespace には作れない）
-    assert (applied[0].kind, applied[0].action) == ("Namespace", "created")
+    assert applied[0] == f"Namespace/{NAMESPACE} created"
 
 
 def test_deploy_refuses_a_namespace_mii_did_not_create(
@@ -156,28 +190,27 @@ def pushing(fake_docker: FakeDockerEngine, monkeypatch: pytest.MonkeyPatch) -> F
     return fake_docker
 
 
-def push_deploy(fake: FakeApiServer, **options: object) -> deploying.DeployResult:
+def push_deploy(fake: FakeApiServer, **options: Any) -> deploying.DeployResult:
     other = ClusterInfo("ctx-other", fake.url, "other", "other")
-    return deploying.deploy(
-        namespace=NAMESPACE, image=IMAGE, registry=REGISTRY, client=fake.client(), info=other, **options
-    )  # type: ignore[arg-type]
+    return run(fake, other, **{"image": IMAGE, "registry": REGISTRY, **options})
 
 
 def test_a_pushed_image_is_deployed_by_the_digest_the_push_reports(
     fake_api: FakeApiServer, pushing: FakeDockerEngine
 ) -> None:
     fake_api.on_apply.append(become_ready(fake_api))
-    events: list[object] = []
-    result = push_deploy(fake_api, timeout=30, on_event=events.append)
+    seen: list[StepStatus] = []
+    result = push_deploy(fake_api, timeout=30, report=seen.append)
     digest = FakeDockerEngine.digest_of(pushing.images[0])
     pinned = f"{REGISTRY}/{IMAGE}@{digest}"
     assert result.image == pinned
     container = fake_api.objects[DEPLOYMENT]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == pinned
     # 計画はタグまで（ダイジェストは push の後に分かる）、使える参照はダイジェスト付き
-    (planned,) = [e for e in events if isinstance(e, deploying.ImagePlanned)]
-    assert (planned.plan.action, planned.plan.reference) == ("push", f"{REGISTRY}/{IMAGE}")
-    assert deploying.ImageAvailable(pinned) in events
+    assert result.delivery is not None
+    assert (result.delivery.action, result.delivery.reference) == ("push", f"{REGISTRY}/{IMAGE}")
+    assert StepStatus("image", "start", f"Making {IMAGE} available to the cluster (push)...") in seen
+    assert StepStatus("image", "done", f"image: {pinned}") in seen
     # mii status はタグとダイジェストを分けて示す
     deployment = collect_status(fake_api.client(), NAMESPACE).deployment
     assert deployment is not None
@@ -192,14 +225,7 @@ def test_a_second_push_deploy_of_the_same_image_changes_nothing(
     assert second.image == first.image
     assert {a.action for a in second.applied} == {"unchanged"}
     # ダイジェスト付きの参照をそのままもう一度デプロイしても同じ（e2e の「2 回目は unchanged」と同じ道筋）
-    again = deploying.deploy(
-        namespace=NAMESPACE,
-        image=first.image,
-        registry=REGISTRY,
-        client=fake_api.client(),
-        info=ClusterInfo("ctx-other", fake_api.url, "other", "other"),
-        wait=False,
-    )
+    again = push_deploy(fake_api, image=first.image, wait=False)
     assert again.image == first.image
     assert {a.action for a in again.applied} == {"unchanged"}
     assert sum("/push" in call for call in pushing.calls) == 2  # 3 回目は push しない
@@ -224,19 +250,18 @@ def test_under_docker_env_the_newest_image_in_the_node_is_deployed_without_a_loa
     monkeypatch.setenv("MINIKUBE_ACTIVE_DOCKERD", "dev")
     monkeypatch.setenv("PATH", "/nonexistent")  # minikube を呼べば失敗する
     fake_api.on_apply.append(become_ready(fake_api))
-    events: list[object] = []
-    result = deploying.deploy(
-        namespace=NAMESPACE,
+    seen: list[StepStatus] = []
+    result = run(
+        fake_api,
+        ClusterInfo("dev", fake_api.url, "minikube", "dev"),
         repository="model-in-image",
-        client=fake_api.client(),
-        info=ClusterInfo("dev", fake_api.url, "minikube", "dev"),
         timeout=30,
-        on_event=events.append,
+        report=seen.append,
     )
     assert result.image == IMAGE
     assert result.delivery is not None
     assert result.delivery.action == "docker-env"
-    assert not any(isinstance(e, deploying.TransferringImage) for e in events)
+    assert not any(s.step == "image" and s.state == "start" for s in seen)
 
 
 def test_docker_env_for_another_profile_stops_before_anything_is_applied(
@@ -246,12 +271,7 @@ def test_docker_env_for_another_profile_stops_before_anything_is_applied(
 
     monkeypatch.setenv("MINIKUBE_ACTIVE_DOCKERD", "old")
     with pytest.raises(ConfigError, match="point at minikube profile 'old'"):
-        deploying.deploy(
-            namespace=NAMESPACE,
-            repository="model-in-image",
-            client=fake_api.client(),
-            info=ClusterInfo("dev", fake_api.url, "minikube", "dev"),
-        )
+        run(fake_api, ClusterInfo("dev", fake_api.url, "minikube", "dev"), repository="model-in-image")
     assert not fake_api.methods("PATCH")
     # イメージの一覧も尋ねない（別のノードのイメージを選ばない）
     assert not any("/images/json" in call for call in pushing.calls)

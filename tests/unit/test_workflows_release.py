@@ -20,6 +20,7 @@ from mii_cli.kube.revisions import revisions
 from mii_cli.probe.compare import Verdict
 from mii_cli.workflows import deploy as deploying
 from mii_cli.workflows import release
+from mii_cli.workflows.steps import StepStatus
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import NAMESPACE, become_ready
 
@@ -51,9 +52,9 @@ def cluster(fake_api: FakeApiServer, monkeypatch: pytest.MonkeyPatch) -> FakeApi
 
 
 def deploy(fake: FakeApiServer, info: ClusterInfo, image: str, **options: Any) -> deploying.DeployResult:
-    return deploying.deploy(
-        namespace=NAMESPACE, image=image, client=fake.client(), info=info, timeout=30, **options
-    )
+    report = options.pop("report", None)
+    request = deploying.DeployRequest(namespace=NAMESPACE, image=image, timeout=30, **options)
+    return deploying.deploy(request, client=fake.client(), info=info, report=report)
 
 
 def running_image(fake: FakeApiServer, name: str = APP_NAME) -> str:
@@ -83,9 +84,9 @@ def test_a_rollout_that_never_finishes_is_rolled_back_to_the_revision_before(
     cluster: FakeApiServer, docker_desktop: ClusterInfo
 ) -> None:
     deploy(cluster, docker_desktop, GOOD)
-    events: list[Any] = []
+    seen: list[StepStatus] = []
     with pytest.raises(ClusterError) as error:
-        deploy(cluster, docker_desktop, BROKEN, on_event=events.append)
+        deploy(cluster, docker_desktop, BROKEN, report=seen.append)
     assert error.value.message.endswith(f"; rolled back to revision 1 ({GOOD})")
     assert "keeps crashing" in error.value.message
     assert running_image(cluster) == GOOD
@@ -93,8 +94,12 @@ def test_a_rollout_that_never_finishes_is_rolled_back_to_the_revision_before(
         (BROKEN, False),
         (GOOD, True),
     ]
-    kinds = [type(event).__name__ for event in events]
-    assert kinds[-2:] == ["RollingBack", "RolledBack"]
+    assert [(s.step, s.state) for s in seen[-3:]] == [
+        ("rollback", "warn"),
+        ("rollback", "start"),
+        ("rollback", "done"),
+    ]
+    assert seen[-1].message == f"deployment/{APP_NAME} is back on revision 1 ({GOOD})"
 
 
 def test_ready_pods_that_fail_the_check_are_rolled_back(
