@@ -118,6 +118,15 @@ def test_a_new_model_goes_out_as_a_canary_with_a_verdict(
     assert status["canary"]["model_sha256"] == new_model["sha256"]
     assert status["deployment"]["model_sha256"] == stable_sha
     assert served_models(cluster[0], e2e.namespace) == {stable_sha, new_model["sha256"]}
+    # mii verdict: 両方の側の Pod の /metrics を API サーバーの Pod のプロキシ越しに読み、同じ行で比べ直す
+    numbers = mii.json("verdict", "-n", e2e.namespace, "--compare-rows", str(rows_file))
+    assert numbers["stable"]["unread"] == numbers["canary"]["unread"] == []
+    assert numbers["stable"]["traffic"]["requests"] > 0
+    assert numbers["canary"]["traffic"]["requests"] > 0
+    assert numbers["canary"]["traffic"]["errors"] == 0
+    assert numbers["stable"]["traffic"]["p99_ms"] is not None
+    assert numbers["answers"]["label_changes"] == verdict["label_changes"]
+    assert numbers["largest_difference"] == pytest.approx(max(v for v in largest.values() if v is not None))
 
 
 def test_promote_rolls_every_pod_to_the_new_model(
