@@ -283,9 +283,27 @@ def test_a_connection_in_use_outlives_the_keep_alive_time(short_keep_alive: str)
 
 # --- 正しい要求は断らない: 頭に続く本文やパイプラインの次の要求は、頭の大きさに数えない ---
 
-BIG_BODY = (
-    '{"data": [' + ", ".join(["[5.1, 3.5, 1.4, 0.2]"] * 800) + "]}"
-).encode()  # 上限の 16 KiB より大きい
+def batch(rows: int) -> bytes:
+    """`rows` 行の /predict の本文。"""
+    return ('{"data": [' + ", ".join(["[5.1, 3.5, 1.4, 0.2]"] * rows) + "]}").encode()
+
+
+BIG_BODY = batch(800)  # 上限の 16 KiB より大きい
+
+
+def pipeline(sock: socket.socket, request: bytes, count: int, *, wait: float = 0.0) -> bytes:
+    """続けた要求を別のスレッドで送り、`wait` 秒読まずに待ってから、`count` 個の答えか切断まで読む。"""
+    sender = threading.Thread(target=sock.sendall, args=(request,), daemon=True)
+    sender.start()
+    time.sleep(wait)
+    received = b""
+    while len(statuses(received)) < count:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        received += chunk
+    sender.join(timeout=10)
+    return received
 
 
 def post(body: bytes, *, pad: int = 0) -> bytes:
@@ -317,41 +335,20 @@ def test_a_head_split_from_its_large_body_is_answered(server: str) -> None:
 
 def test_pipelined_requests_with_large_heads_and_bodies_are_all_answered(server: str) -> None:
     count = 40
-    body = ('{"data": [' + ", ".join(["[5.1, 3.5, 1.4, 0.2]"] * 300) + "]}").encode()
-    request = post(body, pad=6000) * count
     with socket.create_connection(address(server), timeout=10) as sock:
-        sender = threading.Thread(target=sock.sendall, args=(request,), daemon=True)
-        sender.start()
-        received = b""
-        while len(statuses(received)) < count:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            received += chunk
-        sender.join(timeout=10)
+        received = pipeline(sock, post(batch(300), pad=6000) * count, count)
     assert statuses(received) == [200] * count
 
 
 def test_a_slow_reader_of_pipelined_answers_gets_every_answer(server: str) -> None:
     """答えを読まないクライアントの前で、サーバーは読むのを止める: その間は頭の期限を数えない。"""
     count = 40
-    # 行の上限（1,000 行）までのバッチ: 答えは 1 つ約 60 KB で、読まないクライアントの受信バッファをすぐ埋める
-    body = ('{"data": [' + ", ".join(["[5.1, 3.5, 1.4, 0.2]"] * 1000) + "]}").encode()
-    request = post(body, pad=6000) * count
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
         sock.connect(address(server))
         sock.settimeout(10)
-        sender = threading.Thread(target=sock.sendall, args=(request,), daemon=True)
-        sender.start()
-        time.sleep(3 * HEAD_TIMEOUT)  # 頭の期限より長く読まない
-        received = b""
-        while len(statuses(received)) < count:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            received += chunk
-        sender.join(timeout=10)
+        # 行の上限（1,000 行）のバッチ: 答えは 1 つ約 60 KB で、読まないクライアントの受信バッファを埋める
+        received = pipeline(sock, post(batch(1000), pad=6000) * count, count, wait=3 * HEAD_TIMEOUT)
     assert statuses(received) == [200] * count
 
 
