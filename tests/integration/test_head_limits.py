@@ -283,6 +283,7 @@ def test_a_connection_in_use_outlives_the_keep_alive_time(short_keep_alive: str)
 
 # --- 正しい要求は断らない: 頭に続く本文やパイプラインの次の要求は、頭の大きさに数えない ---
 
+
 def batch(rows: int) -> bytes:
     """`rows` 行の /predict の本文。"""
     return ('{"data": [' + ", ".join(["[5.1, 3.5, 1.4, 0.2]"] * rows) + "]}").encode()
