@@ -40,6 +40,18 @@ def is_ready(pod: Any) -> bool:
     return pod.status is not None and pod.metadata.deletion_timestamp is None and ready_condition(pod)
 
 
+def ready_pods(client: Any, namespace: str, selector: str) -> list[str]:
+    """ラベルで選ぶ Ready な Pod の名前（消えかけは除く、名前の順）。"""
+    from kubernetes.client import CoreV1Api
+
+    pods = kapi.call(
+        client, "listing pods", CoreV1Api(client).list_namespaced_pod, namespace, label_selector=selector
+    ).items
+    return sorted(
+        kapi.name_of(pod) for pod in pods if is_ready(pod) and pod.metadata.deletion_timestamp is None
+    )
+
+
 def pod_state(pod: Any) -> str:
     """表に出す Pod の状態（削除中、コンテナの待機の理由、または phase）。"""
     if pod.metadata.deletion_timestamp is not None:

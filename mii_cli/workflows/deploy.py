@@ -53,7 +53,7 @@ from mii_cli.kube.apply import ApplyResult, apply_all
 from mii_cli.kube.cluster import KIND, MINIKUBE, ClusterInfo, connect
 from mii_cli.kube.namespace import ensure_managed, phase, read_namespace, wait_gone
 from mii_cli.kube.nodes import check_pod_fits
-from mii_cli.kube.pods import is_ready
+from mii_cli.kube.pods import ready_pods
 from mii_cli.kube.portforward import forward_to_pod
 from mii_cli.kube.render import (
     Manifest,
@@ -347,13 +347,7 @@ def withdraw_canary(client: ApiClient, namespace: str, *, timeout: float, status
 
 
 def _ready_pod(client: ApiClient, namespace: str, selector: str) -> str:
-    core = CoreV1Api(client)
-    pods = kapi.call(
-        client, "listing pods", core.list_namespaced_pod, namespace, label_selector=selector
-    ).items
-    ready = sorted(
-        kapi.name_of(pod) for pod in pods if is_ready(pod) and pod.metadata.deletion_timestamp is None
-    )
+    ready = ready_pods(client, namespace, selector)
     if not ready:
         raise ClusterError(f"no ready pod with {selector} in namespace {namespace}")
     return ready[0]

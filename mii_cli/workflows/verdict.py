@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client import ApiClient
 
 from mii_cli.errors import ConfigError, MiiError
 from mii_cli.kube import APP_LABEL, APP_NAME, CANARY_LABEL, CANARY_NAME
-from mii_cli.kube import api as kapi
-from mii_cli.kube.pods import is_ready
+from mii_cli.kube.pods import ready_pods
 from mii_cli.kube.proxy import get_from_pod
 from mii_cli.kube.revisions import read_deployment
 from mii_cli.probe.compare import Verdict
@@ -47,17 +46,7 @@ class CanaryVerdict(Result):
     largest_difference: float | None
 
 
-def ready_pods(client: ApiClient, namespace: str, selector: str) -> list[str]:
-    """ラベルで選ぶ Ready な Pod の名前（消えかけは除く）。"""
-    pods = kapi.call(
-        client, "listing pods", CoreV1Api(client).list_namespaced_pod, namespace, label_selector=selector
-    ).items
-    return sorted(
-        kapi.name_of(pod) for pod in pods if is_ready(pod) and pod.metadata.deletion_timestamp is None
-    )
-
-
-def read_side(client: ApiClient, namespace: str, deployment: str, selector: str) -> tuple[Side, Reading]:
+def read_side(client: ApiClient, namespace: str, deployment: str, selector: str) -> Side:
     """側の Ready な Pod の `/metrics` を読んで合わせる（読めない Pod は理由を添えて除く）。"""
     pods = ready_pods(client, namespace, selector)
     readings: list[Reading] = []
@@ -67,8 +56,7 @@ def read_side(client: ApiClient, namespace: str, deployment: str, selector: str)
             readings.append(parse(get_from_pod(client, namespace, pod, DEFAULT_PORT, "/metrics")))
         except (MiiError, ValueError) as error:
             unread.append(f"{pod}: {getattr(error, 'message', None) or error}")
-    reading = total(readings)
-    return Side(deployment=deployment, pods=pods, traffic=traffic(reading), unread=unread), reading
+    return Side(deployment=deployment, pods=pods, traffic=traffic(total(readings)), unread=unread)
 
 
 def canary_verdict(client: ApiClient, namespace: str, rows: list[list[float]] | None = None) -> CanaryVerdict:
@@ -78,8 +66,8 @@ def canary_verdict(client: ApiClient, namespace: str, rows: list[list[float]] | 
             f"there is no canary in namespace {namespace} to give a verdict on",
             hint="deploy a new model beside the stable one with mii deploy --canary",
         )
-    stable, _ = read_side(client, namespace, APP_NAME, APP_LABEL)
-    canary, _ = read_side(client, namespace, CANARY_NAME, CANARY_LABEL)
+    stable = read_side(client, namespace, APP_NAME, APP_LABEL)
+    canary = read_side(client, namespace, CANARY_NAME, CANARY_LABEL)
     answers = compare_with_stable(client, namespace, rows, Status())
     largest = [d.largest for d in answers.differences if d.largest is not None]
     return CanaryVerdict(
