@@ -16,7 +16,7 @@ from service.app.app import create_app, load_model_from
 from service.configurations import ConfigurationError, Settings, load_settings
 from service.logs import configure_logging
 from service.ml.prediction import ModelLoadError, TabularModel
-from service.protocol import HeadLimits, protocol_class
+from service.protocol import HeadLimits, Responder, protocol_class
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +49,14 @@ def head_limits(settings: Settings) -> HeadLimits:
     )
 
 
-def uvicorn_config(app: Any, settings: Settings, *, bounded: bool = True) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, settings: Settings, *, bounded: bool = True, responder: Responder | None = None
+) -> uvicorn.Config:
     """uvicorn の設定（1 プロセス・uvloop・httptools）。サービスと、ベンチマークの天井の ASGI アプリで共通。
 
     `bounded`（サービス）なら、httptools のプロトコルを service/protocol.py のもの（頭の大きさと時間の上限、
-    短い応答を 1 回の書き込みで）にする。天井は素の uvicorn（`bounded=False`）で測る。
+    短い応答を 1 回の書き込みで、`responder` があれば表のルートに ASGI を通さずに）にする。天井は素の uvicorn
+    （`bounded=False`）で測る。
     プロキシのヘッダ（X-Forwarded-*）は使わないので、uvicorn の ProxyHeadersMiddleware も通さない。
     WebSocket も使わない（Upgrade のヘッダは無視して普通に答える）。
     """
@@ -62,7 +65,7 @@ def uvicorn_config(app: Any, settings: Settings, *, bounded: bool = True) -> uvi
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=protocol_class(head_limits(settings)) if bounded else "httptools",
+        http=protocol_class(head_limits(settings), responder) if bounded else "httptools",
         ws="none",
         lifespan="on",
         log_config=None,
@@ -94,7 +97,8 @@ def serve(settings: Settings, model: TabularModel, sock: socket.socket | None = 
     """uvicorn でサービスを起動し、終了まで戻らない（`sock` があればそこで待ち受ける）。"""
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, model)
-    uvicorn.Server(uvicorn_config(app.entry, settings)).run(sockets=[sock] if sock is not None else None)
+    config = uvicorn_config(app.entry, settings, responder=app.middleware)
+    uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
 
 
 def main() -> None:

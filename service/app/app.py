@@ -58,13 +58,14 @@ class ServiceApp:
         # Starlette のアプリと同じ `app.state.service` で状態を引けるようにする（テスト）
         self.state = SimpleNamespace(service=state)
         self._framework: FastAPI | None = None
-        self.entry: ASGIApp = ServiceMiddleware(
+        self.middleware = ServiceMiddleware(
             self.inner,
             state=state,
             max_body_bytes=settings.max_body_bytes,
             body_timeout_seconds=settings.body_timeout_seconds,
             access_log=settings.access_log,
         )
+        self.entry: ASGIApp = self.middleware
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """入口（ミドルウェア）から処理する。"""

@@ -8,6 +8,10 @@
 - 振り分け: 高速経路の表（`ServiceState.fast_routes`、エンドポイントの表から作る）にある
   (メソッド, パス) はその関数で答え、それ以外は FastAPI に渡す
 
+本文までそろった表のルートのリクエストには、HTTP のプロトコル（service/protocol.py）が ASGI を通さずに
+`respond()` で答える（uvicorn のリクエストごとのタスクと ASGI のメッセージを省く）。どちらの経路も
+`read_head()`・`answer()`・`log_access()` を通るので、応答とメトリクスは同じになる。
+
 エンドポイントもエラーの形も知らない: 答えは表の関数が、エラーの形は `errors.error_reply()` が決める。
 リクエストごとの仕事を減らすため、ヘッダを 1 度だけ走査し、リクエスト ID は連番で作り、
 ログ用の contextvar は FastAPI に渡すとき・例外・アクセスログのときだけ設定する。
@@ -25,7 +29,8 @@ from typing import Any
 
 from service.app.body import BodyDeadlines, LimitedReceive, read_body
 from service.app.errors import BodyTooLarge, ServiceError, error_reply, protocol_of
-from service.app.state import ServiceState
+from service.app.replies import Headers, Reply
+from service.app.state import FastRoute, ServiceState
 from service.logs import request_id_var
 
 Scope = MutableMapping[str, Any]
@@ -92,21 +97,7 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = b""
-        content_length = -1
-        expects_continue = False
-        header_length: str | None = None
-        for name, value in scope["headers"]:
-            if name == _CONTENT_LENGTH:
-                content_length = int(value) if value.isdigit() else -1
-            elif name == _REQUEST_ID:
-                request_id = value
-            elif name == _EXPECT:
-                expects_continue = value.lower() == b"100-continue"
-            elif name == _HEADER_LENGTH:
-                header_length = value.decode("latin-1")
-        if not request_id or _VALID_REQUEST_ID.fullmatch(request_id) is None:
-            request_id = self.ids.next()
+        content_length, request_id, expects_continue, header_length = self.read_head(scope["headers"])
         method, path = scope["method"], scope["path"]
         fast = self.fast_routes.get((method, path))
         limit = self.max_body_bytes
@@ -128,9 +119,9 @@ class ServiceMiddleware:
                     except ServiceError as error:  # 413（上限）・408（期限）
                         answer = error_reply(error, fast.protocol)
                     else:
-                        answer = fast.answer(body, header_length, request_id)
+                        answer = self.answer(fast, body, header_length, request_id, method, path)
                 else:
-                    answer = fast.answer(b"", None, request_id)
+                    answer = self.answer(fast, b"", None, request_id, method, path)
             else:
                 token = request_id_var.set(request_id.decode("latin-1"))
                 extra = [(_REQUEST_ID, request_id), self.served_by]
@@ -182,9 +173,77 @@ class ServiceMiddleware:
                 # FastAPI のルート以外（/docs・/openapi.json）はパスそのもの。見つからないパスはまとめる
                 matched = path if status not in (404, 405) else "unmatched"
                 self.metrics.observe_request(method, getattr(route, "path", None) or matched, status, elapsed)
-            if self.access_log:
-                if token is None:
-                    token = request_id_var.set(request_id.decode("latin-1"))
-                logger.info('"%s %s" %d %.2fms', method, path, status, elapsed * 1000)
             if token is not None:
                 request_id_var.reset(token)
+            if self.access_log:
+                self.log_access(method, path, status, elapsed, request_id)
+
+    # --- 高速経路の表のルート（ASGI の経路と、プロトコルが直接答える経路で共通） ------------------------
+
+    def read_head(self, headers: Headers) -> tuple[int, bytes, bool, str | None]:
+        """ヘッダを 1 度だけ走査する。
+
+        返すのは (Content-Length（無い・数でなければ -1）, リクエスト ID, 100-continue か,
+        Inference-Header-Content-Length)。リクエスト ID は、クライアントのものが使えなければ作る。
+        """
+        request_id = b""
+        content_length = -1
+        expects_continue = False
+        header_length: str | None = None
+        for name, value in headers:
+            if name == _CONTENT_LENGTH:
+                content_length = int(value) if value.isdigit() else -1
+            elif name == _REQUEST_ID:
+                request_id = value
+            elif name == _EXPECT:
+                expects_continue = value.lower() == b"100-continue"
+            elif name == _HEADER_LENGTH:
+                header_length = value.decode("latin-1")
+        if not request_id or _VALID_REQUEST_ID.fullmatch(request_id) is None:
+            request_id = self.ids.next()
+        return content_length, request_id, expects_continue, header_length
+
+    def answer(
+        self,
+        fast: FastRoute,
+        body: bytes,
+        header_length: str | None,
+        request_id: bytes,
+        method: str,
+        path: str,
+    ) -> Reply:
+        """表の関数で答える。想定外の例外はログに出して 500 の形にする（中身は出さない）。"""
+        try:
+            return fast.answer(body, header_length, request_id)
+        except Exception as error:
+            token = request_id_var.set(request_id.decode("latin-1"))
+            logger.exception("unhandled error in %s %s", method, path)
+            request_id_var.reset(token)
+            return error_reply(error, fast.protocol)
+
+    def route(self, method: str, path: str) -> FastRoute | None:
+        """高速経路の表の (メソッド, パス) のルート（無ければ None）。"""
+        return self.fast_routes.get((method, path))
+
+    def respond(self, fast: FastRoute, method: str, path: str, headers: Headers, body: bytes) -> Reply:
+        """本文までそろったリクエストに、表のルートで同期に答える（プロトコルが ASGI を通さずに呼ぶ）。
+
+        ASGI の経路と同じく、リクエスト ID と X-Served-By を付け、メトリクスとアクセスログに記録する。
+        本文の上限・期限・100-continue はプロトコルが先に確かめ、当てはまるものは ASGI の経路に回す。
+        """
+        start = time.perf_counter()
+        _, request_id, _, header_length = self.read_head(headers)
+        status, payload, out = self.answer(fast, body, header_length, request_id, method, path)
+        elapsed = time.perf_counter() - start
+        fast.stats.observe(status, elapsed)
+        if self.access_log:
+            self.log_access(method, path, status, elapsed, request_id)
+        return status, payload, [*out, (_REQUEST_ID, request_id), self.served_by]
+
+    def log_access(self, method: str, path: str, status: int, elapsed: float, request_id: bytes) -> None:
+        """アクセスログの 1 行（リクエスト ID をログの文脈に入れて）。"""
+        token = request_id_var.set(request_id.decode("latin-1"))
+        try:
+            logger.info('"%s %s" %d %.2fms', method, path, status, elapsed * 1000)
+        finally:
+            request_id_var.reset(token)

@@ -1,0 +1,356 @@
+"""表のルートに ASGI を通さずに答える経路: uvicorn の経路と同じ答えか、いつ使うか。
+
+2 つの確かめ方:
+- 本物のサーバー（`mii serve`、127.0.0.1）に生のソケットで同じリクエストを 2 通り送る。普通に送れば直接答え、
+  `Expect: 100-continue` を付ければ uvicorn の経路（100 を書くのは uvicorn）で答える。どちらも同じバイト列か
+  （Date を除く）。
+- 本物のアプリ（実モデル）と本物のプロトコルのクラスを、書いたものを覚えるトランスポートにつなぎ、
+  どのリクエストが直接答えられ（uvicorn のタスクを作らない、1 回の書き込み）、どれが uvicorn の経路に
+  移るかを見る（本文がかたまりをまたぐ、上限を超える、書き込みが止まっている、HTTP/1.0、前の応答の途中）。
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from uvicorn.server import ServerState
+
+from service.app.app import create_app
+from service.configurations import load_settings
+from service.protocol import BoundedHttpToolsProtocol
+from service.server import uvicorn_config
+
+ROW = b'{"data":[[5.1,3.5,1.4,0.2]]}'
+V2 = orjson.dumps(
+    {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
+)
+
+
+def post(path: str, body: bytes, extra: bytes = b"") -> bytes:
+    return (
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+        % (path.encode(), len(body), extra)
+        + body
+    )
+
+
+def get(path: str, extra: bytes = b"") -> bytes:
+    return b"GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path.encode(), extra)
+
+
+# --- 本物のサーバー ------------------------------------------------------------------------------
+
+
+def address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+@pytest.fixture(scope="module")
+def server(start_live_server: Callable[..., str]) -> str:
+    return start_live_server()
+
+
+def one_answer(url: str, request: bytes) -> bytes:
+    """1 つのリクエストを送り、1 つの答え（100 Continue があればそれも）を content-length まで読む。"""
+    with socket.create_connection(address(url), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while True:
+            head, sep, rest = received.partition(b"\r\n\r\n")
+            if sep and not head.startswith(b"HTTP/1.1 100 "):
+                length = int(re.search(rb"content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+                if len(rest) >= length:
+                    return received
+            elif sep:
+                # 100 Continue の後に本当の答えが来る
+                after = rest.partition(b"\r\n\r\n")
+                if after[1]:
+                    length = int(re.search(rb"content-length: (\d+)", after[0]).group(1))  # type: ignore[union-attr]
+                    if len(after[2]) >= length:
+                        return received
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+
+
+def head_answer(url: str, request: bytes) -> bytes:
+    """HEAD の答え（本文が無いので、空行まで読んで閉じる）。"""
+    with socket.create_connection(address(url), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+        sock.settimeout(0.3)
+        try:
+            received += sock.recv(65536)  # 本文が続けば、ここで読める
+        except TimeoutError:
+            pass
+        return received
+
+
+def without_date(response: bytes) -> bytes:
+    return re.sub(rb"date: [^\r]*\r\n", b"", response)
+
+
+CASES = {
+    "health": get("/health"),
+    "ready": get("/health/ready"),
+    "metadata": get("/metadata"),
+    "label": get("/label"),
+    "sample": get("/predict/test"),
+    "sample-label": get("/predict/test/label"),
+    "predict": post("/predict", ROW),
+    "predict-label": post("/predict/label", ROW),
+    "predict-400": post("/predict", b'{"data":[[1,2]]}'),
+    "predict-422": post("/predict", b'{"rows":1}'),
+    "predict-bad-json": post("/predict", b"{"),
+    "v2-infer": post("/v2/models/iris_svc/infer", V2),
+    "v2-400": post("/v2/models/iris_svc/infer", b'{"inputs":[]}'),
+    "v2-metadata": get("/v2/models/iris_svc"),
+    "head": b"HEAD /metadata HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", CASES.values(), ids=CASES.keys())
+def test_the_direct_answer_is_the_bytes_uvicorn_would_write(server: str, request_bytes: bytes) -> None:
+    request_id = b"X-Request-ID: same-id\r\n"
+    head, body = request_bytes.split(b"\r\n\r\n", 1)
+    read = head_answer if request_bytes.startswith(b"HEAD") else one_answer
+    direct = read(server, head + b"\r\n" + request_id + b"\r\n" + body)
+    through_uvicorn = read(server, head + b"\r\n" + request_id + b"Expect: 100-continue\r\n\r\n" + body)
+    if request_bytes.startswith(b"POST"):
+        # uvicorn の経路を通ったことの証: 本文を読む前に 100 を書くのは uvicorn の RequestResponseCycle だけ
+        assert through_uvicorn.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        through_uvicorn = through_uvicorn.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert not direct.startswith(b"HTTP/1.1 100 ")
+    assert without_date(direct) == without_date(through_uvicorn)
+    assert b"\r\ndate: " in direct
+    assert b"\r\nx-request-id: same-id\r\n" in direct
+
+
+def test_pipelined_direct_and_uvicorn_answers_keep_their_order(server: str) -> None:
+    # /docs は FastAPI の経路、ほかは直接: 答えは送った順
+    requests = [
+        post("/predict", ROW),
+        get("/docs"),
+        get("/health"),
+        post("/predict/label", ROW),
+        get("/nope"),
+    ]
+    with socket.create_connection(address(server), timeout=10) as sock:
+        sock.sendall(b"".join(requests) + get("/health", b"Connection: close\r\n"))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    statuses = [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+    assert statuses == [200, 200, 200, 200, 404, 200]
+    assert received.index(b"prediction") < received.index(b"<html") < received.index(b'"health"')
+
+
+# --- 本物のアプリとプロトコル、書いたものを覚えるトランスポート ---------------------------------
+
+
+class Wire:
+    """書いたもの・読み取りの停止・閉じたかを覚えるトランスポート。"""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.reading = True
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_extra_info(self, name: str) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
+
+
+@pytest.fixture
+def connect(model_path: Path, label_path: Path, clean_env: pytest.MonkeyPatch) -> Callable[[], Any]:
+    """本物のアプリ（読み込み済み）と、サービスと同じ設定のプロトコルで、新しい接続を作る関数。"""
+    settings = load_settings(model_filepath=model_path, label_filepath=label_path, max_body_bytes=4096)
+    app = create_app(settings)
+    app.start()
+    config = uvicorn_config(app.entry, settings, responder=app.middleware)
+    config.load()
+    state = ServerState()
+
+    def make() -> tuple[BoundedHttpToolsProtocol, Wire]:
+        protocol = config.http_protocol_class(
+            config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop()
+        )
+        wire = Wire()
+        protocol.connection_made(wire)  # type: ignore[arg-type]
+        return protocol, wire  # type: ignore[return-value]
+
+    return make
+
+
+async def settle(protocol: BoundedHttpToolsProtocol) -> None:
+    """uvicorn の経路のタスクが終わるまで回す。"""
+    for _ in range(200):
+        if not protocol.tasks:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the uvicorn task did not finish")
+
+
+def statuses(wire: Wire) -> list[int]:
+    return [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", b"".join(wire.writes))]
+
+
+def test_a_whole_request_is_answered_at_once_in_one_write(connect: Callable[[], Any]) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        protocol.data_received(post("/predict", ROW))
+        # uvicorn のタスクは作らず、読み終えたその場で 1 回で書く
+        assert not protocol.tasks
+        assert len(wire.writes) == 1
+        assert statuses(wire) == [200]
+        assert wire.writes[0].endswith(b"\r\n\r\n" + wire.writes[0].split(b"\r\n\r\n", 1)[1])
+        assert b'"prediction"' in wire.writes[0]
+        # 次のリクエストを待つ（keep-alive の期限は見回りが見る）
+        assert protocol.idle_since is not None
+        assert protocol.server_state.total_requests == 1
+        protocol.data_received(get("/health") + get("/label"))
+        assert statuses(wire) == [200, 200, 200]
+        assert len(wire.writes) == 3
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_body_split_across_reads_moves_to_uvicorn_and_is_answered(connect: Callable[[], Any]) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        request = post("/predict", ROW)
+        protocol.data_received(request[:-10])
+        assert len(protocol.tasks) == 1  # 本文の期限を守る uvicorn の経路で続きを待つ
+        await asyncio.sleep(0.01)
+        assert wire.writes == []
+        protocol.data_received(request[-10:])
+        await settle(protocol)
+        assert statuses(wire) == [200]
+        assert b'"prediction"' in b"".join(wire.writes)
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_chunked_body_over_the_limit_moves_to_uvicorn_and_gets_413(connect: Callable[[], Any]) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        big = b'{"data":[[' + b"1," * 3000 + b"1]]}"
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(big), big)
+        protocol.data_received(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunked
+        )
+        assert len(protocol.tasks) == 1
+        await settle(protocol)
+        assert statuses(wire) == [413]
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "why"),
+    [
+        (b"GET /health HTTP/1.0\r\n\r\n", "HTTP/1.0: uvicorn closes after the answer"),
+        (get("/health", b"Connection: close\r\n"), "the client asked to close"),
+        (post("/predict", ROW, b"Expect: 100-continue\r\n"), "uvicorn writes 100 Continue"),
+        (get("/health?verbose=1"), "a query string is read by parse_url: still direct"),
+        (get("/docs"), "not a table route"),
+        (b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD of a table route: still direct"),
+    ],
+)
+def test_which_requests_go_through_uvicorn(
+    connect: Callable[[], Any], request_bytes: bytes, why: str
+) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        protocol.data_received(request_bytes)
+        direct = not protocol.tasks
+        assert direct == why.endswith("still direct"), why
+        await settle(protocol)
+        assert [status for status in statuses(wire) if status != 100] == [200], why
+        if request_bytes.startswith(b"HEAD"):
+            assert b"".join(wire.writes).endswith(b"\r\n\r\n"), "a HEAD answer has no body"
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_request_behind_an_unfinished_answer_or_a_full_write_buffer_waits_its_turn(
+    connect: Callable[[], Any],
+) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        # 前の答え（uvicorn の経路）がまだ: 次は直接答えず、uvicorn の列に並ぶ（答えの順を守る）
+        protocol.data_received(get("/docs") + get("/health"))
+        assert len(protocol.tasks) == 1
+        assert len(protocol.pipeline) == 1
+        await settle(protocol)
+        assert statuses(wire) == [200, 200]
+        assert b'"health"' in wire.writes[-1]
+        # 書き込みが止まっている（クライアントが読まない）: uvicorn の経路で書けるまで待つ
+        protocol.pause_writing()
+        protocol.data_received(get("/health"))
+        assert len(protocol.tasks) == 1
+        await asyncio.sleep(0.02)
+        assert statuses(wire) == [200, 200]
+        protocol.resume_writing()
+        await settle(protocol)
+        assert statuses(wire) == [200, 200, 200]
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_an_unexpected_error_in_a_direct_answer_is_a_500_in_the_routes_shape(
+    connect: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        key = ("POST", "/v2/models/iris_svc/infer")
+        routes = protocol.responder.fast_routes  # type: ignore[union-attr]
+
+        def broken(*_: Any) -> Any:
+            raise RuntimeError("secret detail")
+
+        route = dataclasses.replace(routes[key], answer=broken)
+        monkeypatch.setitem(routes, key, route)
+        protocol.data_received(post("/v2/models/iris_svc/infer", V2) + get("/health"))
+        assert not protocol.tasks
+        assert statuses(wire) == [500, 200]
+        answer = wire.writes[0]
+        assert answer.endswith(b'{"error":"Internal server error"}')
+        assert b"secret" not in answer
+        assert route.stats.statuses.get(500) == 1
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
