@@ -243,6 +243,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # 直接答えるリクエスト（頭を読み終えて本文を待つ間）: ルート・メソッド・パスと、届いた本文
         self._direct: tuple[Any, str, str] | None = None
         self._direct_body = b""
+        # uvicorn の既定のヘッダ（Date）と、それを書いたバイト列
+        self._defaults: tuple[Headers | None, bytes] = (None, b"")
         self._patrol = self._server_patrol()
 
     def _server_patrol(self) -> HeadPatrol:
@@ -482,8 +484,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._direct = None
         self._direct_body = b""
         status, payload, headers = self.responder.respond(route, method, path, self.headers, body)  # type: ignore[union-attr]
-        content = [STATUS_LINE[status]]
-        for name, value in (*self.server_state.default_headers, *headers):
+        defaults = self.server_state.default_headers
+        if defaults is not self._defaults[0]:
+            # uvicorn は Date を毎秒新しいリストにする: そのときだけ書き直す
+            self._defaults = (defaults, b"".join(b"%s: %s\r\n" % header for header in defaults))
+        content = [STATUS_LINE[status], self._defaults[1]]
+        for name, value in headers:
             content.extend((name, b": ", value, b"\r\n"))
         # HEAD には同じヘッダで本文を付けない（uvicorn と同じ。RFC 9110 9.3.2）
         content.extend((b"\r\n", payload if method != "HEAD" else b""))
