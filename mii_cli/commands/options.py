@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from typing import Annotated
 import typer
 
 from mii_cli.errors import ConfigError
+from mii_cli.probe.analysis import Thresholds
 
 
 class LogLevel(str, Enum):
@@ -138,3 +140,73 @@ NoRollbackOption = Annotated[
         help="When the rollout or the check of the new pods fails, leave the failed state for inspection.",
     ),
 ]
+
+
+# --- canary の判定の閾値（既定は probe/analysis.py の Thresholds だけが決める） ------------------------
+
+_THRESHOLDS = Thresholds()
+JudgeOption = Annotated[
+    bool,
+    typer.Option(
+        "--judge",
+        help="Judge the numbers against the thresholds (the --max-* options imply it): exit 6 when one is "
+        "breached, 1 when a side has too few requests to judge.",
+    ),
+]
+MaxErrorRateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-error-rate",
+        min=0.0,
+        max=1.0,
+        help=f"Largest share of the canary's requests answered 5xx (default {_THRESHOLDS.max_error_rate:g}).",
+    ),
+]
+MaxLatencyRatioOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-latency-ratio",
+        min=1.0,
+        help=f"Largest canary p50 and p99 as a multiple of the stable pods' (default "
+        f"{_THRESHOLDS.max_latency_ratio:g}; differences under {_THRESHOLDS.latency_floor_ms:g} ms "
+        "are not counted).",
+    ),
+]
+MaxLabelChangesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-label-changes",
+        min=0,
+        help=f"Most compared rows whose label may change (default {_THRESHOLDS.max_label_changes}).",
+    ),
+]
+MinRequestsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--min-requests",
+        min=1,
+        help=f"Inference requests each side needs before it is judged (default {_THRESHOLDS.min_requests}).",
+    ),
+]
+
+
+def thresholds_from(
+    judge: bool,
+    max_error_rate: float | None,
+    max_latency_ratio: float | None,
+    max_label_changes: int | None,
+    min_requests: int | None,
+) -> Thresholds | None:
+    """判定の閾値（`--judge` も閾値も無ければ None: 判定しない）。指定の無い閾値は既定のまま。"""
+    if not judge and (max_error_rate, max_latency_ratio, max_label_changes, min_requests) == (None,) * 4:
+        return None
+    chosen = _THRESHOLDS
+    if max_error_rate is not None:
+        chosen = dataclasses.replace(chosen, max_error_rate=max_error_rate)
+    if max_latency_ratio is not None:
+        chosen = dataclasses.replace(chosen, max_latency_ratio=max_latency_ratio)
+    if max_label_changes is not None:
+        chosen = dataclasses.replace(chosen, max_label_changes=max_label_changes)
+    if min_requests is not None:
+        chosen = dataclasses.replace(chosen, min_requests=min_requests)
+    return chosen

@@ -10,8 +10,14 @@ from mii_cli.commands.options import (
     CompareRowsOption,
     ContextOption,
     JsonOption,
+    JudgeOption,
+    MaxErrorRateOption,
+    MaxLabelChangesOption,
+    MaxLatencyRatioOption,
+    MinRequestsOption,
     NamespaceOption,
     RolloutTimeoutOption,
+    thresholds_from,
 )
 from mii_cli.kube import NAMESPACE
 from mii_cli.ui import console as out
@@ -91,23 +97,37 @@ def history(
 def verdict(
     namespace: NamespaceOption = NAMESPACE,
     compare_rows_file: CompareRowsOption = None,
+    judge: JudgeOption = False,
+    max_error_rate: MaxErrorRateOption = None,
+    max_latency_ratio: MaxLatencyRatioOption = None,
+    max_label_changes: MaxLabelChangesOption = None,
+    min_requests: MinRequestsOption = None,
     context: ContextOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the canary beside the stable pods: requests, 5xx rate, p50/p99, answers on the same rows."""
+    """Show the canary beside the stable pods: requests, 5xx rate, p50/p99, answers on the same rows.
+
+    With --judge (or any --max-* option) the numbers are judged against the thresholds, and the exit code
+    says the outcome, so that a script can promote or roll back on it.
+    """
     from mii_cli.commands.deploy import compare_rows
     from mii_cli.kube.cluster import connect
     from mii_cli.ui.tables import canary_verdict_view
-    from mii_cli.workflows.verdict import canary_verdict
+    from mii_cli.workflows.verdict import canary_verdict, judgement_error
 
+    thresholds = thresholds_from(judge, max_error_rate, max_latency_ratio, max_label_changes, min_requests)
     client, _ = connect(context)
     with out.console.status("Reading both sides' metrics and comparing their answers..."):
-        result = canary_verdict(client, namespace, compare_rows(compare_rows_file))
+        result = canary_verdict(client, namespace, compare_rows(compare_rows_file), thresholds)
+    failure = judgement_error(result)
     if as_json:
         out.print_json(result)
-        return
-    out.console.print(canary_verdict_view(result))
-    out.info("next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it")
+    else:
+        out.console.print(canary_verdict_view(result))
+    if failure is not None:
+        raise failure
+    if not as_json:
+        out.info("next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it")
 
 
 def register(app: typer.Typer) -> None:

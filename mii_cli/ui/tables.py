@@ -16,7 +16,7 @@ from mii_cli.probe.pods import PodsCheck
 from mii_cli.probe.smoke_test import SmokeReport
 from mii_cli.workflows.doctor import DoctorReport
 from mii_cli.workflows.release import History
-from mii_cli.workflows.verdict import CanaryVerdict, Side
+from mii_cli.workflows.verdict import CanaryVerdict, Judgement, Side
 
 PASS = "[green]PASS[/green]"
 FAIL = "[bold red]FAIL[/bold red]"
@@ -256,12 +256,43 @@ def traffic_table(verdict: CanaryVerdict) -> Table:
     return table
 
 
+def judgement_table(judgement: Judgement) -> Table:
+    """`mii verdict --judge`: 閾値ごとの限度と、超えたもの（件数が足りなければその理由）。"""
+    t = judgement.thresholds
+    table = Table(title="Judged against", title_justify="left", box=None, pad_edge=False)
+    table.add_column("threshold")
+    table.add_column("limit", justify="right")
+    table.add_column("result")
+    breached = {finding.threshold: finding.message for finding in judgement.findings}
+    limits = (
+        ("max-error-rate", f"{t.max_error_rate:.2%}"),
+        ("max-latency-ratio", f"{t.max_latency_ratio:g}x (p50, p99; {t.latency_floor_ms:g} ms floor)"),
+        ("max-label-changes", str(t.max_label_changes)),
+    )
+    for name, limit in limits:
+        if judgement.undecided is not None:
+            result = "[yellow]not judged[/yellow]"
+        elif name in breached:
+            result = f"[bold red]BREACHED[/bold red] {escape(breached[name])}"
+        else:
+            result = "[green]within[/green]"
+        table.add_row(name, limit, result)
+    if judgement.undecided is not None:
+        table.add_row("min-requests", str(t.min_requests), f"[yellow]{escape(judgement.undecided)}[/yellow]")
+    return table
+
+
 def canary_verdict_view(verdict: CanaryVerdict) -> RenderableType:
-    """`mii verdict` の表示: 生の通信の表と、同じ行での答えの表（読めなかった Pod があれば添える）。"""
+    """`mii verdict` の表示: 生の通信の表と、同じ行での答えの表（読めなかった Pod があれば添える）。
+
+    閾値で判定したときは、その表も続ける。
+    """
     parts: list[RenderableType] = [traffic_table(verdict), Text(""), verdict_table(verdict.answers)]
     for side in (verdict.stable, verdict.canary):
         for problem in side.unread:
             parts.append(Text(f"not read: {problem}", style="yellow"))
+    if verdict.judgement is not None:
+        parts.extend([Text(""), judgement_table(verdict.judgement)])
     return Group(*parts)
 
 

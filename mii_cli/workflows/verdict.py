@@ -2,7 +2,10 @@
 
 両方の側の Pod の `/metrics` を API サーバーの Pod のプロキシ越しに読み（Prometheus のサーバーは要らない）、
 側ごとに合わせる。値は Pod が起きてからの累積。答えの違いは、デプロイのときと同じく両方の Pod に同じ行
-（サンプルの行と `--compare-rows`）を送って比べる。合否は決めない（決めるのは利用者か、閾値を渡した呼び手）。
+（サンプルの行と `--compare-rows`）を送って比べる。
+
+閾値（`Thresholds`）を渡せば、その数字を probe/analysis.py の `judge` で判定し（`Judgement`）、
+`judgement_error` が超えた閾値を 1 行の失敗にする。渡さなければ合否は決めない（決めるのは利用者）。
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from dataclasses import dataclass, field
 
 from kubernetes.client import ApiClient
 
-from mii_cli.errors import ConfigError, MiiError
+from mii_cli.errors import CheckFailed, ConfigError, MiiError
 from mii_cli.kube import APP_LABEL, APP_NAME, CANARY_LABEL, CANARY_NAME
 from mii_cli.kube.pods import ready_pods
 from mii_cli.kube.proxy import get_from_pod
 from mii_cli.kube.revisions import read_deployment
+from mii_cli.probe.analysis import Finding, Thresholds, judge
 from mii_cli.probe.compare import Verdict
 from mii_cli.probe.traffic import Reading, Traffic, parse, total, traffic
 from mii_cli.results import Result
@@ -35,8 +39,18 @@ class Side(Result):
 
 
 @dataclass(frozen=True)
+class Judgement(Result):
+    """閾値での判定: 使った閾値、超えたもの、判定できなかった理由（件数が足りない）、合格か。"""
+
+    thresholds: Thresholds
+    findings: list[Finding] = field(default_factory=list)
+    undecided: str | None = None
+    passed: bool = False
+
+
+@dataclass(frozen=True)
 class CanaryVerdict(Result):
-    """canary と安定版の数字と、同じ行での答えの違い。"""
+    """canary と安定版の数字と、同じ行での答えの違い（閾値を渡されたときは、その判定も）。"""
 
     namespace: str
     stable: Side
@@ -44,6 +58,7 @@ class CanaryVerdict(Result):
     answers: Verdict
     # 出力ごとのいちばん大きな差のうち最大（比べられる出力が無ければ None）
     largest_difference: float | None
+    judgement: Judgement | None = None
 
 
 def read_side(client: ApiClient, namespace: str, deployment: str, selector: str) -> Side:
@@ -59,8 +74,42 @@ def read_side(client: ApiClient, namespace: str, deployment: str, selector: str)
     return Side(deployment=deployment, pods=pods, traffic=traffic(total(readings)), unread=unread)
 
 
-def canary_verdict(client: ApiClient, namespace: str, rows: list[list[float]] | None = None) -> CanaryVerdict:
-    """今の canary と安定版の数字。canary が無ければ ConfigError。"""
+def judged(stable: Side, canary: Side, answers: Verdict, thresholds: Thresholds) -> Judgement:
+    """両方の側の数字と答えの違いを閾値で判定する（件数が足りなければ、判定せずにその理由）。"""
+    try:
+        findings = judge(stable.traffic, canary.traffic, answers, thresholds)
+    except ValueError as error:
+        return Judgement(thresholds=thresholds, undecided=str(error))
+    return Judgement(thresholds=thresholds, findings=findings, passed=not findings)
+
+
+def judgement_error(verdict: CanaryVerdict) -> MiiError | None:
+    """判定が合格でなければ、その 1 行の失敗（超えた閾値は CheckFailed、件数不足は MiiError）。"""
+    judgement = verdict.judgement
+    if judgement is None or judgement.passed:
+        return None
+    namespace = verdict.namespace
+    if judgement.undecided is not None:
+        return MiiError(
+            f"cannot judge the canary yet: {judgement.undecided}",
+            hint=f"let the service in namespace {namespace} take traffic, then run mii verdict again",
+        )
+    first, *rest = judgement.findings
+    names = ", ".join(dict.fromkeys(f.threshold for f in rest))
+    more = f" ({len(rest)} more {'finding' if len(rest) == 1 else 'findings'}: {names})" if rest else ""
+    return CheckFailed(
+        f"the canary breaches --{first.threshold}: {first.message}{more}",
+        hint=f"mii rollback -n {namespace} removes the canary",
+    )
+
+
+def canary_verdict(
+    client: ApiClient,
+    namespace: str,
+    rows: list[list[float]] | None = None,
+    thresholds: Thresholds | None = None,
+) -> CanaryVerdict:
+    """今の canary と安定版の数字（`thresholds` があればその判定も）。canary が無ければ ConfigError。"""
     if read_deployment(client, namespace, CANARY_NAME) is None:
         raise ConfigError(
             f"there is no canary in namespace {namespace} to give a verdict on",
@@ -76,4 +125,5 @@ def canary_verdict(client: ApiClient, namespace: str, rows: list[list[float]] | 
         canary=canary,
         answers=answers,
         largest_difference=max(largest) if largest else None,
+        judgement=judged(stable, canary, answers, thresholds) if thresholds is not None else None,
     )

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mii_cli.errors import CheckFailed
 from tests.support import BackgroundLoad, E2eSettings, Mii, served_models, wait_for_running_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -127,6 +129,14 @@ def test_a_new_model_goes_out_as_a_canary_with_a_verdict(
     assert numbers["stable"]["traffic"]["p99_ms"] is not None
     assert numbers["answers"]["label_changes"] == verdict["label_changes"]
     assert numbers["largest_difference"] == pytest.approx(max(v for v in largest.values() if v is not None))
+    # 閾値で判定: この canary は境界の行でラベルを変えるので、ラベルの変化 0 を超え、終了コード 6
+    judged = mii(
+        "verdict", "-n", e2e.namespace, "--compare-rows", str(rows_file), "--min-requests", "1", "--json"
+    )
+    assert judged.exit_code == CheckFailed.exit_code, judged.output
+    judgement = json.loads(judged.stdout)["judgement"]
+    assert "max-label-changes" in [finding["threshold"] for finding in judgement["findings"]]
+    assert judgement["passed"] is False
 
 
 def test_promote_rolls_every_pod_to_the_new_model(

@@ -10,8 +10,10 @@ from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
 from mii_cli import cli
-from mii_cli.errors import ConfigError
+from mii_cli.commands.options import thresholds_from
+from mii_cli.errors import CheckFailed, ConfigError, MiiError
 from mii_cli.kube import APP_NAME, CANARY_NAME
+from mii_cli.probe.analysis import Thresholds
 from mii_cli.probe.compare import OutputDifference, Verdict
 from mii_cli.workflows import verdict as v
 from service.app.metrics import Metrics
@@ -124,3 +126,91 @@ def test_the_command_prints_both_sides_and_json(kubeconfig: FakeApiServer, canar
     assert data["answers"]["label_changes"] == 1
     assert data["largest_difference"] == 0.25
     assert {"p50_ms", "p99_ms"} <= set(data["stable"]["traffic"])
+
+
+def test_judged_against_the_default_thresholds_every_breach_is_named(
+    fake_api: FakeApiServer, canary_running: list[Any]
+) -> None:
+    result = v.canary_verdict(fake_api.client(), NAMESPACE, thresholds=Thresholds())
+    assert result.judgement is not None
+    assert not result.judgement.passed
+    # canary: 5xx 10%、遅延は安定版の 20 倍を超える（p50 と p99）、ラベルの変わった行 1
+    assert [f.threshold for f in result.judgement.findings] == [
+        "max-error-rate",
+        "max-latency-ratio",
+        "max-latency-ratio",
+        "max-label-changes",
+    ]
+    error = v.judgement_error(result)
+    assert isinstance(error, CheckFailed)
+    assert error.message.startswith(
+        "the canary breaches --max-error-rate: "
+        "the canary answered 10.00% of its requests with 5xx (limit 1.00%)"
+    )
+    assert error.message.endswith("(3 more findings: max-latency-ratio, max-label-changes)")
+    assert "mii rollback" in (error.hint or "")
+
+
+def test_too_few_requests_are_not_a_pass_or_a_breach(
+    fake_api: FakeApiServer, canary_running: list[Any]
+) -> None:
+    result = v.canary_verdict(fake_api.client(), NAMESPACE, thresholds=Thresholds(min_requests=100))
+    assert result.judgement is not None
+    assert (result.judgement.passed, result.judgement.findings) == (False, [])
+    assert (
+        result.judgement.undecided == "too few requests to judge: stable 200, canary 50 (at least 100 each)"
+    )
+    error = v.judgement_error(result)
+    assert type(error) is MiiError
+    assert error.exit_code == 1
+    assert error.message.startswith("cannot judge the canary yet: too few requests")
+
+
+def test_without_thresholds_nothing_is_judged(fake_api: FakeApiServer, canary_running: list[Any]) -> None:
+    result = v.canary_verdict(fake_api.client(), NAMESPACE)
+    assert result.judgement is None
+    assert v.judgement_error(result) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((False, None, None, None, None), None),
+        ((True, None, None, None, None), Thresholds()),
+        ((False, 0.05, None, 3, None), Thresholds(max_error_rate=0.05, max_label_changes=3)),
+        ((False, None, 2.0, None, 10), Thresholds(max_latency_ratio=2.0, min_requests=10)),
+    ],
+)
+def test_any_threshold_option_turns_judging_on(args: tuple[Any, ...], expected: Thresholds | None) -> None:
+    assert thresholds_from(*args) == expected
+
+
+def test_the_command_s_exit_code_is_the_judgement(
+    kubeconfig: FakeApiServer, canary_running: list[Any]
+) -> None:
+    runner = CliRunner()
+    breached = runner.invoke(cli.app, ["verdict", "-n", NAMESPACE, "--judge"])
+    assert breached.exit_code == CheckFailed.exit_code, breached.output
+    assert "BREACHED" in breached.output
+    assert "the canary breaches --max-error-rate" in breached.output
+    assert "Traceback" not in breached.output
+    # 限度を緩めれば通る（JSON には判定と使った閾値）
+    relaxed = runner.invoke(
+        cli.app,
+        [
+            *("verdict", "-n", NAMESPACE, "--json", "--max-error-rate", "0.2"),
+            *("--max-latency-ratio", "100", "--max-label-changes", "1"),
+        ],
+    )
+    assert relaxed.exit_code == 0, relaxed.output
+    judgement = json.loads(relaxed.stdout)["judgement"]
+    assert (judgement["passed"], judgement["findings"], judgement["undecided"]) == (True, [], None)
+    assert judgement["thresholds"]["max_error_rate"] == 0.2
+    assert judgement["thresholds"]["min_requests"] == Thresholds().min_requests
+    # 件数が足りない: JSON は出し、終了コードは 1
+    undecided = runner.invoke(cli.app, ["verdict", "-n", NAMESPACE, "--json", "--min-requests", "1000"])
+    assert undecided.exit_code == 1
+    assert json.loads(undecided.stdout)["judgement"]["undecided"].startswith("too few requests to judge")
+    # 範囲の外の閾値は、クラスタに触れる前に使い方の誤り
+    bad = runner.invoke(cli.app, ["verdict", "-n", NAMESPACE, "--max-error-rate", "2"])
+    assert bad.exit_code == 2

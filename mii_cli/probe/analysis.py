@@ -1,0 +1,95 @@
+"""canary の分析の判定: 1 つの区間の両方の側の数字を、利用者の閾値と比べる（合否を決める純粋な関数）。
+
+- エラー率: canary の 5xx の割合が `max_error_rate` を超えれば不合格（安定版の割合とは比べない: 安定版が
+  壊れていても canary を通す理由にはならない）。
+- 遅延: canary の p50・p99 が、安定版の同じ値の `max_latency_ratio` 倍を超えれば不合格。ヒストグラムの
+  バケットの幅より小さな差は測れないので、両方が同じバケットの中なら比べない（`latency_floor_ms` 未満の
+  差は数えない）。
+- 答え: 同じ行で比べたラベルの変わった行が `max_label_changes` を超えれば不合格。
+- 件数: どちらかの側の要求が `min_requests` に届かなければ、判定できない（不合格ではなく「足りない」）。
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mii_cli.results import Result
+
+if TYPE_CHECKING:  # 型だけ（CLI のオプションが閾値の既定を読むときに httpx・prometheus_client を読まない）
+    from mii_cli.probe.compare import Verdict
+    from mii_cli.probe.traffic import Traffic
+
+
+@dataclass(frozen=True)
+class Thresholds(Result):
+    """分析の閾値（既定は、同じモデルを出し直したときに通り、明らかな悪化で止まる値）。"""
+
+    max_error_rate: float = 0.01
+    max_latency_ratio: float = 1.5
+    max_label_changes: int = 0
+    min_requests: int = 50
+    latency_floor_ms: float = 1.0
+
+
+@dataclass(frozen=True)
+class Finding(Result):
+    """閾値を超えたもの 1 つ: どの閾値か、測った値、限度、1 行の説明。"""
+
+    threshold: str
+    measured: float
+    limit: float
+    message: str
+
+
+def _ratio_finding(name: str, canary: float | None, stable: float | None, t: Thresholds) -> Finding | None:
+    if canary is None or stable is None:
+        return None
+    limit = max(stable * t.max_latency_ratio, stable + t.latency_floor_ms)
+    if canary <= limit:
+        return None
+    ratio = canary / stable if stable > 0 else float("inf")
+    return Finding(
+        "max-latency-ratio",
+        round(ratio, 3),
+        t.max_latency_ratio,
+        f"the canary's {name} {canary:.2f} ms is {ratio:.2f}x the stable pods' {stable:.2f} ms "
+        f"(limit {t.max_latency_ratio:g}x)",
+    )
+
+
+def judge(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds: Thresholds) -> list[Finding]:
+    """1 つの区間の判定: 超えた閾値の一覧（空なら合格）。件数が足りなければ ValueError。"""
+    if canary.requests < thresholds.min_requests or stable.requests < thresholds.min_requests:
+        raise ValueError(
+            f"too few requests to judge: stable {stable.requests}, canary {canary.requests} "
+            f"(at least {thresholds.min_requests} each)"
+        )
+    findings: list[Finding] = []
+    rate = canary.error_rate or 0.0
+    if rate > thresholds.max_error_rate:
+        findings.append(
+            Finding(
+                "max-error-rate",
+                round(rate, 4),
+                thresholds.max_error_rate,
+                f"the canary answered {rate:.2%} of its requests with 5xx "
+                f"(limit {thresholds.max_error_rate:.2%})",
+            )
+        )
+    for name, c, s in (("p50", canary.p50_ms, stable.p50_ms), ("p99", canary.p99_ms, stable.p99_ms)):
+        finding = _ratio_finding(name, c, s, thresholds)
+        if finding is not None:
+            findings.append(finding)
+    changes = answers.label_changes if answers is not None else None
+    if answers is not None and changes is not None and changes > thresholds.max_label_changes:
+        findings.append(
+            Finding(
+                "max-label-changes",
+                changes,
+                thresholds.max_label_changes,
+                f"{changes} of {answers.rows} compared rows changed their label "
+                f"(limit {thresholds.max_label_changes})",
+            )
+        )
+    return findings

@@ -1,0 +1,46 @@
+"""canary の分析の判定（mii_cli/probe/analysis.py）。"""
+
+from __future__ import annotations
+
+import pytest
+
+from mii_cli.probe.analysis import Thresholds, judge
+from mii_cli.probe.compare import Verdict
+from mii_cli.probe.traffic import Traffic
+
+
+def side(requests: int = 1000, errors: int = 0, p50: float = 1.2, p99: float = 4.0) -> Traffic:
+    return Traffic(requests, errors, errors / requests if requests else None, p50, p99)
+
+
+def test_the_same_model_as_fast_passes() -> None:
+    assert judge(side(), side(p50=1.3, p99=4.5), Verdict(rows=5, label_changes=0), Thresholds()) == []
+
+
+def test_a_slow_model_breaches_the_latency_ratio_with_its_numbers() -> None:
+    (finding,) = judge(side(), side(p99=9.0), None, Thresholds())
+    assert (finding.threshold, finding.measured, finding.limit) == ("max-latency-ratio", 2.25, 1.5)
+    assert finding.message == "the canary's p99 9.00 ms is 2.25x the stable pods' 4.00 ms (limit 1.5x)"
+
+
+def test_differences_within_the_bucket_width_are_not_latency_findings() -> None:
+    # 0.3 ms と 0.6 ms は 2 倍でも、ヒストグラムでは見分けられない差（1 ms 未満）
+    assert judge(side(p50=0.3, p99=0.6), side(p50=0.6, p99=1.2), None, Thresholds()) == []
+
+
+def test_errors_and_label_changes_are_findings() -> None:
+    findings = judge(
+        side(), side(errors=30), Verdict(rows=10, label_changes=3), Thresholds(max_label_changes=1)
+    )
+    assert [f.threshold for f in findings] == ["max-error-rate", "max-label-changes"]
+    assert findings[0].message == "the canary answered 3.00% of its requests with 5xx (limit 1.00%)"
+    assert findings[1].message == "3 of 10 compared rows changed their label (limit 1)"
+
+
+def test_a_regressor_has_no_label_changes_to_judge() -> None:
+    assert judge(side(), side(), Verdict(rows=10, label_changes=None), Thresholds()) == []
+
+
+def test_too_few_requests_cannot_be_judged() -> None:
+    with pytest.raises(ValueError, match="too few requests to judge: stable 1000, canary 10"):
+        judge(side(), side(requests=10), None, Thresholds())
