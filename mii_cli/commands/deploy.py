@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,20 +12,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mii_cli.commands.options import (
+    AnalysisOption,
     CanaryOption,
     CanaryReplicasOption,
     CompareRowsOption,
     ContextOption,
     CpuOption,
+    IntervalOption,
     JsonOption,
+    MaxErrorRateOption,
+    MaxLabelChangesOption,
+    MaxLatencyRatioOption,
     MemoryOption,
+    MinRequestsOption,
     NamespaceOption,
     NoRollbackOption,
     RegistryOption,
     ReplicasOption,
     RolloutTimeoutOption,
+    thresholds_from,
 )
-from mii_cli.kube import NAMESPACE
+from mii_cli.errors import ConfigError
+from mii_cli.kube import APP_NAME, NAMESPACE
 from mii_cli.ui import console as out
 
 if TYPE_CHECKING:
@@ -37,6 +46,12 @@ def print_deployed(result: DeployResult) -> None:
 
     revision = f" (revision {result.revision})" if result.revision is not None else ""
     out.success(f"deployed {result.image} to {result.deployment} in namespace {result.namespace}{revision}")
+    if result.analysis is not None:
+        from mii_cli.ui.tables import analysis_table
+
+        out.console.print(analysis_table(result.analysis))
+        out.success(f"promoted {result.image}: every pod of {APP_NAME} runs it; the canary is removed")
+        return
     if result.verdict is not None:
         out.console.print(verdict_table(result.verdict))
         out.info("next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it")
@@ -45,6 +60,19 @@ def print_deployed(result: DeployResult) -> None:
         "next: `mii smoke-test`, `mii status`, or port-forward: "
         f"kubectl -n {result.namespace} port-forward svc/model-in-image 8000:8000"
     )
+
+
+@contextmanager
+def analysis_json(as_json: bool) -> Iterator[None]:
+    """分析が canary を取り消したとき、`--json` ならその記録（段ごとの数字）を出してから失敗する。"""
+    from mii_cli.workflows.analysis import AnalysisFailed
+
+    try:
+        yield
+    except AnalysisFailed as failure:
+        if as_json:
+            out.print_json(failure.analysis)
+        raise
 
 
 def compare_rows(path: Path | None) -> list[list[float]] | None:
@@ -74,13 +102,31 @@ class DeployOptions:
     canary_replicas: int
     compare_rows_file: Path | None
     no_rollback: bool
+    analysis: bool
+    interval: float
+    max_error_rate: float | None
+    max_latency_ratio: float | None
+    max_label_changes: int | None
+    min_requests: int | None
     as_json: bool
 
     def request(self, image: str | None, *, load: bool = True) -> DeployRequest:
         """ワークフローへの要求にする（設定 MII_* で埋め、行のファイルを読む）。"""
         from mii_cli.commands.requests import sizing
         from mii_cli.settings import fill, get_cli_settings
-        from mii_cli.workflows.deploy import DeployRequest
+        from mii_cli.workflows.deploy import AnalysisSettings, DeployRequest
+
+        thresholds = thresholds_from(
+            self.analysis,
+            self.max_error_rate,
+            self.max_latency_ratio,
+            self.max_label_changes,
+            self.min_requests,
+        )
+        if thresholds is not None and not self.analysis:
+            raise ConfigError(
+                "the --max-* and --min-requests thresholds judge an analysis", hint="add --analysis"
+            )
 
         return DeployRequest(
             namespace=self.namespace,
@@ -92,9 +138,10 @@ class DeployOptions:
             load=load,
             sizing=sizing(replicas=self.replicas, cpu=self.cpu, memory=self.memory),
             rollback_on_failure=not self.no_rollback,
-            canary=self.canary,
+            canary=self.canary or self.analysis,
             canary_replicas=self.canary_replicas,
             compare_rows=compare_rows(self.compare_rows_file),
+            analysis=AnalysisSettings(thresholds, self.interval) if thresholds is not None else None,
         )
 
 
@@ -110,6 +157,12 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     ("canary_replicas", CanaryReplicasOption, 1),
     ("compare_rows_file", CompareRowsOption, None),
     ("no_rollback", NoRollbackOption, False),
+    ("analysis", AnalysisOption, False),
+    ("interval", IntervalOption, 60.0),
+    ("max_error_rate", MaxErrorRateOption, None),
+    ("max_latency_ratio", MaxLatencyRatioOption, None),
+    ("max_label_changes", MaxLabelChangesOption, None),
+    ("min_requests", MinRequestsOption, None),
     ("as_json", JsonOption, False),
 ]
 
@@ -174,7 +227,7 @@ def deploy(
         else:
             typer.echo(to_yaml(plan.objects), nl=False)
         return
-    with DeployView() as view:
+    with DeployView() as view, analysis_json(options.as_json):
         result = deploying.deploy(request, report=view)
     if options.as_json:
         out.print_json(result)
@@ -205,7 +258,7 @@ def up(
         image = build_with_progress(build_request()).unique_tag
         out.success(f"built {image}")
         request = replace(request, image=image)
-    with DeployView() as view:
+    with DeployView() as view, analysis_json(options.as_json):
 
         def deployed(result: DeployResult) -> None:
             view.clear()

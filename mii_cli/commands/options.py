@@ -153,6 +153,24 @@ JudgeOption = Annotated[
         "breached, 1 when a side has too few requests to judge.",
     ),
 ]
+AnalysisOption = Annotated[
+    bool,
+    typer.Option(
+        "--analysis",
+        help="Decide by itself (implies --canary): grow the canary one pod at a time up to the stable pods' "
+        "count, judge each step's live traffic against the thresholds for --interval seconds, roll back "
+        "at the first breach, promote when every step passes.",
+    ),
+]
+IntervalOption = Annotated[
+    float,
+    typer.Option(
+        "--interval",
+        min=1.0,
+        max=3600.0,
+        help="Seconds of live traffic each analysis step reads.",
+    ),
+]
 MaxErrorRateOption = Annotated[
     float | None,
     typer.Option(

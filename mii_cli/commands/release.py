@@ -79,7 +79,10 @@ def history(
     context: ContextOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the revisions of the Deployment (and the canary): image, model, sha256, which one serves."""
+    """List the revisions of the Deployment (and the canary): image, model, sha256, which one serves.
+
+    Below them, the analyses that `mii deploy --analysis` kept (newest first): steps, outcome, reason.
+    """
     from mii_cli.kube.cluster import connect
     from mii_cli.ui.tables import history_table
     from mii_cli.workflows.release import history as reading

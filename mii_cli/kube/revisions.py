@@ -194,3 +194,19 @@ def delete_deployment(client: ApiClient, namespace: str, name: str) -> bool:
     if status >= 400:
         raise ClusterError(f"deleting deployment {name} failed ({status}): {kapi.status_message(body)}")
     return True
+
+
+def scale(client: ApiClient, namespace: str, name: str, replicas: int) -> None:
+    """Deployment の spec.replicas を変える（HPA の無い Deployment: canary の段）。無ければ ConfigError。"""
+    status, body = kapi.request(
+        client,
+        "PATCH",
+        deployment_path(namespace, name),
+        query=[("fieldManager", FIELD_MANAGER)],
+        body=[{"op": "replace", "path": "/spec/replicas", "value": replicas}],
+        content_type=JSON_PATCH,
+    )
+    if status == 404:
+        raise ConfigError(f"no deployment {name} in namespace {namespace} to scale")
+    if status >= 400:
+        raise ClusterError(f"scaling {name} to {replicas} failed ({status}): {kapi.status_message(body)}")

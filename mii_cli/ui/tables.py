@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
@@ -14,6 +16,7 @@ from mii_cli.probe.compare import Verdict
 from mii_cli.probe.load_test import LoadTestResult
 from mii_cli.probe.pods import PodsCheck
 from mii_cli.probe.smoke_test import SmokeReport
+from mii_cli.workflows.analysis import Analysis
 from mii_cli.workflows.doctor import DoctorReport
 from mii_cli.workflows.release import History
 from mii_cli.workflows.verdict import CanaryVerdict, Judgement, Side
@@ -282,6 +285,58 @@ def judgement_table(judgement: Judgement) -> Table:
     return table
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def analysis_table(analysis: Analysis) -> Table:
+    """`mii deploy --analysis`: 段ごとの両方の側の数字と結果。"""
+    table = Table(
+        title=f"Analysis ({analysis.interval:g}s per step): {analysis.outcome}",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    for header in ("step", "pods c/s", "requests c/s", "5xx canary", "p50 c/s ms", "p99 c/s ms", "result"):
+        table.add_column(header, justify="left" if header in ("step", "result") else "right")
+    for step in analysis.steps:
+        c, s = step.canary, step.stable
+        if step.undecided is not None:
+            result = f"[yellow]{escape(step.undecided)}[/yellow]"
+        elif step.findings:
+            result = "[bold red]" + escape("; ".join(f.message for f in step.findings)) + "[/bold red]"
+        else:
+            result = "[green]within[/green]"
+        table.add_row(
+            str(step.step),
+            f"{step.canary_pods}/{step.stable_pods}",
+            f"{c.requests}/{s.requests}",
+            "-" if c.error_rate is None else f"{c.error_rate:.2%}",
+            f"{_ms(c.p50_ms)}/{_ms(s.p50_ms)}",
+            f"{_ms(c.p99_ms)}/{_ms(s.p99_ms)}",
+            result,
+        )
+    return table
+
+
+def analyses_table(records: list[dict[str, Any]]) -> Table:
+    """`mii history`: 残した分析（新しい順）: いつ、どのイメージ、何段、結末と理由。"""
+    table = Table(title="[bold]analyses[/bold]", title_justify="left", box=None)
+    for header in ("finished", "image", "steps", "outcome"):
+        table.add_column(header, overflow="fold" if header in ("image", "outcome") else "ellipsis")
+    for record in records:
+        outcome = str(record.get("outcome", ""))
+        reason = record.get("reason")
+        style = "green" if outcome == "promoted" else "red"
+        table.add_row(
+            _minute(str(record.get("finished", ""))),
+            escape(_short_digest(str(record.get("image", "")))),
+            str(len(record.get("steps") or [])),
+            f"[{style}]{escape(outcome)}[/{style}]" + (f": {escape(str(reason))}" if reason else ""),
+        )
+    return table
+
+
 def canary_verdict_view(verdict: CanaryVerdict) -> RenderableType:
     """`mii verdict` の表示: 生の通信の表と、同じ行での答えの表（読めなかった Pod があれば添える）。
 
@@ -321,6 +376,8 @@ def history_table(history: History) -> RenderableType:
                 "[green]yes[/green]" if revision.current and revision.replicas else "",
             )
         tables.append(table)
+    if history.analyses:
+        tables.append(analyses_table(history.analyses))
     return Group(*tables)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes.client import ApiClient, CoreV1Api
 
@@ -74,11 +74,15 @@ from mii_cli.kube.revisions import (
     template_hash,
 )
 from mii_cli.kube.rollout import RolloutResult, wait_for_rollout
+from mii_cli.probe.analysis import Thresholds
 from mii_cli.probe.compare import Verdict, compare
 from mii_cli.probe.pods import PodsCheck, check_pods, new_pods
 from mii_cli.results import Result
 from mii_cli.workflows.steps import Report, Status
 from service.constants import DEFAULT_PORT
+
+if TYPE_CHECKING:  # 型だけ（分析の手順は昇格を使うので、このモジュールの後に読む）
+    from mii_cli.workflows.analysis import Analysis
 
 METRICS_PATH = "/apis/metrics.k8s.io/v1beta1"
 METRICS_SERVER_MANIFEST = (
@@ -108,6 +112,8 @@ class DeployResult(Result):
     verdict: Verdict | None = None
     # イメージの渡し方（docker-env・load・push・use）
     delivery: ImagePlan | None = None
+    # --analysis のときだけ: 段ごとの数字と結末（昇格の結果を含む）
+    analysis: Analysis | None = None
 
 
 @dataclass(frozen=True)
@@ -374,6 +380,14 @@ def compare_with_stable(
 
 
 @dataclass(frozen=True)
+class AnalysisSettings:
+    """canary の分析（`--analysis`）の設定: 閾値と、段ごとに数字を読む区間の秒数。"""
+
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class DeployRequest:
     """何をどうデプロイするか（`mii deploy` と `mii up` が同じオプションから作る）。
 
@@ -396,6 +410,8 @@ class DeployRequest:
     canary: bool = False
     canary_replicas: int = 1
     compare_rows: list[list[float]] | None = None
+    # canary を段ごとに増やし、生のトラフィックで判定して昇格か取り消しを決める（workflows/analysis.py）
+    analysis: AnalysisSettings | None = None
 
     @property
     def deployment(self) -> str:
@@ -412,6 +428,9 @@ class DeployContext:
     info: ClusterInfo
     status: Status
     daemon: DockerDaemon
+    # 手順が待つときの時計と眠り（テストが差し替える）
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     image: str = ""
     plan: ImagePlan | None = None
     stable: dict[str, Any] | None = None
@@ -425,6 +444,7 @@ class DeployContext:
     pods_check: PodsCheck | None = None
     revision: int | None = None
     verdict: Verdict | None = None
+    analysis: Analysis | None = None
 
     def result(self) -> DeployResult:
         """ここまでの値をデプロイの結果にする。"""
@@ -441,6 +461,7 @@ class DeployContext:
             pods_check=self.pods_check,
             verdict=self.verdict,
             delivery=self.plan,
+            analysis=self.analysis,
         )
 
 
@@ -566,7 +587,7 @@ def compare_canary(ctx: DeployContext) -> None:
 
 
 def steps_for(request: DeployRequest) -> list[DeployStep]:
-    """要求に合わせた手順の並び（待たないならロールアウトの前で終わり、canary なら比べて終わる）。"""
+    """要求に合わせた手順の並び（待たないならロールアウトの前まで。canary は比べ、分析は段ごとに決める）。"""
     steps: list[DeployStep] = [
         plan_delivery,
         check_namespace,
@@ -580,6 +601,11 @@ def steps_for(request: DeployRequest) -> list[DeployStep]:
         steps.append(wait_and_check)
         if request.canary:
             steps.append(compare_canary)
+            if request.analysis is not None:
+                # 分析の手順は昇格（workflows/release.py、このモジュールの手順を使う）を呼ぶので、ここで読む
+                from mii_cli.workflows.analysis import analyse_canary
+
+                steps.append(analyse_canary)
     return steps
 
 
@@ -595,6 +621,8 @@ def deploy(
     info: ClusterInfo | None = None,
     report: Report | None = None,
     daemon: DockerDaemon | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DeployResult:
     """デプロイの全体: 接続し、要求に合わせた手順（`steps_for`）を順に動かす。
 
@@ -605,7 +633,13 @@ def deploy(
         client, info = connect(request.context)
     status.info("cluster", connected_line(info))
     ctx = DeployContext(
-        request=request, client=client, info=info, status=status, daemon=daemon or current_daemon()
+        request=request,
+        client=client,
+        info=info,
+        status=status,
+        daemon=daemon or current_daemon(),
+        clock=clock,
+        sleep=sleep,
     )
     for step in steps_for(request):
         step(ctx)

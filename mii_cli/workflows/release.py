@@ -3,18 +3,22 @@
 - promote: 安定版を canary のイメージへ普通のローリングアップデートで更新し（デプロイと同じ関門と
   戻し）、それから canary を消す。どちらの間も Service の背後には Ready な Pod がいる。
 - rollback: canary があれば消す。無ければ安定版を前の版（または指定の版）に戻して待つ。
-- history: 安定版（と canary）の版ごとのイメージとモデル。
+- history: 安定版（と canary）の版ごとのイメージとモデルと、`--analysis` が残した分析の記録（ConfigMap
+  `model-in-image-analyses`、新しい順。書くのは workflows/analysis.py）。
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes.client import ApiClient
 
 from mii_cli.errors import ConfigError, MiiError
 from mii_cli.kube import APP_NAME, CANARY_NAME
 from mii_cli.kube.apply import ApplyResult, apply_all
+from mii_cli.kube.configmaps import read_config_map
 from mii_cli.kube.render import find, render
 from mii_cli.kube.revisions import Revision, read_deployment, revision_of, revisions, rollback
 from mii_cli.kube.rollout import RolloutResult, wait_for_rollout
@@ -31,6 +35,20 @@ from mii_cli.workflows.deploy import (
     withdraw_canary,
 )
 from mii_cli.workflows.steps import Report, Status
+
+# `--analysis` が分析の記録を残す ConfigMap とそのキー（JSON のリスト、新しい順）
+ANALYSES_NAME = f"{APP_NAME}-analyses"
+ANALYSES_KEY = "analyses.json"
+
+
+def read_analyses(client: ApiClient, namespace: str) -> list[dict[str, Any]]:
+    """残した分析の記録（新しい順）。壊れた中身は空として扱う（記録は見るためのもので、判定には使わない）。"""
+    data = read_config_map(client, namespace, ANALYSES_NAME) or {}
+    try:
+        records = json.loads(data.get(ANALYSES_KEY, "[]"))
+    except ValueError:
+        return []
+    return [record for record in records if isinstance(record, dict)] if isinstance(records, list) else []
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,7 @@ class History(Result):
     namespace: str
     stable: list[Revision] = field(default_factory=list)
     canary: list[Revision] = field(default_factory=list)
+    analyses: list[dict[str, Any]] = field(default_factory=list)
 
 
 def promote(
@@ -167,4 +186,5 @@ def history(client: ApiClient, namespace: str) -> History:
         namespace=namespace,
         stable=revisions(client, namespace, APP_NAME),
         canary=revisions(client, namespace, CANARY_NAME),
+        analyses=read_analyses(client, namespace),
     )

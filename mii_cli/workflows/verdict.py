@@ -61,17 +61,25 @@ class CanaryVerdict(Result):
     judgement: Judgement | None = None
 
 
-def read_side(client: ApiClient, namespace: str, deployment: str, selector: str) -> Side:
-    """側の Ready な Pod の `/metrics` を読んで合わせる（読めない Pod は理由を添えて除く）。"""
+def read_pods(
+    client: ApiClient, namespace: str, selector: str
+) -> tuple[list[str], dict[str, Reading], list[str]]:
+    """側の Ready な Pod と、それぞれの `/metrics` の読み（読めない Pod は理由を添えて別に）。"""
     pods = ready_pods(client, namespace, selector)
-    readings: list[Reading] = []
+    readings: dict[str, Reading] = {}
     unread: list[str] = []
     for pod in pods:
         try:
-            readings.append(parse(get_from_pod(client, namespace, pod, DEFAULT_PORT, "/metrics")))
+            readings[pod] = parse(get_from_pod(client, namespace, pod, DEFAULT_PORT, "/metrics"))
         except (MiiError, ValueError) as error:
             unread.append(f"{pod}: {getattr(error, 'message', None) or error}")
-    return Side(deployment=deployment, pods=pods, traffic=traffic(total(readings)), unread=unread)
+    return pods, readings, unread
+
+
+def read_side(client: ApiClient, namespace: str, deployment: str, selector: str) -> Side:
+    """側の Ready な Pod の `/metrics` を読んで合わせる（読めない Pod は理由を添えて除く）。"""
+    pods, readings, unread = read_pods(client, namespace, selector)
+    return Side(deployment=deployment, pods=pods, traffic=traffic(total(readings.values())), unread=unread)
 
 
 def judged(stable: Side, canary: Side, answers: Verdict, thresholds: Thresholds) -> Judgement:

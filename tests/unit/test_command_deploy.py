@@ -53,8 +53,10 @@ def test_deploy_json_is_the_deploy_result(kubeconfig: FakeApiServer) -> None:
         "pods_check",
         "verdict",
         "delivery",
+        "analysis",
     }
     assert (payload["deployment"], payload["revision"], payload["verdict"]) == ("model-in-image", 1, None)
+    assert payload["analysis"] is None
     assert payload["delivery"] == {
         "action": "use",
         "reference": IMAGE,
