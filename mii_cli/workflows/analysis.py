@@ -140,17 +140,58 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def analyse_canary(ctx: DeployContext) -> None:
-    """デプロイの手順: canary を段ごとに増やして判定し、超えれば取り消し、すべて通れば昇格する。"""
+def measure_step(ctx: DeployContext, number: int, plan: list[int], stable_pods: int) -> AnalysisStep:
+    """1 つの段: canary を `plan[number - 1]` Pod にして待ち、区間の両方の側の数字を読んで判定する。"""
     request, client, status = ctx.request, ctx.client, ctx.status
-    clock, sleep = ctx.clock, ctx.sleep
+    settings = request.analysis
+    assert settings is not None
+    namespace, pods = request.namespace, plan[number - 1]
+    if number > 1 and pods != plan[number - 2]:
+        status.start("analysis", f"Step {number}/{len(plan)}: scaling {CANARY_NAME} to {pods} pods...")
+        scale(client, namespace, CANARY_NAME, pods)
+        wait_for_rollout(
+            client, namespace, CANARY_NAME, timeout=request.timeout, clock=ctx.clock, sleep=ctx.sleep
+        )
+    status.start(
+        "analysis",
+        f"Step {number}/{len(plan)}: {pods} canary beside {stable_pods} stable pods; "
+        f"reading live traffic for {settings.interval:g}s...",
+    )
+    _, stable_before, _ = read_pods(client, namespace, APP_LABEL)
+    _, canary_before, _ = read_pods(client, namespace, CANARY_LABEL)
+    started = ctx.clock()
+    ctx.sleep(settings.interval)
+    _, stable_after, _ = read_pods(client, namespace, APP_LABEL)
+    _, canary_after, _ = read_pods(client, namespace, CANARY_LABEL)
+    stable, canary = window(stable_before, stable_after), window(canary_before, canary_after)
+    try:
+        findings, undecided = judge(stable, canary, ctx.verdict, settings.thresholds), None
+    except ValueError as error:
+        findings, undecided = [], str(error)
+    return AnalysisStep(
+        step=number,
+        canary_pods=pods,
+        stable_pods=stable_pods,
+        seconds=round(ctx.clock() - started, 1),
+        stable=stable,
+        canary=canary,
+        findings=findings,
+        undecided=undecided,
+    )
+
+
+def analyse_canary(ctx: DeployContext) -> None:
+    """デプロイの手順: canary を段ごとに増やして判定し、超えれば取り消し、すべて通れば昇格する。
+
+    段の途中の失敗（canary が増えきらない、API サーバーが答えない）でも canary を消してから失敗する。
+    """
+    request, client, status = ctx.request, ctx.client, ctx.status
     settings = request.analysis
     assert settings is not None
     namespace = request.namespace
     stable = read_deployment(client, namespace, APP_NAME) or {}
     stable_pods = int((stable.get("spec") or {}).get("replicas") or 1)
     plan = step_plan(request.canary_replicas, stable_pods)
-    thresholds = settings.thresholds
     record = ctx.record
     steps: list[AnalysisStep] = []
 
@@ -158,7 +199,7 @@ def analyse_canary(ctx: DeployContext) -> None:
         analysis = Analysis(
             image=ctx.reference,
             model_sha256=record.model_sha256 if record else None,
-            thresholds=thresholds,
+            thresholds=settings.thresholds,
             interval=settings.interval,
             steps=steps,
             outcome=outcome,
@@ -170,44 +211,16 @@ def analyse_canary(ctx: DeployContext) -> None:
         keep(client, namespace, analysis)
         return analysis
 
-    current = request.canary_replicas
-    for number, pods in enumerate(plan, 1):
-        if pods != current:
-            status.start("analysis", f"Step {number}/{len(plan)}: scaling {CANARY_NAME} to {pods} pods...")
-            scale(client, namespace, CANARY_NAME, pods)
-            wait_for_rollout(
-                client, namespace, CANARY_NAME, timeout=request.timeout, clock=clock, sleep=sleep
-            )
-            current = pods
-        status.start(
-            "analysis",
-            f"Step {number}/{len(plan)}: {pods} canary beside {stable_pods} stable pods; "
-            f"reading live traffic for {settings.interval:g}s...",
-        )
-        _, stable_before, _ = read_pods(client, namespace, APP_LABEL)
-        _, canary_before, _ = read_pods(client, namespace, CANARY_LABEL)
-        started = clock()
-        sleep(settings.interval)
-        _, stable_after, _ = read_pods(client, namespace, APP_LABEL)
-        _, canary_after, _ = read_pods(client, namespace, CANARY_LABEL)
-        seconds = round(clock() - started, 1)
-        stable_traffic = window(stable_before, stable_after)
-        canary_traffic = window(canary_before, canary_after)
+    for number in range(1, len(plan) + 1):
         try:
-            findings = judge(stable_traffic, canary_traffic, ctx.verdict, thresholds)
-            undecided = None
-        except ValueError as error:
-            findings, undecided = [], str(error)
-        step = AnalysisStep(
-            step=number,
-            canary_pods=pods,
-            stable_pods=stable_pods,
-            seconds=seconds,
-            stable=stable_traffic,
-            canary=canary_traffic,
-            findings=findings,
-            undecided=undecided,
-        )
+            step = measure_step(ctx, number, plan, stable_pods)
+        except MiiError as error:
+            reason = f"analysis step {number}/{len(plan)}: {error.message}"
+            withdraw_canary(client, namespace, timeout=request.timeout, status=status)
+            finish("rolled back", reason)
+            raise type(error)(
+                f"{reason}; removed the canary", hint=error.hint, details=error.details
+            ) from None
         steps.append(step)
         line = step_line(step, len(plan))
         if step.passed:
@@ -219,7 +232,7 @@ def analyse_canary(ctx: DeployContext) -> None:
         analysis = finish("rolled back", reason)
         hint = (
             "let the service take traffic during the analysis, lengthen --interval or lower --min-requests"
-            if undecided is not None
+            if step.undecided is not None
             else "mii history shows the analysis; fix the model, rebuild and deploy again"
         )
         raise AnalysisFailed(f"{reason}; removed the canary", hint=hint, analysis=analysis)

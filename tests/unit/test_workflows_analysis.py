@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
 from mii_cli import cli
+from mii_cli.errors import MiiError
 from mii_cli.image.record import ImageRecord, record_from_labels
 from mii_cli.kube import APP_NAME, CANARY_NAME
 from mii_cli.kube.cluster import ClusterInfo
@@ -46,12 +47,17 @@ class Traffic:
     )
     pods: dict[str, Metrics] = field(default_factory=dict)
     sleeps: list[float] = field(default_factory=list)
+    now: float = 0.0
+
+    def clock(self) -> float:
+        return self.now
 
     def metrics(self, pod: str) -> Metrics:
         return self.pods.setdefault(pod, Metrics())
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
+        self.now += seconds
         for pod in list(self.pods):
             side = CANARY_NAME if pod.startswith(CANARY_NAME) else APP_NAME
             ok, errors, latency = self.per_interval[side]
@@ -134,7 +140,7 @@ def analysed(
         info=info,
         report=reported.append,
         sleep=traffic.sleep,
-        clock=lambda: 0.0,
+        clock=traffic.clock,
     )
     return result, reported
 
@@ -169,7 +175,7 @@ def test_a_canary_as_good_as_the_stable_pods_is_grown_step_by_step_and_promoted(
     assert analysis.promotion.canary_removed
     assert (running_image(cluster), running_image(cluster, CANARY_NAME)) == (NEXT, None)
     lines = [r.message for r in reported if r.step == "analysis" and r.state == "done"]
-    assert lines[0].startswith("step 1/4 (1 canary, 4 stable pods, 0s): stable 400 req, 5xx 0.00%")
+    assert lines[0].startswith("step 1/4 (1 canary, 4 stable pods, 30s): stable 400 req, 5xx 0.00%")
     assert lines[0].endswith("within the thresholds")
     # 記録は mii history に
     (record,) = release.history(cluster.client(), NAMESPACE).analyses
@@ -229,7 +235,7 @@ def test_without_traffic_nothing_is_promoted(
         analysed(cluster, docker_desktop, traffic)
     assert failure.value.message == (
         "analysis step 1/4 (1 canary pods): too few requests to judge: stable 0, canary 0 "
-        "(at least 50 each) in 0s; removed the canary"
+        "(at least 50 each) in 30s; removed the canary"
     )
     assert "--interval" in (failure.value.hint or "")
     assert running_image(cluster, CANARY_NAME) is None
@@ -248,6 +254,31 @@ def test_the_record_keeps_the_newest_analyses(
         release.ANALYSES_KEY: "{not json"
     }
     assert release.history(cluster.client(), NAMESPACE).analyses == []
+
+
+def test_a_step_whose_canary_pods_never_become_ready_removes_the_canary(
+    fake_api: FakeApiServer,
+    docker_desktop: ClusterInfo,
+    traffic: Traffic,
+    label_changes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def stuck(deployment: dict[str, Any]) -> bool:
+        return deployment["metadata"]["name"] == CANARY_NAME and deployment["spec"].get("replicas") == 2
+
+    def labels(image: str, reference: str) -> ImageRecord:
+        return record_from_labels(reference, {"io.mii.model.sha256": SHA[image]})
+
+    fake_api.on_apply.append(become_ready(fake_api, stuck=stuck))
+    monkeypatch.setattr(deploying, "read_record", labels)
+    with pytest.raises(MiiError) as failure:
+        analysed(fake_api, docker_desktop, traffic)
+    assert failure.value.message.startswith("analysis step 2/4: ")
+    assert failure.value.message.endswith("; removed the canary")
+    assert running_image(fake_api, CANARY_NAME) is None
+    assert running_image(fake_api) == GOOD
+    (record,) = release.history(fake_api.client(), NAMESPACE).analyses
+    assert (record["outcome"], len(record["steps"])) == ("rolled back", 1)
 
 
 @pytest.mark.parametrize(
