@@ -193,3 +193,47 @@ def onnxruntime_answers(
         else:
             answers.extend(np.asarray(probabilities, dtype=np.float64).tolist())
     return answers, labels if model.task == "classification" else None
+
+
+def slowed_model(source: Path, destination: Path, *, layers: int = 48, width: int = 1024) -> Path:
+    """同じ答えで重いモデル: 入力に「重い計算 × 0」を足してから元のグラフに渡す（onnx.helper で書き換える）。
+
+    重い計算は 1 つの共有の重み（width × width）を `layers` 回掛ける MatMul と Tanh の鎖（1 行あたり
+    layers × width² の積和。既定で約 5,000 万、1 コアで数 ms）。最後に 0 の行列を掛けて入力に足すので、
+    元のモデルと同じ値が元のグラフに入り、答えはビット単位で同じになる（眠りではなく本物の計算）。
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(source)
+    graph = model.graph
+    name = graph.input[0].name
+    slow = f"{name}_slowed"
+    for node in graph.node:
+        node.input[:] = [slow if item == name else item for item in node.input]
+    tensor_type = graph.input[0].type.tensor_type
+    features = tensor_type.shape.dim[1].dim_value
+    dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+    rng = np.random.default_rng(0)
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(
+                (rng.standard_normal((features, width)) * 0.5).astype(dtype), "slow_first"
+            ),
+            numpy_helper.from_array(
+                (rng.standard_normal((width, width)) / np.sqrt(width)).astype(dtype), "slow_shared"
+            ),
+            numpy_helper.from_array(np.zeros((width, features), dtype), "slow_zero"),
+        ]
+    )
+    nodes = [helper.make_node("MatMul", [name, "slow_first"], ["slow_0"])]
+    for layer in range(layers):
+        nodes.append(helper.make_node("Tanh", [f"slow_{layer}"], [f"slow_tanh_{layer}"]))
+        nodes.append(helper.make_node("MatMul", [f"slow_tanh_{layer}", "slow_shared"], [f"slow_{layer + 1}"]))
+    nodes.append(helper.make_node("MatMul", [f"slow_{layers}", "slow_zero"], ["slow_nothing"]))
+    nodes.append(helper.make_node("Add", [name, "slow_nothing"], [slow]))
+    original = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *original])
+    onnx.save(model, destination)
+    return destination

@@ -15,13 +15,14 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mii_cli.errors import CheckFailed
-from tests.support import BackgroundLoad, E2eSettings, Mii, served_models, wait_for_running_job
+from tests.support import MODELS, BackgroundLoad, E2eSettings, Mii, served_models, wait_for_running_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -203,3 +204,116 @@ def test_history_lists_the_revisions_with_their_model_sha256(
     (current,) = [revision for revision in history["stable"] if revision["current"]]
     assert current["model_sha256"] == stable_sha
     assert history["canary"] == []
+
+
+# --- 自動: mii deploy --analysis ----------------------------------------------------------------------
+# 安定版 2 Pod の横で canary は 1・2 Pod の 2 段。区間は 20 秒、負荷は推論（POST /predict）を Service へ。
+# 負荷の Job は 50m でも 1 区間に canary へ数十件は届く: 判定に要る数をそれより小さく
+
+ANALYSIS = ("--analysis", "--interval", "20", "--min-requests", "15", "--timeout", "240")
+ROW = json.dumps({"data": [[6.1, 2.8, 4.7, 1.2]]})
+
+
+@contextmanager
+def inference_load(e2e: E2eSettings, cluster: tuple[Any, Any], seconds: float) -> Iterator[BackgroundLoad]:
+    """分析のあいだ Service へ流す推論の負荷（終わりに失敗が 0 件であることを確かめる）。"""
+    running = BackgroundLoad(
+        cluster[0], e2e.namespace, seconds=seconds, cpu_limit="50m", path="/predict", body=ROW
+    )
+    with running:
+        wait_for_running_job(cluster[0], e2e.namespace, running.name)
+        yield running
+    result = running.result()
+    assert result.errors == 0, result.first_errors
+    assert result.requests > 50
+
+
+def analysis_of(result: Any) -> dict[str, Any]:
+    """`mii deploy --analysis --json` の出力の分析の記録（成功なら結果の `analysis`、失敗ならそれだけ）。"""
+    data = json.loads(result.stdout)
+    return dict(data.get("analysis", data))
+
+
+def test_the_analysis_promotes_a_rebuilt_image_of_the_same_model(
+    e2e: E2eSettings,
+    mii: Mii,
+    cluster: tuple[Any, Any],
+    docker_client: Any,
+    image: str,
+    made_images: list[str],
+    rows_file: Path,
+    stable_sha: str,
+) -> None:
+    rebuilt = derived_image(
+        docker_client, image, 'LABEL io.mii.e2e.rebuilt="same model"', made_images, "same"
+    )
+    with inference_load(e2e, cluster, 200):
+        result = mii(
+            "deploy", "-n", e2e.namespace, "--image", rebuilt, "--compare-rows", str(rows_file),
+            *ANALYSIS, *e2e.sizing_args, "--json",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    analysis = analysis_of(result)
+    assert analysis["outcome"] == "promoted", analysis
+    assert [(step["canary_pods"], step["passed"]) for step in analysis["steps"]] == [(1, True), (2, True)]
+    assert all(step["canary"]["requests"] >= 15 for step in analysis["steps"])
+    assert analysis["promotion"]["canary_removed"] is True
+    assert served_models(cluster[0], e2e.namespace) == {stable_sha}
+    status = mii.json("status", "-n", e2e.namespace)
+    assert status["canary"] is None
+    assert status["deployment"]["tag"] == rebuilt.rsplit(":", 1)[1]
+    assert mii.json("history", "-n", e2e.namespace)["analyses"][0]["outcome"] == "promoted"
+
+
+@pytest.fixture(scope="module")
+def slow_model(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: Any, made_images: list[str]
+) -> dict[str, str]:
+    """同じ答えで 1 行あたり数 ms 重いモデル（本物の ONNX の計算、tests/zoo.py）のイメージ。"""
+    from mii_cli.commands.requests import build_request
+    from mii_cli.image.build import build_image
+    from tests.zoo import slowed_model
+
+    path = slowed_model(MODELS / "iris_svc.onnx", tmp_path_factory.mktemp("slow") / "iris_svc_slow.onnx")
+    built = build_image(build_request(model=path, labels=MODELS / "label.json"), client=docker_client)
+    made_images.append(built.unique_tag)
+    return {"image": built.unique_tag}
+
+
+@pytest.mark.parametrize("which", ["slow", "changes-labels"])
+def test_the_analysis_removes_a_worse_canary_and_users_see_no_failure(
+    e2e: E2eSettings,
+    mii: Mii,
+    cluster: tuple[Any, Any],
+    slow_model: dict[str, str],
+    new_model: dict[str, str],
+    rows_file: Path,
+    stable_sha: str,
+    which: str,
+) -> None:
+    # 遅いモデルは同じ答え（比べる行でラベルが変わらない）、学習し直したモデルは境目の行でラベルが変わる
+    candidate, threshold = (
+        (slow_model["image"], "max-latency-ratio")
+        if which == "slow"
+        else (new_model["image"], "max-label-changes")
+    )
+    before = mii.json("status", "-n", e2e.namespace)["deployment"]["revision"]
+    with inference_load(e2e, cluster, 120):
+        result = mii(
+            "deploy", "-n", e2e.namespace, "--image", candidate, "--compare-rows", str(rows_file),
+            *ANALYSIS, *e2e.sizing_args, "--json",
+        )  # fmt: skip
+        assert result.exit_code == CheckFailed.exit_code, result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert f"breaches --{threshold}" in error
+    assert error.endswith("; removed the canary")
+    analysis = analysis_of(result)
+    assert analysis["outcome"] == "rolled back"
+    (step,) = analysis["steps"]
+    assert step["findings"][0]["threshold"] == threshold
+    if which == "slow":
+        assert step["canary"]["p50_ms"] > 1.5 * step["stable"]["p50_ms"]
+    assert served_models(cluster[0], e2e.namespace) == {stable_sha}
+    status = mii.json("status", "-n", e2e.namespace)
+    assert status["canary"] is None
+    assert status["deployment"]["revision"] == before  # 安定版には触れない
