@@ -44,14 +44,19 @@ def print_deployed(result: DeployResult) -> None:
     """デプロイの結果を人向けに出す（canary なら比較の表と、次の一手）。"""
     from mii_cli.ui.tables import verdict_table
 
-    revision = f" (revision {result.revision})" if result.revision is not None else ""
-    out.success(f"deployed {result.image} to {result.deployment} in namespace {result.namespace}{revision}")
-    if result.analysis is not None:
+    if result.analysis is not None and result.analysis.promotion is not None:
         from mii_cli.ui.tables import analysis_table
 
+        promotion = result.analysis.promotion
         out.console.print(analysis_table(result.analysis))
-        out.success(f"promoted {result.image}: every pod of {APP_NAME} runs it; the canary is removed")
+        out.success(
+            f"promoted {result.image} after {len(result.analysis.steps)} analysis steps: "
+            f"deployment/{APP_NAME} in namespace {result.namespace} runs it (revision {promotion.revision}); "
+            "the canary is removed"
+        )
         return
+    revision = f" (revision {result.revision})" if result.revision is not None else ""
+    out.success(f"deployed {result.image} to {result.deployment} in namespace {result.namespace}{revision}")
     if result.verdict is not None:
         out.console.print(verdict_table(result.verdict))
         out.info("next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it")

@@ -338,6 +338,13 @@ def test_the_command_prints_each_step_and_json_on_failure_too(
     assert data["analysis"]["interval"] == 5
     assert [step["passed"] for step in data["analysis"]["steps"]] == [True] * 4
     assert data["analysis"]["promotion"]["canary_removed"] is True
+    # 人向けの出力: 段の表と、昇格した版
+    again = runner.invoke(
+        cli.app, ["deploy", "-n", NAMESPACE, "--image", GOOD, "--analysis", "--interval", "5"]
+    )
+    assert again.exit_code == 0, again.output
+    assert "Analysis (5s per step): promoted" in again.output
+    assert f"promoted {GOOD} after 4 analysis steps: deployment/{APP_NAME}" in again.output
     # 失敗: JSON に段ごとの数字を出し、終了コード 6
     label_changes[0] = 2
     refused = runner.invoke(
