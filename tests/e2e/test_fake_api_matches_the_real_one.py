@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from mii_cli.errors import ConfigError
 from mii_cli.kube import APP_NAME
 from mii_cli.kube import api as kapi
 from mii_cli.kube.apply import APPLY_CONTENT_TYPE, object_path
+from mii_cli.kube.configmaps import read_config_map, write_config_map
 from mii_cli.kube.render import render
-from mii_cli.kube.revisions import revisions, rollback
+from mii_cli.kube.revisions import read_deployment, revisions, rollback, scale
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import become_ready
 
@@ -99,6 +101,20 @@ def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
     seen["revisions after a new image"] = _settled(client, 2)
     rollback(client, NAMESPACE, APP_NAME)
     seen["revisions after a rollback"] = _settled(client, 3)
+    # canary の段（mii deploy --analysis）: spec.replicas だけを JSON Patch で変える
+    generation = read_deployment(client, NAMESPACE, APP_NAME)["metadata"]["generation"]  # type: ignore[index]
+    scale(client, NAMESPACE, APP_NAME, 3)
+    scaled = read_deployment(client, NAMESPACE, APP_NAME) or {}
+    seen["scale by JSON patch"] = (scaled["spec"]["replicas"], scaled["metadata"]["generation"] > generation)
+    try:
+        scale(client, NAMESPACE, "absent", 1)
+    except ConfigError as error:
+        seen["scale a missing deployment"] = error.message
+    # 分析の記録（ConfigMap）: 無ければ None、作って置き換えて読み返す
+    seen["configmap missing"] = read_config_map(client, NAMESPACE, "mii-records")
+    write_config_map(client, NAMESPACE, "mii-records", {"records.json": "[1]"})
+    write_config_map(client, NAMESPACE, "mii-records", {"records.json": "[2, 1]"})
+    seen["configmap read back"] = read_config_map(client, NAMESPACE, "mii-records")
     status, deleted = kapi.request(client, "DELETE", f"/api/v1/namespaces/{NAMESPACE}")
     seen["delete namespace"] = (status, deleted.get("kind"), (deleted.get("status") or {}).get("phase"))
     late = {**objects["Service"], "metadata": {**objects["Service"]["metadata"], "name": "late"}}
@@ -138,6 +154,9 @@ def test_the_fake_api_server_answers_like_the_real_one(
     # 本物の答えそのものも、mii が前提にする値であること
     assert real["read missing"] == (404, "Status", "NotFound")
     assert real["conflict without force"] == (409, "Status", "Conflict")
+    assert real["scale by JSON patch"] == (3, True)
+    assert real["configmap missing"] is None
+    assert real["configmap read back"] == {"records.json": "[2, 1]"}
     assert real["delete namespace"] == (200, "Namespace", "Terminating")
     assert real["apply into a terminating namespace"] == (403, "Status", "Forbidden", True)
     assert real["namespace gone"] == 404
