@@ -44,6 +44,9 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 Headers = list[tuple[bytes, bytes]]
 
+# 応答のヘッダのうち、書いた後に接続を閉じる印
+_CLOSE = (b"connection", b"close")
+
 # 1 回の書き込みにまとめる上限（これより大きな本文は、まとめずにそのまま書く: 写す費用の方が大きい）
 COALESCE_LIMIT = 64 * 1024
 
@@ -71,6 +74,10 @@ class Responder(Protocol):
         self, route: Any, method: str, path: str, headers: Headers, body: bytes
     ) -> tuple[int, bytes, Headers]:
         """本文までそろったリクエストの応答: (ステータス, 本文, ヘッダ（content-length を含む）)。"""
+
+
+class _Closing(Exception):
+    """閉じかけの接続で次のリクエストが始まった（パーサのコールバックから投げ、読み捨てる）。"""
 
 
 class HeadRejected(Exception):
@@ -242,7 +249,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._pending: tuple[int, str] | None = None
         # 直接答えるリクエスト（頭を読み終えて本文を待つ間）: ルート・メソッド・パスと、届いた本文
         self._direct: tuple[Any, str, str] | None = None
-        self._direct_body = b""
+        self._direct_body: bytes | bytearray = b""
         # uvicorn の既定のヘッダ（Date）と、それを書いたバイト列
         self._defaults: tuple[Headers | None, bytes] = (None, b"")
         self._patrol = self._server_patrol()
@@ -299,6 +306,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as error:
+            if isinstance(error.__context__, _Closing):
+                # 閉じると告げた応答の後に続く要求: uvicorn と同じく答えない
+                self._rejected = True
+                return
             if isinstance(error.__context__, HeadRejected):
                 self._reject(error.__context__.status, error.__context__.message)
             else:
@@ -366,6 +377,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         uvicorn の on_message_begin の前半（URL・ヘッダ・100-continue を空にする）だけを行い、ASGI の
         scope は uvicorn の経路に渡すときに作る（`_to_uvicorn`。直接答えるリクエストには要らない）。
         """
+        if self.transport.is_closing():
+            raise _Closing
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
@@ -392,6 +405,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         受け取り方は uvicorn の on_header と同じ（名前を小文字にして並べ、100-continue を覚える）。
         リクエストごとに何度も呼ばれるので、その上に関数の呼び出しを重ねない。
         """
+        if not self._in_head:
+            # chunked の本文の後のトレーラー: ヘッダとして扱わない（届き方で答えが変わらないように）
+            return
         size = len(name) + len(value)
         self._header_count += 1
         self._head_bytes += size + 4
@@ -462,7 +478,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._direct is None:
             super().on_body(body)
             return
-        self._direct_body += body
+        buffered = self._direct_body
+        if not buffered:
+            self._direct_body = body  # ふつうは本文が 1 回で届く: 写さない
+        else:
+            # chunked の小さなかたまりが続いても、足すたびに全体を写さない
+            if type(buffered) is bytes:
+                buffered = self._direct_body = bytearray(buffered)
+            buffered += body
         if len(self._direct_body) > self.responder.max_body_bytes:  # type: ignore[union-attr]
             self._to_cycle()
 
@@ -480,10 +503,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         応答を書き終えたときの uvicorn の仕事（数える、次のリクエストを待ち始める）もここで行う。
         """
         route, method, path = self._direct  # type: ignore[misc]
-        body = self._direct_body
+        body = bytes(self._direct_body)
         self._direct = None
         self._direct_body = b""
-        status, payload, headers = self.responder.respond(route, method, path, self.headers, body)  # type: ignore[union-attr]
+        try:
+            status, payload, headers = self.responder.respond(route, method, path, self.headers, body)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001  答えの組み立ての外の想定外の誤り: 500 で閉じる（パーサの誤りにしない）
+            self.transport.write_whole(error_response(500, "internal server error"))  # type: ignore[attr-defined]
+            self.transport.close()
+            return
         defaults = self.server_state.default_headers
         if defaults is not self._defaults[0]:
             # uvicorn は Date を毎秒新しいリストにする: そのときだけ書き直す
@@ -495,6 +523,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         content.extend((b"\r\n", payload if method != "HEAD" else b""))
         self.transport.write_whole(b"".join(content))  # type: ignore[attr-defined]
         self.server_state.total_requests += 1
+        if _CLOSE in headers:
+            self.transport.close()  # uvicorn と同じく、閉じると告げた応答の後は閉じる
+            return
         self.idle_since = self.loop.time()
 
     def _to_cycle(self) -> None:
@@ -504,7 +535,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._direct_body = b""
         self._to_uvicorn()
         if body:
-            super().on_body(body)
+            super().on_body(bytes(body))
 
     def on_response_complete(self) -> None:
         """応答を書き終えた: 本文の無い応答のヘッダも書き、次のリクエストへ。

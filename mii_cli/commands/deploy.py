@@ -76,7 +76,13 @@ def analysis_json(as_json: bool) -> Iterator[None]:
         yield
     except AnalysisFailed as failure:
         if as_json:
-            out.print_json(failure.analysis)
+            # 成功のときと同じく `analysis` の下に記録を、並べて失敗（CLI の境界が 1 行でも出す）
+            out.print_json(
+                {
+                    "analysis": failure.analysis,
+                    "error": {"message": failure.message, "exit_code": failure.exit_code},
+                }
+            )
         raise
 
 

@@ -1,11 +1,14 @@
 """canary の分析の判定: 1 つの区間の両方の側の数字を、利用者の閾値と比べる（合否を決める純粋な関数）。
 
+見る順（超えたものはこの順に並び、最初のものが失敗の 1 行になる）:
+- 答え: 入力（名前・型・形）が安定版と違えば不合格（利用者の要求はすべて断られる）。同じ行で比べた
+  ラベルの変わった行が `max_label_changes` を超えれば不合格。
 - エラー率: canary の 5xx の割合が `max_error_rate` を超えれば不合格（安定版の割合とは比べない: 安定版が
-  壊れていても canary を通す理由にはならない）。
+  壊れていても canary を通す理由にはならない）。4xx（入力を断った）の割合が安定版より `max_error_rate`
+  を超えて多くても不合格（同じ要求を安定版は受け、canary は断っている）。
 - 遅延: canary の p50・p99 が、安定版の同じ値の `max_latency_ratio` 倍を超えれば不合格。ヒストグラムの
-  バケットの幅より小さな差は測れないので、両方が同じバケットの中なら比べない（`latency_floor_ms` 未満の
-  差は数えない）。
-- 答え: 同じ行で比べたラベルの変わった行が `max_label_changes` を超えれば不合格。
+  バケットの中は線形に補った値なので、`latency_floor_ms` 未満の差は数えない。p99 は両方の側に
+  `P99_MIN_REQUESTS` 件以上あるときだけ比べる（それより少なければ、いちばん遅い 1 件とほぼ同じ）。
 - 件数: どちらかの側の要求が `min_requests` に届かなければ、判定できない（不合格ではなく「足りない」）。
 """
 
@@ -19,6 +22,10 @@ from mii_cli.results import Result
 if TYPE_CHECKING:  # 型だけ（CLI のオプションが閾値の既定を読むときに httpx・prometheus_client を読まない）
     from mii_cli.probe.compare import Verdict
     from mii_cli.probe.traffic import Traffic
+
+
+# p99 を比べるのに要る、側ごとの要求の数
+P99_MIN_REQUESTS = 100
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ def judge(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds:
             f"too few requests to judge: stable {stable.requests}, canary {canary.requests} "
             f"(at least {thresholds.min_requests} each)"
         )
-    findings: list[Finding] = []
+    findings = _answer_findings(answers, thresholds)
     rate = canary.error_rate or 0.0
     if rate > thresholds.max_error_rate:
         findings.append(
@@ -77,19 +84,50 @@ def judge(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds:
                 f"(limit {thresholds.max_error_rate:.2%})",
             )
         )
-    for name, c, s in (("p50", canary.p50_ms, stable.p50_ms), ("p99", canary.p99_ms, stable.p99_ms)):
+    refused, refused_stable = canary.rejected_rate or 0.0, stable.rejected_rate or 0.0
+    if refused - refused_stable > thresholds.max_error_rate:
+        findings.append(
+            Finding(
+                "max-error-rate",
+                round(refused - refused_stable, 4),
+                thresholds.max_error_rate,
+                f"the canary refused {refused:.2%} of its requests with 4xx where the stable pods refused "
+                f"{refused_stable:.2%} (limit {thresholds.max_error_rate:.2%} more)",
+            )
+        )
+    latencies = [("p50", canary.p50_ms, stable.p50_ms)]
+    if min(canary.requests, stable.requests) >= P99_MIN_REQUESTS:
+        latencies.append(("p99", canary.p99_ms, stable.p99_ms))
+    for name, c, s in latencies:
         finding = _ratio_finding(name, c, s, thresholds)
         if finding is not None:
             findings.append(finding)
-    changes = answers.label_changes if answers is not None else None
-    if answers is not None and changes is not None and changes > thresholds.max_label_changes:
-        findings.append(
+    return findings
+
+
+def _answer_findings(answers: Verdict | None, thresholds: Thresholds) -> list[Finding]:
+    """同じ行での答えの判定: 入力の違いと、ラベルの変わった行。"""
+    if answers is None:
+        return []
+    if not answers.same_inputs:
+        return [
             Finding(
                 "max-label-changes",
-                changes,
+                answers.rows,
                 thresholds.max_label_changes,
-                f"{changes} of {answers.rows} compared rows changed their label "
-                f"(limit {thresholds.max_label_changes})",
+                "the canary's model takes different inputs from the stable model's: "
+                "every request the stable pods answer would be refused",
             )
+        ]
+    changes = answers.label_changes
+    if changes is None or changes <= thresholds.max_label_changes:
+        return []
+    return [
+        Finding(
+            "max-label-changes",
+            changes,
+            thresholds.max_label_changes,
+            f"{changes} of {answers.rows} compared rows changed their label "
+            f"(limit {thresholds.max_label_changes})",
         )
-    return findings
+    ]

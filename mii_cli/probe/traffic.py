@@ -106,12 +106,16 @@ class Traffic(Result):
     error_rate: float | None
     p50_ms: float | None
     p99_ms: float | None
+    # 4xx（入力を断った）の件数と割合: 入力の形の違うモデルは 5xx ではなく 4xx で断る
+    rejected: int = 0
+    rejected_rate: float | None = None
 
 
 def traffic(reading: Reading) -> Traffic:
     """読み（またはその差）を件数・エラー率・遅延にする。"""
     requests = round(sum(reading.statuses.values()))
     errors = round(sum(value for status, value in reading.statuses.items() if status.startswith("5")))
+    rejected = round(sum(value for status, value in reading.statuses.items() if status.startswith("4")))
     p50, p99 = quantile(reading.buckets, 0.5), quantile(reading.buckets, 0.99)
     return Traffic(
         requests=requests,
@@ -119,4 +123,6 @@ def traffic(reading: Reading) -> Traffic:
         error_rate=errors / requests if requests else None,
         p50_ms=None if p50 is None else round(p50 * 1000, 3),
         p99_ms=None if p99 is None else round(p99 * 1000, 3),
+        rejected=rejected,
+        rejected_rate=rejected / requests if requests else None,
     )

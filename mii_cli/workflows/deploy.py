@@ -599,13 +599,14 @@ def steps_for(request: DeployRequest) -> list[DeployStep]:
     ]
     if request.wait:
         steps.append(wait_and_check)
-        if request.canary:
-            steps.append(compare_canary)
-            if request.analysis is not None:
-                # 分析の手順は昇格（workflows/release.py、このモジュールの手順を使う）を呼ぶので、ここで読む
-                from mii_cli.workflows.analysis import analyse_canary
+        if request.canary and request.analysis is not None:
+            # 分析の手順（比べることを含む）は昇格（workflows/release.py、このモジュールの手順を使う）を
+            # 呼ぶので、ここで読む
+            from mii_cli.workflows.analysis import analyse_canary
 
-                steps.append(analyse_canary)
+            steps.append(analyse_canary)
+        elif request.canary:
+            steps.append(compare_canary)
     return steps
 
 

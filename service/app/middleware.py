@@ -192,7 +192,9 @@ class ServiceMiddleware:
         header_length: str | None = None
         for name, value in headers:
             if name == _CONTENT_LENGTH:
-                content_length = int(value) if value.isdigit() else -1
+                # 先頭の 0 は HTTP として正しい（llhttp が 64 ビットに収まることを確かめ済み）。
+                # そのまま int にすると 4,300 桁を超える値で ValueError になる
+                content_length = int(value.lstrip(b"0") or b"0") if value.isdigit() else -1
             elif name == _REQUEST_ID:
                 request_id = value
             elif name == _EXPECT:

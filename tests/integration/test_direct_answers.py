@@ -119,6 +119,12 @@ CASES = {
     "v2-400": post("/v2/models/iris_svc/infer", b'{"inputs":[]}'),
     "v2-metadata": get("/v2/models/iris_svc"),
     "head": b"HEAD /metadata HTTP/1.1\r\nHost: x\r\n\r\n",
+    # 先頭の 0 は HTTP として正しい（5,000 桁: Python の int の桁の上限を超える）
+    "content-length-zeros": b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    + b"Content-Length: "
+    + b"0" * 5000
+    + b"%d\r\n\r\n" % len(ROW)
+    + ROW,
 }
 
 
@@ -351,6 +357,55 @@ def test_an_unexpected_error_in_a_direct_answer_is_a_500_in_the_routes_shape(
         assert answer.endswith(b'{"error":"Internal server error"}')
         assert b"secret" not in answer
         assert route.stats.statuses.get(500) == 1
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_trailers_are_not_request_headers(connect: Callable[[], Any]) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        chunks = b"".join(b"1\r\n%s\r\n" % ROW[i : i + 1] for i in range(len(ROW)))  # 1 バイトずつ
+        protocol.data_received(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\nX-Request-ID: from-trailer\r\n\r\n"
+        )
+        assert not protocol.tasks  # 小さなかたまりの本文も、1 回で届けば直接
+        assert statuses(wire) == [200]
+        assert b'"prediction"' in wire.writes[0]
+        assert b"from-trailer" not in wire.writes[0]
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_that_says_close_closes_and_an_error_outside_the_route_is_a_500(
+    connect: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        key = ("GET", "/health")
+        routes = protocol.responder.fast_routes  # type: ignore[union-attr]
+
+        def closing(*_: Any) -> Any:
+            return 200, b"{}", [(b"content-length", b"2"), (b"connection", b"close")]
+
+        monkeypatch.setitem(routes, key, dataclasses.replace(routes[key], answer=closing))
+        protocol.data_received(get("/health") + get("/health"))
+        assert statuses(wire) == [200]  # 閉じると告げた後の要求には答えない
+        assert wire.closed
+        protocol.connection_lost(None)
+
+        protocol, wire = connect()
+
+        def broken(*_: Any) -> Any:
+            raise RuntimeError("secret")
+
+        monkeypatch.setattr(protocol.responder, "respond", broken)
+        protocol.data_received(get("/label"))
+        assert statuses(wire) == [500]
+        assert b"secret" not in wire.writes[0]
+        assert wire.closed
         protocol.connection_lost(None)
 
     asyncio.run(scenario())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mii_cli.probe.analysis import Thresholds, judge
+from mii_cli.probe.analysis import P99_MIN_REQUESTS, Thresholds, judge
 from mii_cli.probe.compare import Verdict
 from mii_cli.probe.traffic import Traffic
 
@@ -32,9 +32,9 @@ def test_errors_and_label_changes_are_findings() -> None:
     findings = judge(
         side(), side(errors=30), Verdict(rows=10, label_changes=3), Thresholds(max_label_changes=1)
     )
-    assert [f.threshold for f in findings] == ["max-error-rate", "max-label-changes"]
-    assert findings[0].message == "the canary answered 3.00% of its requests with 5xx (limit 1.00%)"
-    assert findings[1].message == "3 of 10 compared rows changed their label (limit 1)"
+    assert [f.threshold for f in findings] == ["max-label-changes", "max-error-rate"]
+    assert findings[0].message == "3 of 10 compared rows changed their label (limit 1)"
+    assert findings[1].message == "the canary answered 3.00% of its requests with 5xx (limit 1.00%)"
 
 
 def test_a_regressor_has_no_label_changes_to_judge() -> None:
@@ -44,3 +44,29 @@ def test_a_regressor_has_no_label_changes_to_judge() -> None:
 def test_too_few_requests_cannot_be_judged() -> None:
     with pytest.raises(ValueError, match="too few requests to judge: stable 1000, canary 10"):
         judge(side(), side(requests=10), None, Thresholds())
+
+
+def test_a_model_with_other_inputs_fails_before_anything_else() -> None:
+    (finding,) = judge(side(), side(), Verdict(rows=1, label_changes=None, same_inputs=False), Thresholds())
+    assert finding.threshold == "max-label-changes"
+    assert "takes different inputs" in finding.message
+
+
+def test_a_canary_that_refuses_what_the_stable_pods_answer_is_a_finding() -> None:
+    refusing = Traffic(1000, 0, 0.0, 1.2, 4.0, rejected=200, rejected_rate=0.2)
+    both = Traffic(1000, 0, 0.0, 1.2, 4.0, rejected=200, rejected_rate=0.2)
+    (finding,) = judge(side(), refusing, None, Thresholds())
+    assert finding.message.startswith(
+        "the canary refused 20.00% of its requests with 4xx where the stable pods"
+    )
+    # 安定版も同じだけ断っているなら（利用者の誤り）、canary のせいではない
+    assert judge(both, refusing, None, Thresholds()) == []
+
+
+def test_p99_is_compared_only_with_enough_requests_on_both_sides() -> None:
+    few = P99_MIN_REQUESTS - 1
+    assert judge(side(requests=few), side(requests=few, p99=40.0), None, Thresholds()) == []
+    (finding,) = judge(
+        side(requests=P99_MIN_REQUESTS), side(requests=P99_MIN_REQUESTS, p99=40.0), None, Thresholds()
+    )
+    assert finding.message.startswith("the canary's p99 40.00 ms")

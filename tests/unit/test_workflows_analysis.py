@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
 from mii_cli import cli
-from mii_cli.errors import MiiError
+from mii_cli.errors import ClusterError, MiiError
 from mii_cli.image.record import ImageRecord, record_from_labels
 from mii_cli.kube import APP_NAME, CANARY_NAME
 from mii_cli.kube.cluster import ClusterInfo
@@ -295,11 +295,12 @@ def reading(ok: float, le_1ms: float) -> Reading:
     return Reading({"200": ok}, {0.001: le_1ms, float("inf"): ok})
 
 
-def test_a_window_adds_each_pod_s_increase_and_counts_a_new_or_restarted_pod_from_zero() -> None:
-    before = {"a": reading(100, 100), "b": reading(50, 50)}
-    after = {"a": reading(150, 150), "b": reading(10, 10), "c": reading(5, 5)}  # b は起き直した、c は新しい
+def test_a_window_adds_each_pod_s_increase_counting_a_restart_from_zero_and_skipping_unseen_pods() -> None:
+    # b は起き直した（10 から数え直す）、c は初めに読めなかった（累積の全部が区間に入るので数えない）
+    before = {"a": reading(100, 100), "b": reading(50, 50), "gone": reading(7, 7)}
+    after = {"a": reading(150, 150), "b": reading(10, 10), "c": reading(5000, 5000)}
     window = analysing.window(before, after)
-    assert window.requests == 50 + 10 + 5
+    assert window.requests == 50 + 10
 
 
 # --- コマンド -------------------------------------------------------------------------------------
@@ -353,8 +354,10 @@ def test_the_command_prints_each_step_and_json_on_failure_too(
     )
     assert refused.exit_code == 6, refused.output
     failed = json.loads(refused.stdout)
-    assert failed["outcome"] == "rolled back"
-    assert failed["steps"][0]["findings"][0]["threshold"] == "max-label-changes"
+    assert failed["analysis"]["outcome"] == "rolled back"
+    assert failed["analysis"]["steps"][0]["findings"][0]["threshold"] == "max-label-changes"
+    assert failed["error"]["exit_code"] == 6
+    assert failed["error"]["message"].startswith("analysis step 1/4 (1 canary pods): the canary breaches")
     assert "breaches --max-label-changes" in refused.output
     # 人向け: mii history に分析の表
     shown = runner.invoke(cli.app, ["history", "-n", NAMESPACE])
@@ -365,3 +368,72 @@ def test_the_command_prints_each_step_and_json_on_failure_too(
     alone = runner.invoke(cli.app, ["deploy", "-n", NAMESPACE, "--image", GOOD, "--max-error-rate", "0.1"])
     assert alone.exit_code == 2
     assert "add --analysis" in alone.output
+
+
+def test_a_promotion_that_fails_its_gate_also_removes_the_canary(
+    fake_api: FakeApiServer,
+    docker_desktop: ClusterInfo,
+    traffic: Traffic,
+    label_changes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def stuck(deployment: dict[str, Any]) -> bool:
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        return deployment["metadata"]["name"] == APP_NAME and image == NEXT
+
+    def labels(image: str, reference: str) -> ImageRecord:
+        return record_from_labels(reference, {"io.mii.model.sha256": SHA[image]})
+
+    fake_api.on_apply.append(become_ready(fake_api, stuck=stuck))
+    monkeypatch.setattr(deploying, "read_record", labels)
+    with pytest.raises(analysing.AnalysisFailed) as failure:
+        analysed(fake_api, docker_desktop, traffic)
+    assert failure.value.message.startswith("promotion: ")
+    assert "rolled back to revision 1" in failure.value.message
+    assert failure.value.message.endswith("; removed the canary")
+    assert (running_image(fake_api), running_image(fake_api, CANARY_NAME)) == (GOOD, None)
+    (record,) = release.history(fake_api.client(), NAMESPACE).analyses
+    assert (record["outcome"], len(record["steps"])) == ("rolled back", 4)
+    # 昇格の前に canary を最初の大きさ（1 Pod）に戻した: ノードに昇格の追加の Pod の場所を空ける
+    patches = [
+        r.body for r in fake_api.methods("PATCH", f"{DEPLOYMENTS}/{CANARY_NAME}") if isinstance(r.body, list)
+    ]
+    assert [p[0]["value"] for p in patches] == [2, 3, 4, 1]
+
+
+def test_answers_that_cannot_be_compared_remove_the_canary_before_any_step(
+    cluster: FakeApiServer, docker_desktop: ClusterInfo, traffic: Traffic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*_: Any) -> Verdict:
+        raise ClusterError("port-forward to model-in-image-canary-0 failed")
+
+    monkeypatch.setattr(deploying, "compare_with_stable", unreachable)
+    with pytest.raises(analysing.AnalysisFailed) as failure:
+        analysed(cluster, docker_desktop, traffic)
+    assert failure.value.message == (
+        "comparing the answers: port-forward to model-in-image-canary-0 failed; removed the canary"
+    )
+    assert failure.value.exit_code == ClusterError.exit_code
+    assert traffic.sleeps == []
+    assert running_image(cluster, CANARY_NAME) is None
+
+
+def test_no_rollback_leaves_a_breaching_canary_for_inspection(
+    cluster: FakeApiServer, docker_desktop: ClusterInfo, traffic: Traffic, label_changes: list[int]
+) -> None:
+    label_changes[0] = 1
+    with pytest.raises(analysing.AnalysisFailed, match=r"the canary is left running \(--no-rollback\)"):
+        analysed(cluster, docker_desktop, traffic, rollback_on_failure=False)
+    assert running_image(cluster, CANARY_NAME) == NEXT
+    assert release.history(cluster.client(), NAMESPACE).analyses[0]["outcome"] == "left running"
+
+
+def test_a_record_that_cannot_be_written_does_not_change_the_outcome(
+    cluster: FakeApiServer, docker_desktop: ClusterInfo, traffic: Traffic, label_changes: list[int]
+) -> None:
+    path = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{release.ANALYSES_NAME}"
+    cluster.routes[("PATCH", path)] = (500, {"kind": "Status", "code": 500, "message": "etcd is away"})
+    result, reported = analysed(cluster, docker_desktop, traffic)
+    assert result.analysis is not None
+    assert result.analysis.outcome == "promoted"
+    assert any("not recorded for mii history" in r.message for r in reported if r.state == "warn")
