@@ -256,7 +256,6 @@ def test_the_analysis_promotes_a_rebuilt_image_of_the_same_model(
     analysis = analysis_of(result)
     assert analysis["outcome"] == "promoted", analysis
     assert [(step["canary_pods"], step["passed"]) for step in analysis["steps"]] == [(1, True), (2, True)]
-    assert all(step["canary"]["requests"] >= 15 for step in analysis["steps"])
     assert analysis["promotion"]["canary_removed"] is True
     assert served_models(cluster[0], e2e.namespace) == {stable_sha}
     status = mii.json("status", "-n", e2e.namespace)
