@@ -166,19 +166,24 @@ def rollback(client: ApiClient, namespace: str, name: str, to_revision: int | No
     target = items[to_revision]
     template = copy.deepcopy(target["spec"]["template"])
     (template["metadata"].get("labels") or {}).pop(TEMPLATE_HASH_LABEL, None)
-    status, body = kapi.request(
-        client,
-        "PATCH",
-        deployment_path(namespace, name),
-        query=[("fieldManager", FIELD_MANAGER)],
-        body=[{"op": "replace", "path": "/spec/template", "value": template}],
-        content_type=JSON_PATCH,
-    )
+    status, body = _replace(client, namespace, name, "/spec/template", template)
     if status >= 400:
         raise ClusterError(
             f"rolling {name} back to revision {to_revision} failed ({status}): {kapi.status_message(body)}"
         )
     return _revision(target, name, None)
+
+
+def _replace(client: ApiClient, namespace: str, name: str, path: str, value: Any) -> tuple[int, Any]:
+    """Deployment の 1 つのフィールドを JSON Patch の replace で変える（rollout undo と scale の形）。"""
+    return kapi.request(
+        client,
+        "PATCH",
+        deployment_path(namespace, name),
+        query=[("fieldManager", FIELD_MANAGER)],
+        body=[{"op": "replace", "path": path, "value": value}],
+        content_type=JSON_PATCH,
+    )
 
 
 def delete_deployment(client: ApiClient, namespace: str, name: str) -> bool:
@@ -198,14 +203,7 @@ def delete_deployment(client: ApiClient, namespace: str, name: str) -> bool:
 
 def scale(client: ApiClient, namespace: str, name: str, replicas: int) -> None:
     """Deployment の spec.replicas を変える（HPA の無い Deployment: canary の段）。無ければ ConfigError。"""
-    status, body = kapi.request(
-        client,
-        "PATCH",
-        deployment_path(namespace, name),
-        query=[("fieldManager", FIELD_MANAGER)],
-        body=[{"op": "replace", "path": "/spec/replicas", "value": replicas}],
-        content_type=JSON_PATCH,
-    )
+    status, body = _replace(client, namespace, name, "/spec/replicas", replicas)
     if status == 404:
         raise ConfigError(f"no deployment {name} in namespace {namespace} to scale")
     if status >= 400:

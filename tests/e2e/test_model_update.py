@@ -83,16 +83,25 @@ def stable_sha(deployed: dict[str, Any]) -> str:
     return str(sha)
 
 
-@pytest.fixture
-def load(e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]) -> Iterator[BackgroundLoad]:
-    """この手順のあいだ Service へ流す負荷（終わりに失敗が 0 件であることを確かめる）。"""
-    running = BackgroundLoad(cluster[0], e2e.namespace, seconds=LOAD_SECONDS, cpu_limit="50m")
+@contextmanager
+def checked_load(
+    e2e: E2eSettings, cluster: tuple[Any, Any], seconds: float, **options: Any
+) -> Iterator[BackgroundLoad]:
+    """`seconds` 秒 Service へ流す負荷（50m の Job）。終わりに失敗が 0 件であることを確かめる。"""
+    running = BackgroundLoad(cluster[0], e2e.namespace, seconds=seconds, cpu_limit="50m", **options)
     with running:
         wait_for_running_job(cluster[0], e2e.namespace, running.name)
         yield running
     result = running.result()
     assert result.errors == 0, result.first_errors
     assert result.requests > 50
+
+
+@pytest.fixture
+def load(e2e: E2eSettings, cluster: tuple[Any, Any], deployed: dict[str, Any]) -> Iterator[BackgroundLoad]:
+    """この手順のあいだ Service へ流す負荷（`/predict/test`）。"""
+    with checked_load(e2e, cluster, LOAD_SECONDS) as running:
+        yield running
 
 
 def test_a_new_model_goes_out_as_a_canary_with_a_verdict(
@@ -214,24 +223,9 @@ ANALYSIS = ("--analysis", "--interval", "20", "--min-requests", "15", "--timeout
 ROW = json.dumps({"data": [[6.1, 2.8, 4.7, 1.2]]})
 
 
-@contextmanager
-def inference_load(e2e: E2eSettings, cluster: tuple[Any, Any], seconds: float) -> Iterator[BackgroundLoad]:
-    """分析のあいだ Service へ流す推論の負荷（終わりに失敗が 0 件であることを確かめる）。"""
-    running = BackgroundLoad(
-        cluster[0], e2e.namespace, seconds=seconds, cpu_limit="50m", path="/predict", body=ROW
-    )
-    with running:
-        wait_for_running_job(cluster[0], e2e.namespace, running.name)
-        yield running
-    result = running.result()
-    assert result.errors == 0, result.first_errors
-    assert result.requests > 50
-
-
 def analysis_of(result: Any) -> dict[str, Any]:
-    """`mii deploy --analysis --json` の出力の分析の記録（成功なら結果の `analysis`、失敗ならそれだけ）。"""
-    data = json.loads(result.stdout)
-    return dict(data.get("analysis", data))
+    """`mii deploy --analysis --json` の出力の分析の記録（成功でも失敗でも `analysis` の下）。"""
+    return dict(json.loads(result.stdout)["analysis"])
 
 
 def test_the_analysis_promotes_a_rebuilt_image_of_the_same_model(
@@ -247,7 +241,7 @@ def test_the_analysis_promotes_a_rebuilt_image_of_the_same_model(
     rebuilt = derived_image(
         docker_client, image, 'LABEL io.mii.e2e.rebuilt="same model"', made_images, "same"
     )
-    with inference_load(e2e, cluster, 200):
+    with checked_load(e2e, cluster, 200, path="/predict", body=ROW):
         result = mii(
             "deploy", "-n", e2e.namespace, "--image", rebuilt, "--compare-rows", str(rows_file),
             *ANALYSIS, *e2e.sizing_args, "--json",
@@ -297,7 +291,7 @@ def test_the_analysis_removes_a_worse_canary_and_users_see_no_failure(
         else (new_model["image"], "max-label-changes")
     )
     before = mii.json("status", "-n", e2e.namespace)["deployment"]["revision"]
-    with inference_load(e2e, cluster, 120):
+    with checked_load(e2e, cluster, 120, path="/predict", body=ROW):
         result = mii(
             "deploy", "-n", e2e.namespace, "--image", candidate, "--compare-rows", str(rows_file),
             *ANALYSIS, *e2e.sizing_args, "--json",

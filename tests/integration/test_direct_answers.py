@@ -27,6 +27,7 @@ from service.app.app import create_app
 from service.configurations import load_settings
 from service.protocol import BoundedHttpToolsProtocol
 from service.server import uvicorn_config
+from tests.fakes.transport import RecordingTransport
 
 ROW = b'{"data":[[5.1,3.5,1.4,0.2]]}'
 V2 = orjson.dumps(
@@ -167,33 +168,6 @@ def test_pipelined_direct_and_uvicorn_answers_keep_their_order(server: str) -> N
 # --- 本物のアプリとプロトコル、書いたものを覚えるトランスポート ---------------------------------
 
 
-class Wire:
-    """書いたもの・読み取りの停止・閉じたかを覚えるトランスポート。"""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.reading = True
-
-    def write(self, data: Any) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def get_extra_info(self, name: str) -> Any:
-        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
-
-
 @pytest.fixture
 def connect(model_path: Path, label_path: Path, clean_env: pytest.MonkeyPatch) -> Callable[[], Any]:
     """本物のアプリ（読み込み済み）と、サービスと同じ設定のプロトコルで、新しい接続を作る関数。"""
@@ -204,11 +178,11 @@ def connect(model_path: Path, label_path: Path, clean_env: pytest.MonkeyPatch) -
     config.load()
     state = ServerState()
 
-    def make() -> tuple[BoundedHttpToolsProtocol, Wire]:
+    def make() -> tuple[BoundedHttpToolsProtocol, RecordingTransport]:
         protocol = config.http_protocol_class(
             config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop()
         )
-        wire = Wire()
+        wire = RecordingTransport()
         protocol.connection_made(wire)  # type: ignore[arg-type]
         return protocol, wire  # type: ignore[return-value]
 
@@ -224,7 +198,7 @@ async def settle(protocol: BoundedHttpToolsProtocol) -> None:
     raise AssertionError("the uvicorn task did not finish")
 
 
-def statuses(wire: Wire) -> list[int]:
+def statuses(wire: RecordingTransport) -> list[int]:
     return [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", b"".join(wire.writes))]
 
 

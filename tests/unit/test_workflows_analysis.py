@@ -38,6 +38,11 @@ SHA = {GOOD: "a" * 64, NEXT: "b" * 64}
 INTERVAL = 30.0
 
 
+def record_of(image: str, reference: str) -> ImageRecord:
+    """イメージのラベルの代わり: SHA の表のモデル（表に無いイメージは d…）。"""
+    return record_from_labels(reference, {"io.mii.model.sha256": SHA.get(image, "d" * 64)})
+
+
 @dataclass
 class Traffic:
     """Pod ごとの累積のトラフィック（区間ごとに `sleep` が足す）と、側ごとの 1 区間の量と遅延。"""
@@ -87,18 +92,8 @@ def traffic(fake_api: FakeApiServer) -> Traffic:
 def cluster(fake_api: FakeApiServer, monkeypatch: pytest.MonkeyPatch) -> FakeApiServer:
     """版を決めるコントローラの代役と、イメージのラベル（SHA から）。"""
 
-    def labels(image: str, reference: str) -> ImageRecord:
-        return record_from_labels(
-            reference,
-            {
-                "io.mii.model.sha256": SHA[image],
-                "io.mii.model.file": "iris.onnx",
-                "io.mii.model.sample-answer": "[1]",
-            },
-        )
-
     fake_api.on_apply.append(become_ready(fake_api))
-    monkeypatch.setattr(deploying, "read_record", labels)
+    monkeypatch.setattr(deploying, "read_record", record_of)
     return fake_api
 
 
@@ -266,11 +261,8 @@ def test_a_step_whose_canary_pods_never_become_ready_removes_the_canary(
     def stuck(deployment: dict[str, Any]) -> bool:
         return deployment["metadata"]["name"] == CANARY_NAME and deployment["spec"].get("replicas") == 2
 
-    def labels(image: str, reference: str) -> ImageRecord:
-        return record_from_labels(reference, {"io.mii.model.sha256": SHA[image]})
-
     fake_api.on_apply.append(become_ready(fake_api, stuck=stuck))
-    monkeypatch.setattr(deploying, "read_record", labels)
+    monkeypatch.setattr(deploying, "read_record", record_of)
     with pytest.raises(MiiError) as failure:
         analysed(fake_api, docker_desktop, traffic)
     assert failure.value.message.startswith("analysis step 2/4: ")
@@ -315,10 +307,7 @@ def test_the_command_prints_each_step_and_json_on_failure_too(
     fake = kubeconfig
     fake.on_apply.append(become_ready(fake))
 
-    def labels(image: str, reference: str) -> ImageRecord:
-        return record_from_labels(reference, {"io.mii.model.sha256": SHA.get(image, "d" * 64)})
-
-    monkeypatch.setattr(deploying, "read_record", labels)
+    monkeypatch.setattr(deploying, "read_record", record_of)
     sleep: Callable[[float], None] = traffic.sleep
     original = deploying.deploy
 
@@ -381,11 +370,8 @@ def test_a_promotion_that_fails_its_gate_also_removes_the_canary(
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         return deployment["metadata"]["name"] == APP_NAME and image == NEXT
 
-    def labels(image: str, reference: str) -> ImageRecord:
-        return record_from_labels(reference, {"io.mii.model.sha256": SHA[image]})
-
     fake_api.on_apply.append(become_ready(fake_api, stuck=stuck))
-    monkeypatch.setattr(deploying, "read_record", labels)
+    monkeypatch.setattr(deploying, "read_record", record_of)
     with pytest.raises(analysing.AnalysisFailed) as failure:
         analysed(fake_api, docker_desktop, traffic)
     assert failure.value.message.startswith("promotion: ")
