@@ -217,7 +217,8 @@ def test_history_lists_the_revisions_with_their_model_sha256(
 
 # --- 自動: mii deploy --analysis ----------------------------------------------------------------------
 # 安定版 2 Pod の横で canary は 1・2 Pod の 2 段。区間は 20 秒、負荷は推論（POST /predict）を Service へ。
-# 負荷の Job は 50m でも 1 区間に canary へ数十件は届く: 判定に要る数をそれより小さく
+# 負荷の Job は 50m でも 1 区間に canary へ数十件は届く: 判定に要る数をそれより小さく。負荷の長さは、
+# 取り消し（canary を出して比べ、1 区間、消す: 約 1 分）と昇格（2 区間と昇格: 約 2 分半）を覆う
 
 ANALYSIS = ("--analysis", "--interval", "20", "--min-requests", "15", "--timeout", "240")
 ROW = json.dumps({"data": [[6.1, 2.8, 4.7, 1.2]]})
@@ -241,7 +242,7 @@ def test_the_analysis_promotes_a_rebuilt_image_of_the_same_model(
     rebuilt = derived_image(
         docker_client, image, 'LABEL io.mii.e2e.rebuilt="same model"', made_images, "same"
     )
-    with checked_load(e2e, cluster, 200, path="/predict", body=ROW):
+    with checked_load(e2e, cluster, 180, path="/predict", body=ROW):
         result = mii(
             "deploy", "-n", e2e.namespace, "--image", rebuilt, "--compare-rows", str(rows_file),
             *ANALYSIS, *e2e.sizing_args, "--json",
@@ -291,7 +292,7 @@ def test_the_analysis_removes_a_worse_canary_and_users_see_no_failure(
         else (new_model["image"], "max-label-changes")
     )
     before = mii.json("status", "-n", e2e.namespace)["deployment"]["revision"]
-    with checked_load(e2e, cluster, 120, path="/predict", body=ROW):
+    with checked_load(e2e, cluster, 100, path="/predict", body=ROW):
         result = mii(
             "deploy", "-n", e2e.namespace, "--image", candidate, "--compare-rows", str(rows_file),
             *ANALYSIS, *e2e.sizing_args, "--json",
