@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mii_cli.results import Result
@@ -131,3 +131,27 @@ def _answer_findings(answers: Verdict | None, thresholds: Thresholds) -> list[Fi
             f"(limit {thresholds.max_label_changes})",
         )
     ]
+
+
+@dataclass(frozen=True)
+class Judgement(Result):
+    """閾値での判定: 使った閾値、超えたもの、判定できなかった理由（件数が足りない）と、合格か。"""
+
+    thresholds: Thresholds
+    findings: list[Finding] = field(default_factory=list)
+    undecided: str | None = None
+
+    computed = ("passed",)
+
+    @property
+    def passed(self) -> bool:
+        """閾値をどれも超えず、判定できたか。"""
+        return not self.findings and self.undecided is None
+
+
+def judged(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds: Thresholds) -> Judgement:
+    """`judge` の結果を判定にする（件数が足りなければ、判定せずにその理由）。"""
+    try:
+        return Judgement(thresholds, judge(stable, canary, answers, thresholds))
+    except ValueError as error:
+        return Judgement(thresholds, undecided=str(error))

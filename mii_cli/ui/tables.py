@@ -12,6 +12,7 @@ from rich.text import Text
 from mii_cli.image.benchmark import TARGETS, BenchmarkReport
 from mii_cli.kube.pods import PodRow
 from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, NetworkPolicyState
+from mii_cli.probe.analysis import Judgement
 from mii_cli.probe.compare import Verdict
 from mii_cli.probe.load_test import LoadTestResult
 from mii_cli.probe.pods import PodsCheck
@@ -19,7 +20,7 @@ from mii_cli.probe.smoke_test import SmokeReport
 from mii_cli.workflows.analysis import Analysis
 from mii_cli.workflows.doctor import DoctorReport
 from mii_cli.workflows.release import History
-from mii_cli.workflows.verdict import CanaryVerdict, Judgement, Side
+from mii_cli.workflows.verdict import CanaryVerdict, Side
 
 PASS = "[green]PASS[/green]"
 FAIL = "[bold red]FAIL[/bold red]"

@@ -8,7 +8,7 @@ Pod が k、安定版が n なら、canary はおよそ k/(k+n) の要求を受�
 2. 両方の側の Pod ごとの `/metrics` を API サーバーの Pod のプロキシ越しに読み、`interval` 秒後にもう一度
    読み、区間の初めと終わりの両方で読めた Pod の増えを側ごとに合わせる（Prometheus のサーバーは要らない。
    途中で起き直した Pod の系列は 0 から数える。読めなかった Pod は段の `unread` に残す）。
-3. その区間の数字と答えの違いを probe/analysis.py の `judge` で閾値と比べる。
+3. その区間の数字と答えの違いを probe/analysis.py の `judged` で閾値と比べる。
 
 どこかの段で閾値を超えるか、要求が少なすぎて判定できなければ、すぐに canary を消して（安定版には触れない）
 どの段のどの閾値をどれだけ超えたかの 1 行で失敗する（`AnalysisFailed`、終了コード 6）。途中の失敗（canary が
@@ -34,7 +34,7 @@ from mii_cli.kube import APP_LABEL, APP_NAME, CANARY_LABEL, CANARY_NAME
 from mii_cli.kube.configmaps import write_config_map
 from mii_cli.kube.revisions import read_deployment, scale
 from mii_cli.kube.rollout import wait_for_rollout
-from mii_cli.probe.analysis import Finding, Thresholds, judge
+from mii_cli.probe.analysis import Finding, Thresholds, judged
 from mii_cli.probe.traffic import Reading, Traffic, total, traffic
 from mii_cli.results import Result, to_json
 from mii_cli.workflows.deploy import DeployContext, compare_canary, withdraw_canary
@@ -185,10 +185,7 @@ def measure_step(ctx: DeployContext, number: int, plan: list[int]) -> AnalysisSt
     _, stable_after, unread_after = read_pods(client, namespace, APP_LABEL)
     _, canary_after, unread_canary_after = read_pods(client, namespace, CANARY_LABEL)
     stable, canary = window(stable_before, stable_after), window(canary_before, canary_after)
-    try:
-        findings, undecided = judge(stable, canary, ctx.verdict, settings.thresholds), None
-    except ValueError as error:
-        findings, undecided = [], str(error)
+    judgement = judged(stable, canary, ctx.verdict, settings.thresholds)
     return AnalysisStep(
         step=number,
         canary_pods=pods,
@@ -196,8 +193,8 @@ def measure_step(ctx: DeployContext, number: int, plan: list[int]) -> AnalysisSt
         seconds=round(ctx.clock() - started, 1),
         stable=stable,
         canary=canary,
-        findings=findings,
-        undecided=undecided,
+        findings=judgement.findings,
+        undecided=judgement.undecided,
         unread=list(dict.fromkeys([*unread, *unread_canary, *unread_after, *unread_canary_after])),
     )
 

@@ -19,7 +19,7 @@ from mii_cli.kube import APP_LABEL, APP_NAME, CANARY_LABEL, CANARY_NAME
 from mii_cli.kube.pods import ready_pods
 from mii_cli.kube.proxy import get_from_pod
 from mii_cli.kube.revisions import read_deployment
-from mii_cli.probe.analysis import Finding, Thresholds, judge
+from mii_cli.probe.analysis import Judgement, Thresholds, judged
 from mii_cli.probe.compare import Verdict
 from mii_cli.probe.traffic import Reading, Traffic, parse, total, traffic
 from mii_cli.results import Result
@@ -36,16 +36,6 @@ class Side(Result):
     pods: list[str]
     traffic: Traffic
     unread: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Judgement(Result):
-    """閾値での判定: 使った閾値、超えたもの、判定できなかった理由（件数が足りない）、合格か。"""
-
-    thresholds: Thresholds
-    findings: list[Finding] = field(default_factory=list)
-    undecided: str | None = None
-    passed: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,15 +70,6 @@ def read_side(client: ApiClient, namespace: str, deployment: str, selector: str)
     """側の Ready な Pod の `/metrics` を読んで合わせる（読めない Pod は理由を添えて除く）。"""
     pods, readings, unread = read_pods(client, namespace, selector)
     return Side(deployment=deployment, pods=pods, traffic=traffic(total(readings.values())), unread=unread)
-
-
-def judged(stable: Side, canary: Side, answers: Verdict, thresholds: Thresholds) -> Judgement:
-    """両方の側の数字と答えの違いを閾値で判定する（件数が足りなければ、判定せずにその理由）。"""
-    try:
-        findings = judge(stable.traffic, canary.traffic, answers, thresholds)
-    except ValueError as error:
-        return Judgement(thresholds=thresholds, undecided=str(error))
-    return Judgement(thresholds=thresholds, findings=findings, passed=not findings)
 
 
 def judgement_error(verdict: CanaryVerdict) -> MiiError | None:
@@ -133,5 +114,7 @@ def canary_verdict(
         canary=canary,
         answers=answers,
         largest_difference=max(largest) if largest else None,
-        judgement=judged(stable, canary, answers, thresholds) if thresholds is not None else None,
+        judgement=judged(stable.traffic, canary.traffic, answers, thresholds)
+        if thresholds is not None
+        else None,
     )
