@@ -249,14 +249,20 @@ def model_annotations(
     return {key: value for key, value in values.items() if value}
 
 
+# canary の Deployment の Pod の数の上限（`--canary-replicas` と、分析の段の上限）
+MAX_CANARY_REPLICAS = 10
+
+
 def canary_deployment(objects: list[Manifest], replicas: int) -> Manifest:
     """安定版の Deployment から、同じ Service に並ぶ小さな 2 つ目の Deployment（canary）を作る。
 
     Pod は Service・PDB・NetworkPolicy が選ぶラベル（SERVICE_LABEL_KEY）を安定版と共有し、
     Deployment の selector（app）だけを分ける: 2 つの Deployment が互いの Pod を数えない。HPA は付けない。
     """
-    if not 1 <= replicas <= 10:
-        raise ConfigError(f"--canary-replicas {replicas} is out of range", hint="use 1 to 10")
+    if not 1 <= replicas <= MAX_CANARY_REPLICAS:
+        raise ConfigError(
+            f"--canary-replicas {replicas} is out of range", hint=f"use 1 to {MAX_CANARY_REPLICAS}"
+        )
     canary = copy.deepcopy(find(objects, "Deployment"))
     labels = {"app": CANARY_NAME, SERVICE_LABEL_KEY: APP_NAME}
     canary["metadata"]["name"] = CANARY_NAME

@@ -32,6 +32,7 @@ from kubernetes.client import ApiClient
 from mii_cli.errors import CheckFailed, MiiError
 from mii_cli.kube import APP_LABEL, APP_NAME, CANARY_LABEL, CANARY_NAME
 from mii_cli.kube.configmaps import write_config_map
+from mii_cli.kube.render import MAX_CANARY_REPLICAS
 from mii_cli.kube.revisions import read_deployment, scale
 from mii_cli.kube.rollout import wait_for_rollout
 from mii_cli.probe.analysis import Finding, Thresholds, judged
@@ -43,8 +44,6 @@ from mii_cli.workflows.verdict import read_pods
 
 # 残す分析の記録の件数（ConfigMap は workflows/release.py の ANALYSES_NAME）
 KEPT_ANALYSES = 10
-# canary の段の上限（canary の Deployment の上限と同じ）
-MAX_CANARY_PODS = 10
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class AnalysisFailed(CheckFailed):
 
 def step_plan(canary_pods: int, stable_pods: int) -> list[int]:
     """段ごとの canary の Pod の数: `canary_pods` から 1 つずつ安定版の数まで（1 段以上、最大 10）。"""
-    last = min(max(canary_pods, stable_pods), MAX_CANARY_PODS)
+    last = min(max(canary_pods, stable_pods), MAX_CANARY_REPLICAS)
     return list(range(canary_pods, max(last, canary_pods) + 1))
 
 
