@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     応答は同じで 2 倍以上速い。問題の切り分けのために false にできる。
     """
 
+    mirror_config: str = ""
+    """影（shadow）への写しの設定のファイル（MIRROR_CONFIG）。空なら写さない（読み直しもしない）。
+
+    中身は `{"target": "IP:PORT", "percent": 10}`。1 秒ごとに読み直すので、Pod を起き直さずに写しを
+    入り切りできる（Kubernetes では `mii deploy --shadow` が ConfigMap model-in-image-mirror に書く）。
+    ファイルが無い・空なら写さない。
+    """
+
     pod_name: str = ""
     """応答した Pod の名前（POD_NAME）。空ならホスト名を使う。"""
 

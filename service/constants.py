@@ -46,6 +46,16 @@ DEFAULT_HEAD_TIMEOUT_SECONDS: Final = 10.0
 # リクエストの合間に開いた接続を待つ秒数（uvicorn の timeout_keep_alive。nginx の keepalive_timeout と同じ）
 DEFAULT_KEEP_ALIVE_SECONDS: Final = 75.0
 
+# 影（shadow）への写し（service/app/mirror.py）: 待ち行列に置ける写しの数（超えた写しは捨てて数える）、
+# 送り手のタスク（写し先への keep-alive の接続）の数、1 つの写しの期限（秒）、設定を読み直す間隔（秒）、
+# 影の答えの頭と本文の上限（バイト）
+MIRROR_QUEUE_SIZE: Final = 256
+MIRROR_SENDERS: Final = 4
+MIRROR_TIMEOUT_SECONDS: Final = 2.0
+MIRROR_POLL_SECONDS: Final = 1.0
+MIRROR_MAX_HEAD_BYTES: Final = 16 * 1024
+MIRROR_MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
+
 # ラベルファイルの上限: ファイルの大きさと、ラベル名 1 つの長さ（/label・/metadata・/predict/label の応答は
 # ラベルを含むので、ラベルの大きさがそのまま応答の大きさになる）
 MAX_LABEL_FILE_BYTES: Final = 1024 * 1024

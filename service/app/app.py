@@ -17,6 +17,7 @@ import gc
 import logging
 import socket
 import traceback
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from service.app.endpoints import fast_routes
 from service.app.handlers import cached_replies
 from service.app.metrics import Metrics
 from service.app.middleware import ASGIApp, Receive, Scope, Send, ServiceMiddleware
+from service.app.mirror import start_mirror
 from service.app.state import ServiceState
 from service.configurations import Settings, get_settings
 from service.ml.loading import load_model
@@ -97,6 +99,8 @@ class ServiceApp:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """ASGI の lifespan。起動は `start()`、終了（取り消しを含む）は `stop()`。
 
+        MIRROR_CONFIG があれば、起動の後に写しの設定を読み直すタスク（service.app.mirror）を始め、
+        終了で止める。
         起動の失敗はスタックトレースをログに出し、同じものを startup.failed で送ってから上げる（uvicorn は
         その本文を出して終了する）。
         """
@@ -109,11 +113,18 @@ class ServiceApp:
             logger.exception("application startup failed")
             await send({"type": "lifespan.startup.failed", "message": traceback.format_exc()})
             raise
+        mirror = (
+            start_mirror(self.state.service, Path(self.settings.mirror_config))
+            if self.settings.mirror_config
+            else None
+        )
         await send({"type": "lifespan.startup.complete"})
         try:
             while (await receive())["type"] != "lifespan.shutdown":
                 pass
         finally:
+            if mirror is not None:
+                mirror.cancel()
             self.stop()
         await send({"type": "lifespan.shutdown.complete"})
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 # 推論 API の遅延に合わせたバケット（秒）
 LATENCY_BUCKETS = (
@@ -55,8 +55,91 @@ class RouteStats:
         self.count += 1
 
 
+class ShadowStats:
+    """影（shadow）への写しの数字: 割合・写した数・捨てた数・影の答え（ステータス別と遅延）・比べた結果。"""
+
+    def __init__(self) -> None:
+        """0 から数える（写しを切っている間の割合は 0）。"""
+        self.percent = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """写し先が変わったとき、数字を 0 から数え直す（割合はそのまま）。"""
+        self.mirrored = 0
+        self.dropped = 0
+        self.incomparable = 0
+        self.compared_requests = 0
+        self.agreed = 0
+        self.rows = 0
+        self.label_changes = 0
+        self.max_difference = 0.0
+        self.answers: dict[str, int] = {}
+        self.latency = RouteStats()
+
+    def answered(self, status: str, seconds: float) -> None:
+        """影の答え 1 つ（ステータスか `timeout`・`unreachable`）とその遅延。"""
+        self.answers[status] = self.answers.get(status, 0) + 1
+        self.latency.observe(0, seconds)
+
+    def compared(self, rows: int, label_changes: int, max_difference: float | None) -> None:
+        """比べた 1 組の答え。"""
+        self.compared_requests += 1
+        self.rows += rows
+        self.label_changes += label_changes
+        if label_changes == 0:
+            self.agreed += 1
+        if max_difference is not None and max_difference > self.max_difference:
+            self.max_difference = max_difference
+
+    def families(self) -> Iterator[Any]:
+        """Prometheus の形（`mii_shadow_*`）。"""
+        yield GaugeMetricFamily(
+            "mii_shadow_mirror_percent",
+            "Share of predict requests copied to the shadow (0: off).",
+            self.percent,
+        )
+        for name, help_text, value in (
+            ("mirrored", "Requests copied to the shadow.", self.mirrored),
+            ("dropped", "Copies dropped because the queue to the shadow was full.", self.dropped),
+            ("compared", "Copies whose shadow answer was compared with ours.", self.compared_requests),
+            ("agreed", "Compared copies whose labels all matched ours.", self.agreed),
+            ("incomparable", "Shadow answers of another shape than ours.", self.incomparable),
+            ("rows", "Rows in the compared copies.", self.rows),
+            ("label_changes", "Rows (or label elements) whose label differed from ours.", self.label_changes),
+        ):
+            yield CounterMetricFamily(f"mii_shadow_{name}_total", help_text, value=value)
+        yield GaugeMetricFamily(
+            "mii_shadow_max_output_difference",
+            "Largest absolute difference between an output value of the shadow and ours.",
+            self.max_difference,
+        )
+        answers = CounterMetricFamily(
+            "mii_shadow_answers_total",
+            "Shadow answers by status code (timeout, unreachable: no answer).",
+            labels=["status"],
+        )
+        for status, count in sorted(self.answers.items()):
+            answers.add_metric([status], count)
+        yield answers
+        latency = HistogramMetricFamily(
+            "mii_shadow_request_duration_seconds", "Round trip of a copy to the shadow in seconds."
+        )
+        latency.add_metric([], _cumulative(self.latency), self.latency.sum)
+        yield latency
+
+
+def _cumulative(stats: RouteStats) -> list[tuple[str, float]]:
+    """バケットごとの件数を Prometheus の累積の形にする。"""
+    cumulative = 0
+    buckets = []
+    for label, count in zip(_BUCKET_LABELS, stats.buckets, strict=True):
+        cumulative += count
+        buckets.append((label, float(cumulative)))
+    return buckets
+
+
 class Metrics:
-    """リクエスト数・遅延・推論数・推論行数・本文の期限切れのメトリクス。"""
+    """リクエスト数・遅延・推論数・推論行数・本文の期限切れと、影への写しのメトリクス。"""
 
     def __init__(self) -> None:
         """専用レジストリに Collector を登録する。"""
@@ -64,6 +147,7 @@ class Metrics:
         self.predictions: dict[str, int] = {}
         self.rows = 0
         self.body_timeouts = 0
+        self.shadow = ShadowStats()
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -103,12 +187,7 @@ class Metrics:
         for (method, route), stats in list(self.routes.items()):
             for status, count in sorted(stats.statuses.items()):
                 requests.add_metric([method, route, str(status)], count)
-            cumulative = 0
-            buckets = []
-            for label, count in zip(_BUCKET_LABELS, stats.buckets, strict=True):
-                cumulative += count
-                buckets.append((label, float(cumulative)))
-            latency.add_metric([method, route], buckets, stats.sum)
+            latency.add_metric([method, route], _cumulative(stats), stats.sum)
         predictions = CounterMetricFamily(
             "mii_predictions_total", "Successful prediction requests by endpoint.", labels=["endpoint"]
         )
@@ -125,3 +204,4 @@ class Metrics:
             "Requests whose body did not arrive within BODY_TIMEOUT_SECONDS (answered 408).",
             value=self.body_timeouts,
         )
+        yield from self.shadow.families()
