@@ -25,15 +25,17 @@ from mii_cli.commands.options import (
     MaxLatencyRatioOption,
     MemoryOption,
     MinRequestsOption,
+    MirrorPercentOption,
     NamespaceOption,
     NoRollbackOption,
     RegistryOption,
     ReplicasOption,
     RolloutTimeoutOption,
+    ShadowOption,
     thresholds_from,
 )
 from mii_cli.errors import ConfigError
-from mii_cli.kube import APP_NAME, NAMESPACE
+from mii_cli.kube import APP_NAME, DEFAULT_MIRROR_PERCENT, NAMESPACE
 from mii_cli.ui import console as out
 
 if TYPE_CHECKING:
@@ -57,6 +59,12 @@ def print_deployed(result: DeployResult) -> None:
         return
     revision = f" (revision {result.revision})" if result.revision is not None else ""
     out.success(f"deployed {result.image} to {result.deployment} in namespace {result.namespace}{revision}")
+    if result.mirroring is not None:
+        out.info(
+            f"the stable pods copy {result.mirroring.percent:g}% of their predict requests to the shadow; "
+            "next: `mii verdict` shows how its answers compare, `mii rollback` removes it"
+        )
+        return
     if result.verdict is not None:
         out.console.print(verdict_table(result.verdict))
         out.info("next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it")
@@ -114,6 +122,8 @@ class DeployOptions:
     compare_rows_file: Path | None
     no_rollback: bool
     analysis: bool
+    shadow: bool
+    mirror_percent: float
     interval: float
     max_error_rate: float | None
     max_latency_ratio: float | None
@@ -153,6 +163,8 @@ class DeployOptions:
             canary_replicas=self.canary_replicas,
             compare_rows=compare_rows(self.compare_rows_file),
             analysis=AnalysisSettings(thresholds, self.interval) if thresholds is not None else None,
+            shadow=self.shadow,
+            mirror_percent=self.mirror_percent,
         )
 
 
@@ -169,6 +181,8 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     ("compare_rows_file", CompareRowsOption, None),
     ("no_rollback", NoRollbackOption, False),
     ("analysis", AnalysisOption, False),
+    ("shadow", ShadowOption, False),
+    ("mirror_percent", MirrorPercentOption, DEFAULT_MIRROR_PERCENT),
     ("interval", IntervalOption, 60.0),
     ("max_error_rate", MaxErrorRateOption, None),
     ("max_latency_ratio", MaxLatencyRatioOption, None),

@@ -133,6 +133,24 @@ CompareRowsOption = Annotated[
         readable=True,
     ),
 ]
+ShadowOption = Annotated[
+    bool,
+    typer.Option(
+        "--shadow",
+        help="Run the new image as a shadow: a Deployment no Service sends users to, to which the stable "
+        "pods copy a share of their predict requests and compare the answers (see mii verdict; "
+        "mii rollback removes it).",
+    ),
+]
+MirrorPercentOption = Annotated[
+    float,
+    typer.Option(
+        "--mirror-percent",
+        min=0.1,
+        max=100.0,
+        help="Share of the stable pods' predict requests copied to the shadow, in percent.",
+    ),
+]
 NoRollbackOption = Annotated[
     bool,
     typer.Option(

@@ -41,7 +41,10 @@ def promote(
         out.print_json(result)
         return
     sha = (result.model_sha256 or "not recorded")[:12]
-    out.success(f"promoted {result.image} (model {sha}) to revision {result.revision}; the canary is gone")
+    shadow = " and the shadow are" if result.shadow_removed else " is"
+    out.success(
+        f"promoted {result.image} (model {sha}) to revision {result.revision}; the canary{shadow} gone"
+    )
 
 
 def rollback(
@@ -56,7 +59,7 @@ def rollback(
     context: ContextOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove the canary; with no canary, roll the stable Deployment back to its previous revision."""
+    """Remove the canary and the shadow; with neither, roll the stable Deployment back one revision."""
     from mii_cli.kube.cluster import connect
     from mii_cli.ui.live import DeployView
     from mii_cli.workflows.release import roll_back
@@ -66,8 +69,13 @@ def rollback(
         result = roll_back(client, namespace, to_revision=to_revision, timeout=timeout, report=view)
     if as_json:
         out.print_json(result)
-    elif result.canary_removed:
-        out.success("rollback: removed the canary; the stable pods serve alone")
+    elif result.canary_removed or result.shadow_removed:
+        removed = " and ".join(
+            name
+            for name, gone in (("canary", result.canary_removed), ("shadow", result.shadow_removed))
+            if gone
+        )
+        out.success(f"rollback: removed the {removed}; the stable pods serve alone")
     elif result.revision is not None:
         out.success(
             f"rollback: the stable pods run revision {result.revision.number} ({result.revision.image})"
@@ -108,28 +116,40 @@ def verdict(
     context: ContextOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the canary beside the stable pods: requests, 5xx rate, p50/p99, answers on the same rows.
+    """Show the canary (or the shadow) beside the stable pods: requests, 5xx rate, p50/p99, answers.
 
-    With --judge (or any --max-* option) the numbers are judged against the thresholds, and the exit code
-    says the outcome, so that a script can promote or roll back on it.
+    For a canary the answers are compared on the same rows; for a shadow they are the stable pods' mirrored
+    live requests: mirrored, dropped, compared, label changes, the largest output difference, the shadow's
+    errors and round trip. With --judge (or any --max-* option) the numbers are judged against the
+    thresholds, and the exit code says the outcome, so that a script can promote or roll back on it.
     """
     from mii_cli.commands.deploy import compare_rows
     from mii_cli.kube.cluster import connect
-    from mii_cli.ui.tables import canary_verdict_view
-    from mii_cli.workflows.verdict import canary_verdict, judgement_error
+    from mii_cli.ui.tables import canary_verdict_view, shadow_verdict_view
+    from mii_cli.workflows.verdict import ShadowVerdict, judgement_error
+    from mii_cli.workflows.verdict import verdict as reading
 
     thresholds = thresholds_from(judge, max_error_rate, max_latency_ratio, max_label_changes, min_requests)
     client, _ = connect(context)
     with out.console.status("Reading both sides' metrics and comparing their answers..."):
-        result = canary_verdict(client, namespace, compare_rows(compare_rows_file), thresholds)
+        result = reading(client, namespace, compare_rows(compare_rows_file), thresholds)
     failure = judgement_error(result)
     if as_json:
         out.print_json(result)
+    elif isinstance(result, ShadowVerdict):
+        out.console.print(shadow_verdict_view(result))
     else:
         out.console.print(canary_verdict_view(result))
     if failure is not None:
         raise failure
-    if not as_json:
+    if as_json:
+        return
+    if isinstance(result, ShadowVerdict):
+        out.info(
+            "next: `mii deploy --analysis --image <the shadow's image>` tries it on users, "
+            "`mii rollback` removes the shadow"
+        )
+    else:
         out.info("next: `mii promote` rolls the stable pods to the canary's image, `mii rollback` removes it")
 
 

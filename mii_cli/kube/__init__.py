@@ -17,6 +17,18 @@ SERVICE_LABEL_KEY: Final = "app.kubernetes.io/name"
 # 新しいモデルを少しだけ動かす 2 つ目の Deployment（`mii deploy --canary`）。HPA は持たない
 CANARY_NAME: Final = f"{APP_NAME}-canary"
 CANARY_LABEL: Final = f"app={CANARY_NAME}"
+# 新しいモデルに安定版の推論の写しだけを送る Deployment（`mii deploy --shadow`）と、その Pod だけを選ぶ
+# Service。影の Pod は SERVICE_LABEL_KEY を持たない: メインの Service・PDB・NetworkPolicy に選ばれない
+SHADOW_NAME: Final = f"{APP_NAME}-shadow"
+SHADOW_LABEL: Final = f"app={SHADOW_NAME}"
+# 安定版の Pod が読む写しの設定の ConfigMap とそのキー（manifests/deployment.yml の MIRROR_CONFIG）
+MIRROR_NAME: Final = f"{APP_NAME}-mirror"
+MIRROR_KEY: Final = "mirror.json"
+# `--mirror-percent` の既定: 安定版の推論のリクエストのうち影へ写す割合（%）
+DEFAULT_MIRROR_PERCENT: Final = 10.0
+# 写しの設定を書き換えた後に安定版の Pod に付ける注釈（kubelet がその Pod を同期し、ConfigMap のファイルを
+# すぐ書き換える。付けなければ kubelet の周期（既定で約 1 分）を待つ）
+MIRROR_ANNOTATION: Final = "io.mii/mirror"
 # Pod のテンプレートに記録する、その Pod が持つモデル（イメージのラベルから。`mii history` が読む）
 MODEL_FILE_ANNOTATION: Final = "io.mii/model-file"
 MODEL_SHA256_ANNOTATION: Final = "io.mii/model-sha256"

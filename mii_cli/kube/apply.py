@@ -28,6 +28,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("v1", "Namespace"): ("/api/v1", "namespaces", False),
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts", True),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
+    ("v1", "Pod"): ("/api/v1", "pods", True),
     ("v1", "Service"): ("/api/v1", "services", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
@@ -163,6 +164,18 @@ def apply_one(client: ApiClient, obj: Manifest) -> ApplyResult:
     else:
         action = "configured"
     return ApplyResult(kind=obj["kind"], name=obj["metadata"]["name"], action=action)
+
+
+def delete_object(client: ApiClient, obj: Manifest) -> bool:
+    """オブジェクトを消す（下のものはバックグラウンドで消える）。無ければ False。"""
+    status, body = kapi.request(
+        client, "DELETE", object_path(obj), query=[("propagationPolicy", "Background")]
+    )
+    if status == 404:
+        return False
+    if status >= 400:
+        raise ClusterError(f"deleting {describe(obj)} failed ({status}): {kapi.status_message(body)}")
+    return True
 
 
 def apply_all(

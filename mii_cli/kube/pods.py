@@ -52,6 +52,32 @@ def ready_pods(client: Any, namespace: str, selector: str) -> list[str]:
     )
 
 
+def annotate_pods(client: Any, namespace: str, selector: str, key: str, value: str) -> list[str]:
+    """ラベルで選ぶ Pod（消えかけは除く）に注釈を付ける（サーバーサイドアプライ）。付けた Pod の名前。
+
+    Pod の注釈を変えると kubelet はその Pod をすぐ同期する（ConfigMap のボリュームの中身もそのとき
+    書き換わる）。Pod のテンプレートは変わらないので、Pod は起き直さない。
+    """
+    from kubernetes.client import CoreV1Api
+
+    from mii_cli.kube.apply import server_side_apply
+
+    pods = kapi.call(
+        client, "listing pods", CoreV1Api(client).list_namespaced_pod, namespace, label_selector=selector
+    ).items
+    names = sorted(kapi.name_of(pod) for pod in pods if pod.metadata.deletion_timestamp is None)
+    for name in names:
+        server_side_apply(
+            client,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": namespace, "annotations": {key: value}},
+            },
+        )
+    return names
+
+
 def pod_state(pod: Any) -> str:
     """表に出す Pod の状態（削除中、コンテナの待機の理由、または phase）。"""
     if pod.metadata.deletion_timestamp is not None:

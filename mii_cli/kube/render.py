@@ -16,10 +16,12 @@ from mii_cli.kube import (
     CANARY_NAME,
     IMAGE_DIGEST_ANNOTATION,
     IMAGE_TAG_ANNOTATION,
+    MIRROR_NAME,
     MODEL_FILE_ANNOTATION,
     MODEL_SAMPLE_ANSWER_ANNOTATION,
     MODEL_SHA256_ANNOTATION,
     SERVICE_LABEL_KEY,
+    SHADOW_NAME,
 )
 from mii_cli.kube.quantity import parse_quantity
 
@@ -273,7 +275,58 @@ def canary_deployment(objects: list[Manifest], replicas: int) -> Manifest:
     spec["template"]["metadata"]["labels"] = dict(labels)
     for constraint in spec["template"]["spec"].get("topologySpreadConstraints") or []:
         constraint["labelSelector"] = {"matchLabels": {"app": CANARY_NAME}}
+    # canary は写さない（写すのは安定版の Pod。昇格は安定版をマニフェストから描き直すので、写しの設定は残る）
+    _without_mirror(canary)
     return canary
+
+
+# 影の Pod に写しを送る安定版の Pod が読む設定（影の Pod 自身は写さない）
+MIRROR_ENV = "MIRROR_CONFIG"
+
+
+def shadow_manifests_dir() -> Path:
+    """影が動いている間だけ適用するオブジェクト（manifests/shadow/）。"""
+    return manifests_dir() / "shadow"
+
+
+def shadow_objects(objects: list[Manifest], namespace: str) -> list[Manifest]:
+    """安定版の Deployment から影の Deployment（1 Pod、どの Service にも選ばれない）を作り、その Service と
+    2 つの NetworkPolicy（manifests/shadow/）を添える（適用順）。
+
+    影の Pod は `app: model-in-image-shadow` だけを持つ（SERVICE_LABEL_KEY を持たないので、利用者の Service・
+    PDB・安定版の NetworkPolicy に選ばれない）。写しの設定は外す: 影は写さない。HPA は付けない。
+    """
+    shadow = copy.deepcopy(find(objects, "Deployment"))
+    labels = {"app": SHADOW_NAME}
+    shadow["metadata"]["name"] = SHADOW_NAME
+    shadow["metadata"]["labels"] = dict(labels)
+    spec = shadow["spec"]
+    spec["replicas"] = 1
+    spec["selector"] = {"matchLabels": dict(labels)}
+    spec["template"]["metadata"]["labels"] = dict(labels)
+    for constraint in spec["template"]["spec"].get("topologySpreadConstraints") or []:
+        constraint["labelSelector"] = {"matchLabels": dict(labels)}
+    _without_mirror(shadow)
+    extra = [copy.deepcopy(obj) for obj in load_manifests(shadow_manifests_dir())]
+    for obj in extra:
+        set_namespace(obj, namespace)
+    return apply_order([*extra, shadow])
+
+
+def _without_mirror(deployment: Manifest) -> None:
+    """Pod のテンプレートから写しの設定（MIRROR_CONFIG と、その ConfigMap のボリューム）を外す。"""
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {
+        volume["name"]
+        for volume in pod.get("volumes") or []
+        if (volume.get("configMap") or {}).get("name") == MIRROR_NAME
+    }
+    pod["volumes"] = [volume for volume in pod.get("volumes") or [] if volume["name"] not in volumes]
+    for container in pod["containers"]:
+        container["env"] = [env for env in container.get("env") or [] if env.get("name") != MIRROR_ENV]
+        container["volumeMounts"] = [
+            mount for mount in container.get("volumeMounts") or [] if mount.get("name") not in volumes
+        ]
 
 
 def find(objects: list[Manifest], kind: str) -> Manifest:

@@ -15,13 +15,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mii_cli.results import Result
 
 if TYPE_CHECKING:  # 型だけ（CLI のオプションが閾値の既定を読むときに httpx・prometheus_client を読まない）
-    from mii_cli.probe.compare import Verdict
     from mii_cli.probe.traffic import Traffic
+
+
+class Answers(Protocol):
+    """答えの比べの結果（同じ行での比べ `Verdict`、または影への写しの `MirrorNumbers`）。"""
+
+    @property
+    def same_inputs(self) -> bool:
+        """新しいモデルが安定版と同じ入力を受けるか。"""
+
+    @property
+    def rows(self) -> int:
+        """比べた行の数。"""
+
+    @property
+    def label_changes(self) -> int | None:
+        """ラベルの変わった行の数（比べられなければ None）。"""
 
 
 # p99 を比べるのに要る、側ごとの要求の数
@@ -49,7 +64,9 @@ class Finding(Result):
     message: str
 
 
-def _ratio_finding(name: str, canary: float | None, stable: float | None, t: Thresholds) -> Finding | None:
+def _ratio_finding(
+    name: str, canary: float | None, stable: float | None, t: Thresholds, side: str
+) -> Finding | None:
     if canary is None or stable is None:
         return None
     limit = max(stable * t.max_latency_ratio, stable + t.latency_floor_ms)
@@ -60,19 +77,28 @@ def _ratio_finding(name: str, canary: float | None, stable: float | None, t: Thr
         "max-latency-ratio",
         round(ratio, 3),
         t.max_latency_ratio,
-        f"the canary's {name} {canary:.2f} ms is {ratio:.2f}x the stable pods' {stable:.2f} ms "
+        f"the {side}'s {name} {canary:.2f} ms is {ratio:.2f}x the stable pods' {stable:.2f} ms "
         f"(limit {t.max_latency_ratio:g}x)",
     )
 
 
-def judge(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds: Thresholds) -> list[Finding]:
-    """1 つの区間の判定: 超えた閾値の一覧（空なら合格）。件数が足りなければ ValueError。"""
+def judge(
+    stable: Traffic,
+    canary: Traffic,
+    answers: Answers | None,
+    thresholds: Thresholds,
+    side: str = "canary",
+) -> list[Finding]:
+    """1 つの区間の判定: 超えた閾値の一覧（空なら合格）。件数が足りなければ ValueError。
+
+    `side` は新しいモデルの側の呼び名（canary か shadow）で、説明の 1 行に入る。
+    """
     if canary.requests < thresholds.min_requests or stable.requests < thresholds.min_requests:
         raise ValueError(
-            f"too few requests to judge: stable {stable.requests}, canary {canary.requests} "
+            f"too few requests to judge: stable {stable.requests}, {side} {canary.requests} "
             f"(at least {thresholds.min_requests} each)"
         )
-    findings = _answer_findings(answers, thresholds)
+    findings = _answer_findings(answers, thresholds, side)
     rate = canary.error_rate or 0.0
     if rate > thresholds.max_error_rate:
         findings.append(
@@ -80,7 +106,7 @@ def judge(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds:
                 "max-error-rate",
                 round(rate, 4),
                 thresholds.max_error_rate,
-                f"the canary answered {rate:.2%} of its requests with 5xx "
+                f"the {side} answered {rate:.2%} of its requests with 5xx "
                 f"(limit {thresholds.max_error_rate:.2%})",
             )
         )
@@ -91,7 +117,7 @@ def judge(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds:
                 "max-error-rate",
                 round(refused - refused_stable, 4),
                 thresholds.max_error_rate,
-                f"the canary refused {refused:.2%} of its requests with 4xx where the stable pods refused "
+                f"the {side} refused {refused:.2%} of its requests with 4xx where the stable pods refused "
                 f"{refused_stable:.2%} (limit {thresholds.max_error_rate:.2%} more)",
             )
         )
@@ -99,13 +125,13 @@ def judge(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds:
     if min(canary.requests, stable.requests) >= P99_MIN_REQUESTS:
         latencies.append(("p99", canary.p99_ms, stable.p99_ms))
     for name, c, s in latencies:
-        finding = _ratio_finding(name, c, s, thresholds)
+        finding = _ratio_finding(name, c, s, thresholds, side)
         if finding is not None:
             findings.append(finding)
     return findings
 
 
-def _answer_findings(answers: Verdict | None, thresholds: Thresholds) -> list[Finding]:
+def _answer_findings(answers: Answers | None, thresholds: Thresholds, side: str) -> list[Finding]:
     """同じ行での答えの判定: 入力の違いと、ラベルの変わった行。"""
     if answers is None:
         return []
@@ -115,7 +141,7 @@ def _answer_findings(answers: Verdict | None, thresholds: Thresholds) -> list[Fi
                 "max-label-changes",
                 answers.rows,
                 thresholds.max_label_changes,
-                "the canary's model takes different inputs from the stable model's: "
+                f"the {side}'s model takes different inputs from the stable model's: "
                 "every request the stable pods answer would be refused",
             )
         ]
@@ -149,9 +175,15 @@ class Judgement(Result):
         return not self.findings and self.undecided is None
 
 
-def judged(stable: Traffic, canary: Traffic, answers: Verdict | None, thresholds: Thresholds) -> Judgement:
+def judged(
+    stable: Traffic,
+    canary: Traffic,
+    answers: Answers | None,
+    thresholds: Thresholds,
+    side: str = "canary",
+) -> Judgement:
     """`judge` の結果を判定にする（件数が足りなければ、判定せずにその理由）。"""
     try:
-        return Judgement(thresholds, judge(stable, canary, answers, thresholds))
+        return Judgement(thresholds, judge(stable, canary, answers, thresholds, side))
     except ValueError as error:
         return Judgement(thresholds, undecided=str(error))

@@ -34,14 +34,15 @@ class Reading:
 
     def __add__(self, other: Reading) -> Reading:
         """2 つの読み（別の Pod）を合わせる。"""
-        return Reading(_added(self.statuses, other.statuses), _added(self.buckets, other.buckets))
+        return Reading(added(self.statuses, other.statuses), added(self.buckets, other.buckets))
 
     def since(self, before: Reading) -> Reading:
         """前の読みからの増え（Pod が起き直して減った値は 0 から数え直したとみなす）。"""
         return Reading(_since(self.statuses, before.statuses), _since(self.buckets, before.buckets))
 
 
-def _added(a: dict[K, float], b: dict[K, float]) -> dict[K, float]:
+def added(a: dict[K, float], b: dict[K, float]) -> dict[K, float]:
+    """2 つの数の辞書をキーごとに足す（片方にしか無いキーは 0 と足す）。"""
     return {key: a.get(key, 0.0) + b.get(key, 0.0) for key in a.keys() | b.keys()}
 
 

@@ -15,12 +15,13 @@ from mii_cli.kube.status import ClusterStatus, DeploymentState, HpaState, Networ
 from mii_cli.probe.analysis import Judgement
 from mii_cli.probe.compare import Verdict
 from mii_cli.probe.load_test import LoadTestResult
+from mii_cli.probe.mirror import MirrorNumbers
 from mii_cli.probe.pods import PodsCheck
 from mii_cli.probe.smoke_test import SmokeReport
 from mii_cli.workflows.analysis import Analysis
 from mii_cli.workflows.doctor import DoctorReport
 from mii_cli.workflows.release import History
-from mii_cli.workflows.verdict import CanaryVerdict, Side
+from mii_cli.workflows.verdict import CanaryVerdict, ShadowVerdict, Side
 
 PASS = "[green]PASS[/green]"
 FAIL = "[bold red]FAIL[/bold red]"
@@ -100,6 +101,13 @@ def benchmark_table(report: BenchmarkReport) -> Table:
         verdict = report.verdicts.get(name)
         mark = "" if verdict is None else ("[green]pass[/green]" if verdict else "[red]FAIL[/red]")
         table.add_row(name, f"{value:g}", f"{op} {goal:g}" if goal is not None else "", mark)
+    mirror = report.details.get("mirror")
+    if mirror:
+        table.caption = (
+            f"mirror: {mirror['percent']}% of {mirror['rate']:g} req/s to a shadow in {mirror['pairs']} "
+            f"rounds against as many without; {mirror['mirrored']:,} copies sent, "
+            f"{mirror['dropped']:,} dropped, {mirror['compared']:,} compared"
+        )
     return table
 
 
@@ -248,16 +256,58 @@ def _traffic_cells(side: Side) -> list[str]:
     return [escape(side.deployment), str(len(side.pods)), str(traffic.requests), rate, p50, p99]
 
 
-def traffic_table(verdict: CanaryVerdict) -> Table:
+def traffic_table(verdict: CanaryVerdict | ShadowVerdict) -> Table:
     """`mii verdict`: 両方の側の推論のリクエスト（Pod が起きてからの累積）。"""
     table = Table(
         title="Live traffic (since the pods started)", title_justify="left", box=None, pad_edge=False
     )
     for header in ("deployment", "pods", "requests", "errors (5xx)", "p50", "p99"):
         table.add_column(header, justify="left" if header == "deployment" else "right")
-    for side in (verdict.stable, verdict.canary):
+    other = verdict.shadow if isinstance(verdict, ShadowVerdict) else verdict.canary
+    for side in (verdict.stable, other):
         table.add_row(*_traffic_cells(side))
     return table
+
+
+def mirror_table(mirror: MirrorNumbers) -> Table:
+    """`mii verdict`（影）: 安定版の Pod が写した生のリクエストと影の答え（写し先が決まってからの累積）。"""
+    table = Table(
+        title="Mirrored live requests (as the stable pods saw them)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    table.add_column("")
+    table.add_column("", justify="right")
+    percent = "-" if mirror.percent is None else f"{mirror.percent:g}%"
+    errors = ", ".join(f"{status}: {count}" for status, count in mirror.errors_by_status.items()) or "none"
+    rate = "-" if mirror.error_rate is None else f"{mirror.error_rate:.2%}"
+    rows = (
+        ("mirroring", percent),
+        ("mirrored", str(mirror.mirrored)),
+        ("dropped (queue full)", str(mirror.dropped)),
+        ("compared", f"{mirror.compared} requests, {mirror.rows} rows"),
+        ("agreed", str(mirror.agreed)),
+        ("label changes (rows)", str(mirror.label_changes)),
+        ("largest output difference", f"{mirror.largest_difference:.3g}"),
+        ("other shape (not compared)", str(mirror.incomparable)),
+        ("shadow errors", f"{mirror.errors} ({rate}): {errors}"),
+        ("shadow round trip p50 / p99", f"{_ms(mirror.p50_ms)} / {_ms(mirror.p99_ms)} ms"),
+    )
+    for name, value in rows:
+        table.add_row(name, escape(value))
+    return table
+
+
+def shadow_verdict_view(verdict: ShadowVerdict) -> RenderableType:
+    """`mii verdict`（影）: 生の通信の表と写しの表（読めなかった Pod があれば添え、判定したならその表も）。"""
+    parts: list[RenderableType] = [traffic_table(verdict), Text(""), mirror_table(verdict.mirror)]
+    for side in (verdict.stable, verdict.shadow):
+        for problem in side.unread:
+            parts.append(Text(f"not read: {problem}", style="yellow"))
+    if verdict.judgement is not None:
+        parts.extend([Text(""), judgement_table(verdict.judgement)])
+    return Group(*parts)
 
 
 def judgement_table(judgement: Judgement) -> Table:

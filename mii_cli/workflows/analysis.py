@@ -36,7 +36,7 @@ from mii_cli.kube.render import MAX_CANARY_REPLICAS
 from mii_cli.kube.revisions import read_deployment, scale
 from mii_cli.kube.rollout import wait_for_rollout
 from mii_cli.probe.analysis import Finding, Thresholds, judged
-from mii_cli.probe.traffic import Reading, Traffic, total, traffic
+from mii_cli.probe.traffic import Reading, Traffic, parse, total, traffic
 from mii_cli.results import Result, to_json
 from mii_cli.workflows.deploy import DeployContext, compare_canary, withdraw_canary
 from mii_cli.workflows.release import ANALYSES_KEY, ANALYSES_NAME, PromoteResult, promote, read_analyses
@@ -177,12 +177,12 @@ def measure_step(ctx: DeployContext, number: int, plan: list[int]) -> AnalysisSt
         "analysis",
         f"Step {number}/{len(plan)}: {pods} canary pods; reading live traffic for {settings.interval:g}s...",
     )
-    _, stable_before, unread = read_pods(client, namespace, APP_LABEL)
-    _, canary_before, unread_canary = read_pods(client, namespace, CANARY_LABEL)
+    _, stable_before, unread = read_pods(client, namespace, APP_LABEL, parse)
+    _, canary_before, unread_canary = read_pods(client, namespace, CANARY_LABEL, parse)
     started = ctx.clock()
     ctx.sleep(settings.interval)
-    _, stable_after, unread_after = read_pods(client, namespace, APP_LABEL)
-    _, canary_after, unread_canary_after = read_pods(client, namespace, CANARY_LABEL)
+    _, stable_after, unread_after = read_pods(client, namespace, APP_LABEL, parse)
+    _, canary_after, unread_canary_after = read_pods(client, namespace, CANARY_LABEL, parse)
     stable, canary = window(stable_before, stable_after), window(canary_before, canary_after)
     judgement = judged(stable, canary, ctx.verdict, settings.thresholds)
     return AnalysisStep(

@@ -44,9 +44,11 @@ from mii_cli.kube import (
     APP_NAME,
     CANARY_LABEL,
     CANARY_NAME,
+    DEFAULT_MIRROR_PERCENT,
     MODEL_FILE_ANNOTATION,
     MODEL_SAMPLE_ANSWER_ANNOTATION,
     MODEL_SHA256_ANNOTATION,
+    SHADOW_NAME,
 )
 from mii_cli.kube import api as kapi
 from mii_cli.kube.apply import ApplyResult, apply_all
@@ -78,6 +80,13 @@ from mii_cli.probe.analysis import Thresholds
 from mii_cli.probe.compare import Verdict, compare
 from mii_cli.probe.pods import PodsCheck, check_pods, new_pods
 from mii_cli.results import Result
+from mii_cli.workflows.shadow import (
+    Mirroring,
+    apply_shadow,
+    check_stable_mirrors,
+    start_mirroring,
+    stop_shadow,
+)
 from mii_cli.workflows.steps import Report, Status
 from service.constants import DEFAULT_PORT
 
@@ -114,6 +123,8 @@ class DeployResult(Result):
     delivery: ImagePlan | None = None
     # --analysis のときだけ: 段ごとの数字と結末（昇格の結果を含む）
     analysis: Analysis | None = None
+    # --shadow のときだけ: 写し先・割合・写しを始めた安定版の Pod
+    mirroring: Mirroring | None = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +330,30 @@ def rolled_back_line(target: Revision) -> str:
     return f"deployment/{APP_NAME} is back on revision {target.number} ({target.image})"
 
 
+def wait_pods_gone(
+    client: ApiClient,
+    namespace: str,
+    selector: str,
+    what: str,
+    *,
+    timeout: float = 120.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """ラベルで選ぶ Pod が（猶予のあいだ答え終えて）消えるまで待つ。期限を過ぎれば ClusterError。"""
+    core = CoreV1Api(client)
+    deadline = clock() + timeout
+    while kapi.call(
+        client, f"listing {what} pods", core.list_namespaced_pod, namespace, label_selector=selector
+    ).items:
+        if clock() >= deadline:
+            raise ClusterError(
+                f"the {what} pods were still terminating after {timeout:.0f}s",
+                hint=f"kubectl -n {namespace} get pods -l {selector}",
+            )
+        sleep(1.0)
+
+
 def remove_canary(
     client: ApiClient,
     namespace: str,
@@ -330,17 +365,7 @@ def remove_canary(
     """canary の Deployment を消し、その Pod が（猶予のあいだ答え終えて）消えるまで待つ。無ければ False。"""
     if not delete_deployment(client, namespace, CANARY_NAME):
         return False
-    core = CoreV1Api(client)
-    deadline = clock() + timeout
-    while kapi.call(
-        client, "listing canary pods", core.list_namespaced_pod, namespace, label_selector=CANARY_LABEL
-    ).items:
-        if clock() >= deadline:
-            raise ClusterError(
-                f"the canary pods were still terminating after {timeout:.0f}s",
-                hint=f"kubectl -n {namespace} get pods -l {CANARY_LABEL}",
-            )
-        sleep(1.0)
+    wait_pods_gone(client, namespace, CANARY_LABEL, "canary", timeout=timeout, clock=clock, sleep=sleep)
     return True
 
 
@@ -412,11 +437,31 @@ class DeployRequest:
     compare_rows: list[list[float]] | None = None
     # canary を段ごとに増やし、生のトラフィックで判定して昇格か取り消しを決める（workflows/analysis.py）
     analysis: AnalysisSettings | None = None
+    # 影として動かし、安定版の Pod に推論のリクエストの mirror_percent % を写させる（workflows/shadow.py）
+    shadow: bool = False
+    mirror_percent: float = DEFAULT_MIRROR_PERCENT
+
+    def __post_init__(self) -> None:
+        """canary と影は同時に出せない（どちらも新しいモデルを安定版の横に置く別の形）。"""
+        if self.shadow and self.canary:
+            raise ConfigError(
+                "--shadow and --canary (or --analysis) are two ways to run a new model beside the stable one",
+                hint="run the shadow first, then mii deploy --analysis with the same image",
+            )
+        if not 0 < self.mirror_percent <= 100:
+            raise ConfigError(
+                f"--mirror-percent {self.mirror_percent:g} is out of range", hint="use 0.1 to 100"
+            )
+
+    @property
+    def beside(self) -> bool:
+        """新しいモデルを安定版の横に置くか（canary か影）。"""
+        return self.canary or self.shadow
 
     @property
     def deployment(self) -> str:
-        """デプロイする Deployment の名前（安定版か canary）。"""
-        return CANARY_NAME if self.canary else APP_NAME
+        """デプロイする Deployment の名前（安定版・canary・影）。"""
+        return CANARY_NAME if self.canary else SHADOW_NAME if self.shadow else APP_NAME
 
 
 @dataclass
@@ -445,6 +490,7 @@ class DeployContext:
     revision: int | None = None
     verdict: Verdict | None = None
     analysis: Analysis | None = None
+    mirroring: Mirroring | None = None
 
     def result(self) -> DeployResult:
         """ここまでの値をデプロイの結果にする。"""
@@ -462,6 +508,7 @@ class DeployContext:
             verdict=self.verdict,
             delivery=self.plan,
             analysis=self.analysis,
+            mirroring=self.mirroring,
         )
 
 
@@ -492,12 +539,14 @@ def read_stable(ctx: DeployContext) -> None:
     """動いている安定版を読み、Pod の大きさを決める（canary は安定版の大きさを引き継ぐ）。"""
     request = ctx.request
     ctx.stable = read_deployment(ctx.client, request.namespace, APP_NAME)
-    if request.canary and ctx.stable is None:
+    if request.beside and ctx.stable is None:
+        what = "a canary" if request.canary else "a shadow"
+        flag = "--canary" if request.canary else "--shadow"
         raise ConfigError(
-            f"there is no deployment {APP_NAME} in namespace {request.namespace} to run a canary beside",
-            hint="deploy the first model without --canary",
+            f"there is no deployment {APP_NAME} in namespace {request.namespace} to run {what} beside",
+            hint=f"deploy the first model without {flag}",
         )
-    ctx.sizing = live_sizing(ctx.stable, request.sizing) if request.canary else request.sizing
+    ctx.sizing = live_sizing(ctx.stable, request.sizing) if request.beside else request.sizing
 
 
 def check_fit(ctx: DeployContext) -> None:
@@ -561,14 +610,25 @@ def wait_and_check(ctx: DeployContext) -> None:
             status=ctx.status,
         )
     except MiiError as failure:
-        if request.canary:
+        if request.beside:
+            side = "canary" if request.canary else "shadow"
             if not request.rollback_on_failure:
                 raise _failed(
-                    failure, f"{failure.message}; the canary is left running (--no-rollback)"
+                    failure, f"{failure.message}; the {side} is left running (--no-rollback)"
                 ) from None
-            ctx.status.warn("canary", f"{CANARY_NAME}: {failure.message}")
-            withdraw_canary(client, namespace, timeout=request.timeout, status=ctx.status)
-            raise _failed(failure, f"{failure.message}; removed the canary") from None
+            ctx.status.warn(side, f"{name}: {failure.message}")
+            if request.canary:
+                withdraw_canary(client, namespace, timeout=request.timeout, status=ctx.status)
+            else:
+                stop_shadow(
+                    client,
+                    namespace,
+                    timeout=request.timeout,
+                    status=ctx.status,
+                    clock=ctx.clock,
+                    sleep=ctx.sleep,
+                )
+            raise _failed(failure, f"{failure.message}; removed the {side}") from None
         raise undo(
             client,
             namespace,
@@ -588,6 +648,17 @@ def compare_canary(ctx: DeployContext) -> None:
 
 def steps_for(request: DeployRequest) -> list[DeployStep]:
     """要求に合わせた手順の並び（待たないならロールアウトの前まで。canary は比べ、分析は段ごとに決める）。"""
+    if request.shadow:
+        # 影: 安定版が写しの設定を読むかを確かめ、影のオブジェクトを適用し、確かめてから写しを始める
+        shadow: list[DeployStep] = [
+            plan_delivery,
+            check_namespace,
+            read_stable,
+            check_stable_mirrors,
+            check_fit,
+        ]
+        shadow += [deliver_image, apply_shadow]
+        return [*shadow, wait_and_check, start_mirroring] if request.wait else shadow
     steps: list[DeployStep] = [
         plan_delivery,
         check_namespace,

@@ -2,7 +2,8 @@
 
 - promote: 安定版を canary のイメージへ普通のローリングアップデートで更新し（デプロイと同じ関門と
   戻し）、それから canary を消す。どちらの間も Service の背後には Ready な Pod がいる。
-- rollback: canary があれば消す。無ければ安定版を前の版（または指定の版）に戻して待つ。
+- rollback: canary か影（shadow）があれば消す（影は写しを止めてから）。無ければ安定版を前の版（または
+  指定の版）に戻して待つ。昇格も、済んだ後に影を消す（影が試していたモデルは、もう安定版か不要）。
 - history: 安定版（と canary）の版ごとのイメージとモデルと、`--analysis` が残した分析の記録（ConfigMap
   `model-in-image-analyses`、新しい順。書くのは workflows/analysis.py）。
 """
@@ -34,6 +35,7 @@ from mii_cli.workflows.deploy import (
     undo,
     withdraw_canary,
 )
+from mii_cli.workflows.shadow import shadow_running, stop_shadow
 from mii_cli.workflows.steps import Report, Status
 
 # `--analysis` が分析の記録を残す ConfigMap とそのキー（JSON のリスト、新しい順）
@@ -63,14 +65,16 @@ class PromoteResult(Result):
     revision: int | None
     pods_check: PodsCheck | None
     canary_removed: bool
+    shadow_removed: bool = False
 
 
 @dataclass(frozen=True)
 class RollbackResult(Result):
-    """取り消しの結果: canary を消したか、安定版を戻した版。"""
+    """取り消しの結果: canary・影を消したか、安定版を戻した版。"""
 
     namespace: str
     canary_removed: bool
+    shadow_removed: bool = False
     revision: Revision | None = None
     rollout: RolloutResult | None = None
 
@@ -140,6 +144,7 @@ def promote(
             status=status,
         ) from None
     removed = withdraw_canary(client, namespace, timeout=timeout, status=status)
+    shadow_removed = stop_shadow(client, namespace, timeout=timeout, status=status)
     return PromoteResult(
         namespace=namespace,
         image=record.reference,
@@ -149,6 +154,7 @@ def promote(
         revision=revision_of(read_deployment(client, namespace, APP_NAME)),
         pods_check=pods_check,
         canary_removed=removed,
+        shadow_removed=shadow_removed,
     )
 
 
@@ -160,16 +166,19 @@ def roll_back(
     timeout: float = 300.0,
     report: Report | None = None,
 ) -> RollbackResult:
-    """canary があれば消す。無ければ安定版を前の版（`to_revision`）に戻し、戻り切るまで待つ。"""
+    """canary か影があれば消す。無ければ安定版を前の版（`to_revision`）に戻し、戻り切るまで待つ。"""
     status = Status(report)
-    if read_deployment(client, namespace, CANARY_NAME) is not None:
+    canary, shadow = read_deployment(client, namespace, CANARY_NAME), shadow_running(client, namespace)
+    if canary is not None or shadow:
         if to_revision is not None:
+            what = "a canary" if canary is not None else "a shadow"
             raise ConfigError(
-                "a canary is running: mii rollback removes it first",
+                f"{what} is running: mii rollback removes it first",
                 hint="run mii rollback without --to-revision, then again with it",
             )
-        removed = withdraw_canary(client, namespace, timeout=timeout, status=status)
-        return RollbackResult(namespace=namespace, canary_removed=removed)
+        removed = canary is not None and withdraw_canary(client, namespace, timeout=timeout, status=status)
+        stopped = stop_shadow(client, namespace, timeout=timeout, status=status)
+        return RollbackResult(namespace=namespace, canary_removed=removed, shadow_removed=stopped)
     to = "the previous revision" if to_revision is None else f"revision {to_revision}"
     status.start("rollback", f"Rolling {APP_NAME} back to {to}...")
     target = rollback(client, namespace, APP_NAME, to_revision)

@@ -1,4 +1,8 @@
-"""`mii verdict`: 今の canary と安定版の数字（推論の件数・エラー率・p50/p99 と、同じ行での答えの違い）。
+"""`mii verdict`: 今の canary（または影）と安定版の数字（推論の件数・エラー率・p50/p99 と、答えの違い）。
+
+影（shadow、`mii deploy --shadow`）が動いていれば、答えの違いは安定版の Pod が写した生のリクエストで
+数えたもの（`mii_shadow_*`、probe/mirror.py）: 写した数・捨てた数・比べた数・ラベルの変わった行・
+値のいちばん大きな差・影のエラーと往復の遅延。canary と影の両方があれば canary を見る。
 
 両方の側の Pod の `/metrics` を API サーバーの Pod のプロキシ越しに読み（Prometheus のサーバーは要らない）、
 側ごとに合わせる。値は Pod が起きてからの累積。答えの違いは、デプロイのときと同じく両方の Pod に同じ行
@@ -10,22 +14,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from kubernetes.client import ApiClient
 
 from mii_cli.errors import CheckFailed, ConfigError, MiiError
-from mii_cli.kube import APP_LABEL, APP_NAME, CANARY_LABEL, CANARY_NAME
+from mii_cli.kube import APP_LABEL, APP_NAME, CANARY_LABEL, CANARY_NAME, SHADOW_LABEL, SHADOW_NAME
 from mii_cli.kube.pods import ready_pods
 from mii_cli.kube.proxy import get_from_pod
 from mii_cli.kube.revisions import read_deployment
 from mii_cli.probe.analysis import Judgement, Thresholds, judged
 from mii_cli.probe.compare import Verdict
+from mii_cli.probe.mirror import MirrorNumbers, MirrorReading, mirror_numbers, parse_mirror, total_mirror
 from mii_cli.probe.traffic import Reading, Traffic, parse, total, traffic
 from mii_cli.results import Result
 from mii_cli.workflows.deploy import compare_with_stable
 from mii_cli.workflows.steps import Status
 from service.constants import DEFAULT_PORT
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -52,15 +61,15 @@ class CanaryVerdict(Result):
 
 
 def read_pods(
-    client: ApiClient, namespace: str, selector: str
-) -> tuple[list[str], dict[str, Reading], list[str]]:
-    """側の Ready な Pod と、それぞれの `/metrics` の読み（読めない Pod は理由を添えて別に）。"""
+    client: ApiClient, namespace: str, selector: str, reader: Callable[[str], R]
+) -> tuple[list[str], dict[str, R], list[str]]:
+    """側の Ready な Pod と、それぞれの `/metrics` の読み（`reader` で。読めない Pod は理由を添えて別に）。"""
     pods = ready_pods(client, namespace, selector)
-    readings: dict[str, Reading] = {}
+    readings: dict[str, R] = {}
     unread: list[str] = []
     for pod in pods:
         try:
-            readings[pod] = parse(get_from_pod(client, namespace, pod, DEFAULT_PORT, "/metrics"))
+            readings[pod] = reader(get_from_pod(client, namespace, pod, DEFAULT_PORT, "/metrics"))
         except (MiiError, ValueError) as error:
             unread.append(f"{pod}: {getattr(error, 'message', None) or error}")
     return pods, readings, unread
@@ -68,27 +77,43 @@ def read_pods(
 
 def read_side(client: ApiClient, namespace: str, deployment: str, selector: str) -> Side:
     """側の Ready な Pod の `/metrics` を読んで合わせる（読めない Pod は理由を添えて除く）。"""
-    pods, readings, unread = read_pods(client, namespace, selector)
+    pods, readings, unread = read_pods(client, namespace, selector, parse)
     return Side(deployment=deployment, pods=pods, traffic=traffic(total(readings.values())), unread=unread)
 
 
-def judgement_error(verdict: CanaryVerdict) -> MiiError | None:
+def _both(text: str) -> tuple[Reading, MirrorReading]:
+    return parse(text), parse_mirror(text)
+
+
+@dataclass(frozen=True)
+class ShadowVerdict(Result):
+    """影と安定版の数字と、安定版の Pod が写した生のリクエストでの答えの違い（閾値があればその判定も）。"""
+
+    namespace: str
+    stable: Side
+    shadow: Side
+    mirror: MirrorNumbers
+    judgement: Judgement | None = None
+
+
+def judgement_error(verdict: CanaryVerdict | ShadowVerdict) -> MiiError | None:
     """判定が合格でなければ、その 1 行の失敗（超えた閾値は CheckFailed、件数不足は MiiError）。"""
     judgement = verdict.judgement
     if judgement is None or judgement.passed:
         return None
     namespace = verdict.namespace
+    side = "shadow" if isinstance(verdict, ShadowVerdict) else "canary"
     if judgement.undecided is not None:
         return MiiError(
-            f"cannot judge the canary yet: {judgement.undecided}",
+            f"cannot judge the {side} yet: {judgement.undecided}",
             hint=f"let the service in namespace {namespace} take traffic, then run mii verdict again",
         )
     first, *rest = judgement.findings
     names = ", ".join(dict.fromkeys(f.threshold for f in rest))
     more = f" ({len(rest)} more {'finding' if len(rest) == 1 else 'findings'}: {names})" if rest else ""
     return CheckFailed(
-        f"the canary breaches --{first.threshold}: {first.message}{more}",
-        hint=f"mii rollback -n {namespace} removes the canary",
+        f"the {side} breaches --{first.threshold}: {first.message}{more}",
+        hint=f"mii rollback -n {namespace} removes the {side}",
     )
 
 
@@ -118,3 +143,45 @@ def canary_verdict(
         if thresholds is not None
         else None,
     )
+
+
+def shadow_verdict(client: ApiClient, namespace: str, thresholds: Thresholds | None = None) -> ShadowVerdict:
+    """今の影と安定版の数字（`thresholds` があればその判定も）。影が無ければ ConfigError。
+
+    安定版の Pod の `/metrics` は 1 度だけ読み、推論のリクエストの数字と写しの数字の両方にする。
+    """
+    if read_deployment(client, namespace, SHADOW_NAME) is None:
+        raise ConfigError(
+            f"there is no canary or shadow in namespace {namespace} to give a verdict on",
+            hint="run a new model beside the stable one with mii deploy --shadow or mii deploy --canary",
+        )
+    pods, readings, unread = read_pods(client, namespace, APP_LABEL, _both)
+    stable = Side(
+        deployment=APP_NAME,
+        pods=pods,
+        traffic=traffic(total(reading for reading, _ in readings.values())),
+        unread=unread,
+    )
+    mirror = mirror_numbers(total_mirror(found for _, found in readings.values()))
+    shadow = read_side(client, namespace, SHADOW_NAME, SHADOW_LABEL)
+    return ShadowVerdict(
+        namespace=namespace,
+        stable=stable,
+        shadow=shadow,
+        mirror=mirror,
+        judgement=judged(stable.traffic, shadow.traffic, mirror, thresholds, "shadow")
+        if thresholds is not None
+        else None,
+    )
+
+
+def verdict(
+    client: ApiClient,
+    namespace: str,
+    rows: list[list[float]] | None = None,
+    thresholds: Thresholds | None = None,
+) -> CanaryVerdict | ShadowVerdict:
+    """canary があればその数字、無くて影があれば影の数字。どちらも無ければ ConfigError。"""
+    if read_deployment(client, namespace, CANARY_NAME) is not None:
+        return canary_verdict(client, namespace, rows, thresholds)
+    return shadow_verdict(client, namespace, thresholds)

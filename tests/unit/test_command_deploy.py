@@ -54,6 +54,7 @@ def test_deploy_json_is_the_deploy_result(kubeconfig: FakeApiServer) -> None:
         "verdict",
         "delivery",
         "analysis",
+        "mirroring",
     }
     assert (payload["deployment"], payload["revision"], payload["verdict"]) == ("model-in-image", 1, None)
     assert payload["analysis"] is None

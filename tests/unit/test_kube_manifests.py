@@ -12,7 +12,16 @@ import pytest
 import yaml
 
 from mii_cli.errors import ConfigError
-from mii_cli.kube import APP_NAME, CHECK_LABEL_KEY, CHECK_LABEL_VALUE, NAMESPACE
+from mii_cli.kube import (
+    APP_NAME,
+    CHECK_LABEL_KEY,
+    CHECK_LABEL_VALUE,
+    MIRROR_KEY,
+    MIRROR_NAME,
+    NAMESPACE,
+    SERVICE_LABEL_KEY,
+    SHADOW_NAME,
+)
 from mii_cli.kube import render as r
 from mii_cli.probe.in_cluster import check_job
 from service import constants
@@ -165,7 +174,10 @@ def all_objects() -> list[tuple[str, dict[str, Any]]]:
             ),
         ),
     ]
-    return files + sent + job
+    shadow = [
+        (f"shadow {o['kind']} {o['metadata']['name']}", o) for o in r.shadow_objects(rendered(), NAMESPACE)
+    ]
+    return files + sent + job + shadow
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -257,7 +269,16 @@ def test_production_settings_of_the_deployment() -> None:
         == {"cpu": "500m", "memory": "300Mi", "ephemeral-storage": "256Mi"}
     )
     # /tmp の emptyDir とログ（10Mi × 5）が収まる大きさ
-    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    # 影への写しの設定は ConfigMap のファイル（無くても起動する）。サーバーはそのパスを MIRROR_CONFIG で読む
+    assert pod["volumes"] == [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": "mirror", "configMap": {"name": MIRROR_NAME, "optional": True}},
+    ]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "mirror")
+    assert mount["readOnly"] is True
+    assert {e["name"]: e.get("value") for e in container["env"]}["MIRROR_CONFIG"] == (
+        f"{mount['mountPath']}/{MIRROR_KEY}"
+    )
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert "command" not in container
     assert "args" not in container
@@ -380,3 +401,73 @@ def test_the_schema_check_catches_a_broken_policy() -> None:
     broken["spec"]["ingress"][0]["ports"][0]["protocol"] = ["TCP"]
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
+# --- 影（shadow）: 利用者に選ばれず、写しを受けるだけ。安定版から影のポート 8000 へだけ出てよい ---
+
+
+def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_the_shadow_pods_are_chosen_by_no_user_facing_object() -> None:
+    stable = rendered()
+    shadow = r.shadow_objects(stable, NAMESPACE)
+    deployment = r.find(shadow, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["metadata"]["name"] == SHADOW_NAME
+    assert deployment["spec"]["replicas"] == 1
+    assert SERVICE_LABEL_KEY not in labels
+    # 利用者の Service・PDB・安定版の NetworkPolicy・安定版の Deployment のどれも、影の Pod を選ばない
+    assert not _labels_match(r.find(stable, "Service")["spec"]["selector"], labels)
+    assert not _labels_match(r.find(stable, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
+    assert not _labels_match(_policy(stable, APP_NAME)["spec"]["podSelector"]["matchLabels"], labels)
+    assert not _labels_match(r.find(stable, "Deployment")["spec"]["selector"]["matchLabels"], labels)
+    # 影の Service は影の Pod だけを選ぶ
+    service = r.find(shadow, "Service")
+    assert service["metadata"]["name"] == SHADOW_NAME
+    assert _labels_match(service["spec"]["selector"], labels)
+    assert not _labels_match(
+        service["spec"]["selector"], r.find(stable, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    )
+    assert {o["metadata"]["namespace"] for o in shadow} == {NAMESPACE}
+
+
+def test_neither_the_shadow_nor_the_canary_mirrors() -> None:
+    stable = rendered()
+    for deployment in (
+        r.find(r.shadow_objects(stable, NAMESPACE), "Deployment"),
+        r.canary_deployment(stable, 1),
+    ):
+        pod = deployment["spec"]["template"]["spec"]
+        assert "MIRROR_CONFIG" not in {e["name"] for e in pod["containers"][0]["env"]}
+        assert MIRROR_NAME not in {(v.get("configMap") or {}).get("name") for v in pod["volumes"]}
+        assert "mirror" not in {m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    # 安定版は写しの設定を持ったまま（描き直しても消えない）
+    assert "MIRROR_CONFIG" in {e["name"] for e in _container(stable)["env"]}
+
+
+def test_the_shadow_sends_nothing_and_the_stable_pods_may_reach_only_the_shadow_on_8000() -> None:
+    stable = rendered()
+    shadow = r.shadow_objects(stable, NAMESPACE)
+    shadow_labels = r.find(shadow, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    stable_labels = r.find(stable, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    own = _policy(shadow, SHADOW_NAME)["spec"]
+    assert _labels_match(own["podSelector"]["matchLabels"], shadow_labels)
+    assert own["policyTypes"] == ["Ingress", "Egress"]
+    assert own["egress"] == []
+    assert own["ingress"] == [{"ports": [{"protocol": "TCP", "port": constants.DEFAULT_PORT}]}]
+    mirror = _policy(shadow, f"{APP_NAME}-mirror")["spec"]
+    # 選ぶのは安定版の Pod だけ（canary は写さない）
+    assert _labels_match(mirror["podSelector"]["matchLabels"], stable_labels)
+    canary_labels = r.canary_deployment(stable, 1)["spec"]["template"]["metadata"]["labels"]
+    assert not _labels_match(mirror["podSelector"]["matchLabels"], canary_labels)
+    assert mirror["policyTypes"] == ["Egress"]
+    (rule,) = mirror["egress"]
+    (peer,) = rule["to"]
+    assert _labels_match(peer["podSelector"]["matchLabels"], shadow_labels)
+    assert "namespaceSelector" not in peer
+    assert rule["ports"] == [{"protocol": "TCP", "port": constants.DEFAULT_PORT}]
+    # 適用の順: NetworkPolicy は Deployment より先
+    kinds = [o["kind"] for o in shadow]
+    assert kinds.index("NetworkPolicy") < kinds.index("Deployment")
