@@ -237,3 +237,43 @@ def slowed_model(source: Path, destination: Path, *, layers: int = 48, width: in
     graph.node.extend([*nodes, *original])
     onnx.save(model, destination)
     return destination
+
+
+def failing_model(source: Path, destination: Path, *, above: float = 7.0) -> Path:
+    """ある入力で失敗するモデル: どれかの値が `above` を超える行があると、ONNX Runtime の実行が誤りになる。
+
+    入力の各値が `above` を超えるかを 0/1 の添字にし、長さ 1 の表を Gather で引く（1 は表の外なので、
+    ONNX Runtime が「indices element out of data bounds」で実行を止める）。引いた値 × 0 を入力に足してから
+    元のグラフに渡すので、失敗しない行の答えは元のモデルとビット単位で同じ（眠りでも例外の注入でもなく、
+    本物のグラフの本物の実行時の誤り）。
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(source)
+    graph = model.graph
+    name = graph.input[0].name
+    checked = f"{name}_checked"
+    for node in graph.node:
+        node.input[:] = [checked if item == name else item for item in node.input]
+    tensor_type = graph.input[0].type.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(above, dtype), "fail_above"),
+            numpy_helper.from_array(np.zeros(1, dtype), "fail_table"),
+            numpy_helper.from_array(np.array(0, dtype), "fail_zero"),
+        ]
+    )
+    nodes = [
+        helper.make_node("Greater", [name, "fail_above"], ["fail_over"]),
+        helper.make_node("Cast", ["fail_over"], ["fail_index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["fail_table", "fail_index"], ["fail_looked_up"], axis=0),
+        helper.make_node("Mul", ["fail_looked_up", "fail_zero"], ["fail_nothing"]),
+        helper.make_node("Add", [name, "fail_nothing"], [checked]),
+    ]
+    original = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *original])
+    onnx.save(model, destination)
+    return destination

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -311,3 +312,92 @@ def test_the_analysis_removes_a_worse_canary_and_users_see_no_failure(
     status = mii.json("status", "-n", e2e.namespace)
     assert status["canary"] is None
     assert status["deployment"]["revision"] == before  # 安定版には触れない
+
+
+# --- 影（shadow）: 利用者に答えず、安定版の Pod が写した生のリクエストで試す --------------------------
+
+# 失敗するモデル（tests/zoo.failing_model）は、どれかの値が 7.0 を超える行で実行時の誤りになる
+FAILING_ROW = json.dumps({"data": [[7.7, 3.0, 6.1, 2.3]]})
+# 写しが数えられるまで負荷を流す秒数（写しの入りを待つ間も含めて負荷が覆う）
+SHADOW_LOAD_SECONDS = 150
+
+
+@pytest.fixture(scope="module")
+def failing_model(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: Any, made_images: list[str]
+) -> dict[str, str]:
+    """大きな値の行で ONNX Runtime の実行が失敗し、ほかの行では同じ答えのモデルのイメージ。"""
+    from mii_cli.commands.requests import build_request
+    from mii_cli.image.build import build_image
+    from tests.zoo import failing_model as build_failing
+
+    path = build_failing(MODELS / "iris_svc.onnx", tmp_path_factory.mktemp("failing") / "iris_svc_fails.onnx")
+    built = build_image(build_request(model=path, labels=MODELS / "label.json"), client=docker_client)
+    made_images.append(built.unique_tag)
+    return {"image": built.unique_tag}
+
+
+def stable_pods(mii: Mii, namespace: str) -> dict[str, int]:
+    """安定版の Pod の名前と再起動の回数（canary・影の Pod は除く）。"""
+    status = mii.json("status", "-n", namespace)
+    return {
+        pod["name"]: pod["restarts"]
+        for pod in status["pods"]
+        if not pod.get("canary") and not pod["name"].startswith("model-in-image-shadow")
+    }
+
+
+def test_a_failing_shadow_has_its_errors_counted_and_users_see_none(
+    e2e: E2eSettings,
+    mii: Mii,
+    cluster: tuple[Any, Any],
+    failing_model: dict[str, str],
+    stable_sha: str,
+) -> None:
+    before = stable_pods(mii, e2e.namespace)
+    with (
+        checked_load(e2e, cluster, SHADOW_LOAD_SECONDS, path="/predict", body=ROW, name="mii-load-ok"),
+        checked_load(
+            e2e, cluster, SHADOW_LOAD_SECONDS, path="/predict", body=FAILING_ROW, name="mii-load-big"
+        ),
+    ):
+        result = mii(
+            "deploy", "-n", e2e.namespace, "--image", failing_model["image"], "--shadow",
+            "--mirror-percent", "20", "--timeout", "240", *e2e.sizing_args, "--json",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        mirroring = json.loads(result.stdout)["mirroring"]
+        assert mirroring["percent"] == 20
+        assert set(mirroring["pods"]) == set(before)
+        # 写しが数えられるのを待つ（両方の負荷から、写した分だけ）
+        deadline = time.monotonic() + 60
+        while True:
+            verdict = mii.json("verdict", "-n", e2e.namespace)
+            mirror = verdict["mirror"]
+            if mirror["compared"] >= 10 and mirror["errors_by_status"].get("500", 0) >= 10:
+                break
+            assert time.monotonic() < deadline, mirror
+            time.sleep(3)
+        judged = mii("verdict", "-n", e2e.namespace, "--judge", "--min-requests", "5", "--json")
+    # 影の誤り（大きな値の行の 500）は数えられ、ほかの写しは同じ答え（ラベルも値も）
+    assert mirror["percent"] == 20
+    assert mirror["mirrored"] >= mirror["compared"] + mirror["errors"]
+    assert mirror["label_changes"] == 0
+    assert mirror["largest_difference"] == 0.0
+    assert mirror["agreed"] == mirror["compared"]
+    assert verdict["shadow"]["traffic"]["errors"] > 0
+    assert verdict["stable"]["traffic"]["errors"] == 0
+    assert judged.exit_code == CheckFailed.exit_code, judged.output
+    (error,) = [line for line in judged.output.splitlines() if line.startswith("Error:")]
+    assert "the shadow breaches --max-error-rate" in error
+    # 利用者には誤りが無く（checked_load が確かめた）、安定版の Pod は起き直さず、答えるのは安定版のモデルだけ
+    assert stable_pods(mii, e2e.namespace) == before
+    assert served_models(cluster[0], e2e.namespace) == {stable_sha}
+    removed = mii("rollback", "-n", e2e.namespace)
+    assert removed.exit_code == 0, removed.output
+    assert "removed the shadow" in removed.output
+    assert mii.json("status", "-n", e2e.namespace)["canary"] is None
+    assert stable_pods(mii, e2e.namespace) == before
+    gone = mii("verdict", "-n", e2e.namespace)
+    assert gone.exit_code != 0
+    assert "no canary or shadow" in gone.output
