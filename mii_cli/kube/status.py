@@ -17,6 +17,7 @@ from mii_cli.kube import (
     MODEL_SHA256_ANNOTATION,
     REVISION_ANNOTATION,
     SERVICE_LABEL_KEY,
+    SHADOW_NAME,
 )
 from mii_cli.kube import api as kapi
 from mii_cli.kube.namespace import read_namespace
@@ -114,6 +115,8 @@ class ClusterStatus(Result):
     network_policies: list[NetworkPolicyState]
     # 新しいモデルを試している 2 つ目の Deployment（無ければ None）
     canary: DeploymentState | None = None
+    # 安定版の写しだけを受けている影の Deployment（無ければ None。その Pod は Service に選ばれない）
+    shadow: DeploymentState | None = None
 
 
 def collect_status(client: ApiClient, namespace: str, *, now: datetime | None = None) -> ClusterStatus:
@@ -125,6 +128,7 @@ def collect_status(client: ApiClient, namespace: str, *, now: datetime | None = 
         client, "reading the deployment", apps.read_namespaced_deployment, APP_NAME, namespace
     )
     canary = kapi.read(client, "reading the canary", apps.read_namespaced_deployment, CANARY_NAME, namespace)
+    shadow = kapi.read(client, "reading the shadow", apps.read_namespaced_deployment, SHADOW_NAME, namespace)
     service = kapi.read(client, "reading the service", core.read_namespaced_service, APP_NAME, namespace)
     hpa = kapi.read(
         client, "reading the HPA", autoscaling.read_namespaced_horizontal_pod_autoscaler, APP_NAME, namespace
@@ -153,6 +157,7 @@ def collect_status(client: ApiClient, namespace: str, *, now: datetime | None = 
             (network_policy_state(policy) for policy in policies), key=lambda state: state.name
         ),
         canary=None if canary is None else deployment_state(canary),
+        shadow=None if shadow is None else deployment_state(shadow),
     )
 
 

@@ -190,6 +190,8 @@ def status_view(status: ClusterStatus) -> Group:
         parts.append(Text.from_markup("[bold]Deployment[/bold] [red]missing[/red]"))
     if status.canary:
         parts.extend(_deployment_lines("Canary", status.canary))
+    if status.shadow:
+        parts.extend(_deployment_lines("Shadow", status.shadow))
     parts.append(pod_table(status.pods, title="Pods"))
     service = status.service
     if service:

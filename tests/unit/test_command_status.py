@@ -23,7 +23,16 @@ def test_status_json_has_the_deployment_pods_service_hpa_and_policies(kubeconfig
     result = runner.invoke(cli.app, ["status", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) == {"namespace", "deployment", "pods", "service", "hpa", "network_policies", "canary"}
+    assert set(payload) == {
+        "namespace",
+        "deployment",
+        "pods",
+        "service",
+        "hpa",
+        "network_policies",
+        "canary",
+        "shadow",
+    }
     assert payload["network_policies"] == [
         {
             "name": "model-in-image",
@@ -54,6 +63,7 @@ def test_status_json_has_the_deployment_pods_service_hpa_and_policies(kubeconfig
         "canary",
     }
     assert payload["canary"] is None
+    assert payload["shadow"] is None
     assert payload["hpa"]["cpu_current"] is None
 
 
@@ -96,3 +106,20 @@ def test_status_shows_the_tag_and_digest_of_an_image_deployed_by_digest(kubeconf
         IMAGE.split(":")[1],
         digest,
     )
+
+
+def test_status_shows_a_running_shadow_beside_the_stable_deployment(kubeconfig: FakeApiServer) -> None:
+    from mii_cli.kube import NAMESPACE
+    from mii_cli.kube.apply import apply_all
+    from mii_cli.kube.render import render, shadow_objects
+
+    deploy(kubeconfig)
+    shadow_image = IMAGE.replace("0123", "4567") if "0123" in IMAGE else f"{IMAGE}-shadow"
+    apply_all(kubeconfig.client(), shadow_objects(render(shadow_image, NAMESPACE), NAMESPACE))
+    payload = json.loads(runner.invoke(cli.app, ["status", "--json"]).stdout)
+    assert payload["shadow"]["name"] == "model-in-image-shadow"
+    assert payload["canary"] is None
+    shown = runner.invoke(cli.app, ["status"])
+    assert shown.exit_code == 0, shown.output
+    assert "Shadow" in shown.output
+    assert "NetworkPolicy model-in-image-mirror" in shown.output
