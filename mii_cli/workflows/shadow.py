@@ -4,7 +4,7 @@
 
 1. `apply_shadow`: 影の Deployment（1 Pod、どの Service にも選ばれない）と、その Pod だけを選ぶ Service、
    2 つの NetworkPolicy（影は入りがポート 8000 だけで出る通信なし、安定版から影のポート 8000 へだけ出てよい）
-   を適用する（manifests/shadow/）。
+   を適用する（manifests/shadow/）。もう影へ写していれば（影を出し直す）、先に写しを止める。
 2. ロールアウトを待ち、影の Pod を確かめる（デプロイと同じ関門。通らなければ影を消す）。
 3. `start_mirroring`: 影の Service の ClusterIP と割合を ConfigMap `model-in-image-mirror` に書き、
    安定版の Pod に注釈を付けて kubelet にすぐ書き換えさせ、すべての安定版の Pod が `/metrics` でその割合を
@@ -36,7 +36,7 @@ from mii_cli.kube import (
     SHADOW_NAME,
 )
 from mii_cli.kube.apply import apply_all, delete_object
-from mii_cli.kube.configmaps import write_config_map
+from mii_cli.kube.configmaps import read_config_map, write_config_map
 from mii_cli.kube.pods import annotate_pods, ready_pods
 from mii_cli.kube.proxy import get_from_pod
 from mii_cli.kube.render import MIRROR_ENV, Manifest, render, shadow_objects
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 # しなくても kubelet の同期の周期（既定 1 分）と ConfigMap のキャッシュの分で届く
 MIRROR_WAIT_SECONDS = 150.0
 POLL_SECONDS = 2.0
+# 写さない設定（サーバーは `{}` を写し無しと読む）
+MIRROR_OFF = "{}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def set_mirroring(
 
     名乗った Pod の名前を返す。期限までに名乗らない Pod があれば ClusterError。
     """
-    document = mirror_document(target, percent) if target is not None and percent > 0 else "{}"
+    document = mirror_document(target, percent) if target is not None and percent > 0 else MIRROR_OFF
     write_config_map(client, namespace, MIRROR_NAME, {MIRROR_KEY: document})
     annotate_pods(client, namespace, APP_LABEL, MIRROR_ANNOTATION, str(time.time_ns()))
     deadline = clock() + timeout
@@ -135,12 +137,31 @@ def check_stable_mirrors(ctx: DeployContext) -> None:
         )
 
 
+def mirroring_now(client: ApiClient, namespace: str) -> bool:
+    """写しの設定が写し先を持つか（安定版の Pod が今の影へ写しているか）。"""
+    document = (read_config_map(client, namespace, MIRROR_NAME) or {}).get(MIRROR_KEY)
+    return document is not None and document != MIRROR_OFF
+
+
 def apply_shadow(ctx: DeployContext) -> None:
-    """影の Deployment・Service・NetworkPolicy を適用する。"""
+    """影の Deployment・Service・NetworkPolicy を適用する。
+
+    もう影へ写していれば、先に写しを止める: 影の Service のアドレスは変わらないので、止めなければ
+    安定版の Pod は写しの数字を数え直さず、前の影の答え（とロールアウトの間の両方の答え）が新しい影の
+    数字に混ざる。止めたのを確かめられなければ警告して続ける。
+    """
     from mii_cli.workflows.deploy import applied_line, record_annotations
 
     assert ctx.record is not None
     namespace = ctx.request.namespace
+    if mirroring_now(ctx.client, namespace):
+        ctx.status.start("mirror", f"Stopping the mirroring to the running {SHADOW_NAME} first...")
+        try:
+            set_mirroring(ctx.client, namespace, 0.0, None, clock=ctx.clock, sleep=ctx.sleep)
+        except MiiError as error:
+            ctx.status.warn("mirror", f"{error.message}; the new shadow's numbers may include the old one's")
+        else:
+            ctx.status.done("mirror", "the stable pods stopped mirroring; their numbers start again from 0")
     objects = render(ctx.reference, namespace, sizing=ctx.sizing, annotations=record_annotations(ctx.record))
     ctx.objects = shadow_objects(objects, namespace)
     ctx.applied = apply_all(

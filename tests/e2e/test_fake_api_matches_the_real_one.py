@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from mii_cli.errors import ConfigError
-from mii_cli.kube import APP_NAME
+from mii_cli.kube import APP_NAME, MIRROR_ANNOTATION
 from mii_cli.kube import api as kapi
-from mii_cli.kube.apply import APPLY_CONTENT_TYPE, object_path
+from mii_cli.kube.apply import APPLY_CONTENT_TYPE, delete_object, object_path
 from mii_cli.kube.configmaps import read_config_map, write_config_map
+from mii_cli.kube.pods import annotate_pods
 from mii_cli.kube.render import render
 from mii_cli.kube.revisions import read_deployment, revisions, rollback, scale
+from mii_cli.kube.services import cluster_ip
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import become_ready
 
@@ -71,6 +73,11 @@ def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
     seen["same apply keeps resourceVersion"] = (
         service["metadata"]["resourceVersion"] == service_again["metadata"]["resourceVersion"]
     )
+    # 影の写し先（mii deploy --shadow）: Service の読み出しは割り当てた ClusterIP を返す。無ければ None
+    seen["read the service's cluster IP"] = (
+        cluster_ip(client, NAMESPACE, APP_NAME) == service["spec"]["clusterIP"],
+        cluster_ip(client, NAMESPACE, "absent"),
+    )
     # NetworkPolicy: 既定の値（policyTypes・protocol）の補い方と空の egress の読み返し方（mii status が読む）
     policies = [o for o in render(IMAGE, NAMESPACE) if o["kind"] == "NetworkPolicy"]
     for policy in policies:
@@ -115,6 +122,53 @@ def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
     write_config_map(client, NAMESPACE, "mii-records", {"records.json": "[1]"})
     write_config_map(client, NAMESPACE, "mii-records", {"records.json": "[2, 1]"})
     seen["configmap read back"] = read_config_map(client, NAMESPACE, "mii-records")
+    # 写しの入り切り（mii deploy --shadow）: Pod に注釈だけを部分的に適用すると、ほかのフィールドは残る。
+    # 無い Pod への部分的な適用は作成になり、コンテナが無いので断られる。Pod は Namespace の
+    # Pod Security Admission（restricted）を通る形で作る
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mirror-probe", "namespace": NAMESPACE, "labels": {"app": "mirror-probe"}},
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": IMAGE,
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    _apply(client, probe)
+    annotated = annotate_pods(client, NAMESPACE, "app=mirror-probe", MIRROR_ANNOTATION, "1")
+    status, pod = kapi.request(client, "GET", object_path(probe))
+    seen["annotate a pod by apply"] = (
+        annotated,
+        status,
+        pod["metadata"].get("annotations"),
+        pod["metadata"].get("labels"),
+        [c["name"] for c in pod["spec"]["containers"]],
+    )
+    missing = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "absent", "namespace": NAMESPACE}}
+    seen["annotate a missing pod"] = _shape(*_apply(client, missing))
+    # 影を消す（mii rollback）: 消えれば True、2 度目は 404
+    records = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "mii-records", "namespace": NAMESPACE},
+    }
+    for obj in (objects["Service"], policies[0], records):
+        deleted = delete_object(client, obj)
+        again = _shape(*kapi.request(client, "DELETE", object_path(obj)))
+        seen[f"delete {obj['kind']} twice"] = (deleted, again, delete_object(client, obj))
     status, deleted = kapi.request(client, "DELETE", f"/api/v1/namespaces/{NAMESPACE}")
     seen["delete namespace"] = (status, deleted.get("kind"), (deleted.get("status") or {}).get("phase"))
     late = {**objects["Service"], "metadata": {**objects["Service"]["metadata"], "name": "late"}}
@@ -157,6 +211,17 @@ def test_the_fake_api_server_answers_like_the_real_one(
     assert real["scale by JSON patch"] == (3, True)
     assert real["configmap missing"] is None
     assert real["configmap read back"] == {"records.json": "[2, 1]"}
+    assert real["read the service's cluster IP"] == (True, None)
+    assert real["annotate a pod by apply"] == (
+        ["mirror-probe"],
+        200,
+        {MIRROR_ANNOTATION: "1"},
+        {"app": "mirror-probe"},
+        ["probe"],
+    )
+    assert real["annotate a missing pod"] == (422, "Status", "Invalid")
+    for kind in ("Service", "NetworkPolicy", "ConfigMap"):
+        assert real[f"delete {kind} twice"] == (True, (404, "Status", "NotFound"), False)
     assert real["delete namespace"] == (200, "Namespace", "Terminating")
     assert real["apply into a terminating namespace"] == (403, "Status", "Forbidden", True)
     assert real["namespace gone"] == 404

@@ -2,6 +2,7 @@
 
 - `kube_api`: Kubernetes API サーバー（公式クライアントがそのまま話す）
 - `kube_objects`: API サーバーに置く Pod・イベントと、コントローラの代わりをするフック
+- `mirroring_pods`: 安定版の Pod の `/metrics`（Pod のプロキシ越し）。影への写しの割合を ConfigMap から名乗る
 - `docker_engine`: Docker Engine API（Docker SDK がそのまま話す）
 - `cluster_tools`: minikube と kind のコマンド（PATH に置く本物のプログラム。mii は subprocess で呼ぶ）
 - `http`: Pod やレジストリの代わりの小さな HTTP サーバーと、ASGI アプリを載せる uvicorn

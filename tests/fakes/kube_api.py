@@ -7,7 +7,11 @@
 
 本物（テスト用の minikube の Kubernetes 1.34）と同じに振る舞うところ（tests/e2e の突き合わせで確かめる）:
 - エラーの本文は Status（`reason`・`code`・`details`）。見つからない → 404 NotFound。
-- Service の作成時に ClusterIP を割り当てる。
+- Service の作成時に ClusterIP を割り当てる（消して作り直しても、他の Service と重ならない）。
+- 部分的なサーバーサイドアプライ（Pod の metadata.annotations だけなど）は今のオブジェクトに重なり、
+  他のフィールドは残る。注釈だけが変わっても resourceVersion は上がる。無い Pod をコンテナ無しで
+  適用すると（作成になる）422 Invalid。
+- DELETE は消したものに 200、無いものに 404 NotFound。
 - NetworkPolicy（networking.k8s.io/v1）: 既定値（`policyTypes`、ポートの `protocol: TCP`）を埋め、
   空の `ingress`・`egress` のリストは返さない（Go の omitempty）。
 - Namespace の DELETE は Namespace を `phase: Terminating` で返し、すぐには消えない（次の読み出しの後に
@@ -135,6 +139,9 @@ class FakeApiServer:
         # 消えかけの Namespace のパス -> 消えるまでに Terminating のまま答える読み出しの回数
         self.terminating: dict[str, int] = {}
         self.version = 1
+        # 次に割り当てる ClusterIP の最後の数（本物と同じく、消えた Service のアドレスを別の Service に
+        # すぐには渡さない）
+        self.next_address = 10
         self.lock = threading.Lock()
         server = self
 
@@ -346,6 +353,14 @@ class FakeApiServer:
             )
         live = self.objects.get(request.path)
         replicas_owners: set[str] = set()
+        if live is None and body.get("kind") == "Pod" and not (body.get("spec") or {}).get("containers"):
+            # 本物と同じく、無い Pod への適用は作成になり、コンテナの無い Pod は作れない
+            name = request.path.split("/")[-1]
+            return 422, status_body(
+                422,
+                f'Pod "{name}" is invalid: spec.containers: Required value',
+                {"name": name, "kind": "Pod", "causes": [{"reason": "FieldValueRequired"}]},
+            )
         if live is None:
             new = copy.deepcopy(body)
             new["metadata"].update(
@@ -359,9 +374,8 @@ class FakeApiServer:
                 and (new.get("spec") or {}).get("type", "ClusterIP") == "ClusterIP"
             ):
                 # 本物の API サーバーと同じく、作成時にサービスの範囲から ClusterIP を割り当てる
-                address = (
-                    f"10.96.0.{10 + sum(1 for o in self.objects.values() if o.get('kind') == 'Service')}"
-                )
+                address = f"10.96.{self.next_address // 256}.{self.next_address % 256}"
+                self.next_address += 1
                 new["spec"].setdefault("clusterIP", address)
                 new["spec"].setdefault("clusterIPs", [new["spec"]["clusterIP"]])
         else:
@@ -401,7 +415,10 @@ class FakeApiServer:
             before = {k: v for k, v in live.items() if k != "metadata"}
             owners = new["metadata"].get("managedFields")
             same_owners = owners == live["metadata"].get("managedFields")
-            if comparable == before and new["metadata"].get("labels") == live["metadata"].get("labels"):
+            same_metadata = all(
+                new["metadata"].get(key) == live["metadata"].get(key) for key in ("labels", "annotations")
+            )
+            if comparable == before and same_metadata:
                 new = copy.deepcopy(live)
                 if not same_owners:
                     # 所有者だけが変わった: 書き込みはあるが世代は変わらない

@@ -10,10 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mii_cli import cli
-from mii_cli.kube import APP_NAME, CANARY_NAME
+from mii_cli.kube import APP_NAME, CANARY_NAME, NAMESPACE, SHADOW_NAME
 from mii_cli.probe.compare import OutputDifference, Verdict
 from mii_cli.workflows import deploy as deploying
 from tests.fakes.kube_api import FakeApiServer
+from tests.fakes.mirroring_pods import MirroringPods
 
 runner = CliRunner()
 FIRST, SECOND = "model-in-image:0.1.0-aaa-111", "model-in-image:0.1.0-bbb-222"
@@ -124,3 +125,95 @@ def test_status_shows_the_model_of_each_pod_and_the_canary(
     text = mii("status").output
     assert f"Canary {CANARY_NAME}" in text
     assert "(canary)" in text
+
+
+# --- 影（shadow）: mii deploy --shadow、mii rollback・promote が消す ------------------------------------
+
+
+@pytest.fixture
+def mirroring(kubeconfig: FakeApiServer) -> MirroringPods:
+    """安定版の Pod（model-in-image-0〜3）の /metrics の代役: ConfigMap の写しの割合を名乗る。"""
+    return MirroringPods(kubeconfig, [f"{APP_NAME}-{i}" for i in range(4)])
+
+
+def test_a_shadow_deploy_says_what_the_stable_pods_mirror_and_rollback_removes_it(
+    kubeconfig: FakeApiServer, mirroring: MirroringPods
+) -> None:
+    assert mii("deploy", "--image", FIRST, "--timeout", "30").exit_code == 0
+    shown = mii("deploy", "--image", SECOND, "--shadow", "--mirror-percent", "5", "--timeout", "30")
+    assert shown.exit_code == 0, shown.output
+    assert f"deployed {SECOND} to {SHADOW_NAME}" in shown.output
+    assert "the stable pods copy 5% of their predict requests to the shadow" in " ".join(shown.output.split())
+    assert "mii rollback" in shown.output
+    back = mii("rollback", "--timeout", "30")
+    assert back.exit_code == 0, back.output
+    assert "rollback: removed the shadow; the stable pods serve alone" in back.output
+    assert {m.shadow.percent for m in mirroring.metrics.values()} == {0.0}
+
+
+def test_a_shadow_deploy_as_json_has_the_mirroring(
+    kubeconfig: FakeApiServer, mirroring: MirroringPods
+) -> None:
+    assert mii("deploy", "--image", FIRST, "--timeout", "30").exit_code == 0
+    result = mii("deploy", "--image", SECOND, "--shadow", "--json", "--timeout", "30")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    address = kubeconfig.objects[f"/api/v1/namespaces/{NAMESPACE}/services/{SHADOW_NAME}"]["spec"][
+        "clusterIP"
+    ]
+    assert payload["deployment"] == SHADOW_NAME
+    assert payload["mirroring"] == {
+        "target": f"{address}:8000",
+        "percent": 10.0,
+        "pods": [f"{APP_NAME}-{i}" for i in range(4)],
+    }
+    back = json.loads(mii("rollback", "--json", "--timeout", "30").stdout)
+    assert (back["canary_removed"], back["shadow_removed"], back["revision"]) == (False, True, None)
+
+
+def test_rollback_names_both_the_canary_and_the_shadow(
+    kubeconfig: FakeApiServer, mirroring: MirroringPods, verdict: list[Any]
+) -> None:
+    assert mii("deploy", "--image", FIRST, "--timeout", "30").exit_code == 0
+    assert mii("deploy", "--image", SECOND, "--shadow", "--timeout", "30").exit_code == 0
+    assert mii("deploy", "--image", SECOND, "--canary", "--timeout", "30").exit_code == 0
+    back = mii("rollback", "--timeout", "30")
+    assert back.exit_code == 0, back.output
+    assert "rollback: removed the canary and shadow; the stable pods serve alone" in back.output
+
+
+def test_promote_says_the_shadow_is_gone_too(
+    kubeconfig: FakeApiServer, mirroring: MirroringPods, verdict: list[Any]
+) -> None:
+    assert mii("deploy", "--image", FIRST, "--timeout", "30").exit_code == 0
+    assert mii("deploy", "--image", SECOND, "--shadow", "--timeout", "30").exit_code == 0
+    assert mii("deploy", "--image", SECOND, "--canary", "--timeout", "30").exit_code == 0
+    promoted = mii("promote", "--timeout", "30")
+    assert promoted.exit_code == 0, promoted.output
+    assert "the canary and the shadow are gone" in " ".join(promoted.output.split())
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--shadow", "--canary"], "--shadow and --canary (or --analysis) are two ways"),
+        (["--shadow", "--analysis"], "--shadow and --canary (or --analysis) are two ways"),
+        (["--shadow"], f"there is no deployment {APP_NAME} in namespace {NAMESPACE} to run a shadow beside"),
+    ],
+)
+def test_a_shadow_deploy_that_cannot_be_is_one_error(
+    kubeconfig: FakeApiServer, flags: list[str], message: str
+) -> None:
+    result = mii("deploy", "--image", SECOND, *flags)
+    assert result.exit_code == 2
+    assert f"Error: {message}" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not kubeconfig.methods("PATCH")
+
+
+def test_the_mirror_percent_is_checked_before_the_cluster_is_touched(kubeconfig: FakeApiServer) -> None:
+    for percent in ("0", "101"):
+        result = mii("deploy", "--image", SECOND, "--shadow", "--mirror-percent", percent)
+        assert result.exit_code == 2
+        assert "--mirror-percent" in result.output
+    assert not kubeconfig.requests

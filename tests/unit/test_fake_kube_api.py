@@ -114,3 +114,98 @@ def test_deleting_a_namespace_removes_its_objects_of_every_api_group(fake_api: F
     kapi.request(client, "GET", "/api/v1/namespaces/n")  # 消えかけのまま 1 度読まれた後に消える
     assert kapi.request(client, "GET", "/api/v1/namespaces/n")[0] == 404
     assert sorted(fake_api.objects) == [kept]
+
+
+# --- 影（mii deploy --shadow）が頼るやりとり: Pod への注釈の部分的な適用、Service の ClusterIP、削除 ---
+
+PODS = "/api/v1/namespaces/n/pods"
+
+
+def test_a_partial_pod_applied_server_side_merges_into_the_live_pod(fake_api: FakeApiServer) -> None:
+    from kubernetes.client import CoreV1Api
+
+    from tests.fakes.kube_objects import pod, put_pods
+
+    put_pods(fake_api, pod("web-0", namespace="n", labels={"app": "web"}, annotations={"kept": "yes"}))
+    before = fake_api.objects[f"{PODS}/web-0"]
+    partial = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": "n", "annotations": {"io.mii/mirror": "1"}},
+    }
+    status, applied = _apply(fake_api, f"{PODS}/web-0", partial)
+    assert status == 200
+    read = CoreV1Api(fake_api.client()).read_namespaced_pod("web-0", "n")
+    # 注釈は重なり、ほかのフィールド（ラベル・spec・status・前からの注釈）は残る
+    assert read.metadata.annotations == {"kept": "yes", "io.mii/mirror": "1"}
+    assert read.metadata.labels == {"app": "web"}
+    assert (read.status.phase, read.spec.node_name) == ("Running", "node-1")
+    assert int(applied["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
+    # 同じ注釈をもう一度: 書き込まない。値が変われば書き込む
+    _, same = _apply(fake_api, f"{PODS}/web-0", partial)
+    assert same["metadata"]["resourceVersion"] == applied["metadata"]["resourceVersion"]
+    changed = {**partial, "metadata": {**partial["metadata"], "annotations": {"io.mii/mirror": "2"}}}
+    _, again = _apply(fake_api, f"{PODS}/web-0", changed)
+    assert again["metadata"]["annotations"]["io.mii/mirror"] == "2"
+    assert int(again["metadata"]["resourceVersion"]) > int(applied["metadata"]["resourceVersion"])
+
+
+def test_a_partial_pod_applied_to_a_missing_pod_is_invalid(fake_api: FakeApiServer) -> None:
+    partial = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gone", "namespace": "n"}}
+    status, body = _apply(fake_api, f"{PODS}/gone", partial)
+    assert (status, body["kind"], body["reason"]) == (422, "Status", "Invalid")
+    assert body["message"] == 'Pod "gone" is invalid: spec.containers: Required value'
+    assert f"{PODS}/gone" not in fake_api.objects
+
+
+def _service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "n"},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 8000}]},
+    }
+
+
+def test_a_service_keeps_the_cluster_ip_it_was_given_and_no_two_services_share_one(
+    fake_api: FakeApiServer,
+) -> None:
+    from mii_cli.kube import api as kapi
+
+    client = fake_api.client()
+    services = "/api/v1/namespaces/n/services"
+    _, first = _apply(fake_api, f"{services}/a", _service("a"))
+    _, second = _apply(fake_api, f"{services}/b", _service("b"))
+    address = first["spec"]["clusterIP"]
+    assert first["spec"]["clusterIPs"] == [address]
+    _, again = _apply(fake_api, f"{services}/a", _service("a"))
+    assert again["spec"]["clusterIP"] == address
+    status, read = kapi.request(client, "GET", f"{services}/a")
+    assert (status, read["spec"]["clusterIP"]) == (200, address)
+    # 消して作り直しても、残っている Service のアドレスとは重ならない
+    kapi.request(client, "DELETE", f"{services}/a")
+    _, recreated = _apply(fake_api, f"{services}/c", _service("c"))
+    assert len({address, second["spec"]["clusterIP"], recreated["spec"]["clusterIP"]}) == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/v1/namespaces/n/services/s", 'services "s" not found'),
+        ("/api/v1/namespaces/n/configmaps/s", 'configmaps "s" not found'),
+        (f"{POLICIES}/s", 'networkpolicies.networking.k8s.io "s" not found'),
+        ("/apis/apps/v1/namespaces/n/deployments/s", 'deployments.apps "s" not found'),
+    ],
+)
+def test_a_delete_answers_200_then_404_when_the_object_is_gone(
+    fake_api: FakeApiServer, path: str, message: str
+) -> None:
+    from mii_cli.kube import api as kapi
+
+    client = fake_api.client()
+    fake_api.put(path, {"metadata": {"name": "s", "namespace": "n"}})
+    query = [("propagationPolicy", "Background")]
+    assert kapi.request(client, "DELETE", path, query=query)[0] == 200
+    status, body = kapi.request(client, "DELETE", path, query=query)
+    assert (status, body["kind"], body["reason"], body["message"]) == (404, "Status", "NotFound", message)
+    assert kapi.request(client, "GET", path)[0] == 404

@@ -187,3 +187,26 @@ def test_read_errors(fake_api: FakeApiServer) -> None:
     fake_api.routes[("GET", f"/api/v1/namespaces/{NS}")] = (500, status_body(500, "etcd is down"))
     with pytest.raises(ClusterError, match="etcd is down"):
         ap.apply_all(fake_api.client(), render(IMAGE, NS))
+
+
+def test_delete_object_deletes_in_the_background_and_says_whether_there_was_one(
+    fake_api: FakeApiServer,
+) -> None:
+    client = fake_api.client()
+    service = next(o for o in render(IMAGE, NS) if o["kind"] == "Service")
+    ap.apply_one(client, service)
+    assert ap.delete_object(client, service) is True
+    (request,) = fake_api.methods("DELETE")
+    assert (request.path, request.param("propagationPolicy")) == (ap.object_path(service), "Background")
+    assert ap.object_path(service) not in fake_api.objects
+    assert ap.delete_object(client, service) is False  # もう無い（404）
+
+
+def test_a_refused_delete_is_one_cluster_error(fake_api: FakeApiServer) -> None:
+    service = next(o for o in render(IMAGE, NS) if o["kind"] == "Service")
+    fake_api.routes[("DELETE", ap.object_path(service))] = (
+        403,
+        status_body(403, 'services "model-in-image" is forbidden: User "u" cannot delete resource'),
+    )
+    with pytest.raises(ClusterError, match=r"deleting Service/model-in-image failed \(403\): services"):
+        ap.delete_object(fake_api.client(), service)

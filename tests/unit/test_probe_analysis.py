@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mii_cli.probe.analysis import P99_MIN_REQUESTS, Thresholds, judge
+from mii_cli.probe.analysis import P99_MIN_REQUESTS, Thresholds, judge, judged
 from mii_cli.probe.compare import Verdict
+from mii_cli.probe.mirror import MirrorNumbers
 from mii_cli.probe.traffic import Traffic
 
 
@@ -70,3 +71,51 @@ def test_p99_is_compared_only_with_enough_requests_on_both_sides() -> None:
         side(requests=P99_MIN_REQUESTS), side(requests=P99_MIN_REQUESTS, p99=40.0), None, Thresholds()
     )
     assert finding.message.startswith("the canary's p99 40.00 ms")
+
+
+def mirrored(label_changes: int = 0, errors: dict[str, int] | None = None) -> MirrorNumbers:
+    """安定版の Pod が影へ写した数字（判定が読むのは入力の違いとラベルの変わった行）。"""
+    return MirrorNumbers(
+        percent=10.0,
+        mirrored=100,
+        dropped=0,
+        compared=100,
+        agreed=100 - label_changes,
+        incomparable=0,
+        rows=100,
+        label_changes=label_changes,
+        largest_difference=0.0,
+        answered=100,
+        errors=sum((errors or {}).values()),
+        error_rate=None,
+        errors_by_status=errors or {},
+        p50_ms=None,
+        p99_ms=None,
+    )
+
+
+def test_the_shadow_is_judged_on_its_mirrored_answers_and_named_the_shadow() -> None:
+    assert judge(side(), side(), mirrored(), Thresholds(), "shadow") == []
+    findings = judge(side(), side(errors=30, p99=9.0), mirrored(label_changes=3), Thresholds(), "shadow")
+    assert [f.threshold for f in findings] == ["max-label-changes", "max-error-rate", "max-latency-ratio"]
+    assert findings[0].message == "3 of 100 compared rows changed their label (limit 0)"
+    assert findings[1].message == "the shadow answered 3.00% of its requests with 5xx (limit 1.00%)"
+    assert findings[2].message.startswith("the shadow's p99 9.00 ms is 2.25x")
+    assert judge(side(), side(), mirrored(label_changes=3), Thresholds(max_label_changes=3), "shadow") == []
+    with pytest.raises(ValueError, match="too few requests to judge: stable 1000, shadow 10"):
+        judge(side(), side(requests=10), mirrored(), Thresholds(), "shadow")
+
+
+def test_a_shadow_that_refuses_mirrored_requests_takes_other_inputs() -> None:
+    (finding,) = judge(side(), side(), mirrored(errors={"400": 2}), Thresholds(), "shadow")
+    assert (finding.threshold, finding.measured) == ("max-label-changes", 100)
+    assert finding.message.startswith("the shadow's model takes different inputs")
+    # 答えの無い写し（期限切れ・届かない）と 5xx は入力の違いではない
+    assert judge(side(), side(), mirrored(errors={"timeout": 2, "500": 1}), Thresholds(), "shadow") == []
+
+
+def test_judged_names_the_side_in_its_reason_not_to_judge() -> None:
+    judgement = judged(side(), side(requests=10), mirrored(), Thresholds(), "shadow")
+    assert judgement.undecided is not None
+    assert "shadow 10" in judgement.undecided
+    assert not judgement.passed

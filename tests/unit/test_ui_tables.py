@@ -258,3 +258,34 @@ def test_the_history_reads_in_an_80_column_terminal() -> None:
     assert "…" not in shown
     assert "".join(shown.split()).count("@sha256:" + "d" * 12 + "iris") == 0  # 折り返しは image の列の中
     assert "d" * 13 not in "".join(shown.split())
+
+
+def test_the_mirror_table_shows_dashes_for_what_is_not_known_yet() -> None:
+    from mii_cli.probe.mirror import MirrorReading, mirror_numbers
+
+    shown = " ".join(text(tables.mirror_table(mirror_numbers(MirrorReading(percents=[10.0, 0.0])))).split())
+    assert "mirroring -" in shown  # Pod が食い違う（切り替えの途中）
+    assert "shadow errors 0 (-): none" in shown
+    assert "shadow round trip p50 / p99 - / - ms" in shown
+
+
+def test_the_shadow_verdict_view_shows_both_sides_the_mirror_and_the_judgement() -> None:
+    from mii_cli.probe.analysis import Judgement, Thresholds
+    from mii_cli.probe.mirror import MirrorReading, mirror_numbers
+    from mii_cli.probe.traffic import Traffic
+    from mii_cli.workflows.verdict import ShadowVerdict, Side
+
+    verdict = ShadowVerdict(
+        namespace="n",
+        stable=Side("model-in-image", ["a"], Traffic(200, 0, 0.0, 0.8, 1.0), unread=["b: timed out"]),
+        shadow=Side("model-in-image-shadow", ["s"], Traffic(20, 1, 0.05, 0.9, 1.2)),
+        mirror=mirror_numbers(MirrorReading(percents=[10.0], answers={"200": 19.0, "[500]": 1.0})),
+        judgement=Judgement(Thresholds(), undecided="too few requests to judge: stable 200, shadow 20"),
+    )
+    shown = " ".join(text(tables.shadow_verdict_view(verdict)).split())
+    assert "model-in-image-shadow 1 20 5.00%" in shown
+    assert "mirroring 10%" in shown
+    assert "[500]: 1" in shown  # 角括弧は rich の書式にならない
+    assert "not read: b: timed out" in shown
+    assert "Judged against" in shown
+    assert "not judged" in shown

@@ -14,7 +14,14 @@ import pytest
 
 from mii_cli.errors import CheckFailed, ClusterError, ConfigError
 from mii_cli.image.record import ImageRecord, record_from_labels
-from mii_cli.kube import APP_NAME, CANARY_NAME, MODEL_SHA256_ANNOTATION, SERVICE_LABEL_KEY
+from mii_cli.kube import (
+    APP_NAME,
+    CANARY_NAME,
+    MIRROR_NAME,
+    MODEL_SHA256_ANNOTATION,
+    SERVICE_LABEL_KEY,
+    SHADOW_NAME,
+)
 from mii_cli.kube.cluster import ClusterInfo
 from mii_cli.kube.revisions import revisions
 from mii_cli.probe.compare import Verdict
@@ -23,6 +30,7 @@ from mii_cli.workflows import release
 from mii_cli.workflows.steps import StepStatus
 from tests.fakes.kube_api import FakeApiServer
 from tests.fakes.kube_objects import NAMESPACE, become_ready
+from tests.fakes.mirroring_pods import MirroringPods
 
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
 GOOD, NEXT, BROKEN = "model-in-image:0.1.0-good", "model-in-image:0.1.0-next", "model-in-image:0.1.0-broken"
@@ -296,3 +304,75 @@ def test_a_rollback_that_does_not_finish_either_is_said(
         deploy(fake_api, docker_desktop, NEXT)
     assert "; rolling back to revision 1 did not finish either: " in error.value.message
     assert running_image(fake_api) == GOOD  # 戻しは適用した（待ちが終わらなかった）
+
+
+# --- 影（shadow）: rollback が消し、promote も済んだ後に消す -------------------------------------------
+
+
+@pytest.fixture
+def mirroring(cluster: FakeApiServer) -> MirroringPods:
+    """安定版の Pod（model-in-image-0〜3）の /metrics の代役: ConfigMap の写しの割合を名乗る。"""
+    return MirroringPods(cluster, [f"{APP_NAME}-{i}" for i in range(4)])
+
+
+def shadow_left(fake: FakeApiServer) -> list[str]:
+    """影のオブジェクトと写しの設定のうち、残っているもの。"""
+    return sorted(path for path in fake.objects if SHADOW_NAME in path or path.endswith(f"/{MIRROR_NAME}"))
+
+
+def test_rollback_stops_the_mirroring_and_removes_the_shadow(
+    cluster: FakeApiServer, docker_desktop: ClusterInfo, mirroring: MirroringPods
+) -> None:
+    deploy(cluster, docker_desktop, GOOD)
+    deploy(cluster, docker_desktop, NEXT, shadow=True)
+    assert {m.shadow.percent for m in mirroring.metrics.values()} == {10.0}
+    with pytest.raises(ConfigError, match="a shadow is running: mii rollback removes it first"):
+        release.roll_back(cluster.client(), NAMESPACE, to_revision=1)
+    seen: list[StepStatus] = []
+    result = release.roll_back(cluster.client(), NAMESPACE, timeout=30, report=seen.append)
+    assert (result.canary_removed, result.shadow_removed, result.revision) == (False, True, None)
+    assert shadow_left(cluster) == []
+    assert {m.shadow.percent for m in mirroring.metrics.values()} == {0.0}
+    assert running_image(cluster) == GOOD  # 安定版はそのまま
+    assert seen[-1] == StepStatus("shadow", "done", f"removed {SHADOW_NAME}; the stable pods mirror nothing")
+    # もう一度: 影も canary も無いので、安定版を前の版へ（ここでは初めの版なので戻せない）
+    with pytest.raises(ConfigError, match="no earlier revision"):
+        release.roll_back(cluster.client(), NAMESPACE, timeout=30)
+
+
+def test_rollback_removes_a_canary_and_a_shadow_together(
+    cluster: FakeApiServer, docker_desktop: ClusterInfo, mirroring: MirroringPods, verdicts: list[Any]
+) -> None:
+    deploy(cluster, docker_desktop, GOOD)
+    deploy(cluster, docker_desktop, NEXT, shadow=True)
+    deploy(cluster, docker_desktop, NEXT, canary=True)
+    result = release.roll_back(cluster.client(), NAMESPACE, timeout=30)
+    assert (result.canary_removed, result.shadow_removed) == (True, True)
+    assert f"{DEPLOYMENTS}/{CANARY_NAME}" not in cluster.objects
+    assert shadow_left(cluster) == []
+    assert running_image(cluster) == GOOD
+
+
+def test_promote_also_ends_a_running_shadow(
+    cluster: FakeApiServer, docker_desktop: ClusterInfo, mirroring: MirroringPods, verdicts: list[Any]
+) -> None:
+    """影で試したイメージを canary で確かめて昇格すると、影はもう要らない。"""
+    deploy(cluster, docker_desktop, GOOD)
+    deploy(cluster, docker_desktop, NEXT, shadow=True)
+    deploy(cluster, docker_desktop, NEXT, canary=True)
+    result = release.promote(cluster.client(), NAMESPACE, timeout=30)
+    assert (result.image, result.canary_removed, result.shadow_removed) == (NEXT, True, True)
+    assert running_image(cluster) == NEXT
+    assert shadow_left(cluster) == []
+    # 昇格した安定版も写しの設定を読む（次の影のため）が、今は何も写さない
+    assert {m.shadow.percent for m in mirroring.metrics.values()} == {0.0}
+
+
+def test_promote_without_a_shadow_says_none_was_removed(
+    cluster: FakeApiServer, docker_desktop: ClusterInfo, verdicts: list[Any]
+) -> None:
+    deploy(cluster, docker_desktop, GOOD)
+    deploy(cluster, docker_desktop, NEXT, canary=True)
+    result = release.promote(cluster.client(), NAMESPACE, timeout=30)
+    assert (result.canary_removed, result.shadow_removed) == (True, False)
+    assert not cluster.methods("DELETE", f"/api/v1/namespaces/{NAMESPACE}/services/")
