@@ -39,6 +39,13 @@ class Answers(Protocol):
         """ラベルの変わった行の数（比べられなければ None）。"""
 
 
+# 5xx の割合の超えた閾値の説明（側ごと）。影の側の数には、答えの無かった写しも 5xx として入る
+# （workflows/verdict.py の `with_unanswered`）
+_FAILED = {
+    "canary": "answered {rate:.2%} of its requests with 5xx",
+    "shadow": "failed {rate:.2%} of the mirrored requests (5xx or no answer)",
+}
+
 # p99 を比べるのに要る、側ごとの要求の数
 P99_MIN_REQUESTS = 100
 
@@ -106,7 +113,7 @@ def judge(
                 "max-error-rate",
                 round(rate, 4),
                 thresholds.max_error_rate,
-                f"the {side} answered {rate:.2%} of its requests with 5xx "
+                f"the {side} {_FAILED.get(side, _FAILED['canary']).format(rate=rate)} "
                 f"(limit {thresholds.max_error_rate:.2%})",
             )
         )

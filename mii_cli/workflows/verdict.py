@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from kubernetes.client import ApiClient
@@ -169,9 +169,30 @@ def shadow_verdict(client: ApiClient, namespace: str, thresholds: Thresholds | N
         stable=stable,
         shadow=shadow,
         mirror=mirror,
-        judgement=judged(stable.traffic, shadow.traffic, mirror, thresholds, "shadow")
+        judgement=judged(
+            stable.traffic, with_unanswered(shadow.traffic, mirror), mirror, thresholds, "shadow"
+        )
         if thresholds is not None
         else None,
+    )
+
+
+def with_unanswered(shadow: Traffic, mirror: MirrorNumbers) -> Traffic:
+    """影の側の数字に、答えの無かった写し（`timeout`・`unreachable`）を 5xx として足す（判定のため）。
+
+    影自身の `/metrics` は答えた要求しか数えないので、止まった・届かない影は「要求が足りない」に見えてしまう。
+    写した側から見れば、それは答えの無い誤り。
+    """
+    unanswered = sum(count for status, count in mirror.errors_by_status.items() if not status.isdigit())
+    if not unanswered:
+        return shadow
+    requests, errors = shadow.requests + unanswered, shadow.errors + unanswered
+    return replace(
+        shadow,
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests,
+        rejected_rate=shadow.rejected / requests,
     )
 
 

@@ -99,7 +99,10 @@ def test_the_shadow_is_judged_on_its_mirrored_answers_and_named_the_shadow() -> 
     findings = judge(side(), side(errors=30, p99=9.0), mirrored(label_changes=3), Thresholds(), "shadow")
     assert [f.threshold for f in findings] == ["max-label-changes", "max-error-rate", "max-latency-ratio"]
     assert findings[0].message == "3 of 100 compared rows changed their label (limit 0)"
-    assert findings[1].message == "the shadow answered 3.00% of its requests with 5xx (limit 1.00%)"
+    assert (
+        findings[1].message
+        == "the shadow failed 3.00% of the mirrored requests (5xx or no answer) (limit 1.00%)"
+    )
     assert findings[2].message.startswith("the shadow's p99 9.00 ms is 2.25x")
     assert judge(side(), side(), mirrored(label_changes=3), Thresholds(max_label_changes=3), "shadow") == []
     with pytest.raises(ValueError, match="too few requests to judge: stable 1000, shadow 10"):
