@@ -9,7 +9,8 @@
 - `v2`: V2 の `outputs`。名前で組にし、浮動小数の出力（`FP*`）は値の差、それ以外（ラベルの `INT64`・
   `BYTES` など）は違う要素を数える。
 
-形が合わない（出力の名前・形・長さが違う、JSON でない）答えは比べられない（None）。
+形が合わない（出力の名前・形・長さが違う、JSON でない）答えは比べられない（Incomparable）。
+有限でない値（NaN・±無限大）は、答えの JSON では null になる（orjson がそう書く）: null は NaN として比べる。
 """
 
 from __future__ import annotations
@@ -64,20 +65,22 @@ def _rows(value: Any) -> list[Any]:
 
 
 def difference(a: Any, b: Any) -> float:
-    """2 つの数の差の大きさ（数でなければ Incomparable。NaN は両方 NaN なら 0、片方なら無限大）。"""
-    if (
-        isinstance(a, bool)
-        or isinstance(b, bool)
-        or not isinstance(a, int | float)
-        or not isinstance(b, int | float)
-    ):
+    """2 つの数の差の大きさ（数でなければ Incomparable。NaN は両方 NaN なら 0、片方なら無限大）。
+
+    null（答えの JSON で有限でない値が書かれる形）は NaN として扱う。
+    """
+    if not _number_or_null(a) or not _number_or_null(b):
         raise Incomparable("a value is not a number")
-    a_nan, b_nan = math.isnan(a), math.isnan(b)
+    a_nan, b_nan = a is None or math.isnan(a), b is None or math.isnan(b)
     if a_nan or b_nan:
         return 0.0 if a_nan and b_nan else math.inf
     if a == b:  # 同じ符号の無限大も差は 0
         return 0.0
     return abs(float(a) - float(b))
+
+
+def _number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def _largest(pairs: list[tuple[Any, Any]]) -> float:
@@ -100,11 +103,19 @@ def _predictions(mine: Any, other: Any, classification: bool) -> Comparison:
     return Comparison(rows=len(rows), label_changes=changes, max_difference=largest)
 
 
-def _argmax(row: list[float]) -> int:
-    return max(range(len(row)), key=row.__getitem__)
+def _argmax(row: list[float | None]) -> int:
+    """いちばん大きな値の位置（null・NaN はどの数より小さいとみなす: 大小を比べられないので）。"""
+    return max(range(len(row)), key=lambda i: _rank(row[i]))
+
+
+def _rank(value: float | None) -> float:
+    return -math.inf if value is None or math.isnan(value) else value
 
 
 def _labels(mine: Any, other: Any) -> Comparison:
+    # ラベルの答えは名前 1 つか、そのリスト（無い・ほかの型の答えは形が違う）
+    if not isinstance(mine, str | list) or not isinstance(other, str | list):
+        raise Incomparable("prediction is not a label or a list of labels")
     rows = mine if isinstance(mine, list) else [mine]
     others = other if isinstance(other, list) else [other]
     if len(rows) != len(others):
@@ -116,14 +127,15 @@ def _labels(mine: Any, other: Any) -> Comparison:
 def _v2(mine: Any, other: Any) -> Comparison:
     if not isinstance(mine, list) or not isinstance(other, list):
         raise Incomparable("outputs is not a list")
-    theirs = {o.get("name"): o for o in other if isinstance(o, dict)}
+    # 名前は文字列（ほかの型は辞書の鍵にできないことがある: リスト・オブジェクト）
+    theirs = {o["name"]: o for o in other if isinstance(o, dict) and isinstance(o.get("name"), str)}
     if len(theirs) != len(mine):
         raise Incomparable("different outputs")
     rows, changes, largest = 0, 0, None
     for output in mine:
-        if not isinstance(output, dict):
-            raise Incomparable("an output is not an object")
-        match = theirs.get(output.get("name"))
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise Incomparable("an output is not an object with a name")
+        match = theirs.get(output["name"])
         if match is None or match.get("datatype") != output.get("datatype"):
             raise Incomparable(f"output {output.get('name')!r} differs in name or type")
         shape, data, other_data = output.get("shape"), _flat(output.get("data")), _flat(match.get("data"))

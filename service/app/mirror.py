@@ -33,10 +33,13 @@ import orjson
 from service import constants
 from service.app.comparison import PREDICT, PREDICT_LABEL, V2, Incomparable, compare
 from service.app.metrics import ShadowStats
-from service.app.replies import Reply
+from service.app.replies import JSON, Reply
 from service.app.state import FastAnswer, FastRoute, ServiceState
 
 logger = logging.getLogger(__name__)
+
+# JSON の答えのヘッダの先頭（service.app.replies.reply は content-type を先頭に置く）
+_JSON_CONTENT_TYPE = (b"content-type", JSON)
 
 
 class MirrorConfigError(ValueError):
@@ -84,9 +87,16 @@ def parse_config(text: bytes) -> MirrorConfig | None:
         ipaddress.ip_address(host)
     except ValueError:
         raise MirrorConfigError(f"target {target!r} is not an IP address and a port") from None
-    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    # 桁数を先に確かめる（4,300 桁を超える数字の int() は MirrorConfigError でない ValueError になる）
+    digits = port_text.lstrip("0")
+    if (
+        not port_text.isascii()
+        or not port_text.isdigit()
+        or len(digits) > 5
+        or not 1 <= int(digits or "0") <= 65535
+    ):
         raise MirrorConfigError(f"target {target!r} has no port from 1 to 65535")
-    return MirrorConfig(host=host, port=int(port_text), percent=float(percent))
+    return MirrorConfig(host=host, port=int(digits), percent=float(percent))
 
 
 def mirrored_kind(method: str, path: str) -> str | None:
@@ -122,6 +132,11 @@ class ShadowClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
+    @property
+    def authority(self) -> str:
+        """Host ヘッダの値（IPv6 は角括弧で）。"""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
     async def send(self, copy: Copy) -> tuple[int, bytes]:
         """写しを送り、(ステータス, 本文) を返す。期限切れ・接続の失敗・壊れた答えは OSError 等で上がる。"""
         async with asyncio.timeout(self.timeout):
@@ -132,6 +147,9 @@ class ShadowClient:
                 raise
 
     async def _exchange(self, copy: Copy) -> tuple[int, bytes]:
+        if self._reader is not None and self._reader.at_eof():
+            # 影が待ちの間に閉じた keep-alive の接続（uvicorn の keep-alive の期限など）: 開き直す
+            self.close()
         if self._writer is None or self._writer.is_closing():
             self._reader, self._writer = await asyncio.open_connection(
                 self.host, self.port, limit=constants.MIRROR_MAX_HEAD_BYTES
@@ -140,7 +158,7 @@ class ShadowClient:
         assert self._writer is not None
         head = (
             (
-                f"POST {copy.path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+                f"POST {copy.path} HTTP/1.1\r\nhost: {self.authority}\r\n"
                 f"content-type: application/json\r\ncontent-length: {len(copy.body)}\r\n"
             ).encode()
             + b"x-request-id: "
@@ -168,7 +186,7 @@ def _read_head(head: bytes) -> tuple[int, int, bool]:
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
         raise ValueError("not an HTTP/1.x answer")
-    length, closes = -1, False
+    length, close, keep_alive = -1, False, False
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name, value = name.strip().lower(), value.strip()
@@ -177,9 +195,12 @@ def _read_head(head: bytes) -> tuple[int, int, bool]:
                 raise ValueError("bad content-length")
             length = int(value)
         elif name == b"connection":
-            closes = value.lower() == b"close"
+            tokens = {token.strip() for token in value.lower().split(b",")}
+            close, keep_alive = close or b"close" in tokens, keep_alive or b"keep-alive" in tokens
     if not 0 <= length <= constants.MIRROR_MAX_ANSWER_BYTES:
         raise ValueError("answer without a content-length, or too large")
+    # HTTP/1.0 の答えは、keep-alive と書かれていなければ閉じる（RFC 9112 9.3）
+    closes = close or (parts[0] == b"HTTP/1.0" and not keep_alive)
     return int(parts[1]), length, closes
 
 
@@ -250,8 +271,9 @@ class Mirror:
     def _mirroring(self, answer: FastAnswer, path: str, kind: str) -> FastAnswer:
         def mirrored(body: bytes, header_length: str | None, request_id: bytes) -> Reply:
             reply = answer(body, header_length, request_id)
-            # 自分が答えられた JSON のリクエストだけ（バイナリのテンソルの答えは比べない）
-            if reply[0] == 200 and header_length is None:
+            # 自分が 200 で答えた JSON のリクエストで、答えも JSON のものだけ（バイナリのテンソルの
+            # 答えは比べない。V2 は JSON のリクエストにも binary_data_output などでバイナリで答える）
+            if reply[0] == 200 and header_length is None and reply[2][0] == _JSON_CONTENT_TYPE:
                 self.offer(Copy(path, kind, body, reply[1], request_id))
             return reply
 
