@@ -233,7 +233,22 @@ class Mirror:
         """設定を当てる（イベントループの上で）。写し先が変われば数字を 0 から数え直す。"""
         if config == self.config:
             return
-        previous, self.config = self.config, config
+        previous = self.config
+        if config is not None and not any(mirrored_kind(*key) for key in self.state.fast_routes):
+            # FAST_PATH=false: 写す表の関数が無い（FastAPI の経路は写さない）。写すと名乗らない
+            logger.warning("mirroring needs FAST_PATH=true; not mirroring")
+            config = None
+        if (
+            config is not None
+            and previous is not None
+            and (previous.host, previous.port) == (config.host, config.port)
+        ):
+            # 割合だけが変わった: 送り手と待ち行列（写した数に数えた写し）はそのまま
+            self.config = config
+            self.stats.percent = config.percent
+            logger.info("mirroring %g%% of predict requests to %s", config.percent, config.target)
+            return
+        self.config = config
         self._stop_senders()
         if config is None:
             self._restore()

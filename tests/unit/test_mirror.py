@@ -505,6 +505,33 @@ def test_the_numbers_start_again_for_a_new_target_or_after_off_but_not_for_a_new
     mirror.close()
 
 
+def test_a_new_percent_keeps_the_queued_copies_and_the_senders(state: ServiceState) -> None:
+    mirror = Mirror(state, senders=0, queue_size=10)
+    mirror.configure(MirrorConfig("127.0.0.1", 9, 100))
+    route(state, "/predict").answer(b'{"data": [[5.1, 3.5, 1.4, 0.2]]}', None, b"id-1")
+    queue = mirror._queue
+    assert len(queued(mirror)) == 1
+    mirror.configure(MirrorConfig("127.0.0.1", 9, 50))
+    # 写した数に数えた写しは、割合が変わっても送られる（同じ待ち行列のまま）
+    assert mirror._queue is queue
+    assert len(queued(mirror)) == 1
+    assert mirror.stats.percent == 50.0
+    mirror.close()
+
+
+def test_without_the_fast_path_nothing_is_mirrored_and_the_percent_says_so(
+    iris: TabularModel, clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(model_filepath=MODEL, label_filepath=LABELS, pod_name="unit", fast_path=False)
+    app = create_app(settings, model=iris)
+    app.start()
+    mirror = Mirror(app.state.service, senders=0)
+    with caplog.at_level("WARNING", logger="service.app.mirror"):
+        mirror.configure(MirrorConfig("127.0.0.1", 9, 10))
+    assert (mirror.config, mirror.stats.percent) == (None, 0.0)
+    assert any("FAST_PATH=true" in record.getMessage() for record in caplog.records)
+
+
 # --- ループバックの影 ----------------------------------------------------------------------------
 
 
