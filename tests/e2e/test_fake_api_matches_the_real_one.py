@@ -147,7 +147,9 @@ def _conversation(client: Any, wait: Callable[[], None]) -> dict[str, Any]:
             ],
         },
     }
-    _apply(client, probe)
+    # 本物の Pod は ReplicaSet のコントローラが作る: mii とは別のフィールドマネージャ（同じマネージャの
+    # 部分的な適用は、書かなかったフィールド（コンテナ）を手放すことになり、本物は断る）
+    _apply(client, probe, manager="replicaset-stand-in")
     annotated = annotate_pods(client, NAMESPACE, "app=mirror-probe", MIRROR_ANNOTATION, "1")
     status, pod = kapi.request(client, "GET", object_path(probe))
     seen["annotate a pod by apply"] = (
