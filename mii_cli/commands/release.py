@@ -125,7 +125,7 @@ def verdict(
     """
     from mii_cli.commands.deploy import compare_rows
     from mii_cli.kube.cluster import connect
-    from mii_cli.ui.tables import canary_verdict_view, shadow_verdict_view
+    from mii_cli.ui.tables import verdict_view
     from mii_cli.workflows.verdict import ShadowVerdict, judgement_error
     from mii_cli.workflows.verdict import verdict as reading
 
@@ -136,10 +136,8 @@ def verdict(
     failure = judgement_error(result)
     if as_json:
         out.print_json(result)
-    elif isinstance(result, ShadowVerdict):
-        out.console.print(shadow_verdict_view(result))
     else:
-        out.console.print(canary_verdict_view(result))
+        out.console.print(verdict_view(result))
     if failure is not None:
         raise failure
     if as_json:

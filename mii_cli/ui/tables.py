@@ -301,17 +301,6 @@ def mirror_table(mirror: MirrorNumbers) -> Table:
     return table
 
 
-def shadow_verdict_view(verdict: ShadowVerdict) -> RenderableType:
-    """`mii verdict`（影）: 生の通信の表と写しの表（読めなかった Pod があれば添え、判定したならその表も）。"""
-    parts: list[RenderableType] = [traffic_table(verdict), Text(""), mirror_table(verdict.mirror)]
-    for side in (verdict.stable, verdict.shadow):
-        for problem in side.unread:
-            parts.append(Text(f"not read: {problem}", style="yellow"))
-    if verdict.judgement is not None:
-        parts.extend([Text(""), judgement_table(verdict.judgement)])
-    return Group(*parts)
-
-
 def judgement_table(judgement: Judgement) -> Table:
     """`mii verdict --judge`: 閾値ごとの限度と、超えたもの（件数が足りなければその理由）。"""
     t = judgement.thresholds
@@ -390,13 +379,17 @@ def analyses_table(records: list[dict[str, Any]]) -> Table:
     return table
 
 
-def canary_verdict_view(verdict: CanaryVerdict) -> RenderableType:
-    """`mii verdict` の表示: 生の通信の表と、同じ行での答えの表（読めなかった Pod があれば添える）。
+def verdict_view(verdict: CanaryVerdict | ShadowVerdict) -> RenderableType:
+    """`mii verdict` の表示: 生の通信の表と、答えの表（canary は同じ行での比べ、影は写した生の要求での比べ）。
 
-    閾値で判定したときは、その表も続ける。
+    読めなかった Pod があれば添え、閾値で判定したときは、その表も続ける。
     """
-    parts: list[RenderableType] = [traffic_table(verdict), Text(""), verdict_table(verdict.answers)]
-    for side in (verdict.stable, verdict.canary):
+    if isinstance(verdict, ShadowVerdict):
+        answers, other = mirror_table(verdict.mirror), verdict.shadow
+    else:
+        answers, other = verdict_table(verdict.answers), verdict.canary
+    parts: list[RenderableType] = [traffic_table(verdict), Text(""), answers]
+    for side in (verdict.stable, other):
         for problem in side.unread:
             parts.append(Text(f"not read: {problem}", style="yellow"))
     if verdict.judgement is not None:

@@ -282,7 +282,7 @@ def test_the_shadow_verdict_view_shows_both_sides_the_mirror_and_the_judgement()
         mirror=mirror_numbers(MirrorReading(percents=[10.0], answers={"200": 19.0, "[500]": 1.0})),
         judgement=Judgement(Thresholds(), undecided="too few requests to judge: stable 200, shadow 20"),
     )
-    shown = " ".join(text(tables.shadow_verdict_view(verdict)).split())
+    shown = " ".join(text(tables.verdict_view(verdict)).split())
     assert "model-in-image-shadow 1 20 5.00%" in shown
     assert "mirroring 10%" in shown
     assert "[500]: 1" in shown  # 角括弧は rich の書式にならない
