@@ -7,6 +7,7 @@ scikit-learn で学習し skl2onnx で ONNX にする（ダウンロード不要
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,28 +196,42 @@ def onnxruntime_answers(
     return answers, labels if model.task == "classification" else None
 
 
+def _in_front(
+    source: Path, destination: Path, build: Callable[[str, int, Any], tuple[list[Any], list[Any], str]]
+) -> Path:
+    """元のグラフの前に節を足す: `build(入力の名前, 特徴の数, dtype)` が (重み, 節, 元のグラフに渡す値の名前)
+    を返し、元のグラフは入力の代わりにその値を読む（onnx.helper で書き換える）。"""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(source)
+    graph = model.graph
+    name = graph.input[0].name
+    tensor_type = graph.input[0].type.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+    initializers, nodes, passed = build(name, tensor_type.shape.dim[1].dim_value, dtype)
+    for node in graph.node:
+        node.input[:] = [passed if item == name else item for item in node.input]
+    graph.initializer.extend(initializers)
+    original = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *original])
+    onnx.save(model, destination)
+    return destination
+
+
 def slowed_model(source: Path, destination: Path, *, layers: int = 48, width: int = 1024) -> Path:
-    """同じ答えで重いモデル: 入力に「重い計算 × 0」を足してから元のグラフに渡す（onnx.helper で書き換える）。
+    """同じ答えで重いモデル: 入力に「重い計算 × 0」を足してから元のグラフに渡す。
 
     重い計算は 1 つの共有の重み（width × width）を `layers` 回掛ける MatMul と Tanh の鎖（1 行あたり
     layers × width² の積和。既定で約 5,000 万、1 コアで数 ms）。最後に 0 の行列を掛けて入力に足すので、
     元のモデルと同じ値が元のグラフに入り、答えはビット単位で同じになる（眠りではなく本物の計算）。
     """
-    import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(source)
-    graph = model.graph
-    name = graph.input[0].name
-    slow = f"{name}_slowed"
-    for node in graph.node:
-        node.input[:] = [slow if item == name else item for item in node.input]
-    tensor_type = graph.input[0].type.tensor_type
-    features = tensor_type.shape.dim[1].dim_value
-    dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
-    rng = np.random.default_rng(0)
-    graph.initializer.extend(
-        [
+    def build(name: str, features: int, dtype: Any) -> tuple[list[Any], list[Any], str]:
+        rng = np.random.default_rng(0)
+        weights = [
             numpy_helper.from_array(
                 (rng.standard_normal((features, width)) * 0.5).astype(dtype), "slow_first"
             ),
@@ -225,18 +240,17 @@ def slowed_model(source: Path, destination: Path, *, layers: int = 48, width: in
             ),
             numpy_helper.from_array(np.zeros((width, features), dtype), "slow_zero"),
         ]
-    )
-    nodes = [helper.make_node("MatMul", [name, "slow_first"], ["slow_0"])]
-    for layer in range(layers):
-        nodes.append(helper.make_node("Tanh", [f"slow_{layer}"], [f"slow_tanh_{layer}"]))
-        nodes.append(helper.make_node("MatMul", [f"slow_tanh_{layer}", "slow_shared"], [f"slow_{layer + 1}"]))
-    nodes.append(helper.make_node("MatMul", [f"slow_{layers}", "slow_zero"], ["slow_nothing"]))
-    nodes.append(helper.make_node("Add", [name, "slow_nothing"], [slow]))
-    original = list(graph.node)
-    del graph.node[:]
-    graph.node.extend([*nodes, *original])
-    onnx.save(model, destination)
-    return destination
+        nodes = [helper.make_node("MatMul", [name, "slow_first"], ["slow_0"])]
+        for layer in range(layers):
+            nodes.append(helper.make_node("Tanh", [f"slow_{layer}"], [f"slow_tanh_{layer}"]))
+            nodes.append(
+                helper.make_node("MatMul", [f"slow_tanh_{layer}", "slow_shared"], [f"slow_{layer + 1}"])
+            )
+        nodes.append(helper.make_node("MatMul", [f"slow_{layers}", "slow_zero"], ["slow_nothing"]))
+        nodes.append(helper.make_node("Add", [name, "slow_nothing"], [f"{name}_slowed"]))
+        return weights, nodes, f"{name}_slowed"
+
+    return _in_front(source, destination, build)
 
 
 def failing_model(source: Path, destination: Path, *, above: float = 7.0) -> Path:
@@ -247,33 +261,21 @@ def failing_model(source: Path, destination: Path, *, above: float = 7.0) -> Pat
     元のグラフに渡すので、失敗しない行の答えは元のモデルとビット単位で同じ（眠りでも例外の注入でもなく、
     本物のグラフの本物の実行時の誤り）。
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    model = onnx.load(source)
-    graph = model.graph
-    name = graph.input[0].name
-    checked = f"{name}_checked"
-    for node in graph.node:
-        node.input[:] = [checked if item == name else item for item in node.input]
-    tensor_type = graph.input[0].type.tensor_type
-    dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
-    graph.initializer.extend(
-        [
+    def build(name: str, _features: int, dtype: Any) -> tuple[list[Any], list[Any], str]:
+        weights = [
             numpy_helper.from_array(np.array(above, dtype), "fail_above"),
             numpy_helper.from_array(np.zeros(1, dtype), "fail_table"),
             numpy_helper.from_array(np.array(0, dtype), "fail_zero"),
         ]
-    )
-    nodes = [
-        helper.make_node("Greater", [name, "fail_above"], ["fail_over"]),
-        helper.make_node("Cast", ["fail_over"], ["fail_index"], to=TensorProto.INT64),
-        helper.make_node("Gather", ["fail_table", "fail_index"], ["fail_looked_up"], axis=0),
-        helper.make_node("Mul", ["fail_looked_up", "fail_zero"], ["fail_nothing"]),
-        helper.make_node("Add", [name, "fail_nothing"], [checked]),
-    ]
-    original = list(graph.node)
-    del graph.node[:]
-    graph.node.extend([*nodes, *original])
-    onnx.save(model, destination)
-    return destination
+        nodes = [
+            helper.make_node("Greater", [name, "fail_above"], ["fail_over"]),
+            helper.make_node("Cast", ["fail_over"], ["fail_index"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["fail_table", "fail_index"], ["fail_looked_up"], axis=0),
+            helper.make_node("Mul", ["fail_looked_up", "fail_zero"], ["fail_nothing"]),
+            helper.make_node("Add", [name, "fail_nothing"], [f"{name}_checked"]),
+        ]
+        return weights, nodes, f"{name}_checked"
+
+    return _in_front(source, destination, build)

@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -260,19 +260,31 @@ def test_the_analysis_promotes_a_rebuilt_image_of_the_same_model(
     assert mii.json("history", "-n", e2e.namespace)["analyses"][0]["outcome"] == "promoted"
 
 
+def zoo_image(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: Any,
+    made_images: list[str],
+    make: Callable[[Path, Path], Path],
+    name: str,
+) -> dict[str, str]:
+    """同梱のモデルを tests/zoo.py の関数で書き換えたモデルのイメージ（ラベルは同梱のもの）。"""
+    from mii_cli.commands.requests import build_request
+    from mii_cli.image.build import build_image
+
+    path = make(MODELS / "iris_svc.onnx", tmp_path_factory.mktemp(name) / f"iris_svc_{name}.onnx")
+    built = build_image(build_request(model=path, labels=MODELS / "label.json"), client=docker_client)
+    made_images.append(built.unique_tag)
+    return {"image": built.unique_tag}
+
+
 @pytest.fixture(scope="module")
 def slow_model(
     tmp_path_factory: pytest.TempPathFactory, docker_client: Any, made_images: list[str]
 ) -> dict[str, str]:
     """同じ答えで 1 行あたり数 ms 重いモデル（本物の ONNX の計算、tests/zoo.py）のイメージ。"""
-    from mii_cli.commands.requests import build_request
-    from mii_cli.image.build import build_image
     from tests.zoo import slowed_model
 
-    path = slowed_model(MODELS / "iris_svc.onnx", tmp_path_factory.mktemp("slow") / "iris_svc_slow.onnx")
-    built = build_image(build_request(model=path, labels=MODELS / "label.json"), client=docker_client)
-    made_images.append(built.unique_tag)
-    return {"image": built.unique_tag}
+    return zoo_image(tmp_path_factory, docker_client, made_images, slowed_model, "slow")
 
 
 @pytest.mark.parametrize("which", ["slow", "changes-labels"])
@@ -327,14 +339,9 @@ def failing_model(
     tmp_path_factory: pytest.TempPathFactory, docker_client: Any, made_images: list[str]
 ) -> dict[str, str]:
     """大きな値の行で ONNX Runtime の実行が失敗し、ほかの行では同じ答えのモデルのイメージ。"""
-    from mii_cli.commands.requests import build_request
-    from mii_cli.image.build import build_image
-    from tests.zoo import failing_model as build_failing
+    from tests.zoo import failing_model as fails_on_large_values
 
-    path = build_failing(MODELS / "iris_svc.onnx", tmp_path_factory.mktemp("failing") / "iris_svc_fails.onnx")
-    built = build_image(build_request(model=path, labels=MODELS / "label.json"), client=docker_client)
-    made_images.append(built.unique_tag)
-    return {"image": built.unique_tag}
+    return zoo_image(tmp_path_factory, docker_client, made_images, fails_on_large_values, "fails")
 
 
 def stable_pods(mii: Mii, namespace: str) -> dict[str, int]:
