@@ -35,22 +35,29 @@ def free_port() -> int:
         return port
 
 
+def _bindable(port: int) -> bool:
+    """ループバックのそのポートに今 bind できるか。"""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port_pair(attempts: int = 50) -> int:
-    """次のポートも空いている、ループバックの空きポートを返す（`mii benchmark` の天井は --port の次を使う）。
+    """次の 2 つのポートも空いている、ループバックの空きポートを返す（`mii benchmark` の天井は --port の次、
+    写しの測定の影はその次を使う）。
 
     空きポートはエフェメラルの範囲から来るので、次のポートは直前の接続（TIME_WAIT を含む）が
     使っていることがある。
     """
     for _ in range(attempts):
         port = free_port()
-        if port >= 65535:
+        if port >= 65534:
             continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
+        if all(_bindable(port + step) for step in (1, 2)):
+            return port
     raise RuntimeError(f"no pair of free loopback ports in {attempts} tries")
 
 

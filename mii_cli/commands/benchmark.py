@@ -26,20 +26,30 @@ def benchmark(
         int,
         typer.Option(
             help="Port to publish on 127.0.0.1, or on the node under minikube docker-env "
-            "(the ceiling app uses the next one).",
+            "(the ceiling app uses the next one, the shadow of the mirroring measurement the one after).",
             min=1,
-            max=65534,
+            max=65533,
         ),
     ] = 18000,
     rounds: Annotated[
         int, typer.Option(help="Rounds of ceiling, /predict and V2, measured in turn.", min=1, max=20)
     ] = 3,
+    mirror: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure the p99 at 200 req/s with 10% of the requests mirrored to a shadow "
+            "container, against the p99 without (max(3, rounds) pairs, local engine only).",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Measure the image at 0.5 CPU / 300 MiB with wrk: share of the ASGI ceiling, p50/p99, memory, size.
 
     The ceiling is a bare ASGI app started from the same image under the same limits and measured in
     turn with the service, so that the share (service req/s / ceiling req/s) compares across machines.
+    The service runs with a mirror configuration that is off for all of these; then a shadow started
+    from the same image receives 10% of a fixed 200 req/s load, and the p99 with mirroring is compared
+    with the p99 without, in alternating rounds.
     """
     from mii_cli.image import benchmark as bench
     from mii_cli.image.daemon import current_daemon
@@ -49,8 +59,13 @@ def benchmark(
 
     settings = get_cli_settings()
     target = fill(image, settings.default_image)
-    address = current_daemon().publish_address()
-    with out.console.status(f"Benchmarking {target} (about {(3 * rounds + 2) * duration + 15} s)..."):
+    daemon = current_daemon()
+    address = daemon.publish_address()
+    seconds = (3 * rounds + 2) * duration + 15
+    if mirror:
+        # 組ごとに 2 回の負荷と、入り切りの待ち（約 2 秒）、影の起動と温め
+        seconds += max(bench.MIRROR_PAIRS_MIN, rounds) * (2 * duration + 3) + 5
+    with out.console.status(f"Benchmarking {target} (about {seconds} s)..."):
         report = bench.run_benchmark(
             docker_client(),
             image=target,
@@ -60,6 +75,8 @@ def benchmark(
             connections=connections,
             rounds=rounds,
             address=address,
+            mirror=mirror,
+            local_engine=daemon.is_local,
         )
     if as_json:
         out.print_json(report)

@@ -37,6 +37,8 @@ class RunSpec:
     environment: dict[str, str] | None = None
     # ポートを公開するアドレス（エンジンのあるマシンの上の。既定はループバック）
     address: str = "127.0.0.1"
+    # 読み取り専用で結び付けるホストのディレクトリ（ホストのパス -> コンテナのパス）
+    read_only_binds: dict[str, str] | None = None
 
     def docker_kwargs(self) -> dict[str, Any]:
         """Docker SDK の containers.run に渡す引数。"""
@@ -54,6 +56,10 @@ class RunSpec:
         }
         if self.user is not None:
             kwargs["user"] = self.user
+        if self.read_only_binds:
+            kwargs["volumes"] = {
+                host: {"bind": inside, "mode": "ro"} for host, inside in self.read_only_binds.items()
+            }
         return kwargs
 
     @property

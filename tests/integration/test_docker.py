@@ -520,11 +520,22 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
     assert measured["ceiling_rps"] > measured["max_rps"]
     assert report["details"]["errors"] == 0
     assert set(report["details"]["requests_per_cpu_second"]) == {"ceiling", "predict", "v2"}
-    table = runner.invoke(cli.app, [*common, "--port", str(free_port_pair())])
+    # 写しの測定: 影へ写しが届いて比べられ（そうでなければコマンドが誤りで終わる）、両方の p99 がある
+    for key in ("p99_ms_mirror_off", "p99_ms_mirror_10", "mirror_p99_ratio"):
+        assert measured[key] > 0, key
+    mirror = report["details"]["mirror"]
+    assert mirror["pairs"] == 3
+    assert mirror["mirrored"] > 0
+    assert mirror["compared"] > 0
+    assert 0.05 < mirror["mirrored_share"] < 0.15
+    table = runner.invoke(cli.app, [*common, "--no-mirror", "--port", str(free_port_pair())])
     assert table.exit_code in (0, 6), table.output
     assert "max_rps" in table.output
     assert "v2_share" in table.output
+    assert "mirror_p99_ratio" not in table.output
     assert "errors: 0 of" in table.output
+    # 影のコンテナも残らない
+    assert not docker.containers.list(all=True, filters={"name": "mii-bench-shadow-"})
 
 
 def test_benchmark_refuses_a_missing_base_image_before_measuring(docker: Any, image: dict[str, Any]) -> None:
