@@ -483,39 +483,22 @@ class ShadowReading:
         )
 
 
-# `/metrics` の数 -> ShadowReading の欄
-_SHADOW_COUNTS = {
-    "mii_shadow_mirrored_total": "mirrored",
-    "mii_shadow_dropped_total": "dropped",
-    "mii_shadow_compared_total": "compared",
-}
-
-
 def parse_shadow(text: str) -> ShadowReading:
-    """サービスの `/metrics`（Prometheus のテキスト形式）から写しの数字を読む。
+    """サービスの `/metrics`（Prometheus のテキスト形式）から写しの数字を読む（読み方は probe/mirror.py）。
 
     `mii_shadow_mirror_percent` が無ければ、写しを持たないイメージなので DockerError。
     """
-    from prometheus_client.parser import text_string_to_metric_families
+    from mii_cli.probe.mirror import parse_mirror
 
-    percent: float | None = None
-    counts = {"mirrored": 0, "dropped": 0, "compared": 0}
-    answers: dict[str, int] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "mii_shadow_mirror_percent":
-                percent = float(sample.value)
-            elif sample.name == "mii_shadow_answers_total":
-                status = sample.labels.get("status", "")
-                answers[status] = answers.get(status, 0) + int(sample.value)
-            elif sample.name in _SHADOW_COUNTS:
-                counts[_SHADOW_COUNTS[sample.name]] = int(sample.value)
-    if percent is None:
+    reading = parse_mirror(text)
+    if not reading.percents:
         raise DockerError(
             "the service's /metrics has no mii_shadow_mirror_percent: the image cannot mirror requests",
             hint="rebuild it with `mii build`, or pass --no-mirror",
         )
-    return ShadowReading(percent=percent, answers=answers, **counts)
+    counts = {name: round(reading.counts.get(name, 0.0)) for name in ("mirrored", "dropped", "compared")}
+    answers = {status: round(count) for status, count in sorted(reading.answers.items())}
+    return ShadowReading(percent=reading.percents[0], answers=answers, **counts)
 
 
 def mirror_config_text(target: str | None, percent: float = MIRROR_PERCENT) -> str:

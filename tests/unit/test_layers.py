@@ -83,8 +83,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "mii_cli.settings": (),
     "mii_cli.kube": ("mii_cli.kube",),
     "mii_cli.model": ("mii_cli.model",),
-    # イメージを作るときにモデルの事実を読み、クラスタへ渡すときにクラスタの種類（ClusterInfo）を見る
-    "mii_cli.image": ("mii_cli.image", "mii_cli.model", "mii_cli.kube.cluster"),
+    # イメージを作るときにモデルの事実を読み、クラスタへ渡すときにクラスタの種類（ClusterInfo）を見る。
+    # ベンチマークはサービスの写しの数字を、verdict と同じ読み方（probe/mirror.py、純粋な関数）で読む
+    "mii_cli.image": ("mii_cli.image", "mii_cli.model", "mii_cli.kube.cluster", "mii_cli.probe.mirror"),
     "mii_cli.probe": ("mii_cli.probe", "mii_cli.kube"),
     "mii_cli.workflows": (
         "mii_cli.workflows",
