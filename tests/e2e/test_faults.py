@@ -131,6 +131,10 @@ def test_a_server_killed_hard_is_restarted_and_few_requests_fail(
     assert len(result.served_by) >= 2
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _deployment(client: Any, namespace: str) -> Any:
     from kubernetes.client import AppsV1Api
 
@@ -174,6 +178,9 @@ def test_an_interrupted_deploy_converges_when_run_again(
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # 端末の Ctrl-C と同じ既定の SIGINT で（シェルの裏で動くテストは SIGINT を無視する状態を受け継ぎ、
+        # Python はそのとき KeyboardInterrupt の処理を入れない: mii は止まらずに最後まで動いてしまう）
+        preexec_fn=_default_sigint,
     )
     try:
         # ロールアウトが始まった（新しいイメージの Deployment が適用された）ところで止める
