@@ -27,8 +27,8 @@ from tests.support import MODELS, BackgroundLoad, E2eSettings, Mii, served_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-# 手順は 30 秒ほどで終わる（CI で測った最長 28 秒）: その 2 倍を負荷が覆う
-LOAD_SECONDS = 60
+# 手順は 30 秒ほどで終わる（CI で測った最長 28 秒）: その 1.5 倍を負荷が覆う
+LOAD_SECONDS = 45
 # versicolor と virginica の境目の近くの格子: 学習し直したモデルとはいくつかの行でラベルが変わる
 BOUNDARY = [
     [sepal_length, sepal_width, round(4.5 + 0.1 * i, 1), round(1.4 + 0.1 * j, 1)]
@@ -331,7 +331,7 @@ def test_the_analysis_removes_a_worse_canary_and_users_see_no_failure(
 # 失敗するモデル（tests/zoo.failing_model）は、どれかの値が 7.0 を超える行で実行時の誤りになる
 FAILING_ROW = json.dumps({"data": [[7.7, 3.0, 6.1, 2.3]]})
 # 写しが数えられるまで負荷を流す秒数（写しの入りを待つ間も含めて負荷が覆う）
-SHADOW_LOAD_SECONDS = 150
+SHADOW_LOAD_SECONDS = 120
 
 
 @pytest.fixture(scope="module")

@@ -528,13 +528,7 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
     assert mirror["mirrored"] > 0
     assert mirror["compared"] > 0
     assert 0.05 < mirror["mirrored_share"] < 0.15
-    table = runner.invoke(cli.app, [*common, "--no-mirror", "--port", str(free_port_pair())])
-    assert table.exit_code in (0, 6), table.output
-    assert "max_rps" in table.output
-    assert "v2_share" in table.output
-    assert "mirror_p99_ratio" not in table.output
-    assert "errors: 0 of" in table.output
-    # 影のコンテナも残らない
+    # 影のコンテナも残らない（--no-mirror と表の形は単体テストで）
     assert not docker.containers.list(all=True, filters={"name": "mii-bench-shadow-"})
 
 

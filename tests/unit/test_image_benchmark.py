@@ -368,6 +368,13 @@ def test_the_table_tells_how_many_copies_were_sent() -> None:
     assert "mirror_p99_ratio" in text
     assert "<= 1.1" in text
     assert "200 copies sent, 0 dropped, 200 compared" in text
+    # --no-mirror: 写しの行も見出しの下の 1 行も無い
+    plain = bench.BenchmarkReport(image="x", measurements={"max_rps": 3000.0}, verdicts={"max_rps": True})
+    console = Console(width=200, record=True)
+    console.print(benchmark_table(plain))
+    shown = console.export_text()
+    assert "max_rps" in shown
+    assert "mirror" not in shown
 
 
 def test_the_containers_start_from_the_image_id_not_the_tag(fake_docker: FakeDockerEngine) -> None:
