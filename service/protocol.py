@@ -27,6 +27,13 @@
    上限を超えたときは、そこまでの本文を持って uvicorn の経路に移す（本文の期限と 413 はそちらで守る）。
    応答のヘッダの並べ方は uvicorn と同じ（`default_headers` の後にアプリのヘッダ）で、同じバイト列になる
    ことをテストで確かめる。
+4. **ループの 1 回りで読み終えた直接答えるリクエストに、まとめて答える（`AnswerRound`）。** 読み終えた
+   その場では答えず、回りの終わり（`call_soon`）に、まず全部の答えを作り、それから全部を書く。1 件ずつ
+   「読む・推論する・書く」を繰り返すと、カーネルのソケットの処理と Python・ONNX Runtime の処理が互いを
+   CPU のキャッシュから追い出し、1 件ごとの CPU 時間が倍ほどになる（docs/performance.md）。推論は今までどおり
+   1 リクエストずつ（行をまとめない）なので、答えは 1 件ずつ答えたときとビット単位で同じ。答えを待つ接続で
+   次のリクエストが始まれば（パイプライン）、待っている答えをその場で書いてから読む（答えの順を守る）。
+   混んでいなければ 1 回りに 1 件で、増えるのは `call_soon` 1 回だけ。
 
 どれも uvicorn の `HttpToolsProtocol` のサブクラスで、uvicorn の公開の設定（`Config(http=...)`）に
 渡す。表に無いリクエストの応答の作り方・パイプライン・100-continue・シャットダウンは uvicorn のまま。
@@ -217,6 +224,35 @@ class HeadPatrol:
         self._handle = self.loop.call_later(self.interval, self._round) if self.watched else None
 
 
+class AnswerRound:
+    """ループの 1 回りで読み終えた、直接答えるリクエストにまとめて答える（サーバーに 1 つ）。
+
+    接続は読み終えたリクエストを持って `add` で並ぶ。回りの終わり（最初の `add` の `call_soon`）に `run` が、
+    並んだ順にすべての答えを作ってから、すべてを書く。作るあいだは Python と ONNX Runtime の処理だけが続き、
+    書くあいだはカーネルの送信だけが続くので、どちらの作業の置き場も CPU のキャッシュに残る。
+    並んだ後に答えを書き終えた接続（パイプラインで次が始まった、閉じた）は飛ばす。
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: list[BoundedHttpToolsProtocol] = []
+
+    def add(self, protocol: BoundedHttpToolsProtocol) -> None:
+        """答えを待つ接続を並べる（回りの最初の 1 つで、回りの終わりの `run` を頼む）。"""
+        if not self.waiting:
+            self.loop.call_soon(self.run)
+        self.waiting.append(protocol)
+
+    def run(self) -> None:
+        """並んだ接続の答えを全部作り、それから全部書く。"""
+        waiting = self.waiting
+        self.waiting = []
+        answers = [protocol.render_queued() for protocol in waiting]
+        for protocol, answer in zip(waiting, answers, strict=True):
+            if answer is not None:
+                protocol.write_answer(*answer)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """頭の大きさと時間に上限をつけ、短い応答を 1 回で書く httptools のプロトコル。
 
@@ -250,9 +286,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # 直接答えるリクエスト（頭を読み終えて本文を待つ間）: ルート・メソッド・パスと、届いた本文
         self._direct: tuple[Any, str, str] | None = None
         self._direct_body: bytes | bytearray = b""
+        # 読み終えて、回りの終わりに答える直接のリクエスト: (ルート, メソッド, パス, ヘッダ, 本文)
+        self._queued: tuple[Any, str, str, Headers, bytes] | None = None
         # uvicorn の既定のヘッダ（Date）と、それを書いたバイト列
         self._defaults: tuple[Headers | None, bytes] = (None, b"")
         self._patrol = self._server_patrol()
+        self._round = self._server_round()
 
     def _server_patrol(self) -> HeadPatrol:
         """サーバー（uvicorn の ServerState）に 1 つの見回り。"""
@@ -261,6 +300,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             patrol = HeadPatrol(self.loop, self.limits.head_timeout)
             self.server_state.mii_head_patrol = patrol  # type: ignore[attr-defined]
         return patrol
+
+    def _server_round(self) -> AnswerRound:
+        """サーバーに 1 つの、まとめて答える回り。"""
+        answers: AnswerRound | None = getattr(self.server_state, "mii_answer_round", None)
+        if answers is None or answers.loop is not self.loop:
+            answers = AnswerRound(self.loop)
+            self.server_state.mii_answer_round = answers  # type: ignore[attr-defined]
+        return answers
 
     # --- 接続 --------------------------------------------------------------------------------
 
@@ -273,18 +320,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._patrol.watch(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """見回りから外す。"""
+        """見回りから外し、答えを待つリクエストを捨てる（書く先が無い）。"""
         self._patrol.forget(self)
         self.head_since = None
         self.idle_since = None
+        self._queued = None
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """サーバーの終了: 答えを待つリクエストがあれば、答えてから uvicorn の終わり方へ。"""
+        self._answer_queued()
+        super().shutdown()
 
     # --- 受け取り ----------------------------------------------------------------------------
 
     def busy(self) -> bool:
         """応答を書いている最中か、答えを待つリクエストが並んでいるか（そのあいだはクライアントを待っていない）。"""
         cycle = self.cycle
-        return bool(self.pipeline) or (cycle is not None and not cycle.response_complete)
+        return (
+            self._queued is not None
+            or bool(self.pipeline)
+            or (cycle is not None and not cycle.response_complete)
+        )
 
     def data_received(self, data: bytes) -> None:
         """パーサに渡し、パーサの拒否を応答にし、頭の途中で受け取ったバイト数を数える。
@@ -346,6 +403,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         前のリクエストにまだ答えている（パイプライン）なら、それに答え終えてから書く（誤りが前の
         リクエストの答えに見えないように）。
         """
+        self._answer_queued()  # 前のリクエストの答えが先
         self._rejected = True
         self.head_since = None
         self._in_head = False
@@ -377,6 +435,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         uvicorn の on_message_begin の前半（URL・ヘッダ・100-continue を空にする）だけを行い、ASGI の
         scope は uvicorn の経路に渡すときに作る（`_to_uvicorn`。直接答えるリクエストには要らない）。
         """
+        if self._queued is not None:
+            self._answer_queued()  # 同じ接続の前のリクエストに先に答える（答えの順）
         if self.transport.is_closing():
             raise _Closing
         self.url = b""
@@ -490,40 +550,56 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._to_cycle()
 
     def on_message_complete(self) -> None:
-        """リクエストを読み終えた（本文まで）。直接答えるリクエストなら、ここで答える。"""
+        """リクエストを読み終えた（本文まで）。直接答えるリクエストなら、この回りの終わりに答える。"""
         self._message_open = False
         if self._direct is not None:
-            self._answer_directly()
+            route, method, path = self._direct
+            self._queued = (route, method, path, self.headers, bytes(self._direct_body))
+            self._direct = None
+            self._direct_body = b""
+            self._round.add(self)
             return
         super().on_message_complete()
 
-    def _answer_directly(self) -> None:
-        """表のルートで答え、uvicorn と同じ形（`default_headers`、アプリのヘッダ、空行、本文）で 1 回で書く。
+    def _answer_queued(self) -> None:
+        """答えを待つリクエストがあれば、その場で答える（次のリクエスト・誤り・終了の前に）。"""
+        answer = self.render_queued()
+        if answer is not None:
+            self.write_answer(*answer)
 
-        応答を書き終えたときの uvicorn の仕事（数える、次のリクエストを待ち始める）もここで行う。
+    def render_queued(self) -> tuple[bytes, bool] | None:
+        """答えを待つリクエストの応答を、uvicorn と同じ形（`default_headers`、アプリのヘッダ、空行、本文）の
+        バイト列にする: (バイト列, 書いた後に閉じるか)。待つものが無い・接続が閉じかけなら None。
         """
-        route, method, path = self._direct  # type: ignore[misc]
-        body = bytes(self._direct_body)
-        self._direct = None
-        self._direct_body = b""
+        queued = self._queued
+        if queued is None:
+            return None
+        self._queued = None
+        if self.transport.is_closing():
+            return None
+        route, method, path, headers, body = queued
         try:
-            status, payload, headers = self.responder.respond(route, method, path, self.headers, body)  # type: ignore[union-attr]
+            status, payload, out = self.responder.respond(route, method, path, headers, body)  # type: ignore[union-attr]
         except Exception:  # noqa: BLE001  答えの組み立ての外の想定外の誤り: 500 で閉じる（パーサの誤りにしない）
-            self.transport.write_whole(error_response(500, "internal server error"))  # type: ignore[attr-defined]
-            self.transport.close()
-            return
+            return error_response(500, "internal server error"), True
         defaults = self.server_state.default_headers
         if defaults is not self._defaults[0]:
             # uvicorn は Date を毎秒新しいリストにする: そのときだけ書き直す
             self._defaults = (defaults, b"".join(b"%s: %s\r\n" % header for header in defaults))
         content = [STATUS_LINE[status], self._defaults[1]]
-        for name, value in headers:
+        for name, value in out:
             content.extend((name, b": ", value, b"\r\n"))
         # HEAD には同じヘッダで本文を付けない（uvicorn と同じ。RFC 9110 9.3.2）
         content.extend((b"\r\n", payload if method != "HEAD" else b""))
-        self.transport.write_whole(b"".join(content))  # type: ignore[attr-defined]
+        return b"".join(content), _CLOSE in out
+
+    def write_answer(self, data: bytes, close: bool) -> None:
+        """作った応答を 1 回で書き、書き終えたときの uvicorn の仕事（数える、閉じるか次を待つ）をする。"""
+        if self.transport.is_closing():
+            return
+        self.transport.write_whole(data)  # type: ignore[attr-defined]
         self.server_state.total_requests += 1
-        if _CLOSE in headers:
+        if close:
             self.transport.close()  # uvicorn と同じく、閉じると告げた応答の後は閉じる
             return
         self.idle_since = self.loop.time()

@@ -7,6 +7,8 @@
 - 本物のアプリ（実モデル）と本物のプロトコルのクラスを、書いたものを覚えるトランスポートにつなぎ、
   どのリクエストが直接答えられ（uvicorn のタスクを作らない、1 回の書き込み）、どれが uvicorn の経路に
   移るかを見る（本文がかたまりをまたぐ、上限を超える、書き込みが止まっている、HTTP/1.0、前の応答の途中）。
+  直接の答えはループの回りの終わりにまとめて書くので、その順（全部作ってから全部書く、同じ接続の答えの順、
+  閉じた接続・誤り・終了）も見る。
 """
 
 from __future__ import annotations
@@ -202,12 +204,17 @@ def statuses(wire: RecordingTransport) -> list[int]:
     return [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", b"".join(wire.writes))]
 
 
-def test_a_whole_request_is_answered_at_once_in_one_write(connect: Callable[[], Any]) -> None:
+def test_a_whole_request_is_answered_at_the_end_of_the_loop_pass_in_one_write(
+    connect: Callable[[], Any],
+) -> None:
     async def scenario() -> None:
         protocol, wire = connect()
         protocol.data_received(post("/predict", ROW))
-        # uvicorn のタスクは作らず、読み終えたその場で 1 回で書く
+        # uvicorn のタスクは作らず、ループのこの回りの終わりに 1 回で書く
         assert not protocol.tasks
+        assert wire.writes == []
+        assert protocol.busy()  # 答えを待つ間は、頭の期限も keep-alive の期限も数えない
+        await asyncio.sleep(0)
         assert len(wire.writes) == 1
         assert statuses(wire) == [200]
         assert wire.writes[0].endswith(b"\r\n\r\n" + wire.writes[0].split(b"\r\n\r\n", 1)[1])
@@ -216,7 +223,11 @@ def test_a_whole_request_is_answered_at_once_in_one_write(connect: Callable[[], 
         assert protocol.idle_since is not None
         assert protocol.server_state.total_requests == 1
         protocol.data_received(get("/health") + get("/label"))
+        # パイプライン: 2 つ目の始まりで 1 つ目にその場で答え、2 つ目は回りの終わりに
+        assert statuses(wire) == [200, 200]
+        await asyncio.sleep(0)
         assert statuses(wire) == [200, 200, 200]
+        assert b'"0"' in wire.writes[-1]  # /label の答えが最後
         assert len(wire.writes) == 3
         protocol.connection_lost(None)
 
@@ -275,6 +286,7 @@ def test_which_requests_go_through_uvicorn(
         protocol, wire = connect()
         protocol.data_received(request_bytes)
         direct = not protocol.tasks
+        await asyncio.sleep(0)
         assert direct == why.endswith("still direct"), why
         await settle(protocol)
         assert [status for status in statuses(wire) if status != 100] == [200], why
@@ -326,6 +338,7 @@ def test_an_unexpected_error_in_a_direct_answer_is_a_500_in_the_routes_shape(
         monkeypatch.setitem(routes, key, route)
         protocol.data_received(post("/v2/models/iris_svc/infer", V2) + get("/health"))
         assert not protocol.tasks
+        await asyncio.sleep(0)
         assert statuses(wire) == [500, 200]
         answer = wire.writes[0]
         assert answer.endswith(b'{"error":"Internal server error"}')
@@ -345,6 +358,7 @@ def test_trailers_are_not_request_headers(connect: Callable[[], Any]) -> None:
             b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\nX-Request-ID: from-trailer\r\n\r\n"
         )
         assert not protocol.tasks  # 小さなかたまりの本文も、1 回で届けば直接
+        await asyncio.sleep(0)
         assert statuses(wire) == [200]
         assert b'"prediction"' in wire.writes[0]
         assert b"from-trailer" not in wire.writes[0]
@@ -366,6 +380,7 @@ def test_an_answer_that_says_close_closes_and_an_error_outside_the_route_is_a_50
 
         monkeypatch.setitem(routes, key, dataclasses.replace(routes[key], answer=closing))
         protocol.data_received(get("/health") + get("/health"))
+        await asyncio.sleep(0)
         assert statuses(wire) == [200]  # 閉じると告げた後の要求には答えない
         assert wire.closed
         protocol.connection_lost(None)
@@ -377,9 +392,130 @@ def test_an_answer_that_says_close_closes_and_an_error_outside_the_route_is_a_50
 
         monkeypatch.setattr(protocol.responder, "respond", broken)
         protocol.data_received(get("/label"))
+        await asyncio.sleep(0)
         assert statuses(wire) == [500]
         assert b"secret" not in wire.writes[0]
         assert wire.closed
         protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+# --- ループの 1 回りの答え（AnswerRound） ----------------------------------------------------------
+
+
+def test_a_loop_pass_makes_every_answer_before_writing_any(
+    connect: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        connections = [connect() for _ in range(4)]
+        responder = connections[0][0].responder
+        real = responder.respond
+        written_when_made: list[int] = []
+
+        def counting(*args: Any) -> Any:
+            written_when_made.append(sum(len(wire.writes) for _, wire in connections))
+            return real(*args)
+
+        monkeypatch.setattr(responder, "respond", counting)
+        for protocol, _ in connections:
+            protocol.data_received(post("/predict", ROW))
+        assert written_when_made == []  # 読んだその場では作らない
+        await asyncio.sleep(0)
+        assert written_when_made == [0, 0, 0, 0]  # 4 つとも、どれかを書く前に作った
+        for protocol, wire in connections:
+            assert statuses(wire) == [200]
+            assert b'"prediction"' in wire.writes[0]
+            assert not protocol.busy()
+            assert protocol.idle_since is not None
+            protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_lost_before_its_turn_is_skipped_and_the_others_are_answered(
+    connect: Callable[[], Any],
+) -> None:
+    async def scenario() -> None:
+        (gone, gone_wire), (stays, wire) = connect(), connect()
+        gone.data_received(post("/predict", ROW))
+        stays.data_received(post("/predict", ROW))
+        gone.connection_lost(None)
+        await asyncio.sleep(0)
+        assert gone_wire.writes == []
+        assert statuses(wire) == [200]
+        assert stays.server_state.total_requests == 1
+        # 閉じかけ（close の後、connection_lost の前）の接続にも書かない
+        stays.data_received(post("/predict", ROW))
+        wire.close()
+        await asyncio.sleep(0)
+        assert statuses(wire) == [200]
+        stays.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("following", "expected"),
+    [
+        (get("/docs"), [200, 200]),  # uvicorn の経路の次のリクエスト
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", [200, 431]),
+        (b"\x00\x01 not http\r\n\r\n", [200, 400]),
+    ],
+    ids=["uvicorn-path", "header-too-large", "garbage"],
+)
+def test_a_waiting_answer_is_written_before_what_follows_on_its_connection(
+    connect: Callable[[], Any], following: bytes, expected: list[int]
+) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        protocol.data_received(post("/predict", ROW) + following)
+        await settle(protocol)
+        await asyncio.sleep(0)
+        assert statuses(wire) == expected
+        assert b'"prediction"' in wire.writes[0]
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_shutdown_answers_a_waiting_request_before_closing(connect: Callable[[], Any]) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        protocol.data_received(post("/predict", ROW))
+        protocol.shutdown()
+        assert statuses(wire) == [200]
+        assert wire.closed
+        await asyncio.sleep(0)  # 回りの終わりには、もう答えるものが無い
+        assert statuses(wire) == [200]
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_an_error_outside_one_route_does_not_stop_the_others_in_the_pass(
+    connect: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        (first, first_wire), (broken, broken_wire), (last, last_wire) = connect(), connect(), connect()
+        real = broken.responder.respond
+
+        def failing_label(route: Any, method: str, path: str, *rest: Any) -> Any:
+            if path == "/label":
+                raise RuntimeError("secret")
+            return real(route, method, path, *rest)
+
+        monkeypatch.setattr(broken.responder, "respond", failing_label)
+        first.data_received(get("/health"))
+        broken.data_received(get("/label"))
+        last.data_received(post("/predict", ROW))
+        await asyncio.sleep(0)
+        assert statuses(first_wire) == [200]
+        assert statuses(broken_wire) == [500]
+        assert broken_wire.closed
+        assert b"secret" not in broken_wire.writes[0]
+        assert statuses(last_wire) == [200]
+        for protocol in (first, broken, last):
+            protocol.connection_lost(None)
 
     asyncio.run(scenario())
