@@ -249,8 +249,12 @@ class AnswerRound:
         self.waiting = []
         answers = [protocol.render_queued() for protocol in waiting]
         for protocol, answer in zip(waiting, answers, strict=True):
-            if answer is not None:
+            if answer is None:
+                continue
+            try:
                 protocol.write_answer(*answer)
+            except Exception:  # noqa: BLE001  書けない接続は閉じる（ほかの接続の答えは続けて書く）
+                protocol.transport.close()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -580,18 +584,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         route, method, path, headers, body = queued
         try:
             status, payload, out = self.responder.respond(route, method, path, headers, body)  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001  答えの組み立ての外の想定外の誤り: 500 で閉じる（パーサの誤りにしない）
+            defaults = self.server_state.default_headers
+            if defaults is not self._defaults[0]:
+                # uvicorn は Date を毎秒新しいリストにする: そのときだけ書き直す
+                self._defaults = (defaults, b"".join(b"%s: %s\r\n" % header for header in defaults))
+            content = [STATUS_LINE[status], self._defaults[1]]
+            for name, value in out:
+                content.extend((name, b": ", value, b"\r\n"))
+            # HEAD には同じヘッダで本文を付けない（uvicorn と同じ。RFC 9110 9.3.2）
+            content.extend((b"\r\n", payload if method != "HEAD" else b""))
+            return b"".join(content), _CLOSE in out
+        except Exception:  # noqa: BLE001  答えの組み立ての外の想定外の誤り: 500 で閉じる（回りのほかの答えは止めない）
             return error_response(500, "internal server error"), True
-        defaults = self.server_state.default_headers
-        if defaults is not self._defaults[0]:
-            # uvicorn は Date を毎秒新しいリストにする: そのときだけ書き直す
-            self._defaults = (defaults, b"".join(b"%s: %s\r\n" % header for header in defaults))
-        content = [STATUS_LINE[status], self._defaults[1]]
-        for name, value in out:
-            content.extend((name, b": ", value, b"\r\n"))
-        # HEAD には同じヘッダで本文を付けない（uvicorn と同じ。RFC 9110 9.3.2）
-        content.extend((b"\r\n", payload if method != "HEAD" else b""))
-        return b"".join(content), _CLOSE in out
 
     def write_answer(self, data: bytes, close: bool) -> None:
         """作った応答を 1 回で書き、書き終えたときの uvicorn の仕事（数える、閉じるか次を待つ）をする。"""

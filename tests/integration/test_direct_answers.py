@@ -519,3 +519,31 @@ def test_an_error_outside_one_route_does_not_stop_the_others_in_the_pass(
             protocol.connection_lost(None)
 
     asyncio.run(scenario())
+
+
+def test_a_status_with_no_status_line_or_a_failing_write_costs_only_its_own_connection(
+    connect: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        (odd, odd_wire), (failing, failing_wire), (fine, fine_wire) = connect(), connect(), connect()
+        routes = odd.responder.fast_routes  # type: ignore[union-attr]
+        key = ("GET", "/label")
+        # 書き方の分からないステータス（ステータス行が無い）は、組み立ての外の誤りとして 500
+        monkeypatch.setitem(routes, key, dataclasses.replace(routes[key], answer=lambda *_: (600, b"{}", [])))
+
+        def refuse(_data: Any) -> None:
+            raise OSError("the socket is gone")
+
+        monkeypatch.setattr(failing_wire, "write", refuse)
+        odd.data_received(get("/label"))
+        failing.data_received(post("/predict", ROW))
+        fine.data_received(post("/predict", ROW))
+        await asyncio.sleep(0)
+        assert statuses(odd_wire) == [500]
+        assert odd_wire.closed
+        assert failing_wire.closed  # 書けなかった接続は閉じる
+        assert statuses(fine_wire) == [200]
+        for protocol in (odd, failing, fine):
+            protocol.connection_lost(None)
+
+    asyncio.run(scenario())
