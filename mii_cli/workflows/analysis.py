@@ -39,8 +39,8 @@ from mii_cli.probe.analysis import Finding, Thresholds, judged
 from mii_cli.probe.traffic import Reading, Traffic, parse, total, traffic
 from mii_cli.results import Result, to_json
 from mii_cli.workflows.deploy import DeployContext, compare_canary, withdraw_canary
+from mii_cli.workflows.pod_metrics import read_pods
 from mii_cli.workflows.release import ANALYSES_KEY, ANALYSES_NAME, PromoteResult, promote, read_analyses
-from mii_cli.workflows.verdict import read_pods
 
 # 残す分析の記録の件数（ConfigMap は workflows/release.py の ANALYSES_NAME）
 KEPT_ANALYSES = 10

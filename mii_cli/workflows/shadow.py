@@ -37,13 +37,13 @@ from mii_cli.kube import (
 )
 from mii_cli.kube.apply import apply_all, delete_object
 from mii_cli.kube.configmaps import read_config_map, write_config_map
-from mii_cli.kube.pods import annotate_pods, ready_pods
-from mii_cli.kube.proxy import get_from_pod
+from mii_cli.kube.pods import annotate_pods
 from mii_cli.kube.render import MIRROR_ENV, Manifest, render, shadow_objects
 from mii_cli.kube.revisions import read_deployment
 from mii_cli.kube.services import cluster_ip
 from mii_cli.probe.mirror import parse_mirror
 from mii_cli.results import Result
+from mii_cli.workflows.pod_metrics import read_pods
 from mii_cli.workflows.steps import Status
 from service.constants import DEFAULT_PORT
 
@@ -79,13 +79,11 @@ def mirrors(deployment: Manifest) -> bool:
 
 
 def pod_percents(client: ApiClient, namespace: str) -> dict[str, float | None]:
-    """安定版の Ready な Pod ごとの、`/metrics` が名乗る写しの割合（読めなければ None）。"""
+    """安定版の Ready な Pod ごとの、`/metrics` が名乗る写しの割合（読めない・名乗らなければ None）。"""
+    pods, readings, _ = read_pods(client, namespace, APP_LABEL, parse_mirror)
     percents: dict[str, float | None] = {}
-    for pod in ready_pods(client, namespace, APP_LABEL):
-        try:
-            found = parse_mirror(get_from_pod(client, namespace, pod, DEFAULT_PORT, "/metrics")).percents
-        except (MiiError, ValueError):
-            found = []
+    for pod in pods:
+        found = readings[pod].percents if pod in readings else []
         percents[pod] = found[0] if found else None
     return percents
 

@@ -14,16 +14,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
 
 from kubernetes.client import ApiClient
 
 from mii_cli.errors import CheckFailed, ConfigError, MiiError
 from mii_cli.kube import APP_LABEL, APP_NAME, CANARY_LABEL, CANARY_NAME, SHADOW_LABEL, SHADOW_NAME
-from mii_cli.kube.pods import ready_pods
-from mii_cli.kube.proxy import get_from_pod
 from mii_cli.kube.revisions import read_deployment
 from mii_cli.probe.analysis import Judgement, Thresholds, judged
 from mii_cli.probe.compare import Verdict
@@ -31,10 +27,8 @@ from mii_cli.probe.mirror import MirrorNumbers, MirrorReading, mirror_numbers, p
 from mii_cli.probe.traffic import Reading, Traffic, parse, total, traffic
 from mii_cli.results import Result
 from mii_cli.workflows.deploy import compare_with_stable
+from mii_cli.workflows.pod_metrics import read_pods
 from mii_cli.workflows.steps import Status
-from service.constants import DEFAULT_PORT
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -58,21 +52,6 @@ class CanaryVerdict(Result):
     # 出力ごとのいちばん大きな差のうち最大（比べられる出力が無ければ None）
     largest_difference: float | None
     judgement: Judgement | None = None
-
-
-def read_pods(
-    client: ApiClient, namespace: str, selector: str, reader: Callable[[str], R]
-) -> tuple[list[str], dict[str, R], list[str]]:
-    """側の Ready な Pod と、それぞれの `/metrics` の読み（`reader` で。読めない Pod は理由を添えて別に）。"""
-    pods = ready_pods(client, namespace, selector)
-    readings: dict[str, R] = {}
-    unread: list[str] = []
-    for pod in pods:
-        try:
-            readings[pod] = reader(get_from_pod(client, namespace, pod, DEFAULT_PORT, "/metrics"))
-        except (MiiError, ValueError) as error:
-            unread.append(f"{pod}: {getattr(error, 'message', None) or error}")
-    return pods, readings, unread
 
 
 def read_side(client: ApiClient, namespace: str, deployment: str, selector: str) -> Side:
