@@ -244,7 +244,15 @@ def deploy(
     if dry_run:
         from mii_cli.kube.render import to_yaml
 
-        plan = deploying.dry_run_objects(request.namespace, image, request.repository, request.sizing)
+        plan = deploying.dry_run_objects(
+            request.namespace,
+            image,
+            request.repository,
+            request.sizing,
+            canary_replicas=request.canary_replicas if request.canary else None,
+            shadow=request.shadow,
+            mirror_percent=request.mirror_percent,
+        )
         if plan.note:
             out.info(plan.note)
         if options.as_json:

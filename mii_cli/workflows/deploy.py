@@ -45,6 +45,7 @@ from mii_cli.kube import (
     CANARY_LABEL,
     CANARY_NAME,
     DEFAULT_MIRROR_PERCENT,
+    MIRROR_NAME,
     MODEL_FILE_ANNOTATION,
     MODEL_SAMPLE_ANSWER_ANNOTATION,
     MODEL_SHA256_ANNOTATION,
@@ -66,6 +67,7 @@ from mii_cli.kube.render import (
     model_annotations,
     pod_requests,
     render,
+    shadow_objects,
 )
 from mii_cli.kube.revisions import (
     Revision,
@@ -144,20 +146,37 @@ def manifest_image() -> str:
 
 
 def dry_run_objects(
-    namespace: str, image: str | None, repository: str, sizing: Sizing | None = None
+    namespace: str,
+    image: str | None,
+    repository: str,
+    sizing: Sizing | None = None,
+    *,
+    canary_replicas: int | None = None,
+    shadow: bool = False,
+    mirror_percent: float = DEFAULT_MIRROR_PERCENT,
 ) -> DryRun:
-    """クラスタに触れずに、適用するオブジェクトを組み立てる。
+    """クラスタに触れずに、適用するオブジェクトを組み立てる（canary なら canary の Deployment、影なら影の
+    Deployment・Service・NetworkPolicy: デプロイが適用するものと同じ）。
 
     --image が無ければリポジトリのローカルの最新イメージ、Docker に届かなければマニフェストのイメージを使う。
     """
-    note = None
+    notes = []
     if image is None:
         try:
             image = latest_local_image(repository)
         except MiiError as error:
             image = manifest_image()
-            note = f"{error.message}; showing the manifests' image {image}"
-    return DryRun(image=image, objects=render(image, namespace, sizing=sizing), note=note)
+            notes.append(f"{error.message}; showing the manifests' image {image}")
+    objects = render(image, namespace, sizing=sizing)
+    if shadow:
+        objects = shadow_objects(objects, namespace)
+        notes.append(
+            f"after the rollout, the stable pods are told to mirror {mirror_percent:g}% of their predict "
+            f"requests to it (ConfigMap {MIRROR_NAME})"
+        )
+    elif canary_replicas is not None:
+        objects = [canary_deployment(objects, canary_replicas)]
+    return DryRun(image=image, objects=objects, note="; ".join(notes) or None)
 
 
 def metrics_api_available(client: ApiClient) -> bool:

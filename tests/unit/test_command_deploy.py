@@ -219,6 +219,23 @@ def test_dry_run_shows_the_network_policies_before_the_deployment() -> None:
     assert policies[0]["spec"]["egress"] == []
 
 
+def test_a_canary_or_shadow_dry_run_prints_what_that_deploy_applies(no_kubeconfig: None) -> None:
+    result = runner.invoke(
+        cli.app, ["deploy", "--dry-run", "--image", IMAGE, "--canary", "--canary-replicas", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert list(yaml.safe_load_all(result.stdout)) == [r.canary_deployment(r.render(IMAGE, NAMESPACE), 2)]
+
+    result = runner.invoke(
+        cli.app, ["deploy", "--dry-run", "--json", "--image", IMAGE, "--shadow", "--mirror-percent", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    objects = json.loads(result.stdout)
+    assert objects == r.shadow_objects(r.render(IMAGE, NAMESPACE), NAMESPACE)
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"] == ["model-in-image-shadow"]
+    assert "mirror 5% of their predict requests" in result.stderr
+
+
 def test_dry_run_without_docker_says_it_shows_the_manifests_image(monkeypatch: pytest.MonkeyPatch) -> None:
     from mii_cli.errors import DockerError
 
