@@ -102,6 +102,11 @@ class MirrorNumbers(Result):
     p99_ms: float | None
 
     @property
+    def unanswered(self) -> int:
+        """答えの無かった写し（`timeout`・`unreachable`: ステータスの数字の無いもの）。"""
+        return sum(count for status, count in self.errors_by_status.items() if not status.isdigit())
+
+    @property
     def same_inputs(self) -> bool:
         """影が安定版と同じ入力を受けるか（4xx で断った写しがあれば違う）。"""
         return not any(status.startswith("4") for status in self.errors_by_status)

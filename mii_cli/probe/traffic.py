@@ -112,10 +112,17 @@ class Traffic(Result):
     rejected_rate: float | None = None
 
 
-def traffic(reading: Reading) -> Traffic:
-    """読み（またはその差）を件数・エラー率・遅延にする。"""
-    requests = round(sum(reading.statuses.values()))
-    errors = round(sum(value for status, value in reading.statuses.items() if status.startswith("5")))
+def traffic(reading: Reading, unanswered: int = 0) -> Traffic:
+    """読み（またはその差）を件数・エラー率・遅延にする。
+
+    `unanswered` はその側へ送ったのに答えの無かった要求（影への写しの `timeout`・`unreachable`）: 側自身の
+    `/metrics` には出ないが、送った側から見れば答えの無い誤りなので、件数と 5xx に足す（止まった側が「要求が
+    足りない」に見えないように）。
+    """
+    requests = round(sum(reading.statuses.values())) + unanswered
+    errors = unanswered + round(
+        sum(value for status, value in reading.statuses.items() if status.startswith("5"))
+    )
     rejected = round(sum(value for status, value in reading.statuses.items() if status.startswith("4")))
     p50, p99 = quantile(reading.buckets, 0.5), quantile(reading.buckets, 0.99)
     return Traffic(

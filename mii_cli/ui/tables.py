@@ -263,9 +263,12 @@ def traffic_table(verdict: CanaryVerdict | ShadowVerdict) -> Table:
     table = Table(
         title="Live traffic (since the pods started)", title_justify="left", box=None, pad_edge=False
     )
-    for header in ("deployment", "pods", "requests", "errors (5xx)", "p50", "p99"):
+    shadow = isinstance(verdict, ShadowVerdict)
+    # 影の側の数字には、写した側が数えた答えの無い写しも入る（workflows/verdict.py）
+    errors = "errors (5xx, no answer)" if shadow else "errors (5xx)"
+    for header in ("deployment", "pods", "requests", errors, "p50", "p99"):
         table.add_column(header, justify="left" if header == "deployment" else "right")
-    other = verdict.shadow if isinstance(verdict, ShadowVerdict) else verdict.canary
+    other = verdict.shadow if shadow else verdict.canary
     for side in (verdict.stable, other):
         table.add_row(*_traffic_cells(side))
     return table

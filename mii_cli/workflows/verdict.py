@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from kubernetes.client import ApiClient
 
@@ -54,10 +54,16 @@ class CanaryVerdict(Result):
     judgement: Judgement | None = None
 
 
-def read_side(client: ApiClient, namespace: str, deployment: str, selector: str) -> Side:
-    """側の Ready な Pod の `/metrics` を読んで合わせる（読めない Pod は理由を添えて除く）。"""
+def read_side(client: ApiClient, namespace: str, deployment: str, selector: str, unanswered: int = 0) -> Side:
+    """側の Ready な Pod の `/metrics` を読んで合わせる（読めない Pod は理由を添えて除く。`unanswered` は
+    その側へ送って答えの無かった要求: probe/traffic.py の `traffic`）。"""
     pods, readings, unread = read_pods(client, namespace, selector, parse)
-    return Side(deployment=deployment, pods=pods, traffic=traffic(total(readings.values())), unread=unread)
+    return Side(
+        deployment=deployment,
+        pods=pods,
+        traffic=traffic(total(readings.values()), unanswered),
+        unread=unread,
+    )
 
 
 def _both(text: str) -> tuple[Reading, MirrorReading]:
@@ -142,36 +148,16 @@ def shadow_verdict(client: ApiClient, namespace: str, thresholds: Thresholds | N
         unread=unread,
     )
     mirror = mirror_numbers(total_mirror(found for _, found in readings.values()))
-    shadow = read_side(client, namespace, SHADOW_NAME, SHADOW_LABEL)
+    # 影の側の数字には、写した側が数えた答えの無い写しも入る（影自身の `/metrics` には出ない）
+    shadow = read_side(client, namespace, SHADOW_NAME, SHADOW_LABEL, mirror.unanswered)
     return ShadowVerdict(
         namespace=namespace,
         stable=stable,
         shadow=shadow,
         mirror=mirror,
-        judgement=judged(
-            stable.traffic, with_unanswered(shadow.traffic, mirror), mirror, thresholds, "shadow"
-        )
+        judgement=judged(stable.traffic, shadow.traffic, mirror, thresholds, "shadow")
         if thresholds is not None
         else None,
-    )
-
-
-def with_unanswered(shadow: Traffic, mirror: MirrorNumbers) -> Traffic:
-    """影の側の数字に、答えの無かった写し（`timeout`・`unreachable`）を 5xx として足す（判定のため）。
-
-    影自身の `/metrics` は答えた要求しか数えないので、止まった・届かない影は「要求が足りない」に見えてしまう。
-    写した側から見れば、それは答えの無い誤り。
-    """
-    unanswered = sum(count for status, count in mirror.errors_by_status.items() if not status.isdigit())
-    if not unanswered:
-        return shadow
-    requests, errors = shadow.requests + unanswered, shadow.errors + unanswered
-    return replace(
-        shadow,
-        requests=requests,
-        errors=errors,
-        error_rate=errors / requests,
-        rejected_rate=shadow.rejected / requests,
     )
 
 

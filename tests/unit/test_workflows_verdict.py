@@ -295,7 +295,9 @@ def test_the_shadow_verdict_adds_up_the_stable_pods_mirror_numbers(shadow_runnin
     assert (result.stable.deployment, result.stable.pods) == (APP_NAME, ["stable-a", "stable-b"])
     assert (result.stable.traffic.requests, result.stable.traffic.errors) == (200, 0)
     assert (result.shadow.deployment, result.shadow.pods) == (SHADOW_NAME, ["shadow-a"])
-    assert (result.shadow.traffic.requests, result.shadow.traffic.errors) == (60, 3)
+    # 影自身の 60 件（5xx は 3）に、写した側が数えた答えの無い写し 2 件（timeout・unreachable）を足す
+    assert (result.shadow.traffic.requests, result.shadow.traffic.errors) == (62, 5)
+    assert result.mirror.unanswered == 2
     mirror = result.mirror
     assert (mirror.percent, mirror.mirrored, mirror.dropped) == (10.0, 20, 1)
     assert (mirror.compared, mirror.agreed, mirror.rows, mirror.label_changes) == (18, 16, 18, 2)
@@ -446,12 +448,13 @@ def test_the_command_prints_the_shadow_and_its_mirrored_numbers_and_json(
         "next: `mii deploy --analysis --image <the shadow's image>`",
     ):
         assert expected in text, expected
-    assert "5.00%" in text  # 影の 5xx の割合
+    assert "errors (5xx, no answer)" in text
+    assert "8.06%" in text  # 影の 5xx と答えの無い写し: 5 / 62
     as_json = runner.invoke(cli.app, ["verdict", "-n", NAMESPACE, "--json"])
     assert as_json.exit_code == 0, as_json.output
     data = json.loads(as_json.stdout)
     assert set(data) == {"namespace", "stable", "shadow", "mirror", "judgement"}
-    assert data["shadow"]["traffic"]["requests"] == 60
+    assert (data["shadow"]["traffic"]["requests"], data["shadow"]["traffic"]["errors"]) == (62, 5)
     assert data["mirror"]["errors_by_status"] == {"500": 1, "timeout": 1, "unreachable": 1}
     assert (data["mirror"]["percent"], data["mirror"]["same_inputs"]) == (10.0, True)
 
