@@ -3,7 +3,8 @@
 `python -m service.ceiling` として同じイメージ・同じ制限・素の uvicorn（httptools のプロトコルを
 サービスのもの（service/protocol.py）にしない）で起動し、`mii benchmark` が
 サービスと交互に測る。本文を読み切り、決まった JSON を返すだけなので、その req/s は
-「この CPU・この uvicorn で 1 リクエストに払う最低の費用」の上限になる。
+「この CPU で、素の uvicorn の上の ASGI アプリが 1 リクエストに払う費用」の基準になる（サービスは uvicorn の
+プロトコルを広げて ASGI を通さずに答えるので、これより速いこともある）。
 サービスの req/s をこれで割った値（share）はマシンの速さや混み具合に左右されにくい。
 """
 

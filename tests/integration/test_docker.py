@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -515,11 +516,14 @@ def test_benchmark_command_measures_the_image(docker: Any, image: dict[str, Any]
         "rps_share",
     ):
         assert measured[key] > 0, key
-    # 天井（何もしない ASGI アプリ）はサービスより速い
-    assert 0 < measured["share"] < 1
-    assert measured["ceiling_rps"] > measured["max_rps"]
+    # share は CPU 1 秒あたりの数の中央値の比（天井は素の uvicorn の何もしないアプリ: サービスの直接の答えは
+    # それより速いこともあるので、大小は決めない）
     assert report["details"]["errors"] == 0
-    assert set(report["details"]["requests_per_cpu_second"]) == {"ceiling", "predict", "v2"}
+    per_cpu = report["details"]["requests_per_cpu_second"]
+    assert set(per_cpu) == {"ceiling", "predict", "v2"}
+    assert measured["share"] == pytest.approx(
+        statistics.median(per_cpu["predict"]) / statistics.median(per_cpu["ceiling"]), abs=0.002
+    )
     # 写しの測定: 影へ写しが届いて比べられ（そうでなければコマンドが誤りで終わる）、両方の p99 がある
     for key in ("p99_ms_mirror_off", "p99_ms_mirror_10", "mirror_p99_ratio"):
         assert measured[key] > 0, key
