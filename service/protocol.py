@@ -331,6 +331,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._queued = None
         super().connection_lost(exc)
 
+    def eof_received(self) -> None:
+        """クライアントが送る側を閉じた（half-close）: 答えを待つリクエストがあれば、先に答える。
+
+        uvloop は同じ回りのうちに本文と EOF を続けて渡すことがあり、EOF の後にはトランスポートを閉じるので、
+        回りの終わりまで待つと答えが書けない。
+        """
+        self._answer_queued()
+        super().eof_received()
+
     def shutdown(self) -> None:
         """サーバーの終了: 答えを待つリクエストがあれば、答えてから uvicorn の終わり方へ。"""
         self._answer_queued()

@@ -268,7 +268,7 @@ def traffic_table(verdict: CanaryVerdict | ShadowVerdict) -> Table:
     errors = "errors (5xx, no answer)" if shadow else "errors (5xx)"
     for header in ("deployment", "pods", "requests", errors, "p50", "p99"):
         table.add_column(header, justify="left" if header == "deployment" else "right")
-    other = verdict.shadow if shadow else verdict.canary
+    other = verdict.shadow if isinstance(verdict, ShadowVerdict) else verdict.canary
     for side in (verdict.stable, other):
         table.add_row(*_traffic_cells(side))
     return table

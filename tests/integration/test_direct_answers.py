@@ -479,6 +479,21 @@ def test_a_waiting_answer_is_written_before_what_follows_on_its_connection(
     asyncio.run(scenario())
 
 
+def test_a_half_close_in_the_same_pass_still_gets_the_waiting_answer(connect: Callable[[], Any]) -> None:
+    async def scenario() -> None:
+        protocol, wire = connect()
+        # uvloop は同じ回りのうちに要求と EOF を渡し、eof_received が偽ならトランスポートを閉じる
+        protocol.data_received(post("/predict", ROW))
+        if not protocol.eof_received():
+            wire.close()
+        await asyncio.sleep(0)
+        assert statuses(wire) == [200]
+        assert b'"prediction"' in wire.writes[0]
+        protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
 def test_shutdown_answers_a_waiting_request_before_closing(connect: Callable[[], Any]) -> None:
     async def scenario() -> None:
         protocol, wire = connect()
