@@ -188,6 +188,38 @@ def test_the_ledger_puts_the_host_back_as_it_was(tmp_path: Path) -> None:
     assert not (tmp_path / "state" / "ledger").exists()
 
 
+def test_a_directory_docker_makes_for_the_node_is_removed_only_when_empty(tmp_path: Path) -> None:
+    """docker ドライバー: ノードのために Docker が作るディレクトリ（バインドマウントの元、shim のソケットの置き場）は、
+    起動し直したばかりのホストには無い。down は空のものだけを消し、ほかのコンテナのソケットが残るものは残す。"""
+    host = tmp_path / "host"
+    (host / "existing").mkdir(parents=True)
+    body = f"""
+        claim_empty_dir {host}/modules; mkdir -p {host}/modules
+        claim_empty_dir {host}/run-containerd; claim_empty_dir {host}/run-containerd/s
+        mkdir -p {host}/run-containerd/s
+        claim_empty_dir {host}/busy; mkdir -p {host}/busy; touch {host}/busy/other-containers-socket
+        claim_empty_dir {host}/existing             # 前からある: 台帳に載らない
+        undo_ledger
+    """
+    lib_call(tmp_path, body)
+    assert sorted(str(path.relative_to(host)) for path in host.rglob("*")) == [
+        "busy",
+        "busy/other-containers-socket",
+        "existing",
+    ]
+
+
+def test_the_docker_driver_claims_what_docker_makes_for_the_node_before_starting_it() -> None:
+    """up は、Docker がノードのために作る場所を、ノードを起動する前に台帳へ載せる。"""
+    up = (MINIKUBE / "minikube.sh").read_text()
+    docker_branch = up[up.index("if [[ $DRIVER == docker ]]; then\n    claim_docker_host_paths") :]
+    assert docker_branch.index("claim_docker_host_paths") < docker_branch.index("start_minikube_docker")
+    kic = (MINIKUBE / "lib" / "kic.sh").read_text()
+    claims = kic[kic.index("claim_docker_host_paths() {") :].split("}", 1)[0]
+    for path in ("/usr/lib/modules", "/run/containerd", "/run/containerd/s"):
+        assert f"claim_empty_dir {path}\n" in claims
+
+
 def test_a_failing_step_is_one_line_naming_the_step_and_its_log(tmp_path: Path) -> None:
     body = "broken() { echo 'details go to the log'; return 3; }\nrun_step build-x 30 broken"
     result = lib_call(tmp_path, body, check=False)

@@ -84,6 +84,7 @@ cmd_up() {
   fi
   save_sysctls
   if [[ $DRIVER == docker ]]; then
+    claim_docker_host_paths
     install_runtime_wrapper
     start_minikube_docker
   else

@@ -152,6 +152,7 @@ wait_until() {
 #   dir     作ったディレクトリ（down で中身ごと消す）
 #   backup  書き換えたファイル（元は $BACKUP_DIR にあり、down で戻す。元が無ければ消す）
 #   new-in  前からあったディレクトリ（その時の中身の一覧を $BACKUP_DIR に保存し、down で増えたものを消す）
+#   empty   ほかのもの（Docker）が作るディレクトリ（down で空のときだけ消す。ほかの利用者のものが入っていれば残す）
 
 ledger_has() {
   [[ -f $LEDGER ]] && grep -qxF "$1"$'\t'"$2" "$LEDGER"
@@ -181,6 +182,13 @@ claim_contents() {
   ledger_add new-in "$dir"
 }
 
+# Docker がこちらの代わりに作るディレクトリ（ノードのバインドマウントの元、コンテナの shim のソケットの置き場）:
+# 無ければ台帳に載せ、down で空なら消す。中身は Docker のほかのコンテナのものでありうるので、丸ごとは消さない
+claim_empty_dir() {
+  local path=$1
+  if [[ ! -e $path && ! -L $path ]]; then ledger_add empty "$path"; fi
+}
+
 # 書き換える前に呼ぶ: 最初の 1 度だけ元を保存する
 back_up() {
   local path=$1 saved
@@ -203,6 +211,7 @@ undo_ledger() {
     case $kind in
       file) rm -f "$path" ;;
       dir) rm -rf --one-file-system "$path" ;;
+      empty) rmdir "$path" 2>/dev/null || true ;;
       new-in)
         # 浅いものから: 新しいディレクトリを消せば、その下の新しいものも消える
         local entry

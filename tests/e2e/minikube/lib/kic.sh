@@ -139,6 +139,16 @@ reload_dockerd() {
     test "$(docker_default_runtime)" = "$want"
 }
 
+# ノードのために Docker がホストに作る場所を、作られる前に台帳へ載せる（down で空なら消す）。
+# 起動し直したばかりのホストには、どちらもまだ無い:
+#   /usr/lib/modules    minikube はノードに /lib/modules を読み取り専用でバインドマウントする（元が無ければ Docker が作る）
+#   /run/containerd/s   dockerd の containerd がコンテナごとの shim のソケットを置く（最初のコンテナが作る）
+claim_docker_host_paths() {
+  claim_empty_dir /usr/lib/modules
+  claim_empty_dir /run/containerd
+  claim_empty_dir /run/containerd/s
+}
+
 # CAP_SYS_RESOURCE の無いホストでだけ、包みを dockerd の既定のランタイムにする（down で戻す）
 install_runtime_wrapper() {
   if ! lacks_sys_resource; then
