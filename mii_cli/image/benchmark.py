@@ -55,7 +55,7 @@ V2_PATH = "/v2/models/iris_svc/infer"
 # 性能の目標: 指標 -> (比較, 値)
 TARGETS: dict[str, tuple[str, float]] = {
     "max_rps": (">=", 2500.0),
-    "share": (">=", 0.50),
+    "share": (">=", 0.70),
     "v2_share": (">=", 0.45),
     "p99_ms_at_200": ("<=", 10.0),
     "p99_ms_at_1000": ("<=", 25.0),

@@ -46,7 +46,7 @@ def test_unreadable_wrk_output() -> None:
 def test_judge_against_the_targets() -> None:
     good = {
         "max_rps": 4000.0,
-        "share": 0.55,
+        "share": 0.70,
         "v2_share": 0.47,
         "p99_ms_at_200": 4.0,
         "p99_ms_at_1000": 9.0,
@@ -57,7 +57,7 @@ def test_judge_against_the_targets() -> None:
     }
     assert all(bench.judge(good).values())
     assert len(bench.judge(good)) == 8  # ceiling_rps は目標の無い測定値
-    bad = {**good, "max_rps": 2499.0, "memory_mib": 60.5, "share": 0.49, "v2_share": 0.44}
+    bad = {**good, "max_rps": 2499.0, "memory_mib": 60.5, "share": 0.69, "v2_share": 0.44}
     verdicts = bench.judge(bad)
     assert verdicts["max_rps"] is False
     assert verdicts["memory_mib"] is False
