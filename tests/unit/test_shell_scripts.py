@@ -189,8 +189,9 @@ def test_the_ledger_puts_the_host_back_as_it_was(tmp_path: Path) -> None:
 
 
 def test_a_directory_docker_makes_for_the_node_is_removed_only_when_empty(tmp_path: Path) -> None:
-    """docker ドライバー: ノードのために Docker が作るディレクトリ（バインドマウントの元、shim のソケットの置き場）は、
-    起動し直したばかりのホストには無い。down は空のものだけを消し、ほかのコンテナのソケットが残るものは残す。"""
+    """docker ドライバー: ノードのために Docker が作るディレクトリ（バインドマウントの元、shim の
+    ソケットの置き場）は、起動し直したばかりのホストには無い。down は空のものだけを消し、ほかの
+    コンテナのソケットが残るものは残す。"""
     host = tmp_path / "host"
     (host / "existing").mkdir(parents=True)
     body = f"""
