@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import asyncio
 import http
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -259,6 +260,10 @@ class AnswerRound:
                 protocol.transport.close()
 
 
+# サーバーに 1 つずつ置くもの（`BoundedHttpToolsProtocol._per_server`）
+_PerServer = TypeVar("_PerServer", HeadPatrol, AnswerRound)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """頭の大きさと時間に上限をつけ、短い応答を 1 回で書く httptools のプロトコル。
 
@@ -296,24 +301,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._queued: tuple[Any, str, str, Headers, bytes] | None = None
         # uvicorn の既定のヘッダ（Date）と、それを書いたバイト列
         self._defaults: tuple[Headers | None, bytes] = (None, b"")
-        self._patrol = self._server_patrol()
-        self._round = self._server_round()
+        self._patrol = self._per_server(
+            "mii_head_patrol", lambda: HeadPatrol(self.loop, self.limits.head_timeout)
+        )
+        self._round = self._per_server("mii_answer_round", lambda: AnswerRound(self.loop))
 
-    def _server_patrol(self) -> HeadPatrol:
-        """サーバー（uvicorn の ServerState）に 1 つの見回り。"""
-        patrol: HeadPatrol | None = getattr(self.server_state, "mii_head_patrol", None)
-        if patrol is None or patrol.loop is not self.loop:
-            patrol = HeadPatrol(self.loop, self.limits.head_timeout)
-            self.server_state.mii_head_patrol = patrol  # type: ignore[attr-defined]
-        return patrol
-
-    def _server_round(self) -> AnswerRound:
-        """サーバーに 1 つの、まとめて答える回り。"""
-        answers: AnswerRound | None = getattr(self.server_state, "mii_answer_round", None)
-        if answers is None or answers.loop is not self.loop:
-            answers = AnswerRound(self.loop)
-            self.server_state.mii_answer_round = answers  # type: ignore[attr-defined]
-        return answers
+    def _per_server(self, name: str, make: Callable[[], _PerServer]) -> _PerServer:
+        """サーバー（uvicorn の ServerState）とそのループに 1 つのもの（見回り、回り）。無ければ作る。"""
+        found: _PerServer | None = getattr(self.server_state, name, None)
+        if found is None or found.loop is not self.loop:
+            found = make()
+            setattr(self.server_state, name, found)
+        return found
 
     # --- 接続 --------------------------------------------------------------------------------
 
